@@ -1,0 +1,12 @@
+// query_gpu for a build without the CUDA toolkit: there is never a GPU.
+#ifndef EASTRT_HAVE_CUDA
+#include "eastrt/gpu.h"
+
+namespace eastrt {
+GpuInfo query_gpu(int) {
+  GpuInfo info;
+  info.reason = "built without CUDA";
+  return info;
+}
+}  // namespace eastrt
+#endif

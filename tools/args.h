@@ -1,0 +1,32 @@
+// A small command-line parser shared by the subcommands: declared flags only, unknown ones are an error.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace eastrt::tool {
+
+class Args {
+ public:
+  // `usage` is printed for --help; `valued` flags take a value (--out DIR or --out=DIR), `switches` do not.
+  Args(std::string usage, std::set<std::string> valued, std::set<std::string> switches);
+
+  // Parses; throws eastrt::Error on an unknown flag or a missing value. Returns false when --help was
+  // given (the usage has then been printed) and the command should exit 0.
+  bool parse(const std::vector<std::string>& args);
+
+  bool has(const std::string& flag) const { return values_.count(flag) > 0; }
+  std::string get(const std::string& flag, const std::string& fallback = "") const;
+  int get_int(const std::string& flag, int fallback) const;
+  double get_double(const std::string& flag, double fallback) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::string usage_;
+  std::set<std::string> valued_, switches_;
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+}  // namespace eastrt::tool
