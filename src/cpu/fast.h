@@ -11,7 +11,9 @@ namespace eastrt::cpu::fast {
 
 // NHWC convolution: 1×1 stride-1 unpadded as one GEMM [N·H·W, C]×[C, K]; otherwise im2col in tiles of
 // output rows (bounded scratch, padding and dilation resolved while gathering) followed by a GEMM per
-// tile and group; depthwise (one input and one output channel per group) as a direct loop.
+// tile and group; depthwise (one input and one output channel per group) as a direct loop. The row tiles
+// are spread over the pool, each thread running single-threaded sgemm (OpenBLAS is set to one thread),
+// so exactly pool.size() threads compute.
 // The fused epilogue y = activation(conv + bias + residual) is applied per tile while it is in cache;
 // `residual` (the layer's optional second input) has the output's shape.
 void convolution(const HostTensor& input, const ConvolutionParams& params, HostTensor& output, ThreadPool& pool,

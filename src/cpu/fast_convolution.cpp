@@ -26,9 +26,12 @@ constexpr int64_t kScratchBytes = 64 << 20;
 int64_t tile_rows(int64_t row_len, int64_t rows_total, int threads) {
   const int64_t row_bytes = row_len * static_cast<int64_t>(sizeof(float));
   int64_t rows = std::max(kMinTileRows, kTileBytes / row_bytes);
-  rows = std::min(rows, std::max<int64_t>(1, kScratchBytes / threads / row_bytes));
-  rows = std::min(rows, (rows_total + threads - 1) / threads);  // every thread gets a tile
-  return std::max<int64_t>(rows, 1);
+  rows = std::max<int64_t>(1, std::min(rows, kScratchBytes / threads / row_bytes));
+  // Then evened out: a whole number of equal tiles per thread, so that a layer with few rows (the last
+  // ResNet stage has 840 at 672×1280) does not leave a thread idle while another finishes a tile.
+  int64_t tiles = (rows_total + rows - 1) / rows;
+  tiles = (tiles + threads - 1) / threads * threads;
+  return std::max<int64_t>(1, (rows_total + tiles - 1) / tiles);
 }
 
 // GEMMs run inside the pool's threads, one per thread at a time, so OpenBLAS must not start threads of

@@ -54,7 +54,19 @@ float area_of(const cl::Paths& paths) {
   return area;
 }
 
+// Quads whose bounding boxes do not overlap have no intersection: IoU 0 exactly, without Clipper. This keeps
+// NMS fast when a bad model emits thousands of scattered or degenerate candidates.
+bool boxes_disjoint(const cl::Path& a, const cl::Path& b) {
+  auto [ax0, ax1] = std::minmax({a[0].X, a[1].X, a[2].X, a[3].X});
+  auto [bx0, bx1] = std::minmax({b[0].X, b[1].X, b[2].X, b[3].X});
+  if (ax1 <= bx0 || bx1 <= ax0) return true;
+  auto [ay0, ay1] = std::minmax({a[0].Y, a[1].Y, a[2].Y, a[3].Y});
+  auto [by0, by1] = std::minmax({b[0].Y, b[1].Y, b[2].Y, b[3].Y});
+  return ay1 <= by0 || by1 <= ay0;
+}
+
 float fixed_iou(const FixedQuad& a, const FixedQuad& b) {
+  if (boxes_disjoint(a.poly, b.poly)) return 0;
   cl::Clipper clipper;
   clipper.AddPath(a.poly, cl::ptSubject, true);
   clipper.AddPath(b.poly, cl::ptClip, true);

@@ -1,0 +1,98 @@
+// `eastrt detect` as a user runs it: result files per image, no overwriting without --force, corrupt and
+// missing inputs reported by name and skipped with a non-zero exit, JSON output.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "eastrt/detector_ops.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+Result run_tool(const std::string& arguments, bool with_stderr = true) {
+  std::string command = std::string(EASTRT_TOOL) + " " + arguments + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe.get())) > 0) output.append(buffer.data(), n);
+  int status = pclose(pipe.release());
+  return {WEXITSTATUS(status), output};
+}
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("eastrt_test_detect_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+void write_image(const fs::path& path, int width, int height) {
+  eastrt::east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
+  for (size_t i = 0; i < image.rgb.size(); ++i) image.rgb[i] = static_cast<uint8_t>((i * 37) % 251);
+  eastrt::east::write_png(path.string(), image);
+}
+
+const char* kModel = "--builtin east --width-divisor 8 --score-threshold 0.99";
+
+}  // namespace
+
+TEST(DetectCli, WritesResultsAndRefusesToOverwrite) {
+  fs::path in = fresh_dir("in"), out = fresh_dir("out");
+  write_image(in / "img_1.png", 100, 70);
+  write_image(in / "img_2.png", 64, 64);
+  Result r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " --draw " + in.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out / "res_img_1.txt"));
+  EXPECT_TRUE(fs::exists(out / "res_img_2.txt"));
+  EXPECT_TRUE(fs::exists(out / "img_1.png"));
+  EXPECT_NE(r.output.find("2 images: 2 detected, 0 failed"), std::string::npos) << r.output;
+
+  r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " " + in.string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
+  r = run_tool(std::string("detect ") + kModel + " --force --json --out " + out.string() + " " + (in / "img_1.png").string(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto json = nlohmann::json::parse(r.output);
+  ASSERT_EQ(json.size(), 1u);
+  EXPECT_EQ(json[0]["width"], 100);
+  EXPECT_EQ(json[0]["network_input"], nlohmann::json({32, 64}));  // 70 → 32, 100 → 64 by the resize rule
+}
+
+TEST(DetectCli, BadInputsAreReportedAndCounted) {
+  fs::path in = fresh_dir("bad"), out = fresh_dir("bad_out");
+  write_image(in / "img_1.png", 64, 64);
+  std::ofstream(in / "img_2.jpg") << "this is not a jpeg";
+  {
+    std::ifstream good(in / "img_1.png", std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(good)), {});
+    std::ofstream(in / "img_3.png", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  Result r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " " + in.string() + " " +
+                      (in / "missing.jpg").string());
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("img_2.jpg"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("img_3.png"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("missing.jpg"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4 images: 1 detected, 3 failed"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(out / "res_img_1.txt"));
+  EXPECT_FALSE(fs::exists(out / "res_img_2.txt"));
+}
+
+TEST(DetectCli, NoInputsOrUnknownFlag) {
+  EXPECT_NE(run_tool(std::string("detect ") + kModel).status, 0);
+  EXPECT_NE(run_tool(std::string("detect ") + kModel + " --bogus x.png").status, 0);
+  EXPECT_NE(run_tool(std::string("detect ") + kModel + " --precision int4 x.png").status, 0);
+}

@@ -1,0 +1,188 @@
+// `eastrt detect`: text boxes for image files — res_<name>.txt per image (the ICDAR 2015 format), JSON and
+// annotated images on request, a progress bar on a terminal, and a summary that accounts for every input.
+#include <glob.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "eastrt/detector.h"
+#include "eastrt/error.h"
+#include "model_loader.h"
+
+namespace fs = std::filesystem;
+
+namespace eastrt::tool {
+namespace {
+
+const char* const kUsage =
+    "usage: eastrt detect [--model FILE | --builtin east] [options] PATHS...\n"
+    "\n"
+    "Detects text in images (JPEG, PNG, BMP; files, folders and globs) with EAST: the resize rule,\n"
+    "the network, decode, locality-aware NMS and re-scoring of the reference implementation.\n"
+    "For img_N.jpg it writes res_img_N.txt, one box a line: x1,y1,x2,y2,x3,y3,x4,y4.\n"
+    "\n"
+    "  --model FILE          EAST weights (.safetensors with TF-slim names, or a frozen .pb);\n"
+    "                        default: the bundled models/east.safetensors\n"
+    "  --builtin east        the network with seeded random weights (no meaningful boxes; for testing)\n"
+    "  --out DIR             where results go (default: detections/)\n"
+    "  --force               overwrite existing result files\n"
+    "  --draw                also write <name>.png with the boxes drawn\n"
+    "  --json                print the boxes of every image as JSON on stdout\n"
+    "  --precision P         fp32 (the CPU engine's precision)\n"
+    "  --threads N           CPU threads (default: all)\n"
+    "  --score-threshold T   score-map threshold (default 0.8)\n"
+    "  --nms-threshold T     locality-aware NMS IoU threshold (default 0.2)\n";
+
+bool is_image_name(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+// Files as given, folders' images (sorted by natural order of their names), globs expanded.
+std::vector<fs::path> expand_inputs(const std::vector<std::string>& paths) {
+  std::vector<fs::path> files;
+  for (const std::string& p : paths) {
+    if (fs::is_directory(p)) {
+      std::vector<fs::path> in_dir;
+      for (const auto& entry : fs::directory_iterator(p))
+        if (entry.is_regular_file() && is_image_name(entry.path())) in_dir.push_back(entry.path());
+      auto natural = [](const fs::path& a, const fs::path& b) {
+        std::string x = a.filename().string(), y = b.filename().string();
+        auto digits = [](const std::string& s) {
+          size_t i = s.find_first_of("0123456789");
+          return i == std::string::npos ? -1L : std::atol(s.c_str() + i);
+        };
+        long dx = digits(x), dy = digits(y);
+        return dx != dy ? dx < dy : x < y;
+      };
+      std::sort(in_dir.begin(), in_dir.end(), natural);
+      files.insert(files.end(), in_dir.begin(), in_dir.end());
+    } else if (p.find_first_of("*?[") != std::string::npos) {
+      glob_t g{};
+      if (glob(p.c_str(), 0, nullptr, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; ++i) files.emplace_back(g.gl_pathv[i]);
+      globfree(&g);
+      EASTRT_CHECK(!files.empty(), "no file matches '", p, "'");
+    } else {
+      files.emplace_back(p);  // a missing file is reported as a failed input, with the others processed
+    }
+  }
+  return files;
+}
+
+void progress(size_t done, size_t total, double seconds, const std::string& name) {
+  const int width = 30;
+  int filled = total ? static_cast<int>(width * done / total) : width;
+  std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu  %.1f img/s  %-30.30s", filled, "##############################",
+               width - filled, "", done, total, seconds > 0 ? done / seconds : 0.0, name.c_str());
+  std::fflush(stderr);
+}
+
+int detect(const std::vector<std::string>& argv) {
+  Args args(kUsage,
+            {"--model", "--builtin", "--out", "--precision", "--threads", "--score-threshold", "--nms-threshold",
+             "--input", "--width-divisor"},
+            {"--force", "--draw", "--json"});
+  if (!args.parse(argv)) return 0;
+  EASTRT_CHECK(!args.positional().empty(), "no input images (eastrt detect --help)");
+  EASTRT_CHECK(args.get("--precision", "fp32") == "fp32", "precision ", args.get("--precision"),
+               " needs the GPU engine; the CPU engine runs fp32");
+
+  std::vector<std::string> model_argv;
+  if (!args.has("--model") && !args.has("--builtin")) {
+    // The bundled model sits in models/ beside the build (or install) folder of the tool.
+    fs::path bundled = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "models" / "east.safetensors";
+    EASTRT_CHECK(fs::exists(bundled), "no default model at ", bundled.string(),
+                 " (the trained default model is not bundled yet): give --model FILE, or --builtin east for "
+                 "random weights");
+    model_argv = {"--model", bundled.string()};
+  }
+  for (const char* flag : {"--model", "--builtin", "--width-divisor"})
+    if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
+  model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});
+  Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
+  model_args.parse(model_argv);
+  LoadedModel model = load_model(model_args);
+
+  east::DetectOptions options;
+  options.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.score_threshold));
+  options.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.nms_threshold));
+
+  std::vector<fs::path> files = expand_inputs(args.positional());
+  fs::path out_dir = args.get("--out", "detections");
+  fs::create_directories(out_dir);
+  const bool force = args.has("--force"), draw = args.has("--draw");
+  // Refuse before any work, so a run never half-overwrites an earlier one.
+  if (!force)
+    for (const fs::path& f : files) {
+      fs::path result = out_dir / ("res_" + f.stem().string() + ".txt");
+      EASTRT_CHECK(!fs::exists(result), "result file ", result.string(), " exists (use --force to overwrite)");
+    }
+
+  east::Detector detector(std::move(model.network), {args.get_int("--threads", 0), false}, options);
+  const bool bar = isatty(STDERR_FILENO) && !args.has("--json");
+  nlohmann::json json = nlohmann::json::array();
+  size_t boxes = 0;
+  std::vector<std::string> failures;
+  double network_ms = 0, post_ms = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < files.size(); ++i) {
+    const fs::path& file = files[i];
+    if (bar) progress(i, files.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                      file.filename().string());
+    try {
+      east::Image image = east::decode_image(file.string());
+      east::Detection d = detector.detect(image);
+      network_ms += d.network_ms;
+      post_ms += d.post_ms;
+      boxes += d.boxes.size();
+      std::ofstream result(out_dir / ("res_" + file.stem().string() + ".txt"), std::ios::binary);
+      nlohmann::json image_boxes = nlohmann::json::array();
+      for (const east::Quad& q : d.boxes) {
+        result << east::format_box(q) << "\r\n";  // CRLF, as the reference's result files
+        image_boxes.push_back({{"points", {q.points[0].x, q.points[0].y, q.points[1].x, q.points[1].y,
+                                           q.points[2].x, q.points[2].y, q.points[3].x, q.points[3].y}},
+                               {"score", q.score}});
+      }
+      EASTRT_CHECK(result, "cannot write results for ", file.string(), " into ", out_dir.string());
+      if (draw) {
+        east::draw_quads(image, d.boxes, {255, 40, 40}, 2);
+        east::write_png((out_dir / (file.stem().string() + ".png")).string(), image);
+      }
+      json.push_back({{"image", file.string()}, {"width", image.width}, {"height", image.height},
+                      {"network_input", {d.plan.height, d.plan.width}}, {"boxes", image_boxes}});
+    } catch (const std::exception& e) {
+      failures.push_back(e.what());
+      if (bar) std::fprintf(stderr, "\r%-100s\r", "");
+      std::cerr << "eastrt detect: skipped " << file.string() << ": " << e.what() << "\n";
+    }
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (bar) {
+    progress(files.size(), files.size(), seconds, "");
+    std::fprintf(stderr, "\n");
+  }
+  size_t ok = files.size() - failures.size();
+  if (args.has("--json")) std::cout << json.dump(2) << "\n";
+  std::fprintf(args.has("--json") ? stderr : stdout,
+               "%s\n%zu images: %zu detected, %zu failed; %zu boxes; %.2f s (%.2f images/s; network %.0f ms, "
+               "post-processing %.0f ms in all) on the CPU, %d threads; results in %s\n",
+               model.description.c_str(), files.size(), ok, failures.size(), boxes, seconds,
+               seconds > 0 ? ok / seconds : 0.0, network_ms, post_ms, detector.threads(), out_dir.string().c_str());
+  return failures.empty() ? 0 : 1;
+}
+
+RegisterCommand registration("detect", "detect text in images: res_img_N.txt files, JSON, drawn boxes", detect);
+
+}  // namespace
+}  // namespace eastrt::tool
