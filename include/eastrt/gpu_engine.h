@@ -1,0 +1,153 @@
+// The GPU engine: a Builder turns a Network into an Engine (passes, per-tensor precision, a memory plan,
+// per-convolution tactics chosen by timing on this GPU), which serialises to a plan file and back; an
+// ExecutionContext runs an Engine on its own stream with its own buffers (several per engine may run at
+// once). CUDA types never appear here: streams are passed as void* (a cudaStream_t).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eastrt/network.h"
+
+namespace eastrt {
+
+namespace east {
+struct Image;
+}
+
+enum class Precision { kFp32, kTf32, kFp16 };
+const char* to_string(Precision precision);     // "fp32", "tf32", "fp16"
+Precision parse_precision(const std::string& text);  // inverse; throws an Error naming the choices
+
+struct BuildOptions {
+  Precision precision = Precision::kFp32;
+  int max_batch = 1;                          // the engine runs any batch from 1 to this
+  size_t workspace_bytes = size_t(256) << 20;  // the most one convolution tactic may use
+  // Per-layer precision, by the name of a layer of the network as given (after the passes a fused layer
+  // keeps the convolution's name).
+  std::map<std::string, Precision> layer_precisions;
+  int device = 0;
+  // Time every candidate tactic (the point of building on the target GPU); off: cuDNN's heuristic choice.
+  bool time_tactics = true;
+  bool verbose = false;  // one line per layer on stderr while building
+};
+
+struct EngineLayerInfo {
+  std::string name;
+  std::string kind;       // "Convolution", "Resize", ..., "Cast" for conversions the builder inserted
+  std::string precision;  // "fp32", "tf32", "fp16"
+  std::string tactic;     // convolutions: "cudnn fused algo 1", "cudnn algo 6 + epilogue"; others: the kernel
+  double tactic_ms = 0;   // the chosen tactic's time when built (convolutions), 0 otherwise
+  std::vector<Shape> input_shapes;
+  Shape output_shape;     // at the largest batch
+};
+
+struct EngineInfo {
+  std::string gpu_name;
+  int compute_major = 0, compute_minor = 0;
+  std::string eastrt_version;
+  Precision precision = Precision::kFp32;
+  int max_batch = 1;
+  std::vector<std::string> passes;  // "fold_batch_norm: 60 rewrites", ...
+  std::vector<EngineLayerInfo> layers;
+  int64_t weight_bytes = 0;      // on the device
+  int64_t activation_bytes = 0;  // one context's shared activation buffer
+  int64_t workspace_bytes = 0;   // one context's convolution workspace
+  int64_t io_bytes = 0;          // one context's input and output bindings
+  std::vector<std::pair<std::string, Shape>> inputs, outputs;  // at the largest batch
+};
+std::string to_text(const EngineInfo& info);
+
+class ExecutionContext;
+
+class Engine {
+ public:
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // A plan from serialize(); refuses (with an Error naming `path` and what differs) a plan that is not an
+  // eastrt plan, is truncated or corrupt (checksum), comes from another plan format or eastrt version, or
+  // was built for another GPU (name or compute capability).
+  static std::unique_ptr<Engine> deserialize(const std::vector<uint8_t>& plan, const std::string& path = "<memory>");
+  static std::unique_ptr<Engine> load(const std::string& path);
+  std::vector<uint8_t> serialize() const;
+  void save(const std::string& path) const;
+
+  EngineInfo inspect() const;
+  int max_batch() const;
+  Precision precision() const;
+
+  std::unique_ptr<ExecutionContext> create_context();
+
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class Builder {
+ public:
+  Builder(Network network, BuildOptions options);
+  // Throws an Error naming the layer for anything the GPU engine cannot run.
+  std::unique_ptr<Engine> build();
+
+ private:
+  Network network_;
+  BuildOptions options_;
+};
+
+// One stream, one activation buffer, one workspace, device and pinned host bindings. Not thread-safe;
+// use one context per thread. Inputs and outputs are float32 NHWC whatever the engine's precision.
+class ExecutionContext {
+ public:
+  ~ExecutionContext();
+  ExecutionContext(const ExecutionContext&) = delete;
+  ExecutionContext& operator=(const ExecutionContext&) = delete;
+
+  // Copies through pinned memory into the input binding, asynchronously; the batch is value.shape[0]
+  // (every input of one run has the same batch, at most max_batch; the other dimensions are the built ones).
+  void set_input(const std::string& name, const HostTensor& value);
+  // EAST's pre-processing on the GPU: the 8-bit RGB image resized (cv2 INTER_LINEAR, bit for bit) to the
+  // input binding's height and width, into image `index` of the batch, as float RGB 0..255.
+  void set_input_image(const std::string& name, int index, const east::Image& image);
+  void set_batch(int batch);
+  int batch() const;
+
+  void enqueue();         // runs the network on the stream (replays a CUDA graph when enabled)
+  void fetch_outputs();   // copies every output to pinned memory, asynchronously
+  void synchronize();
+  HostTensor output(const std::string& name) const;  // after fetch_outputs + synchronize: [batch, ...]
+
+  // set_input for every input, enqueue, fetch_outputs, synchronize; returns every output by name.
+  std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs);
+
+  // Captures the network once per batch size and replays the graph from then on.
+  void set_cuda_graph(bool enabled);
+
+  // Device times of `iterations` enqueues after `warmup` untimed ones, each timed by CUDA events, in ms.
+  std::vector<double> time_enqueue(int warmup, int iterations);
+
+  // Writes `value` (NaN by default) into every output binding and the whole activation buffer, so that a
+  // test sees any element a run leaves unwritten or any read of memory nothing wrote.
+  void poison(float value);
+  void poison();
+
+  void* stream() const;  // cudaStream_t
+  void* device_binding(const std::string& name) const;
+
+  struct Impl;
+  explicit ExecutionContext(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Device memory in use on `device` (total − free), for reports.
+int64_t gpu_memory_used(int device = 0);
+
+}  // namespace eastrt

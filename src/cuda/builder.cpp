@@ -1,0 +1,283 @@
+// The GPU builder: passes, lowering to a plan, the weights on the device, then a tactic for every
+// convolution chosen by timing each candidate on this GPU (cuDNN's own search within the workspace limit,
+// then every algorithm it found run both fused and split, each checked against a reference output).
+#ifdef EASTRT_HAVE_CUDA
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "cuda/engine_impl.h"
+#include "eastrt/error.h"
+#include "eastrt/gpu.h"
+#include "passes/passes.h"
+
+namespace eastrt {
+namespace {
+
+using gpu::ConvTactic;
+using gpu::DeviceBuffer;
+using gpu::PlanData;
+using gpu::PlanStep;
+using gpu::StepKind;
+
+constexpr int kAlgorithmsTried = 4;  // of cuDNN's fastest, each run fused and split
+constexpr int kTimedRuns = 5;
+
+// The most a candidate's output may differ from the reference tactic's (‖a − b‖ / ‖b‖): far above each
+// precision's rounding, far below a wrong result.
+double tactic_tolerance(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32: return 1e-4;
+    case Precision::kTf32: return 1e-2;
+    case Precision::kFp16: return 3e-2;
+  }
+  return 1e-2;
+}
+
+bool is_winograd(int algo) {
+  return algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+
+struct Events {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  Events() {
+    EASTRT_CUDA(cudaEventCreate(&start));
+    EASTRT_CUDA(cudaEventCreate(&stop));
+  }
+  ~Events() {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+};
+
+// Everything tactic timing needs on the device: one stream and cuDNN handle, and buffers for the largest
+// convolution's input, output, reference output, residual and workspace, filled with random values (timing
+// on zeros can flatter a kernel).
+class TacticTimer {
+ public:
+  TacticTimer(const Engine::Impl& engine, const BuildOptions& options) : engine_(engine), options_(options) {
+    EASTRT_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    EASTRT_CUDNN(cudnnCreate(&cudnn_));
+    EASTRT_CUDNN(cudnnSetStream(cudnn_, stream_));
+    const PlanData& plan = engine.plan;
+    size_t x_bytes = 256, y_bytes = 256;
+    for (const PlanStep& step : plan.steps) {
+      if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+      const int in = step.padded_input >= 0 ? step.padded_input : step.inputs[0];
+      x_bytes = std::max(x_bytes, static_cast<size_t>(plan.tensors[in].bytes()));
+      y_bytes = std::max(y_bytes, static_cast<size_t>(plan.tensors[step.outputs[0]].bytes()));
+    }
+    x_.allocate(x_bytes);
+    y_.allocate(y_bytes);
+    reference_.allocate(y_bytes);
+    residual_.allocate(y_bytes);
+    workspace_.allocate(std::max<size_t>(options.workspace_bytes, 256));
+    sums_.allocate(2 * sizeof(double));
+  }
+  ~TacticTimer() {
+    cudnnDestroy(cudnn_);
+    cudaStreamDestroy(stream_);
+  }
+
+  ConvTactic choose(size_t index, std::ostream* log);
+
+ private:
+  struct Candidate {
+    bool fused;
+    cuda::ConvAlgorithm algo;
+  };
+  cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
+                    bool residual) {
+    conv.set_math(c.algo.math);
+    // Exactly the workspace cuDNN said the algorithm needs: what the plan will provide, so that a tactic
+    // asking for more (the fused call with an algorithm) is refused here and not at run time.
+    const cuda::ConvOperands o = gpu::conv_operands(step, engine_.step_weights[index], c.fused, x_.get(),
+                                                    residual ? residual_.get() : nullptr, y,
+                                                    c.algo.memory ? workspace_.get() : nullptr, c.algo.memory);
+    return conv.run(cudnn_, c.fused, c.algo.algo, o, gpu::conv_activation(step), stream_);
+  }
+  double relative_difference(const void* a, const void* b, cuda::DType type, int64_t count) {
+    EASTRT_CUDA(cudaMemsetAsync(sums_.get(), 0, 2 * sizeof(double), stream_));
+    cuda::launch_difference_norms(a, b, type, count, sums_.as<double>(), stream_);
+    double sums[2] = {0, 0};
+    EASTRT_CUDA(cudaMemcpyAsync(sums, sums_.get(), sizeof sums, cudaMemcpyDeviceToHost, stream_));
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return std::sqrt(sums[0]) / std::max(std::sqrt(sums[1]), 1e-30);
+  }
+
+  const Engine::Impl& engine_;
+  const BuildOptions& options_;
+  cudaStream_t stream_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  DeviceBuffer x_, y_, reference_, residual_, workspace_, sums_;
+};
+
+ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
+  const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[index];
+  const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
+  const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
+  const int64_t x_count = int64_t(g.n) * g.h * g.w * g.c, y_count = int64_t(g.n) * g.oh * g.ow * g.k;
+  const bool residual = step.inputs.size() > 1;
+  cuda::launch_fill_random(x_.get(), type, x_count, 1000 + index, -1.0f, 1.0f, stream_);
+  if (residual) cuda::launch_fill_random(residual_.get(), type, y_count, 2000 + index, -1.0f, 1.0f, stream_);
+  EASTRT_CUDA(cudaStreamSynchronize(stream_));
+
+  cuda::CudnnConvolution conv(g, type, gpu::initial_math(step.precision));
+  std::vector<cuda::ConvAlgorithm> algos =
+      options_.time_tactics ? conv.find(cudnn_, x_.get(), engine_.step_weights[index].filter, y_.get(), workspace_.get(),
+                                        workspace_.size())
+                            : conv.heuristic(cudnn_, workspace_.size());
+  // Runs must be reproducible (a context, a replayed graph and a reloaded plan give the same bits).
+  algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return !a.deterministic; }),
+              algos.end());
+  // A strict float32 engine keeps to plain FMA arithmetic: no Winograd transforms (whose error grows beyond
+  // ordinary summation), and every algorithm runs with FMA math, whatever cuDNN reports it searched with,
+  // so no TF32 either.
+  if (step.precision == Precision::kFp32) {
+    algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return is_winograd(a.algo); }),
+                algos.end());
+    std::vector<cuda::ConvAlgorithm> unique;
+    for (cuda::ConvAlgorithm a : algos) {
+      a.math = CUDNN_FMA_MATH;
+      if (std::none_of(unique.begin(), unique.end(), [&](const cuda::ConvAlgorithm& u) { return u.algo == a.algo; }))
+        unique.push_back(a);
+    }
+    algos = unique;
+  }
+  // The workspace each needs with the math it will run with (asked again: cuDNN may have searched another).
+  std::vector<cuda::ConvAlgorithm> sized;
+  for (cuda::ConvAlgorithm a : algos) {
+    try {
+      conv.set_math(a.math);
+      a.memory = conv.workspace_size(cudnn_, a.algo);
+    } catch (const Error&) {
+      continue;  // this algorithm does not take this configuration
+    }
+    if (a.memory <= workspace_.size()) sized.push_back(a);
+  }
+  algos = sized;
+  if (static_cast<int>(algos.size()) > kAlgorithmsTried) algos.resize(kAlgorithmsTried);
+  EASTRT_CHECK(!algos.empty(), "GPU builder: convolution '", step.name, "' (", g.n, "x", g.h, "x", g.w, "x", g.c, " → ",
+               g.k, " channels, ", g.r, "x", g.s, ", ", to_string(step.precision),
+               "): cuDNN has no algorithm for it within the workspace limit of ", workspace_.size(), " bytes");
+
+  const cuda::Activation act = gpu::conv_activation(step);
+  std::vector<Candidate> candidates;
+  for (const cuda::ConvAlgorithm& a : algos) {
+    candidates.push_back({false, a});
+    // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
+    if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
+  }
+
+  // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
+  bool have_reference = false;
+  for (const Candidate& c : candidates) {
+    if (c.fused) continue;
+    if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
+      have_reference = true;
+      break;
+    }
+  }
+  EASTRT_CUDA(cudaStreamSynchronize(stream_));
+
+  ConvTactic best;
+  std::ostringstream report;
+  Events events;
+  for (const Candidate& c : candidates) {
+    ConvTactic t;
+    t.kind = c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
+    t.algo = c.algo.algo, t.math = c.algo.math, t.workspace = static_cast<int64_t>(c.algo.memory);
+    if (run(conv, step, index, c, y_.get(), residual) != CUDNN_STATUS_SUCCESS) {
+      report << "  " << gpu::describe(t) << ": refused\n";
+      continue;
+    }
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    if (options_.time_tactics) {
+      std::vector<double> ms;
+      for (int i = 0; i < kTimedRuns; ++i) {
+        EASTRT_CUDA(cudaEventRecord(events.start, stream_));
+        run(conv, step, index, c, y_.get(), residual);
+        EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
+        EASTRT_CUDA(cudaEventSynchronize(events.stop));
+        float elapsed = 0;
+        EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
+        ms.push_back(elapsed);
+      }
+      std::sort(ms.begin(), ms.end());
+      t.ms = ms[ms.size() / 2];
+    }
+    if (have_reference) {
+      const double diff = relative_difference(y_.get(), reference_.get(), type, y_count);
+      if (!(diff <= tactic_tolerance(step.precision))) {
+        report << "  " << gpu::describe(t) << ": rejected, differs from the reference by " << diff << "\n";
+        continue;
+      }
+    }
+    report << "  " << gpu::describe(t) << ": " << t.ms << " ms\n";
+    if (best.kind == ConvTactic::Kind::kUnset || t.ms < best.ms) best = t;
+    if (!options_.time_tactics) break;  // the heuristic's first choice that runs
+  }
+  EASTRT_CHECK(best.kind != ConvTactic::Kind::kUnset, "GPU builder: convolution '", step.name,
+               "': no tactic ran correctly:\n", report.str());
+  if (log) *log << "tactics for " << step.name << " (" << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " → " << g.k
+                << ", " << g.r << "x" << g.s << "/" << g.stride_h << "):\n" << report.str() << "  chosen: "
+                << gpu::describe(best) << "\n";
+  return best;
+}
+
+}  // namespace
+
+Builder::Builder(Network network, BuildOptions options) : network_(std::move(network)), options_(std::move(options)) {}
+
+std::unique_ptr<Engine> Builder::build() {
+  const GpuInfo gpu = query_gpu(options_.device);
+  EASTRT_CHECK(gpu.available, "GPU builder: no usable GPU ", options_.device, " (", gpu.reason, ")");
+  EASTRT_CHECK(options_.max_batch >= 1, "GPU builder: max_batch must be at least 1, got ", options_.max_batch);
+  for (const auto& [name, precision] : options_.layer_precisions) {
+    const bool known = std::any_of(network_.layers().begin(), network_.layers().end(),
+                                   [&](const Layer& l) { return l.name == name; });
+    EASTRT_CHECK(known, "GPU builder: a precision is given for layer '", name, "', which the network does not have");
+  }
+  EASTRT_CUDA(cudaSetDevice(options_.device));
+
+  // Every input at the largest batch at once (one at a time, two inputs would disagree in between).
+  Network network = network_;
+  for (int id : network.inputs()) {
+    EASTRT_CHECK(!network.tensor(id).shape.empty(), "GPU builder: input '", network.tensor(id).name, "' is a scalar");
+    network.tensor(id).shape[0] = options_.max_batch;
+  }
+  network.infer_shapes();
+  std::vector<std::string> passes;
+  for (const passes::PassReport& r : passes::run_default_passes(network))
+    passes.push_back(r.pass + ": " + std::to_string(r.rewrites) + " rewrites, " + std::to_string(r.layers_after) +
+                     " layers after");
+
+  auto impl = std::make_unique<Engine::Impl>();
+  impl->plan = gpu::lower_network(network, options_);
+  impl->plan.passes = passes;
+  impl->target = {EASTRT_VERSION, gpu.name, gpu.major, gpu.minor};
+  impl->device = options_.device;
+  impl->upload_weights();
+
+  const bool has_convolutions = std::any_of(impl->plan.steps.begin(), impl->plan.steps.end(), [](const PlanStep& s) {
+    return s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution;
+  });
+  int64_t workspace = 0;
+  if (has_convolutions) {
+    TacticTimer timer(*impl, options_);
+    std::ostream* log = options_.verbose ? &std::cerr : nullptr;
+    for (size_t i = 0; i < impl->plan.steps.size(); ++i) {
+      PlanStep& step = impl->plan.steps[i];
+      if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+      step.tactic = timer.choose(i, log);
+      workspace = std::max(workspace, step.tactic.workspace);
+    }
+  }
+  impl->plan.workspace_bytes = workspace;
+  return std::make_unique<Engine>(std::move(impl));
+}
+
+}  // namespace eastrt
+#endif  // EASTRT_HAVE_CUDA

@@ -1,0 +1,58 @@
+// Device helpers shared by the kernel families: loads and stores through float for both storage types, the
+// scalar rules of activations (as src/cpu/naive.cpp writes them), type dispatch and launch sizes.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/kernels.h"
+
+namespace eastrt::cuda {
+
+__device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
+__device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+// The same formulas as cpu::naive::apply_activation, in float.
+__device__ __forceinline__ float activate(const Activation& a, float x) {
+  switch (a.type) {
+    case 0: return x > 0.0f ? x : 0.0f;
+    case 1: return 1.0f / (1.0f + expf(-x));
+    case 2: return tanhf(x);
+    case 3: return fminf(fmaxf(x, a.alpha), a.beta);
+    case 4: return fmaxf(0.0f, fminf(1.0f, a.alpha * x + a.beta));
+    case 5: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+    case 6: return x >= 0.0f ? x : a.alpha * x;
+    default: return x;
+  }
+}
+
+// Calls f(In{}, Out{}) with the storage types named by the two DTypes.
+template <typename F>
+void dispatch_types(DType in, DType out, F&& f) {
+  if (in == DType::kF32) {
+    if (out == DType::kF32) f(float{}, float{});
+    else f(float{}, __half{});
+  } else {
+    if (out == DType::kF32) f(__half{}, float{});
+    else f(__half{}, __half{});
+  }
+}
+
+template <typename F>
+void dispatch_type(DType type, F&& f) {
+  if (type == DType::kF32) f(float{});
+  else f(__half{});
+}
+
+constexpr int kThreads = 256;
+
+// Grid-stride kernels: enough blocks to fill the GPU several times over, never more than the work needs.
+inline unsigned grid_for(int64_t count) {
+  const int64_t blocks = (count + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65536 ? 65536 : blocks));
+}
+
+}  // namespace eastrt::cuda

@@ -1,0 +1,723 @@
+// The GPU engine's runtime: the engine's weights on the device, plan files in and out, and the execution
+// context that runs the steps on its stream (eagerly or as a captured CUDA graph per batch size).
+#ifdef EASTRT_HAVE_CUDA
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numeric>
+
+#include "cuda/engine_impl.h"
+#include "eastrt/detector_ops.h"
+#include "eastrt/error.h"
+#include "eastrt/gpu.h"
+
+namespace eastrt {
+namespace gpu {
+
+int initial_math(Precision precision) {
+  return precision == Precision::kFp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+}
+
+cuda::ConvGeometry conv_geometry(const PlanData& plan, const PlanStep& step, int batch) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  const Shape& in = plan.tensors[step.padded_input >= 0 ? step.padded_input : step.inputs[0]].shape;
+  const Shape& out = plan.tensors[step.outputs[0]].shape;
+  cuda::ConvGeometry g;
+  g.n = batch;
+  g.h = static_cast<int>(in[1]), g.w = static_cast<int>(in[2]), g.c = static_cast<int>(in[3]);
+  g.k = p.out_channels, g.r = p.kernel[0], g.s = p.kernel[1];
+  g.oh = static_cast<int>(out[1]), g.ow = static_cast<int>(out[2]);
+  g.pad_h = std::min(p.padding.top, p.padding.bottom), g.pad_w = std::min(p.padding.left, p.padding.right);
+  g.stride_h = p.stride[0], g.stride_w = p.stride[1];
+  g.dilation_h = p.dilation[0], g.dilation_w = p.dilation[1];
+  g.groups = p.groups;
+  return g;
+}
+
+cuda::Activation conv_activation(const PlanStep& step) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  cuda::Activation a;
+  if (p.activation) a = {static_cast<int>(p.activation->type), p.activation->alpha, p.activation->beta};
+  return a;
+}
+
+cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
+                                 const void* residual, void* y, void* workspace, size_t workspace_bytes) {
+  (void)step;
+  cuda::ConvOperands o;
+  o.x = x;
+  o.w = weights.filter;
+  // The fused call always takes a bias (zeros stand in for none); the split one skips a missing bias.
+  o.bias = fused || weights.has_bias ? weights.bias : nullptr;
+  o.residual = residual;
+  o.y = y;
+  o.workspace = workspace;
+  o.workspace_bytes = workspace_bytes;
+  return o;
+}
+
+}  // namespace gpu
+
+namespace {
+
+using gpu::DeviceBuffer;
+using gpu::PinnedBuffer;
+using gpu::PlanData;
+using gpu::PlanStep;
+using gpu::PlanTensor;
+using gpu::StepKind;
+using gpu::TensorPlace;
+
+constexpr size_t kAlignment = 256;
+size_t aligned(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+
+void append_values(std::vector<uint8_t>& blob, const std::vector<float>& values, gpu::StorageType type) {
+  if (type == gpu::StorageType::kFloat32) {
+    const auto* p = reinterpret_cast<const uint8_t*>(values.data());
+    blob.insert(blob.end(), p, p + values.size() * sizeof(float));
+  } else {
+    for (float v : values) {
+      const uint16_t h = float_to_half(v);
+      blob.push_back(static_cast<uint8_t>(h & 0xff));
+      blob.push_back(static_cast<uint8_t>(h >> 8));
+    }
+  }
+  blob.resize(aligned(blob.size()), 0);
+}
+
+std::vector<float> expand(const Weights& w, int64_t channels, bool per_channel) {
+  std::vector<float> values(static_cast<size_t>(per_channel ? channels : 1));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = w->size() == 1 ? w->data[0] : w->data[i];
+  return values;
+}
+
+int64_t per_batch(const PlanTensor& t) { return t.elements() / t.shape[0]; }
+
+}  // namespace
+
+void Engine::Impl::upload_weights() {
+  // Offsets into one blob, patched into pointers once the blob is on the device.
+  struct Slot {
+    size_t step;
+    int field;  // 0 filter, 1 bias, 2 scale, 3 shift, 4 power
+    size_t offset;
+  };
+  std::vector<uint8_t> blob;
+  std::vector<Slot> slots;
+  step_weights.assign(plan.steps.size(), {});
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& step = plan.steps[i];
+    if (step.kind != StepKind::kLayer) continue;
+    if (step.layer_kind() == LayerKind::kConvolution) {
+      const auto& p = std::get<ConvolutionParams>(step.params);
+      const gpu::StorageType type = plan.tensors[step.outputs[0]].type;
+      const Shape& s = p.kernel_weights->shape;  // K, C/groups, R, S
+      const int64_t K = s[0], C = s[1], R = s[2], S = s[3];
+      // cuDNN's NHWC filters are KRSC; channels the lowering padded (a padded input wider than C) are zero.
+      const int64_t CP = step.padded_input >= 0 && p.groups == 1 ? plan.tensors[step.padded_input].shape[3] : C;
+      std::vector<float> krsc(static_cast<size_t>(K * R * S * CP), 0.0f);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t q = 0; q < S; ++q)
+              krsc[((k * R + r) * S + q) * CP + c] = p.kernel_weights->data[((k * C + c) * R + r) * S + q];
+      slots.push_back({i, 0, blob.size()});
+      append_values(blob, krsc, type);
+      std::vector<float> bias(static_cast<size_t>(K), 0.0f);
+      if (p.bias) bias = p.bias->data;
+      slots.push_back({i, 1, blob.size()});
+      append_values(blob, bias, type);
+      step_weights[i].has_bias = p.bias != nullptr;
+    } else if (step.layer_kind() == LayerKind::kScale) {
+      const auto& p = std::get<ScaleParams>(step.params);
+      const int64_t C = plan.tensors[step.outputs[0]].shape.back();
+      const bool per_channel = p.mode == ScaleMode::kChannel;
+      int field = 2;
+      for (const Weights* w : {&p.scale, &p.shift, &p.power}) {
+        if (*w) {
+          slots.push_back({i, field, blob.size()});
+          append_values(blob, expand(*w, C, per_channel && (*w)->size() != 1), gpu::StorageType::kFloat32);
+        }
+        ++field;
+      }
+    }
+  }
+  weights.allocate(std::max<size_t>(blob.size(), kAlignment));
+  EASTRT_CUDA(cudaMemcpy(weights.get(), blob.data(), blob.size(), cudaMemcpyHostToDevice));
+  weight_bytes = static_cast<int64_t>(blob.size());
+  auto* base = weights.as<uint8_t>();
+  for (const Slot& slot : slots) {
+    gpu::StepWeights& w = step_weights[slot.step];
+    void* p = base + slot.offset;
+    switch (slot.field) {
+      case 0: w.filter = p; break;
+      case 1: w.bias = p; break;
+      case 2: w.scale = static_cast<float*>(p); break;
+      case 3: w.shift = static_cast<float*>(p); break;
+      default: w.power = static_cast<float*>(p); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Engine
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, const std::string& path) {
+  gpu::ParsedPlan parsed = gpu::parse_plan(bytes, path);
+  gpu::check_plan_target(parsed.target, query_gpu(0), path);
+  auto impl = std::make_unique<Impl>();
+  impl->plan = std::move(parsed.plan);
+  impl->target = std::move(parsed.target);
+  impl->device = 0;
+  EASTRT_CUDA(cudaSetDevice(impl->device));
+  impl->upload_weights();
+  return std::make_unique<Engine>(std::move(impl));
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EASTRT_CHECK(in.good(), "plan ", path, ": cannot be opened");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return deserialize(bytes, path);
+}
+
+std::vector<uint8_t> Engine::serialize() const { return gpu::serialize_plan(impl_->plan, impl_->target); }
+
+void Engine::save(const std::string& path) const {
+  const std::vector<uint8_t> bytes = serialize();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  EASTRT_CHECK(out.good(), "plan ", path, ": cannot be written");
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  EASTRT_CHECK(out.good(), "plan ", path, ": writing failed");
+}
+
+int Engine::max_batch() const { return impl_->plan.max_batch; }
+Precision Engine::precision() const { return impl_->plan.precision; }
+
+EngineInfo Engine::inspect() const {
+  const PlanData& plan = impl_->plan;
+  EngineInfo info;
+  info.gpu_name = impl_->target.gpu_name;
+  info.compute_major = impl_->target.major, info.compute_minor = impl_->target.minor;
+  info.eastrt_version = impl_->target.eastrt_version;
+  info.precision = plan.precision;
+  info.max_batch = plan.max_batch;
+  info.passes = plan.passes;
+  for (const PlanStep& step : plan.steps) {
+    EngineLayerInfo l;
+    l.name = step.name;
+    const PlanTensor& out = plan.tensors[step.outputs[0]];
+    l.output_shape = out.shape;
+    for (int id : step.inputs) l.input_shapes.push_back(plan.tensors[id].shape);
+    if (step.kind == StepKind::kCast) {
+      l.kind = "Cast";
+      l.precision = gpu::to_string(out.type);
+      l.tactic = std::string("eastrt cast ") + gpu::to_string(plan.tensors[step.inputs[0]].type) + "→" +
+                 gpu::to_string(out.type);
+    } else {
+      l.kind = to_string(step.layer_kind());
+      l.precision = to_string(step.precision);
+      if (step.layer_kind() == LayerKind::kConvolution) {
+        l.tactic = gpu::describe(step.tactic);
+        if (step.padded_input >= 0) l.tactic += " after an explicit pad";
+        l.tactic_ms = step.tactic.ms;
+      } else if (step.layer_kind() == LayerKind::kResize && out.place == TensorPlace::kView) {
+        l.tactic = "eastrt resize, written into " + plan.tensors[out.view_of].name;
+      } else {
+        std::string kind = to_string(step.layer_kind());
+        for (char& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        l.tactic = "eastrt " + kind;
+      }
+    }
+    info.layers.push_back(std::move(l));
+  }
+  info.weight_bytes = impl_->weight_bytes;
+  info.activation_bytes = plan.arena_bytes;
+  info.workspace_bytes = plan.workspace_bytes;
+  for (int id : plan.inputs) {
+    info.inputs.emplace_back(plan.tensors[id].name, plan.tensors[id].shape);
+    info.io_bytes += plan.tensors[id].bytes();
+  }
+  for (int id : plan.outputs) {
+    info.outputs.emplace_back(plan.tensors[id].name, plan.tensors[id].shape);
+    info.io_bytes += plan.tensors[id].bytes();
+  }
+  return info;
+}
+
+// ---------------------------------------------------------------- ExecutionContext
+
+struct ExecutionContext::Impl {
+  explicit Impl(Engine::Impl& engine);
+  ~Impl();
+
+  Engine::Impl& engine;
+  const PlanData& plan;
+  cudaStream_t stream = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  DeviceBuffer arena, workspace;
+  std::vector<DeviceBuffer> inputs, outputs;
+  std::vector<PinnedBuffer> pinned_inputs, pinned_outputs;
+  std::vector<cudaEvent_t> input_copied;  // the pinned input may be written again once its copy is done
+  DeviceBuffer image_device;
+  PinnedBuffer image_pinned;
+  cudaEvent_t image_copied = nullptr;
+  std::vector<void*> storage;  // per plan tensor: its storage's device address (a view: its parent's)
+  int batch = 1;
+  bool use_graph = false;
+
+  struct BatchState {
+    std::vector<std::unique_ptr<cuda::CudnnConvolution>> convs;  // per step, null for the others
+    cudaGraphExec_t graph = nullptr;
+  };
+  std::map<int, BatchState> batches;
+
+  BatchState& prepare(int b);
+  void run_steps(BatchState& state, int b);
+  void run_step(BatchState& state, size_t index, int b);
+  void drop_graphs();
+  int input_index(const std::string& name) const;
+  int output_index(const std::string& name) const;
+  const void* ptr(int id) const { return element_ptr(id); }
+  void* element_ptr(int id) const;
+  cuda::DType type(int id) const { return gpu::dtype(plan.tensors[id].type); }
+};
+
+ExecutionContext::Impl::Impl(Engine::Impl& e) : engine(e), plan(e.plan) {
+  EASTRT_CUDA(cudaSetDevice(engine.device));
+  EASTRT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  EASTRT_CUDNN(cudnnCreate(&cudnn));
+  EASTRT_CUDNN(cudnnSetStream(cudnn, stream));
+  arena.allocate(std::max<size_t>(static_cast<size_t>(plan.arena_bytes), kAlignment));
+  workspace.allocate(std::max<size_t>(static_cast<size_t>(plan.workspace_bytes), kAlignment));
+  for (int id : plan.inputs) {
+    const size_t bytes = static_cast<size_t>(plan.tensors[id].bytes());
+    inputs.emplace_back(bytes);
+    pinned_inputs.emplace_back();
+    pinned_inputs.back().allocate(bytes);
+    cudaEvent_t event = nullptr;
+    EASTRT_CUDA(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    input_copied.push_back(event);
+  }
+  for (int id : plan.outputs) {
+    const size_t bytes = static_cast<size_t>(plan.tensors[id].bytes());
+    outputs.emplace_back(bytes);
+    pinned_outputs.emplace_back();
+    pinned_outputs.back().allocate(bytes);
+  }
+  EASTRT_CUDA(cudaEventCreateWithFlags(&image_copied, cudaEventDisableTiming));
+  storage.assign(plan.tensors.size(), nullptr);
+  for (size_t id = 0; id < plan.tensors.size(); ++id) {
+    const PlanTensor& t = plan.tensors[id];
+    switch (t.place) {
+      case TensorPlace::kArena: storage[id] = arena.as<uint8_t>() + t.offset; break;
+      case TensorPlace::kInput: storage[id] = inputs.at(static_cast<size_t>(t.offset)).get(); break;
+      case TensorPlace::kOutput: storage[id] = outputs.at(static_cast<size_t>(t.offset)).get(); break;
+      case TensorPlace::kView: break;
+    }
+  }
+  for (size_t id = 0; id < plan.tensors.size(); ++id)
+    if (plan.tensors[id].place == TensorPlace::kView) storage[id] = storage[static_cast<size_t>(plan.tensors[id].view_of)];
+  batch = plan.max_batch;
+  prepare(plan.max_batch);
+}
+
+ExecutionContext::Impl::~Impl() {
+  // Nothing here may throw: errors at teardown are not actionable.
+  if (stream) cudaStreamSynchronize(stream);
+  drop_graphs();
+  batches.clear();
+  for (cudaEvent_t e : input_copied) cudaEventDestroy(e);
+  if (image_copied) cudaEventDestroy(image_copied);
+  if (cudnn) cudnnDestroy(cudnn);
+  if (stream) cudaStreamDestroy(stream);
+}
+
+void* ExecutionContext::Impl::element_ptr(int id) const {
+  const PlanTensor& t = plan.tensors[id];
+  auto* base = static_cast<uint8_t*>(storage[id]);
+  return t.place == TensorPlace::kView ? base + t.channel_offset * gpu::storage_size(t.type) : base;
+}
+
+void ExecutionContext::Impl::drop_graphs() {
+  for (auto& [b, state] : batches)
+    if (state.graph) {
+      cudaGraphExecDestroy(state.graph);
+      state.graph = nullptr;
+    }
+}
+
+ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
+  auto found = batches.find(b);
+  if (found != batches.end()) return found->second;
+  BatchState state;
+  state.convs.resize(plan.steps.size());
+  size_t needed = 0;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& step = plan.steps[i];
+    if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    auto conv = std::make_unique<cuda::CudnnConvolution>(gpu::conv_geometry(plan, step, b),
+                                                         gpu::dtype(plan.tensors[step.outputs[0]].type),
+                                                         step.tactic.math);
+    needed = std::max(needed, conv->workspace_size(cudnn, step.tactic.algo));
+    state.convs[i] = std::move(conv);
+  }
+  if (needed > workspace.size()) {
+    // Rare (a smaller batch asking more): graphs captured with the old workspace must go.
+    EASTRT_CUDA(cudaStreamSynchronize(stream));
+    drop_graphs();
+    workspace.allocate(needed);
+  }
+  return batches.emplace(b, std::move(state)).first->second;
+}
+
+void ExecutionContext::Impl::run_steps(BatchState& state, int b) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) run_step(state, i, b);
+}
+
+void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
+  const PlanStep& step = plan.steps[index];
+  const int out = step.outputs[0];
+  const PlanTensor& y = plan.tensors[out];
+  const int64_t count = per_batch(y) * b;
+  if (step.kind == StepKind::kCast) {
+    cuda::launch_cast(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, stream);
+    return;
+  }
+  const gpu::StepWeights& w = engine.step_weights[index];
+  switch (step.layer_kind()) {
+    case LayerKind::kConvolution: {
+      const auto& p = std::get<ConvolutionParams>(step.params);
+      const void* x = ptr(step.inputs[0]);
+      if (step.padded_input >= 0) {
+        const Shape& in = plan.tensors[step.inputs[0]].shape;
+        const Shape& padded = plan.tensors[step.padded_input].shape;
+        const int top = p.padding.top - std::min(p.padding.top, p.padding.bottom);
+        const int left = p.padding.left - std::min(p.padding.left, p.padding.right);
+        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), b, static_cast<int>(in[1]),
+                         static_cast<int>(in[2]), static_cast<int>(in[3]), top, left, static_cast<int>(padded[1]),
+                         static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
+        x = ptr(step.padded_input);
+      }
+      const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kCudnnFused;
+      const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
+      const cuda::ConvOperands operands =
+          gpu::conv_operands(step, w, fused, x, residual, element_ptr(out), workspace.get(), workspace.size());
+      const cudnnStatus_t status =
+          state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), stream);
+      EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                   ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
+      return;
+    }
+    case LayerKind::kScale: {
+      const auto& p = std::get<ScaleParams>(step.params);
+      cuda::ScaleArgs a;
+      a.scale = w.scale, a.shift = w.shift, a.power = w.power;
+      const bool channel = p.mode == ScaleMode::kChannel;
+      a.scale_per_channel = channel && p.scale && p.scale->size() != 1;
+      a.shift_per_channel = channel && p.shift && p.shift->size() != 1;
+      a.power_per_channel = channel && p.power && p.power->size() != 1;
+      cuda::launch_scale(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, y.shape.back(),
+                         a, stream);
+      return;
+    }
+    case LayerKind::kPooling: {
+      const auto& p = std::get<PoolingParams>(step.params);
+      const Shape& in = plan.tensors[step.inputs[0]].shape;
+      cuda::PoolArgs a;
+      a.n = b, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+      a.oh = static_cast<int>(y.shape[1]), a.ow = static_cast<int>(y.shape[2]);
+      a.window_h = p.global ? a.h : p.window[0], a.window_w = p.global ? a.w : p.window[1];
+      a.stride_h = p.global ? 1 : p.stride[0], a.stride_w = p.global ? 1 : p.stride[1];
+      a.pad_top = p.global ? 0 : p.padding.top, a.pad_left = p.global ? 0 : p.padding.left;
+      a.average = p.type == PoolingType::kAverage;
+      a.count_include_pad = p.count_include_pad;
+      cuda::launch_pooling(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), a, stream);
+      return;
+    }
+    case LayerKind::kActivation: {
+      const auto& p = std::get<ActivationParams>(step.params);
+      cuda::launch_activation(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count,
+                              {static_cast<int>(p.type), p.alpha, p.beta}, stream);
+      return;
+    }
+    case LayerKind::kUnary:
+      cuda::launch_unary(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count,
+                         static_cast<int>(std::get<UnaryParams>(step.params).op), stream);
+      return;
+    case LayerKind::kElementWise: {
+      // Numpy broadcasting at this batch: every tensor's first dimension is the batch.
+      auto at_batch = [&](int id) {
+        Shape s = plan.tensors[id].shape;
+        s[0] = b;
+        return s;
+      };
+      Shape out_shape = at_batch(out);
+      cuda::Broadcast s;
+      s.rank = static_cast<int>(out_shape.size());
+      EASTRT_CHECK(s.rank <= cuda::kMaxRank, "elementwise '", step.name, "': rank ", s.rank, " is above ", cuda::kMaxRank);
+      auto strides = [&](const Shape& operand, int64_t* stride) {
+        const int skip = s.rank - static_cast<int>(operand.size());
+        int64_t running = 1;
+        for (int d = s.rank - 1; d >= 0; --d) {
+          const int64_t dim = d < skip ? 1 : operand[static_cast<size_t>(d - skip)];
+          stride[d] = dim == 1 ? 0 : running;
+          running *= dim;
+        }
+      };
+      for (int d = 0; d < s.rank; ++d) s.out[d] = out_shape[static_cast<size_t>(d)];
+      strides(at_batch(step.inputs[0]), s.a_stride);
+      strides(at_batch(step.inputs[1]), s.b_stride);
+      cuda::launch_elementwise(ptr(step.inputs[0]), type(step.inputs[0]), ptr(step.inputs[1]), type(step.inputs[1]),
+                               element_ptr(out), type(out), s, static_cast<int>(std::get<ElementWiseParams>(step.params).op),
+                               stream);
+      return;
+    }
+    case LayerKind::kConcatenation: {
+      const int rank = static_cast<int>(y.shape.size());
+      int axis = std::get<ConcatenationParams>(step.params).axis;
+      if (axis < 0) axis += rank;
+      int64_t outer = b;
+      for (int d = 1; d < axis; ++d) outer *= y.shape[static_cast<size_t>(d)];
+      const int64_t out_inner = per_batch(y) * b / outer;
+      int64_t offset = 0;
+      for (int id : step.inputs) {
+        const PlanTensor& in = plan.tensors[id];
+        const int64_t inner = per_batch(in) * b / outer;
+        // A view was written in place by its producer.
+        if (!(in.place == TensorPlace::kView && in.view_of == out))
+          cuda::launch_concat_copy(ptr(id), type(id), element_ptr(out), type(out), outer, inner, out_inner, offset, stream);
+        offset += inner;
+      }
+      return;
+    }
+    case LayerKind::kResize: {
+      const auto& p = std::get<ResizeParams>(step.params);
+      const Shape& in = plan.tensors[step.inputs[0]].shape;
+      cuda::ResizeArgs a;
+      a.n = b, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+      a.oh = static_cast<int>(y.shape[1]), a.ow = static_cast<int>(y.shape[2]);
+      a.nearest = p.mode == ResizeMode::kNearest;
+      a.coordinates = static_cast<int>(p.coordinates);
+      void* dst = element_ptr(out);
+      a.out_channel_stride = y.shape[3];
+      if (y.place == TensorPlace::kView) {
+        // The storage is the concatenation's; the kernel adds the channel offset itself.
+        dst = storage[static_cast<size_t>(out)];
+        a.out_channel_stride = plan.tensors[static_cast<size_t>(y.view_of)].shape[3];
+        a.out_channel_offset = y.channel_offset;
+      }
+      cuda::launch_resize(ptr(step.inputs[0]), type(step.inputs[0]), dst, type(out), a, stream);
+      return;
+    }
+    default:
+      throw_error("step '", step.name, "': no GPU kernel for ", to_string(step.layer_kind()));
+  }
+}
+
+int ExecutionContext::Impl::input_index(const std::string& name) const {
+  for (size_t i = 0; i < plan.inputs.size(); ++i)
+    if (plan.tensors[plan.inputs[i]].name == name) return static_cast<int>(i);
+  std::string names;
+  for (int id : plan.inputs) names += (names.empty() ? "" : ", ") + plan.tensors[id].name;
+  throw_error("the engine has no input '", name, "' (inputs: ", names, ")");
+}
+
+int ExecutionContext::Impl::output_index(const std::string& name) const {
+  for (size_t i = 0; i < plan.outputs.size(); ++i)
+    if (plan.tensors[plan.outputs[i]].name == name) return static_cast<int>(i);
+  std::string names;
+  for (int id : plan.outputs) names += (names.empty() ? "" : ", ") + plan.tensors[id].name;
+  throw_error("the engine has no output '", name, "' (outputs: ", names, ")");
+}
+
+std::unique_ptr<ExecutionContext> Engine::create_context() {
+  return std::make_unique<ExecutionContext>(std::make_unique<ExecutionContext::Impl>(*impl_));
+}
+
+ExecutionContext::ExecutionContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ExecutionContext::~ExecutionContext() = default;
+
+void ExecutionContext::set_batch(int batch) {
+  EASTRT_CHECK(batch >= 1 && batch <= impl_->plan.max_batch, "batch ", batch, " is outside the engine's 1..",
+               impl_->plan.max_batch);
+  impl_->batch = batch;
+}
+
+int ExecutionContext::batch() const { return impl_->batch; }
+
+void ExecutionContext::set_input(const std::string& name, const HostTensor& value) {
+  Impl& c = *impl_;
+  const int index = c.input_index(name);
+  const PlanTensor& t = c.plan.tensors[c.plan.inputs[index]];
+  bool fits = value.shape.size() == t.shape.size() && value.size() == volume(value.shape) && !value.shape.empty();
+  for (size_t d = 1; fits && d < t.shape.size(); ++d) fits = value.shape[d] == t.shape[d];
+  EASTRT_CHECK(fits && value.shape[0] >= 1 && value.shape[0] <= t.shape[0], "input '", name, "' has shape ",
+               to_string(value.shape), "; the engine takes ", to_string(t.shape), " with a batch from 1 to ", t.shape[0]);
+  set_batch(static_cast<int>(value.shape[0]));
+  const size_t bytes = value.data.size() * sizeof(float);
+  EASTRT_CUDA(cudaEventSynchronize(c.input_copied[index]));
+  std::memcpy(c.pinned_inputs[index].get(), value.data.data(), bytes);
+  EASTRT_CUDA(cudaMemcpyAsync(c.inputs[index].get(), c.pinned_inputs[index].get(), bytes, cudaMemcpyHostToDevice, c.stream));
+  EASTRT_CUDA(cudaEventRecord(c.input_copied[index], c.stream));
+}
+
+void ExecutionContext::set_input_image(const std::string& name, int index, const east::Image& image) {
+  Impl& c = *impl_;
+  const int input = c.input_index(name);
+  const PlanTensor& t = c.plan.tensors[c.plan.inputs[input]];
+  EASTRT_CHECK(t.shape.size() == 4 && t.shape[3] == 3, "input '", name, "' is ", to_string(t.shape),
+               ", not an N×H×W×3 image batch");
+  EASTRT_CHECK(index >= 0 && index < t.shape[0], "image index ", index, " is outside the batch of ", t.shape[0]);
+  EASTRT_CHECK(image.width > 0 && image.height > 0 &&
+                   image.rgb.size() == static_cast<size_t>(image.width) * image.height * 3,
+               "set_input_image: the image is ", image.width, "x", image.height, " with ", image.rgb.size(), " bytes");
+  const int height = static_cast<int>(t.shape[1]), width = static_cast<int>(t.shape[2]);
+  const std::vector<int> taps = cuda::linear_resize_taps(image.height, image.width, height, width);
+  const size_t rgb_bytes = aligned(image.rgb.size()), tap_bytes = taps.size() * sizeof(int);
+  EASTRT_CUDA(cudaEventSynchronize(c.image_copied));
+  if (c.image_pinned.size() < rgb_bytes + tap_bytes) c.image_pinned.allocate(rgb_bytes + tap_bytes);
+  if (c.image_device.size() < rgb_bytes + tap_bytes) {
+    EASTRT_CUDA(cudaStreamSynchronize(c.stream));  // the old buffer may still be read
+    c.image_device.allocate(rgb_bytes + tap_bytes);
+  }
+  auto* pinned = static_cast<uint8_t*>(c.image_pinned.get());
+  std::memcpy(pinned, image.rgb.data(), image.rgb.size());
+  std::memcpy(pinned + rgb_bytes, taps.data(), tap_bytes);
+  EASTRT_CUDA(cudaMemcpyAsync(c.image_device.get(), pinned, rgb_bytes + tap_bytes, cudaMemcpyHostToDevice, c.stream));
+  EASTRT_CUDA(cudaEventRecord(c.image_copied, c.stream));
+  auto* device = c.image_device.as<uint8_t>();
+  float* dst = c.inputs[input].as<float>() + static_cast<int64_t>(index) * height * width * 3;
+  cuda::launch_preprocess(device, image.height, image.width, reinterpret_cast<const int*>(device + rgb_bytes), dst,
+                          height, width, c.stream);
+}
+
+void ExecutionContext::enqueue() {
+  Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
+  Impl::BatchState& state = c.prepare(c.batch);
+  if (!c.use_graph) {
+    c.run_steps(state, c.batch);
+    return;
+  }
+  if (!state.graph) {
+    // One eager run first: lazily loaded kernels (ours and cuDNN's) must not load during the capture.
+    c.run_steps(state, c.batch);
+    EASTRT_CUDA(cudaStreamSynchronize(c.stream));
+    cudaGraph_t graph = nullptr;
+    EASTRT_CUDA(cudaStreamBeginCapture(c.stream, cudaStreamCaptureModeRelaxed));
+    try {
+      c.run_steps(state, c.batch);
+    } catch (...) {
+      cudaStreamEndCapture(c.stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    EASTRT_CUDA(cudaStreamEndCapture(c.stream, &graph));
+    const cudaError_t status = cudaGraphInstantiate(&state.graph, graph, 0);
+    cudaGraphDestroy(graph);
+    EASTRT_CUDA(status);
+  }
+  EASTRT_CUDA(cudaGraphLaunch(state.graph, c.stream));
+}
+
+void ExecutionContext::fetch_outputs() {
+  Impl& c = *impl_;
+  for (size_t i = 0; i < c.plan.outputs.size(); ++i) {
+    const PlanTensor& t = c.plan.tensors[c.plan.outputs[i]];
+    const size_t bytes = static_cast<size_t>(per_batch(t) * c.batch) * sizeof(float);
+    EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[i].get(), c.outputs[i].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
+  }
+}
+
+void ExecutionContext::synchronize() { EASTRT_CUDA(cudaStreamSynchronize(impl_->stream)); }
+
+HostTensor ExecutionContext::output(const std::string& name) const {
+  const Impl& c = *impl_;
+  const int index = c.output_index(name);
+  EASTRT_CUDA(cudaStreamSynchronize(c.stream));
+  const PlanTensor& t = c.plan.tensors[c.plan.outputs[index]];
+  Shape shape = t.shape;
+  shape[0] = c.batch;
+  HostTensor result(shape);
+  std::memcpy(result.data.data(), c.pinned_outputs[index].get(), result.data.size() * sizeof(float));
+  return result;
+}
+
+std::map<std::string, HostTensor> ExecutionContext::run(const std::map<std::string, HostTensor>& inputs) {
+  for (const auto& [name, value] : inputs) set_input(name, value);
+  enqueue();
+  fetch_outputs();
+  synchronize();
+  std::map<std::string, HostTensor> result;
+  for (int id : impl_->plan.outputs) result[impl_->plan.tensors[id].name] = output(impl_->plan.tensors[id].name);
+  return result;
+}
+
+void ExecutionContext::set_cuda_graph(bool enabled) { impl_->use_graph = enabled; }
+
+std::vector<double> ExecutionContext::time_enqueue(int warmup, int iterations) {
+  EASTRT_CHECK(warmup >= 0 && iterations >= 1, "time_enqueue: ", warmup, " warm-up and ", iterations, " timed runs");
+  Impl& c = *impl_;
+  for (int i = 0; i < warmup; ++i) enqueue();
+  std::vector<cudaEvent_t> events(static_cast<size_t>(2 * iterations), nullptr);
+  std::vector<double> ms(static_cast<size_t>(iterations));
+  try {
+    for (cudaEvent_t& e : events) EASTRT_CUDA(cudaEventCreate(&e));
+    for (int i = 0; i < iterations; ++i) {
+      EASTRT_CUDA(cudaEventRecord(events[2 * i], c.stream));
+      enqueue();
+      EASTRT_CUDA(cudaEventRecord(events[2 * i + 1], c.stream));
+    }
+    EASTRT_CUDA(cudaStreamSynchronize(c.stream));
+    for (int i = 0; i < iterations; ++i) {
+      float elapsed = 0;
+      EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events[2 * i], events[2 * i + 1]));
+      ms[i] = elapsed;
+    }
+  } catch (...) {
+    for (cudaEvent_t e : events)
+      if (e) cudaEventDestroy(e);
+    throw;
+  }
+  for (cudaEvent_t e : events) cudaEventDestroy(e);
+  return ms;
+}
+
+void ExecutionContext::poison(float value) {
+  Impl& c = *impl_;
+  // All-ones bytes are NaN in float32 and float16 alike, whatever type each arena tensor has.
+  EASTRT_CUDA(cudaMemsetAsync(c.arena.get(), 0xff, c.arena.size(), c.stream));
+  for (size_t i = 0; i < c.outputs.size(); ++i)
+    cuda::launch_fill(c.outputs[i].get(), cuda::DType::kF32, static_cast<int64_t>(c.outputs[i].size() / sizeof(float)),
+                      value, c.stream);
+  EASTRT_CUDA(cudaStreamSynchronize(c.stream));
+}
+
+void ExecutionContext::poison() { poison(std::nanf("")); }
+
+void* ExecutionContext::stream() const { return impl_->stream; }
+
+void* ExecutionContext::device_binding(const std::string& name) const {
+  const Impl& c = *impl_;
+  for (size_t i = 0; i < c.plan.inputs.size(); ++i)
+    if (c.plan.tensors[c.plan.inputs[i]].name == name) return c.inputs[i].get();
+  return c.outputs[static_cast<size_t>(c.output_index(name))].get();
+}
+
+int64_t gpu_memory_used(int device) {
+  size_t free_bytes = 0, total = 0;
+  EASTRT_CUDA(cudaSetDevice(device));
+  EASTRT_CUDA(cudaMemGetInfo(&free_bytes, &total));
+  return static_cast<int64_t>(total - free_bytes);
+}
+
+}  // namespace eastrt
+#endif  // EASTRT_HAVE_CUDA

@@ -1,0 +1,127 @@
+// The GPU engine's inside, shared by the builder (builder.cpp) and the runtime (engine.cpp): device buffers,
+// the engine's weights on the device, and how one convolution step is set up and run.
+#pragma once
+#include <cudnn.h>
+
+#include <memory>
+#include <vector>
+
+#include "cuda/conv_cudnn.h"
+#include "cuda/cuda_check.h"
+#include "cuda/kernels.h"
+#include "cuda/plan.h"
+#include "eastrt/gpu_engine.h"
+
+namespace eastrt::gpu {
+
+// Owning device memory (cudaMalloc; never managed memory).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) { allocate(bytes); }
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) { other.ptr_ = nullptr, other.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      ptr_ = other.ptr_, bytes_ = other.bytes_;
+      other.ptr_ = nullptr, other.bytes_ = 0;
+    }
+    return *this;
+  }
+  void allocate(size_t bytes) {
+    reset();
+    if (bytes == 0) return;
+    EASTRT_CUDA(cudaMalloc(&ptr_, bytes));
+    bytes_ = bytes;
+  }
+  void reset() {
+    if (ptr_) cudaFree(ptr_);  // a failure here cannot be acted on; the driver reports it at the next call
+    ptr_ = nullptr, bytes_ = 0;
+  }
+  void* get() const { return ptr_; }
+  size_t size() const { return bytes_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Owning page-locked host memory, for asynchronous copies.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() { reset(); }
+  PinnedBuffer(PinnedBuffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) { other.ptr_ = nullptr, other.bytes_ = 0; }
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      ptr_ = other.ptr_, bytes_ = other.bytes_;
+      other.ptr_ = nullptr, other.bytes_ = 0;
+    }
+    return *this;
+  }
+  void allocate(size_t bytes) {
+    reset();
+    if (bytes == 0) return;
+    EASTRT_CUDA(cudaMallocHost(&ptr_, bytes));
+    bytes_ = bytes;
+  }
+  void reset() {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = nullptr, bytes_ = 0;
+  }
+  void* get() const { return ptr_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+inline cuda::DType dtype(StorageType type) {
+  return type == StorageType::kFloat16 ? cuda::DType::kF16 : cuda::DType::kF32;
+}
+
+// One step's parameters on the device (null where the step has none).
+struct StepWeights {
+  void* filter = nullptr;  // convolution: KRSC in the step's storage type
+  void* bias = nullptr;    // convolution: K values in the step's storage type (zeros when the layer has none)
+  bool has_bias = false;
+  float* scale = nullptr;  // Scale layers, float32
+  float* shift = nullptr;
+  float* power = nullptr;
+};
+
+// The cudnnMathType_t a precision starts from: strict FMA for FP32 (no TF32 anywhere), tensor cores for
+// TF32 and FP16.
+int initial_math(Precision precision);
+
+// The convolution step's cuDNN geometry at `batch` (its symmetric padding; the explicit rest is in
+// the padded input) and its epilogue activation.
+cuda::ConvGeometry conv_geometry(const PlanData& plan, const PlanStep& step, int batch);
+cuda::Activation conv_activation(const PlanStep& step);
+
+// The operands of a convolution step (bias as the tactic needs it).
+cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
+                                 const void* residual, void* y, void* workspace, size_t workspace_bytes);
+
+}  // namespace eastrt::gpu
+
+namespace eastrt {
+
+struct Engine::Impl {
+  gpu::PlanData plan;
+  gpu::PlanTarget target;
+  int device = 0;
+  gpu::DeviceBuffer weights;
+  std::vector<gpu::StepWeights> step_weights;  // per plan step
+  int64_t weight_bytes = 0;
+
+  // Converts every step's parameters to their device layout and type and copies them in one transfer.
+  void upload_weights();
+};
+
+}  // namespace eastrt

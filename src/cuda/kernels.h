@@ -1,0 +1,111 @@
+// The GPU engine's own kernels, one launcher per operation, type-erased (float32 or float16 storage on
+// each side, computed in float32). Implemented one family per file: elementwise.cu, pooling.cu, resize.cu,
+// concat.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu. C++17 (nvcc compiles the users).
+// Every launcher checks its launch; every tensor is NHWC or flat and dense unless a stride says otherwise.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace eastrt::cuda {
+
+enum class DType : int { kF32 = 0, kF16 = 1 };
+inline size_t dtype_size(DType type) { return type == DType::kF16 ? 2 : 4; }
+
+// An activation as ActivationType numbers it (ReLU 0, Sigmoid 1, Tanh 2, Clip 3, HardSigmoid 4,
+// HardSwish 5, LeakyReLU 6); -1 for none.
+struct Activation {
+  int type = -1;
+  float alpha = 0, beta = 0;
+};
+
+// ---- elementwise.cu ----
+
+// y = (x · scale + shift) ^ power over the last dimension of `channels`; a null pointer is 1, 0, 1; each
+// value array holds `channels` values when its flag says per channel, else one.
+struct ScaleArgs {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  const float* power = nullptr;
+  bool scale_per_channel = false, shift_per_channel = false, power_per_channel = false;
+};
+void launch_scale(const void* x, DType xt, void* y, DType yt, int64_t count, int64_t channels, const ScaleArgs& args,
+                  cudaStream_t stream);
+void launch_activation(const void* x, DType xt, void* y, DType yt, int64_t count, Activation act, cudaStream_t stream);
+// `op` as UnaryOp numbers it (Exp 0, Log, Sqrt, Rsqrt, Abs, Neg, Reciprocal, Floor, Ceil, Sin, Cos).
+void launch_unary(const void* x, DType xt, void* y, DType yt, int64_t count, int op, cudaStream_t stream);
+void launch_cast(const void* x, DType xt, void* y, DType yt, int64_t count, cudaStream_t stream);
+
+// Numpy broadcasting: the output's dimensions and, for each operand, its element stride along each of them
+// (0 where the operand broadcasts).
+inline constexpr int kMaxRank = 8;
+struct Broadcast {
+  int rank = 0;
+  int64_t out[kMaxRank] = {};
+  int64_t a_stride[kMaxRank] = {};
+  int64_t b_stride[kMaxRank] = {};
+};
+// `op` as ElementWiseOp numbers it (Add 0, Sub, Mul, Div, Max, Min, Pow).
+void launch_elementwise(const void* a, DType at, const void* b, DType bt, void* y, DType yt, const Broadcast& shape,
+                        int op, cudaStream_t stream);
+
+// The convolution epilogue after a plain cuDNN convolution, in place: y = act(y + bias[c] + residual), bias
+// (of y's type, `channels` values) and residual (y's type and shape) optional.
+void launch_conv_epilogue(void* y, DType type, int64_t count, int64_t channels, const void* bias, const void* residual,
+                          Activation act, cudaStream_t stream);
+
+void launch_fill(void* y, DType type, int64_t count, float value, cudaStream_t stream);
+// Uniform values in [lo, hi) from a counter-based hash of (seed, index): the same on every run.
+void launch_fill_random(void* y, DType type, int64_t count, uint64_t seed, float lo, float hi, cudaStream_t stream);
+// Accumulates Σ(a − b)² into sums[0] and Σb² into sums[1] (device doubles, zeroed by the caller); NaN
+// anywhere makes sums[0] NaN.
+void launch_difference_norms(const void* a, const void* b, DType type, int64_t count, double* sums, cudaStream_t stream);
+
+// ---- pooling.cu ----
+
+struct PoolArgs {
+  int n = 0, h = 0, w = 0, c = 0, oh = 0, ow = 0;
+  int window_h = 1, window_w = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  bool average = false, count_include_pad = false;
+};
+void launch_pooling(const void* x, DType xt, void* y, DType yt, const PoolArgs& args, cudaStream_t stream);
+
+// ---- resize.cu ----
+
+// Bilinear or nearest, with ResizeCoordinates' rules (asymmetric 0, half pixel 1, align corners 2). The
+// output may be a channel slice of a wider tensor (a concatenation written in place): output pixel p,
+// channel c is at p · out_channel_stride + out_channel_offset + c.
+struct ResizeArgs {
+  int n = 0, h = 0, w = 0, c = 0, oh = 0, ow = 0;
+  bool nearest = false;
+  int coordinates = 0;
+  int64_t out_channel_stride = 0, out_channel_offset = 0;
+};
+void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs& args, cudaStream_t stream);
+
+// ---- concat.cu ----
+
+// One input of a concatenation: for each of `outer` blocks, its `inner` values go to y at
+// block · out_inner + offset.
+void launch_concat_copy(const void* x, DType xt, void* y, DType yt, int64_t outer, int64_t inner, int64_t out_inner,
+                        int64_t offset, cudaStream_t stream);
+
+// ---- preprocess.cu ----
+
+// The taps of cv2.resize(INTER_LINEAR) on 8-bit images, as src/east/preprocess.cpp computes them: for each
+// output column (x0, x1, w0, w1), then for each output row (y0, y1, w0, w1), weights in 1/2048.
+std::vector<int> linear_resize_taps(int src_height, int src_width, int dst_height, int dst_width);
+// One pass: 8-bit HWC RGB (device) → float NHWC image of dst_height × dst_width × 3 at `dst` (device).
+void launch_preprocess(const uint8_t* rgb, int src_height, int src_width, const int* taps, float* dst, int dst_height,
+                       int dst_width, cudaStream_t stream);
+
+// ---- conv_cudnn.cu ----
+
+// Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the
+// part of an asymmetric padding cuDNN cannot express, and FP16 channels rounded up to a multiple of 8 (the
+// tensor-core kernels' granularity).
+void launch_pad(const void* x, DType type, void* y, int n, int h, int w, int c, int top, int left, int oh, int ow,
+                int oc, cudaStream_t stream);
+
+}  // namespace eastrt::cuda

@@ -1,0 +1,402 @@
+// The plan file: its header checks and the byte format of every tensor, step and layer parameter the GPU
+// engine runs (see plan.h). Host code only.
+#include "cuda/plan.h"
+
+#include <cstring>
+#include <sstream>
+#include <type_traits>
+
+#include "eastrt/error.h"
+
+namespace eastrt::gpu {
+
+size_t storage_size(StorageType type) { return type == StorageType::kFloat16 ? 2 : 4; }
+const char* to_string(StorageType type) { return type == StorageType::kFloat16 ? "fp16" : "fp32"; }
+StorageType storage_type(Precision precision) {
+  return precision == Precision::kFp16 ? StorageType::kFloat16 : StorageType::kFloat32;
+}
+
+std::string describe(const ConvTactic& tactic) {
+  std::ostringstream out;
+  switch (tactic.kind) {
+    case ConvTactic::Kind::kUnset: return "unset";
+    case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
+    case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
+  }
+  static const char* maths[] = {"default", "tensor-op", "tensor-op-conversion", "fma"};
+  if (tactic.math >= 0 && tactic.math < 4) out << " (" << maths[tactic.math] << " math";
+  if (tactic.workspace > 0) out << ", " << (tactic.workspace + 1023) / 1024 << " KiB workspace";
+  if (tactic.math >= 0 && tactic.math < 4) out << ")";
+  return out.str();
+}
+
+uint64_t fnv1a64(const uint8_t* data, size_t size) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= data[i];
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+namespace {
+
+constexpr char kMagic[8] = {'E', 'A', 'S', 'T', 'R', 'T', 'P', 'L'};
+constexpr size_t kFixedHeader = sizeof(kMagic) + 4 + 8 + 8;  // magic, format, checksum, body size
+
+// Little-endian writer (the plan is read on the machine that built it, x86-64 or aarch64: both little-endian).
+class ByteWriter {
+ public:
+  std::vector<uint8_t> bytes;
+
+  template <typename T>
+  void pod(T value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const uint8_t*>(&value);
+    bytes.insert(bytes.end(), p, p + sizeof(T));
+  }
+  void u8(uint8_t v) { pod(v); }
+  void i32(int32_t v) { pod(v); }
+  void i64(int64_t v) { pod(v); }
+  void f32(float v) { pod(v); }
+  void str(const std::string& s) {
+    i64(static_cast<int64_t>(s.size()));
+    bytes.insert(bytes.end(), s.begin(), s.end());
+  }
+  void shape(const Shape& s) {
+    i64(static_cast<int64_t>(s.size()));
+    for (int64_t d : s) i64(d);
+  }
+  void ints(const std::vector<int>& v) {
+    i64(static_cast<int64_t>(v.size()));
+    for (int x : v) i32(x);
+  }
+  void weights(const Weights& w) {
+    u8(w ? 1 : 0);
+    if (!w) return;
+    shape(w->shape);
+    const auto* p = reinterpret_cast<const uint8_t*>(w->data.data());
+    i64(static_cast<int64_t>(w->data.size()));
+    bytes.insert(bytes.end(), p, p + w->data.size() * sizeof(float));
+  }
+  void padding(const Padding& p) {
+    i32(p.top), i32(p.left), i32(p.bottom), i32(p.right);
+  }
+  void pair(const std::array<int, 2>& a) { i32(a[0]), i32(a[1]); }
+};
+
+class ByteReader {
+ public:
+  ByteReader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+
+  template <typename T>
+  T pod(const char* what) {
+    need(sizeof(T), what);
+    T value;
+    std::memcpy(&value, data_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return value;
+  }
+  uint8_t u8(const char* what) { return pod<uint8_t>(what); }
+  int32_t i32(const char* what) { return pod<int32_t>(what); }
+  int64_t i64(const char* what) { return pod<int64_t>(what); }
+  float f32(const char* what) { return pod<float>(what); }
+  int64_t count(const char* what, int64_t element_bytes) {
+    const int64_t n = i64(what);
+    if (n < 0 || (element_bytes > 0 && n > static_cast<int64_t>((size_ - pos_) / element_bytes)))
+      throw_error("a count of ", n, " for ", what, " runs past the end");
+    return n;
+  }
+  std::string str(const char* what) {
+    const int64_t n = count(what, 1);
+    std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(n));
+    pos_ += static_cast<size_t>(n);
+    return s;
+  }
+  Shape shape(const char* what) {
+    const int64_t n = count(what, 8);
+    Shape s(static_cast<size_t>(n));
+    for (int64_t& d : s) {
+      d = i64(what);
+      if (d < 0) throw_error("negative dimension in ", what);
+    }
+    return s;
+  }
+  std::vector<int> ints(const char* what) {
+    const int64_t n = count(what, 4);
+    std::vector<int> v(static_cast<size_t>(n));
+    for (int& x : v) x = i32(what);
+    return v;
+  }
+  Weights weights(const char* what) {
+    if (!u8(what)) return nullptr;
+    Shape s = shape(what);
+    const int64_t n = count(what, 4);
+    if (n != volume(s)) throw_error(what, " holds ", n, " values for shape ", to_string(s));
+    std::vector<float> values(static_cast<size_t>(n));
+    need(static_cast<size_t>(n) * sizeof(float), what);
+    std::memcpy(values.data(), data_ + pos_, static_cast<size_t>(n) * sizeof(float));
+    pos_ += static_cast<size_t>(n) * sizeof(float);
+    return make_weights(std::move(s), std::move(values));
+  }
+  Padding padding(const char* what) {
+    Padding p;
+    p.top = i32(what), p.left = i32(what), p.bottom = i32(what), p.right = i32(what);
+    return p;
+  }
+  std::array<int, 2> pair(const char* what) {
+    std::array<int, 2> a{};
+    a[0] = i32(what), a[1] = i32(what);
+    return a;
+  }
+  bool done() const { return pos_ == size_; }
+
+ private:
+  void need(size_t n, const char* what) {
+    if (size_ - pos_ < n) throw_error("it ends inside ", what);
+  }
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+void write_params(ByteWriter& w, const std::string& name, const LayerParams& params) {
+  w.u8(static_cast<uint8_t>(params.index()));
+  std::visit(
+      [&](const auto& p) {
+        using P = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<P, ConvolutionParams>) {
+          w.i32(p.out_channels), w.pair(p.kernel), w.pair(p.stride), w.pair(p.dilation), w.i32(p.groups);
+          w.padding(p.padding);
+          w.weights(p.kernel_weights), w.weights(p.bias);
+          w.u8(p.activation ? 1 : 0);
+          if (p.activation) w.i32(static_cast<int>(p.activation->type)), w.f32(p.activation->alpha), w.f32(p.activation->beta);
+        } else if constexpr (std::is_same_v<P, ScaleParams>) {
+          w.u8(static_cast<uint8_t>(p.mode)), w.weights(p.scale), w.weights(p.shift), w.weights(p.power);
+        } else if constexpr (std::is_same_v<P, PoolingParams>) {
+          w.u8(static_cast<uint8_t>(p.type)), w.pair(p.window), w.pair(p.stride), w.padding(p.padding);
+          w.u8(p.global), w.u8(p.count_include_pad);
+        } else if constexpr (std::is_same_v<P, ActivationParams>) {
+          w.i32(static_cast<int>(p.type)), w.f32(p.alpha), w.f32(p.beta);
+        } else if constexpr (std::is_same_v<P, ElementWiseParams>) {
+          w.i32(static_cast<int>(p.op));
+        } else if constexpr (std::is_same_v<P, UnaryParams>) {
+          w.i32(static_cast<int>(p.op));
+        } else if constexpr (std::is_same_v<P, ConcatenationParams>) {
+          w.i32(p.axis);
+        } else if constexpr (std::is_same_v<P, ResizeParams>) {
+          w.u8(static_cast<uint8_t>(p.mode)), w.u8(static_cast<uint8_t>(p.coordinates));
+          w.i32(p.out_height), w.i32(p.out_width), w.f32(p.scale_height), w.f32(p.scale_width);
+        } else {
+          throw_error("plan: layer '", name, "' has a kind the plan format does not hold");
+        }
+      },
+      params);
+}
+
+template <typename E>
+E checked_enum(int value, int count, const char* what) {
+  if (value < 0 || value >= count) throw_error(what, " has the invalid value ", value);
+  return static_cast<E>(value);
+}
+
+LayerParams read_params(ByteReader& r) {
+  const int kind = r.u8("a layer kind");
+  switch (checked_enum<LayerKind>(kind, static_cast<int>(LayerKind::kReduce) + 1, "a layer kind")) {
+    case LayerKind::kConvolution: {
+      ConvolutionParams p;
+      p.out_channels = r.i32("convolution"), p.kernel = r.pair("convolution"), p.stride = r.pair("convolution");
+      p.dilation = r.pair("convolution"), p.groups = r.i32("convolution"), p.padding = r.padding("convolution");
+      p.kernel_weights = r.weights("convolution weights"), p.bias = r.weights("convolution bias");
+      if (r.u8("convolution activation")) {
+        ActivationParams a;
+        a.type = checked_enum<ActivationType>(r.i32("activation"), 7, "an activation type");
+        a.alpha = r.f32("activation"), a.beta = r.f32("activation");
+        p.activation = a;
+      }
+      return p;
+    }
+    case LayerKind::kScale: {
+      ScaleParams p;
+      p.mode = checked_enum<ScaleMode>(r.u8("scale"), 2, "a scale mode");
+      p.scale = r.weights("scale"), p.shift = r.weights("shift"), p.power = r.weights("power");
+      return p;
+    }
+    case LayerKind::kPooling: {
+      PoolingParams p;
+      p.type = checked_enum<PoolingType>(r.u8("pooling"), 2, "a pooling type");
+      p.window = r.pair("pooling"), p.stride = r.pair("pooling"), p.padding = r.padding("pooling");
+      p.global = r.u8("pooling") != 0, p.count_include_pad = r.u8("pooling") != 0;
+      return p;
+    }
+    case LayerKind::kActivation: {
+      ActivationParams p;
+      p.type = checked_enum<ActivationType>(r.i32("activation"), 7, "an activation type");
+      p.alpha = r.f32("activation"), p.beta = r.f32("activation");
+      return p;
+    }
+    case LayerKind::kElementWise:
+      return ElementWiseParams{checked_enum<ElementWiseOp>(r.i32("elementwise"), 7, "an elementwise op")};
+    case LayerKind::kUnary:
+      return UnaryParams{checked_enum<UnaryOp>(r.i32("unary"), 11, "a unary op")};
+    case LayerKind::kConcatenation:
+      return ConcatenationParams{r.i32("concatenation")};
+    case LayerKind::kResize: {
+      ResizeParams p;
+      p.mode = checked_enum<ResizeMode>(r.u8("resize"), 2, "a resize mode");
+      p.coordinates = checked_enum<ResizeCoordinates>(r.u8("resize"), 3, "a resize coordinate rule");
+      p.out_height = r.i32("resize"), p.out_width = r.i32("resize");
+      p.scale_height = r.f32("resize"), p.scale_width = r.f32("resize");
+      return p;
+    }
+    default:
+      throw_error("a step has layer kind ", kind, ", which the plan format does not hold");
+  }
+}
+
+void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
+  w.str(target.eastrt_version);
+  w.str(target.gpu_name);
+  w.i32(target.major), w.i32(target.minor);
+  w.u8(static_cast<uint8_t>(plan.precision));
+  w.i32(plan.max_batch);
+  w.i64(plan.workspace_limit), w.i64(plan.workspace_bytes), w.i64(plan.arena_bytes);
+  w.i64(static_cast<int64_t>(plan.tensors.size()));
+  for (const PlanTensor& t : plan.tensors) {
+    w.str(t.name), w.shape(t.shape), w.u8(static_cast<uint8_t>(t.type)), w.u8(static_cast<uint8_t>(t.place));
+    w.i64(t.offset), w.i32(t.view_of), w.i64(t.channel_offset);
+  }
+  w.i64(static_cast<int64_t>(plan.steps.size()));
+  for (const PlanStep& s : plan.steps) {
+    w.str(s.name), w.u8(static_cast<uint8_t>(s.kind));
+    if (s.kind == StepKind::kLayer) write_params(w, s.name, s.params);
+    w.ints(s.inputs), w.ints(s.outputs);
+    w.u8(static_cast<uint8_t>(s.precision));
+    w.u8(static_cast<uint8_t>(s.tactic.kind)), w.i32(s.tactic.algo), w.i32(s.tactic.math);
+    w.i64(s.tactic.workspace), w.pod(s.tactic.ms);
+    w.i32(s.padded_input);
+  }
+  w.ints(plan.inputs), w.ints(plan.outputs);
+  w.i64(static_cast<int64_t>(plan.passes.size()));
+  for (const std::string& p : plan.passes) w.str(p);
+}
+
+void check_indices(const PlanData& plan) {
+  const int n = static_cast<int>(plan.tensors.size());
+  auto valid = [&](int id) { return id >= 0 && id < n; };
+  for (const PlanTensor& t : plan.tensors) {
+    if (t.place == TensorPlace::kView && !valid(t.view_of)) throw_error("tensor '", t.name, "' views a tensor that does not exist");
+    if (t.shape.empty()) throw_error("tensor '", t.name, "' has no shape");
+  }
+  for (const PlanStep& s : plan.steps) {
+    for (int id : s.inputs) if (!valid(id)) throw_error("step '", s.name, "' reads tensor ", id, " of ", n);
+    for (int id : s.outputs) if (!valid(id)) throw_error("step '", s.name, "' writes tensor ", id, " of ", n);
+    if (s.outputs.size() != 1) throw_error("step '", s.name, "' has ", s.outputs.size(), " outputs");
+    if (s.padded_input != -1 && !valid(s.padded_input)) throw_error("step '", s.name, "' pads into a missing tensor");
+  }
+  for (int id : plan.inputs) if (!valid(id)) throw_error("an input binding names tensor ", id);
+  for (int id : plan.outputs) if (!valid(id)) throw_error("an output binding names tensor ", id);
+  if (plan.max_batch < 1) throw_error("the largest batch is ", plan.max_batch);
+}
+
+PlanData read_plan_data(ByteReader& r) {
+  PlanData plan;
+  plan.precision = checked_enum<Precision>(r.u8("precision"), 3, "the precision");
+  plan.max_batch = r.i32("max batch");
+  plan.workspace_limit = r.i64("workspace"), plan.workspace_bytes = r.i64("workspace"), plan.arena_bytes = r.i64("arena");
+  const int64_t tensors = r.count("tensors", 1);
+  for (int64_t i = 0; i < tensors; ++i) {
+    PlanTensor t;
+    t.name = r.str("a tensor name"), t.shape = r.shape("a tensor shape");
+    t.type = checked_enum<StorageType>(r.u8("a tensor type"), 2, "a tensor type");
+    t.place = checked_enum<TensorPlace>(r.u8("a tensor place"), 4, "a tensor place");
+    t.offset = r.i64("a tensor offset"), t.view_of = r.i32("a tensor view"), t.channel_offset = r.i64("a tensor view");
+    plan.tensors.push_back(std::move(t));
+  }
+  const int64_t steps = r.count("steps", 1);
+  for (int64_t i = 0; i < steps; ++i) {
+    PlanStep s;
+    s.name = r.str("a step name");
+    s.kind = checked_enum<StepKind>(r.u8("a step kind"), 2, "a step kind");
+    if (s.kind == StepKind::kLayer) s.params = read_params(r);
+    s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
+    s.precision = checked_enum<Precision>(r.u8("a step precision"), 3, "a step precision");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 3, "a tactic kind");
+    s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
+    s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
+    s.padded_input = r.i32("a step");
+    plan.steps.push_back(std::move(s));
+  }
+  plan.inputs = r.ints("input bindings"), plan.outputs = r.ints("output bindings");
+  const int64_t passes = r.count("passes", 1);
+  for (int64_t i = 0; i < passes; ++i) plan.passes.push_back(r.str("a pass report"));
+  check_indices(plan);
+  return plan;
+}
+
+}  // namespace
+
+std::vector<uint8_t> serialize_plan(const PlanData& plan, const PlanTarget& target) {
+  ByteWriter body;
+  write_body(body, plan, target);
+  ByteWriter out;
+  out.bytes.insert(out.bytes.end(), kMagic, kMagic + sizeof(kMagic));
+  out.pod(kPlanFormatVersion);
+  out.pod(fnv1a64(body.bytes.data(), body.bytes.size()));
+  out.pod(static_cast<uint64_t>(body.bytes.size()));
+  out.bytes.insert(out.bytes.end(), body.bytes.begin(), body.bytes.end());
+  return out.bytes;
+}
+
+ParsedPlan parse_plan(const std::vector<uint8_t>& bytes, const std::string& path) {
+  if (bytes.size() < kFixedHeader || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0)
+    throw_error("plan ", path, ": not an eastrt plan (", bytes.size() < kFixedHeader ? "too short" : "no EASTRTPL magic",
+                ")");
+  ByteReader header(bytes.data() + sizeof(kMagic), kFixedHeader - sizeof(kMagic));
+  const uint32_t format = header.pod<uint32_t>("the format version");
+  const uint64_t checksum = header.pod<uint64_t>("the checksum");
+  const uint64_t body_size = header.pod<uint64_t>("the size");
+  if (format != kPlanFormatVersion)
+    throw_error("plan ", path, ": plan format version ", format, ", this eastrt (", EASTRT_VERSION, ") reads version ",
+                kPlanFormatVersion, "; build the plan again");
+  const uint64_t have = bytes.size() - kFixedHeader;
+  if (have != body_size)
+    throw_error("plan ", path, ": ", have < body_size ? "truncated" : "has trailing bytes", " (", body_size,
+                " bytes expected after the header, ", have, " present)");
+  const uint8_t* body = bytes.data() + kFixedHeader;
+  if (fnv1a64(body, static_cast<size_t>(body_size)) != checksum)
+    throw_error("plan ", path, ": corrupt (the checksum of its contents does not match the header)");
+
+  ParsedPlan parsed;
+  ByteReader r(body, static_cast<size_t>(body_size));
+  try {
+    parsed.target.eastrt_version = r.str("the eastrt version");
+    parsed.target.gpu_name = r.str("the GPU name");
+    parsed.target.major = r.i32("the compute capability");
+    parsed.target.minor = r.i32("the compute capability");
+  } catch (const Error& e) {
+    throw_error("plan ", path, ": corrupt header: ", e.what());
+  }
+  if (parsed.target.eastrt_version != EASTRT_VERSION)
+    throw_error("plan ", path, ": built by eastrt ", parsed.target.eastrt_version, ", this is eastrt ", EASTRT_VERSION,
+                "; build the plan again");
+  try {
+    parsed.plan = read_plan_data(r);
+    if (!r.done()) throw_error("bytes are left after the plan");
+  } catch (const Error& e) {
+    throw_error("plan ", path, ": corrupt contents: ", e.what());
+  }
+  return parsed;
+}
+
+void check_plan_target(const PlanTarget& target, const GpuInfo& gpu, const std::string& path) {
+  if (!gpu.available)
+    throw_error("plan ", path, ": built for ", target.gpu_name, " (compute capability ", target.major, ".", target.minor,
+                "), but this machine has no usable GPU (", gpu.reason, ")");
+  if (gpu.name != target.gpu_name || gpu.major != target.major || gpu.minor != target.minor)
+    throw_error("plan ", path, ": built for ", target.gpu_name, " (compute capability ", target.major, ".", target.minor,
+                "), this GPU is ", gpu.name, " (compute capability ", gpu.major, ".", gpu.minor,
+                "); tactics are timed for one GPU, so build the plan again on this one");
+}
+
+}  // namespace eastrt::gpu

@@ -1,0 +1,129 @@
+// What a GPU engine is, as data: its tensors (type, place in memory), its steps (layers and inserted casts,
+// with the tactic chosen for each convolution), and the plan file that holds it with a versioned,
+// checksummed header naming the GPU it was built for. Host code only: it builds and runs without a GPU.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "eastrt/gpu.h"
+#include "eastrt/gpu_engine.h"
+#include "eastrt/network.h"
+
+namespace eastrt::gpu {
+
+using ::eastrt::to_string;  // gpu::to_string(StorageType) must not hide the IR's overloads
+
+// How a tensor is stored on the device. TF32 engines store float32 (TF32 is a convolution math mode).
+enum class StorageType : uint8_t { kFloat32 = 0, kFloat16 = 1 };
+size_t storage_size(StorageType type);
+const char* to_string(StorageType type);
+StorageType storage_type(Precision precision);
+
+enum class TensorPlace : uint8_t {
+  kArena = 0,   // in the context's activation buffer at `offset` bytes
+  kInput = 1,   // input binding number `offset` (float32)
+  kOutput = 2,  // output binding number `offset` (float32)
+  kView = 3,    // channels [channel_offset, channel_offset + C) of tensor `view_of` (a concatenation written in place)
+};
+
+struct PlanTensor {
+  std::string name;
+  Shape shape;  // at the largest batch; dimension 0 is the batch
+  StorageType type = StorageType::kFloat32;
+  TensorPlace place = TensorPlace::kArena;
+  int64_t offset = 0;
+  int view_of = -1;
+  int64_t channel_offset = 0;
+
+  int64_t elements() const { return volume(shape); }
+  int64_t bytes() const { return elements() * static_cast<int64_t>(storage_size(type)); }
+};
+
+struct ConvTactic {
+  enum class Kind : uint8_t {
+    kUnset = 0,
+    kCudnnFused = 1,  // cudnnConvolutionBiasActivationForward (ReLU or identity inside, others after it)
+    kCudnnSplit = 2,  // cudnnConvolutionForward, then our epilogue kernel for bias, residual, activation
+  };
+  Kind kind = Kind::kUnset;
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t
+  int math = 0;           // cudnnMathType_t the algorithm was timed with
+  int64_t workspace = 0;  // bytes at the largest batch
+  double ms = 0;          // measured at the largest batch when built
+};
+std::string describe(const ConvTactic& tactic);
+
+enum class StepKind : uint8_t { kLayer = 0, kCast = 1 };
+
+struct PlanStep {
+  std::string name;
+  StepKind kind = StepKind::kLayer;
+  LayerParams params;      // the layer's parameters (kLayer)
+  std::vector<int> inputs;   // plan tensor ids
+  std::vector<int> outputs;  // plan tensor ids (one)
+  Precision precision = Precision::kFp32;
+  ConvTactic tactic;         // convolutions
+  // Convolutions with asymmetric padding or FP16 channels not a multiple of 8: the explicitly padded copy of
+  // input 0 (borders beyond the symmetric part, channels up to the multiple) that cuDNN reads instead.
+  int padded_input = -1;
+
+  LayerKind layer_kind() const { return static_cast<LayerKind>(params.index()); }
+};
+
+struct PlanData {
+  Precision precision = Precision::kFp32;
+  int max_batch = 1;
+  int64_t workspace_limit = 0;  // the build option
+  int64_t workspace_bytes = 0;  // the most any chosen tactic needs
+  int64_t arena_bytes = 0;
+  std::vector<PlanTensor> tensors;
+  std::vector<PlanStep> steps;
+  std::vector<int> inputs, outputs;  // plan tensor ids, in binding order
+  std::vector<std::string> passes;   // what the passes did, for inspect
+};
+
+// The GPU a plan is for, as its header records it.
+struct PlanTarget {
+  std::string eastrt_version;
+  std::string gpu_name;
+  int major = 0, minor = 0;
+};
+
+inline constexpr uint32_t kPlanFormatVersion = 1;
+
+// The plan file: "EASTRTPL", format version, FNV-1a 64 checksum and size of the rest, then the target
+// (eastrt version, GPU name, compute capability) and the plan data, little-endian.
+std::vector<uint8_t> serialize_plan(const PlanData& plan, const PlanTarget& target);
+
+// Parses and checks everything but the GPU: not a plan, another format version, truncated, corrupt
+// (checksum or contents) and another eastrt version are each an Error naming `path`.
+struct ParsedPlan {
+  PlanTarget target;
+  PlanData plan;
+};
+ParsedPlan parse_plan(const std::vector<uint8_t>& bytes, const std::string& path);
+
+// An Error naming `path`, the plan's GPU and this one when they differ (name or compute capability), or
+// when there is no GPU at all.
+void check_plan_target(const PlanTarget& target, const GpuInfo& gpu, const std::string& path);
+
+uint64_t fnv1a64(const uint8_t* data, size_t size);
+
+// ---- lowering: the passes' output to a plan without tactics (host only, tested without a GPU) ----
+
+// Assigns each tensor its storage type (by its producer's precision; inputs and outputs float32), inserts
+// the casts where a convolution needs another type, lets a Resize read only by a Concatenation write its
+// channels of the concatenation in place, pads asymmetric convolutions explicitly, and plans the activation
+// buffer. `network` is after the passes, with the input shapes at the largest batch. Throws an Error naming
+// the layer for anything the GPU engine does not run.
+PlanData lower_network(const Network& network, const BuildOptions& options);
+
+// The first and last step touching each arena tensor's storage (a concatenation and the views into it
+// share one); -1 for tensors not in the arena. Used by the planner and by the tests that check it.
+struct Lifetime {
+  int first = -1, last = -1;
+};
+std::vector<Lifetime> arena_lifetimes(const PlanData& plan);
+
+}  // namespace eastrt::gpu

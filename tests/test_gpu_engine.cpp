@@ -1,0 +1,690 @@
+// Tests of the GPU engine. Without a GPU the plan format, the lowering and the memory planner are still
+// tested (host code); everything that runs on the device skips with a message. On the GPU every kernel
+// and tactic is checked against the CPU naive kernels on fresh random inputs of awkward shapes (odd sizes,
+// channels not a multiple of 8, batch 2–3, asymmetric padding) in FP32 (≤ 1e-5), TF32 (≤ 1e-3) and FP16
+// (≤ 1e-2), outputs poisoned with NaN before each run so that an unwritten element fails; then EAST end to
+// end, plans, contexts, CUDA graphs and the pre-processing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <set>
+
+#include "cuda/memory_planner.h"
+#include "cuda/plan.h"
+#include "eastrt/cpu_engine.h"
+#include "eastrt/detector_ops.h"
+#include "eastrt/east.h"
+#include "eastrt/error.h"
+#include "eastrt/gpu.h"
+#include "eastrt/gpu_engine.h"
+#include "passes/passes.h"
+
+namespace eastrt {
+namespace {
+
+const GpuInfo& the_gpu() {
+  static const GpuInfo info = query_gpu();
+  return info;
+}
+
+#define REQUIRE_GPU()                                                                                   \
+  do {                                                                                                  \
+    if (!the_gpu().available) GTEST_SKIP() << "no usable GPU (" << the_gpu().reason << "): GPU test skipped"; \
+  } while (0)
+
+HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  HostTensor t(shape);
+  for (float& v : t.data) v = dist(rng);
+  return t;
+}
+
+Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
+}
+
+// ‖got − want‖₂ / ‖want‖₂; a NaN or a shape mismatch is infinitely wrong.
+double relative_error(const HostTensor& got, const HostTensor& want) {
+  if (got.shape != want.shape || got.size() != want.size()) return INFINITY;
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got.data[i]) - want.data[i];
+    if (std::isnan(d)) return INFINITY;
+    diff += d * d;
+    norm += static_cast<double>(want.data[i]) * want.data[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
+}
+
+int64_t nan_count(const HostTensor& t) {
+  return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });
+}
+
+double tolerance(Precision p) {
+  switch (p) {
+    case Precision::kFp32: return 1e-5;
+    case Precision::kTf32: return 1e-3;
+    case Precision::kFp16: return 1e-2;
+  }
+  return 0;
+}
+
+constexpr Precision kPrecisions[] = {Precision::kFp32, Precision::kTf32, Precision::kFp16};
+
+std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng, float lo, float hi) {
+  std::map<std::string, HostTensor> inputs;
+  for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, lo, hi);
+  return inputs;
+}
+
+// Builds `net` for the GPU, poisons the context, runs `inputs` and checks that every output element was
+// written (no NaN left).
+std::map<std::string, HostTensor> run_gpu(const Network& net, Precision precision,
+                                          const std::map<std::string, HostTensor>& inputs, int max_batch = 0) {
+  BuildOptions options;
+  options.precision = precision;
+  options.max_batch = max_batch > 0 ? max_batch : static_cast<int>(net.tensor(net.inputs()[0]).shape[0]);
+  std::unique_ptr<Engine> engine = Builder(net, options).build();
+  std::unique_ptr<ExecutionContext> context = engine->create_context();
+  context->poison();
+  auto outputs = context->run(inputs);
+  for (const auto& [name, t] : outputs) EXPECT_EQ(nan_count(t), 0) << "output " << name << " not fully written";
+  return outputs;
+}
+
+// The network on the GPU at every precision against the naive CPU kernels on the same fresh random input.
+void check_network(const Network& net, std::mt19937& rng, const std::string& what, float lo = -1.0f, float hi = 1.0f,
+                   const std::vector<Precision>& precisions = {std::begin(kPrecisions), std::end(kPrecisions)}) {
+  for (Precision p : precisions) {
+    SCOPED_TRACE(what + " at " + to_string(p));
+    const auto inputs = random_inputs(net, rng, lo, hi);
+    CpuEngine cpu(net, {1, true});
+    const auto want = cpu.run(inputs);
+    const auto got = run_gpu(net, p, inputs);
+    ASSERT_EQ(got.size(), want.size());
+    for (const auto& [name, t] : want) {
+      ASSERT_TRUE(got.count(name)) << name;
+      EXPECT_LE(relative_error(got.at(name), t), tolerance(p)) << name;
+    }
+  }
+}
+
+Network single_layer(const Shape& input, const std::function<Tensor*(Network&, Tensor*)>& body) {
+  Network net;
+  Tensor* x = net.add_input("x", input);
+  net.mark_output(body(net, x), "y");
+  return net;
+}
+
+// ---------------------------------------------------------------- host only: plans, lowering, memory
+
+Network small_network(std::mt19937& rng, int batch = 2) {
+  Network net;
+  Tensor* x = net.add_input("x", {batch, 12, 16, 5});
+  ConvolutionParams c;
+  c.out_channels = 6;
+  c.kernel = {3, 3};
+  c.padding = {0, 0, 1, 1};
+  c.stride = {2, 2};
+  c.kernel_weights = random_weights({6, 5, 3, 3}, rng, -0.5f, 0.5f);
+  c.bias = random_weights({6}, rng);
+  Tensor* y = net.add_convolution(x, c, "conv");
+  y = net.add_activation(y, ActivationType::kRelu, "relu");
+  Tensor* p = net.add_pooling(y, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}, "pool");
+  Tensor* up = net.add_resize(p, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "up");
+  Tensor* cat = net.add_concatenation({up, y}, 3, "concat");
+  net.mark_output(net.add_scale(cat, {ScaleMode::kUniform, make_weights({1}, {2.0f}), nullptr, nullptr}, "out"));
+  return net;
+}
+
+gpu::PlanData lowered(Network net, Precision precision, int max_batch) {
+  BuildOptions options;
+  options.precision = precision;
+  options.max_batch = max_batch;
+  for (int id : net.inputs()) net.tensor(id).shape[0] = max_batch;  // as the Builder does
+  net.infer_shapes();
+  passes::run_default_passes(net);
+  return gpu::lower_network(net, options);
+}
+
+const gpu::PlanTarget kTarget{EASTRT_VERSION, "NVIDIA H100 80GB HBM3", 9, 0};
+
+// Arena tensors alive at the same step never share bytes.
+void expect_no_live_overlap(const gpu::PlanData& plan) {
+  const auto life = gpu::arena_lifetimes(plan);
+  for (size_t a = 0; a < plan.tensors.size(); ++a)
+    for (size_t b = a + 1; b < plan.tensors.size(); ++b) {
+      if (life[a].first < 0 || life[b].first < 0) continue;
+      if (life[a].last < life[b].first || life[b].last < life[a].first) continue;
+      const auto& ta = plan.tensors[a];
+      const auto& tb = plan.tensors[b];
+      const bool apart = ta.offset + ta.bytes() <= tb.offset || tb.offset + tb.bytes() <= ta.offset;
+      EXPECT_TRUE(apart) << ta.name << " and " << tb.name << " overlap while both alive";
+    }
+}
+
+TEST(GpuMemoryPlanner, BuffersAliveTogetherNeverShareBytes) {
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> step(0, 40), length(0, 8), size(1, 5000);
+  std::vector<gpu::BufferRequest> requests;
+  int64_t sum = 0;
+  for (int i = 0; i < 120; ++i) {
+    const int first = step(rng);
+    requests.push_back({size(rng), first, first + length(rng)});
+    sum += (requests.back().bytes + 255) / 256 * 256;
+  }
+  const gpu::MemoryPlan plan = gpu::plan_memory(requests);
+  ASSERT_EQ(plan.offsets.size(), requests.size());
+  for (size_t a = 0; a < requests.size(); ++a) {
+    EXPECT_EQ(plan.offsets[a] % 256, 0);
+    EXPECT_LE(plan.offsets[a] + requests[a].bytes, plan.total_bytes);
+    for (size_t b = a + 1; b < requests.size(); ++b) {
+      const auto& ra = requests[a];
+      const auto& rb = requests[b];
+      if (ra.last < rb.first || rb.last < ra.first) continue;
+      EXPECT_TRUE(plan.offsets[a] + ra.bytes <= plan.offsets[b] || plan.offsets[b] + rb.bytes <= plan.offsets[a])
+          << "requests " << a << " and " << b;
+    }
+  }
+  EXPECT_LT(plan.total_bytes, sum) << "nothing was shared";
+}
+
+TEST(GpuLowering, EastInFp16HasViewsCastsPaddingAndASharedArena) {
+  east::NetworkOptions options{2, 64, 96, 1};  // full width: every channel count but the input's is a multiple of 8
+  const gpu::PlanData plan = lowered(east::build(east::random_weights(options, 2), options), Precision::kFp16, 3);
+  EXPECT_EQ(plan.max_batch, 3);
+  int views = 0, casts = 0, padded = 0;
+  int64_t arena_sum = 0;
+  for (const gpu::PlanTensor& t : plan.tensors) {
+    EXPECT_EQ(t.shape[0], 3) << t.name;
+    if (t.place == gpu::TensorPlace::kView) {
+      ++views;
+      EXPECT_EQ(t.type, plan.tensors[t.view_of].type) << t.name;
+      EXPECT_EQ(t.channel_offset, 0) << t.name << ": the upsampled tensor comes first in EAST's concatenations";
+    }
+    if (t.place == gpu::TensorPlace::kArena) arena_sum += t.bytes();
+  }
+  for (const gpu::PlanStep& s : plan.steps) {
+    casts += s.kind == gpu::StepKind::kCast;
+    padded += s.padded_input >= 0;
+  }
+  EXPECT_EQ(views, 3);   // the three ×2 upsamplings
+  EXPECT_EQ(casts, 1);   // the score head's FP16 convolution into its float32 output; the others convert in place
+  EXPECT_EQ(padded, 1);  // conv1: 3 input channels rounded up to 8
+  for (int id : plan.outputs) {
+    EXPECT_EQ(plan.tensors[id].place, gpu::TensorPlace::kOutput);
+    EXPECT_EQ(plan.tensors[id].type, gpu::StorageType::kFloat32);
+  }
+  EXPECT_LT(plan.arena_bytes, arena_sum / 2) << "the memory plan shares too little";
+  expect_no_live_overlap(plan);
+}
+
+TEST(GpuLowering, AsymmetricPaddingAndPerLayerPrecision) {
+  std::mt19937 rng(3);
+  Network net = small_network(rng);
+  BuildOptions options;
+  options.precision = Precision::kFp16;
+  options.max_batch = 2;
+  options.layer_precisions["conv"] = Precision::kFp32;
+  passes::run_default_passes(net);
+  const gpu::PlanData plan = gpu::lower_network(net, options);
+  const auto conv = std::find_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.name == "conv"; });
+  ASSERT_NE(conv, plan.steps.end());
+  EXPECT_EQ(conv->precision, Precision::kFp32);
+  ASSERT_GE(conv->padded_input, 0);
+  EXPECT_EQ(plan.tensors[conv->padded_input].shape, (Shape{2, 13, 17, 5}));  // one row and column more
+  EXPECT_EQ(plan.tensors[conv->outputs[0]].type, gpu::StorageType::kFloat32);
+  expect_no_live_overlap(plan);
+}
+
+TEST(GpuLowering, UnsupportedLayerIsAnErrorNamingIt) {
+  Network net;
+  Tensor* x = net.add_input("x", {2, 4, 4, 3});
+  net.mark_output(net.add_slice(x, {{0, 0, 0, 0}, {2, 2, 2, 3}, {1, 1, 1, 1}}, "crop"));
+  try {
+    gpu::lower_network(net, {});
+    FAIL() << "a Slice was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'crop'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GpuPlan, RoundTripsEveryField) {
+  std::mt19937 rng(4);
+  const gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+  const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+  const gpu::ParsedPlan back = gpu::parse_plan(bytes, "small.plan");
+  EXPECT_EQ(back.target.gpu_name, kTarget.gpu_name);
+  EXPECT_EQ(back.target.major, 9);
+  EXPECT_EQ(back.plan.precision, Precision::kFp16);
+  EXPECT_EQ(back.plan.arena_bytes, plan.arena_bytes);
+  ASSERT_EQ(back.plan.tensors.size(), plan.tensors.size());
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    EXPECT_EQ(back.plan.tensors[i].name, plan.tensors[i].name);
+    EXPECT_EQ(back.plan.tensors[i].shape, plan.tensors[i].shape);
+    EXPECT_EQ(back.plan.tensors[i].offset, plan.tensors[i].offset);
+    EXPECT_EQ(back.plan.tensors[i].place, plan.tensors[i].place);
+  }
+  ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    EXPECT_EQ(back.plan.steps[i].name, plan.steps[i].name);
+    EXPECT_EQ(back.plan.steps[i].inputs, plan.steps[i].inputs);
+    EXPECT_EQ(back.plan.steps[i].params.index(), plan.steps[i].params.index());
+  }
+  // The fused convolution keeps its weights and its ReLU.
+  auto conv_step = [](const gpu::PlanData& p) {
+    return std::find_if(p.steps.begin(), p.steps.end(), [](const gpu::PlanStep& s) { return s.name == "conv"; });
+  };
+  ASSERT_NE(conv_step(back.plan), back.plan.steps.end());
+  const auto& conv = std::get<ConvolutionParams>(conv_step(back.plan)->params);
+  EXPECT_EQ(conv.kernel_weights->data, std::get<ConvolutionParams>(conv_step(plan)->params).kernel_weights->data);
+  ASSERT_TRUE(conv.activation.has_value());
+  EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+}
+
+// Expects parse_plan to refuse `bytes` with an Error naming the file and containing `fragment`.
+void expect_refused(const std::vector<uint8_t>& bytes, const std::string& fragment) {
+  try {
+    gpu::parse_plan(bytes, "/plans/east.plan");
+    ADD_FAILURE() << "accepted a plan that should fail with '" << fragment << "'";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("/plans/east.plan"), std::string::npos) << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << message;
+  }
+}
+
+TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
+  std::mt19937 rng(5);
+  const std::vector<uint8_t> good = gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), kTarget);
+  ASSERT_NO_THROW(gpu::parse_plan(good, "ok.plan"));
+
+  std::vector<uint8_t> flipped = good;
+  flipped[flipped.size() / 2] ^= 0x40;
+  expect_refused(flipped, "corrupt");
+  expect_refused(std::vector<uint8_t>(good.begin(), good.begin() + static_cast<long>(good.size() / 3)), "truncated");
+  expect_refused(std::vector<uint8_t>(good.begin(), good.begin() + 10), "not an eastrt plan");
+  std::vector<uint8_t> not_plan = good;
+  not_plan[0] = 'X';
+  expect_refused(not_plan, "not an eastrt plan");
+  std::vector<uint8_t> other_format = good;
+  other_format[8] = 99;  // the format version follows the 8-byte magic
+  expect_refused(other_format, "format version 99");
+  gpu::PlanTarget old = kTarget;
+  old.eastrt_version = "0.0.1-old";
+  expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
+}
+
+TEST(GpuPlan, PlanForAnotherGpuIsRefusedNamingBoth) {
+  GpuInfo a100;
+  a100.available = true;
+  a100.name = "NVIDIA A100-SXM4-80GB";
+  a100.major = 8;
+  try {
+    gpu::check_plan_target(kTarget, a100, "east.plan");
+    FAIL() << "a plan for another GPU was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("east.plan"), std::string::npos) << m;
+    EXPECT_NE(m.find(kTarget.gpu_name), std::string::npos) << m;
+    EXPECT_NE(m.find("NVIDIA A100-SXM4-80GB"), std::string::npos) << m;
+  }
+  GpuInfo same_name_other_cc = a100;
+  same_name_other_cc.name = kTarget.gpu_name;  // same name, another compute capability
+  EXPECT_THROW(gpu::check_plan_target(kTarget, same_name_other_cc, "east.plan"), Error);
+  GpuInfo none;
+  none.reason = "no CUDA device";
+  EXPECT_THROW(gpu::check_plan_target(kTarget, none, "east.plan"), Error);
+  GpuInfo same = same_name_other_cc;
+  same.major = 9;
+  EXPECT_NO_THROW(gpu::check_plan_target(kTarget, same, "east.plan"));
+}
+
+// ---------------------------------------------------------------- kernels on the GPU against the CPU
+
+struct ConvCase {
+  const char* what;
+  Shape input;
+  int k, kernel, stride, dilation, groups;
+  Padding padding;
+  bool bias;
+  std::optional<ActivationType> activation;
+  bool residual;
+  bool batch_norm;  // a Scale after the convolution, folded by the passes
+};
+
+TEST(GpuKernels, ConvolutionsMatchTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  const ConvCase cases[] = {
+      {"3x3/2 asymmetric pad, ReLU", {3, 13, 17, 5}, 7, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
+      {"1x1 bias only", {2, 9, 11, 6}, 10, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
+      {"7x7/2 pad 3, 3 channels (conv1)", {2, 21, 19, 3}, 9, 7, 2, 1, 1, Padding::symmetric(3), false, ActivationType::kRelu, false, true},
+      {"3x3 residual + ReLU", {3, 8, 10, 12}, 12, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
+      {"1x1 sigmoid head", {2, 10, 7, 8}, 5, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
+      {"3x3 grouped, dilated, no bias", {1, 12, 12, 8}, 8, 3, 1, 2, 2, Padding::symmetric(2), false, std::nullopt, false, false},
+      {"3x3 batch norm + ReLU, odd pad", {2, 15, 16, 16}, 24, 3, 1, 1, 1, {1, 2, 1, 0}, false, ActivationType::kRelu, false, true},
+      {"1x1/2 projection + residual", {2, 11, 9, 9}, 13, 1, 2, 1, 1, {}, true, std::nullopt, true, true},
+  };
+  for (const ConvCase& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel, c.kernel};
+    p.stride = {c.stride, c.stride};
+    p.dilation = {c.dilation, c.dilation};
+    p.groups = c.groups;
+    p.padding = c.padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] / c.groups * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, c.input[3] / c.groups, c.kernel, c.kernel}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_convolution(x, p, "conv");
+    if (c.batch_norm)
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+    if (c.residual) {
+      Tensor* r = net.add_input("r", y->shape);
+      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+    }
+    if (c.activation) y = net.add_activation(y, *c.activation, "act");
+    net.mark_output(y, "y");
+    check_network(net, rng, c.what);
+  }
+}
+
+TEST(GpuKernels, PoolingMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(12);
+  struct Case {
+    const char* what;
+    Shape input;
+    PoolingParams p;
+  };
+  const Case cases[] = {
+      {"max 3x3/2 TF SAME", {3, 12, 14, 5}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"max 1x1/2 subsample", {2, 9, 11, 7}, {PoolingType::kMax, {1, 1}, {2, 2}, {}}},
+      {"average 3x3 pad 1", {2, 7, 9, 6}, {PoolingType::kAverage, {3, 3}, {1, 1}, Padding::symmetric(1)}},
+      {"average 3x3 pad 1 counting pad", {2, 7, 9, 6}, {PoolingType::kAverage, {3, 3}, {1, 1}, Padding::symmetric(1), false, true}},
+      {"global average", {3, 5, 6, 9}, {PoolingType::kAverage, {1, 1}, {1, 1}, {}, true}},
+      {"max 2x3 stride 2x1 odd pad", {2, 7, 8, 3}, {PoolingType::kMax, {2, 3}, {2, 1}, {1, 0, 0, 2}}},
+  };
+  for (const Case& c : cases)
+    check_network(single_layer(c.input, [&](Network& n, Tensor* x) { return n.add_pooling(x, c.p, "pool"); }), rng, c.what);
+}
+
+TEST(GpuKernels, ResizeUnderEveryRuleMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(13);
+  for (ResizeMode mode : {ResizeMode::kBilinear, ResizeMode::kNearest})
+    for (ResizeCoordinates rule : {ResizeCoordinates::kAsymmetric, ResizeCoordinates::kHalfPixel, ResizeCoordinates::kAlignCorners}) {
+      const std::string what = std::string(mode == ResizeMode::kBilinear ? "bilinear" : "nearest") + " rule " +
+                               std::to_string(static_cast<int>(rule));
+      check_network(single_layer({2, 5, 7, 6}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 0, 0, 2.0f, 2.0f}, "up2");
+                    }), rng, what + " x2");
+      check_network(single_layer({3, 6, 5, 4}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 9, 13, 0, 0}, "up");
+                    }), rng, what + " to 9x13");
+      check_network(single_layer({2, 9, 10, 3}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 4, 3, 0, 0}, "down");
+                    }), rng, what + " to 4x3");
+    }
+}
+
+TEST(GpuKernels, ConcatenationsAndResizeIntoConcatenationMatchTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(14);
+  for (bool inside : {false, true}) {
+    // EAST's merge: the ×2 upsampling written straight into the first channels (a view), then the rest.
+    Network net;
+    Tensor* h = net.add_input("h", {2, 4, 5, 6});
+    Tensor* f = net.add_input("f", {2, 8, 10, 3});
+    Tensor* g = net.add_resize(h, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "unpool");
+    Tensor* c = net.add_concatenation({g, f}, 3, "concat");
+    if (inside) c = net.add_activation(c, ActivationType::kTanh, "after");
+    net.mark_output(c, "y");
+    check_network(net, rng, inside ? "resize into an arena concatenation" : "resize into the output binding");
+  }
+  Network width;
+  Tensor* a = width.add_input("a", {3, 5, 4, 7});
+  Tensor* b = width.add_input("b", {3, 5, 9, 7});
+  width.mark_output(width.add_concatenation({a, b, a}, 2, "concat_w"), "y");
+  check_network(width, rng, "concatenation along the width, an input twice");
+  Network channels;
+  Tensor* p = channels.add_input("p", {2, 3, 3, 5});
+  Tensor* q = channels.add_input("q", {2, 3, 3, 1});
+  channels.mark_output(channels.add_concatenation({p, q}, -1, "concat_c"), "y");
+  check_network(channels, rng, "concatenation of 5 and 1 channels");
+}
+
+TEST(GpuKernels, ScaleActivationUnaryAndElementwiseMatchTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(15);
+  const Shape shape{3, 5, 7, 6};
+  check_network(single_layer(shape, [&](Network& n, Tensor* x) {
+                  return n.add_scale(x, {ScaleMode::kChannel, random_weights({6}, rng, 0.5f, 1.5f),
+                                         random_weights({6}, rng, 0.1f, 0.5f), random_weights({6}, rng, 0.5f, 2.0f)},
+                                     "scale_power");
+                }), rng, "per-channel scale with power", 0.5f, 2.0f);
+  check_network(single_layer(shape, [&](Network& n, Tensor* x) {
+                  return n.add_scale(x, {ScaleMode::kUniform, make_weights({1}, {-3.0f}), make_weights({1}, {0.25f}), nullptr},
+                                     "scale_uniform");
+                }), rng, "uniform scale");
+  const ActivationParams activations[] = {{ActivationType::kRelu}, {ActivationType::kSigmoid}, {ActivationType::kTanh},
+                                          {ActivationType::kClip, -0.3f, 0.6f}, {ActivationType::kHardSigmoid, 0.2f, 0.5f},
+                                          {ActivationType::kHardSwish}, {ActivationType::kLeakyRelu, 0.1f}};
+  for (const ActivationParams& a : activations)
+    check_network(single_layer(shape, [&](Network& n, Tensor* x) { return n.add_activation(x, a, "act"); }), rng,
+                  std::string("activation ") + to_string(a.type), -3.0f, 3.0f);
+  for (int op = 0; op <= static_cast<int>(UnaryOp::kCos); ++op) {
+    // Floor and ceil jump where FP16 rounding of the input may cross an integer: float storage only.
+    const bool steps = op == static_cast<int>(UnaryOp::kFloor) || op == static_cast<int>(UnaryOp::kCeil);
+    check_network(single_layer(shape, [&](Network& n, Tensor* x) { return n.add_unary(x, static_cast<UnaryOp>(op), "unary"); }),
+                  rng, std::string("unary ") + to_string(static_cast<UnaryOp>(op)), 0.5f, 2.0f,
+                  steps ? std::vector<Precision>{Precision::kFp32, Precision::kTf32}
+                        : std::vector<Precision>{std::begin(kPrecisions), std::end(kPrecisions)});
+  }
+  for (int op = 0; op <= static_cast<int>(ElementWiseOp::kPow); ++op) {
+    Network net;
+    Tensor* a = net.add_input("a", {2, 5, 7, 3});
+    Tensor* b = net.add_input("b", {2, 1, 7, 1});  // broadcast over rows and channels
+    net.mark_output(net.add_elementwise(a, b, static_cast<ElementWiseOp>(op), "binary"), "y");
+    check_network(net, rng, std::string("elementwise ") + to_string(static_cast<ElementWiseOp>(op)), 0.5f, 2.0f);
+  }
+}
+
+// ---------------------------------------------------------------- EAST end to end
+
+struct EastFixture {
+  east::NetworkOptions options{2, 224, 320, 1};  // 7 × 10 blocks of 32: odd sizes all the way down
+  Network network = east::build(east::random_weights(options, 1), options);
+  HostTensor image;
+  std::map<std::string, HostTensor> cpu;
+  EastFixture() {
+    std::mt19937 rng(21);
+    image = random_tensor({2, 224, 320, 3}, rng, 0.0f, 255.0f);
+    cpu = CpuEngine(network, {0, false}).run({{east::kInputName, image}});
+  }
+};
+
+EastFixture& east_fixture() {
+  static EastFixture fixture;
+  return fixture;
+}
+
+TEST(GpuEast, Fp32MatchesTheCpuEndToEnd) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  const auto got = run_gpu(f.network, Precision::kFp32, {{east::kInputName, f.image}});
+  EXPECT_LE(relative_error(got.at(east::kScoreOutput), f.cpu.at(east::kScoreOutput)), 1e-4);
+  EXPECT_LE(relative_error(got.at(east::kGeometryOutput), f.cpu.at(east::kGeometryOutput)), 1e-4);
+}
+
+TEST(GpuEast, Tf32AndFp16StayCloseToTheCpu) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  for (auto [precision, bound] : {std::pair{Precision::kTf32, 1e-2}, std::pair{Precision::kFp16, 5e-2}}) {
+    SCOPED_TRACE(to_string(precision));
+    const auto got = run_gpu(f.network, precision, {{east::kInputName, f.image}});
+    EXPECT_LE(relative_error(got.at(east::kScoreOutput), f.cpu.at(east::kScoreOutput)), bound);
+    EXPECT_LE(relative_error(got.at(east::kGeometryOutput), f.cpu.at(east::kGeometryOutput)), bound);
+  }
+}
+
+TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  BuildOptions options;
+  options.max_batch = 3;
+  std::unique_ptr<Engine> engine = Builder(f.network, options).build();
+  auto eager = engine->create_context();
+  auto graph = engine->create_context();
+  graph->set_cuda_graph(true);
+  eager->poison();
+  graph->poison();
+  const auto a = eager->run({{east::kInputName, f.image}});
+  const auto b = graph->run({{east::kInputName, f.image}});
+  graph->run({{east::kInputName, f.image}});  // the replay, not only the capture
+  const auto b2 = graph->run({{east::kInputName, f.image}});
+  for (const auto& [name, t] : a) {
+    EXPECT_EQ(relative_error(b.at(name), t), 0.0) << name << ": graph replay differs from launches";
+    EXPECT_EQ(relative_error(b2.at(name), t), 0.0) << name;
+    EXPECT_LE(relative_error(t, f.cpu.at(name)), 1e-4) << name << " at batch 2 of 3";
+  }
+  // Batch 1: the first image alone gives the first image's outputs.
+  HostTensor first({1, 224, 320, 3});
+  std::copy_n(f.image.data.begin(), first.size(), first.data.begin());
+  const auto one = eager->run({{east::kInputName, first}});
+  for (const auto& [name, t] : one) {
+    HostTensor want(t.shape);
+    std::copy_n(a.at(name).data.begin(), want.size(), want.data.begin());
+    EXPECT_LE(relative_error(t, want), 1e-5) << name;
+  }
+  // Two contexts enqueued together on their streams give what each gives alone.
+  HostTensor other = f.image;
+  std::reverse(other.data.begin(), other.data.end());
+  eager->set_input(east::kInputName, f.image);
+  graph->set_input(east::kInputName, other);
+  eager->enqueue();
+  graph->enqueue();
+  eager->fetch_outputs();
+  graph->fetch_outputs();
+  eager->synchronize();
+  graph->synchronize();
+  const auto alone = engine->create_context()->run({{east::kInputName, other}});
+  for (const auto& [name, t] : a) {
+    EXPECT_EQ(relative_error(eager->output(name), t), 0.0) << name;
+    EXPECT_EQ(relative_error(graph->output(name), alone.at(name)), 0.0) << name;
+  }
+  const std::vector<double> ms = graph->time_enqueue(2, 5);
+  ASSERT_EQ(ms.size(), 5u);
+  for (double t : ms) EXPECT_GT(t, 0.0);
+  const EngineInfo info = engine->inspect();
+  EXPECT_GT(info.weight_bytes, 90'000'000);  // ≈24 M float32 parameters
+  EXPECT_GT(info.activation_bytes, 0);
+  int convolutions = 0;
+  for (const EngineLayerInfo& l : info.layers)
+    if (l.kind == "Convolution") {
+      ++convolutions;
+      EXPECT_NE(l.tactic.find("cudnn"), std::string::npos) << l.name << ": " << l.tactic;
+      EXPECT_GT(l.tactic_ms, 0.0) << l.name;
+    }
+  EXPECT_EQ(convolutions, 63);
+}
+
+// ---------------------------------------------------------------- plans on the GPU
+
+TEST(GpuEngine, PlanRoundTripRunsTheSame) {
+  REQUIRE_GPU();
+  std::mt19937 rng(31);
+  const Network net = small_network(rng, 3);
+  BuildOptions options;
+  options.precision = Precision::kFp16;
+  options.max_batch = 3;
+  std::unique_ptr<Engine> built = Builder(net, options).build();
+  const std::vector<uint8_t> bytes = built->serialize();
+  std::unique_ptr<Engine> loaded = Engine::deserialize(bytes, "small.plan");
+  EXPECT_EQ(loaded->serialize(), bytes);
+  const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+  auto a = built->create_context();
+  auto b = loaded->create_context();
+  a->poison();
+  b->poison();
+  const auto x = a->run(inputs);
+  const auto y = b->run(inputs);
+  EXPECT_EQ(relative_error(y.at("out"), x.at("out")), 0.0);
+  EXPECT_LE(relative_error(x.at("out"), CpuEngine(net, {1, true}).run(inputs).at("out")), 1e-2);
+  const EngineInfo i = built->inspect(), j = loaded->inspect();
+  ASSERT_EQ(i.layers.size(), j.layers.size());
+  for (size_t k = 0; k < i.layers.size(); ++k) EXPECT_EQ(i.layers[k].tactic, j.layers[k].tactic);
+  EXPECT_EQ(j.gpu_name, the_gpu().name);
+}
+
+TEST(GpuEngine, PlansForAnotherGpuOrCorruptAreRefused) {
+  REQUIRE_GPU();
+  std::mt19937 rng(32);
+  std::unique_ptr<Engine> engine = Builder(small_network(rng), {}).build();
+  const std::vector<uint8_t> bytes = engine->serialize();
+  gpu::ParsedPlan parsed = gpu::parse_plan(bytes, "mine.plan");
+  auto expect_error = [](const std::vector<uint8_t>& plan, const std::string& fragment) {
+    try {
+      Engine::deserialize(plan, "/tmp/other.plan");
+      ADD_FAILURE() << "accepted; expected an error with '" << fragment << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("/tmp/other.plan"), std::string::npos) << e.what();
+    }
+  };
+  gpu::PlanTarget other = parsed.target;
+  other.gpu_name = "NVIDIA GeForce RTX 2080";
+  expect_error(gpu::serialize_plan(parsed.plan, other), "NVIDIA GeForce RTX 2080");
+  other = parsed.target;
+  other.minor += 1;
+  expect_error(gpu::serialize_plan(parsed.plan, other), "compute capability");
+  std::vector<uint8_t> corrupt = bytes;
+  corrupt[corrupt.size() - 7] ^= 1;
+  expect_error(corrupt, "corrupt");
+}
+
+// ---------------------------------------------------------------- pre-processing
+
+TEST(GpuPreprocess, MatchesTheCpuResizeBitForBit) {
+  REQUIRE_GPU();
+  std::mt19937 rng(41);
+  // An engine that hands its input straight back (x·1 + 0 is exact in float32).
+  Network net = single_layer({2, 64, 96, 3}, [](Network& n, Tensor* x) {
+    return n.add_scale(x, {ScaleMode::kUniform, make_weights({1}, {1.0f}), make_weights({1}, {0.0f}), nullptr}, "copy");
+  });
+  BuildOptions options;
+  options.max_batch = 2;
+  std::unique_ptr<Engine> engine = Builder(net, options).build();
+  auto context = engine->create_context();
+  std::uniform_int_distribution<int> byte(0, 255);
+  const std::pair<int, int> sizes[] = {{37, 53}, {130, 201}, {64, 96}, {20, 30}, {721, 1283}};
+  for (const auto& [h, w] : sizes) {
+    east::Image image;
+    image.height = h, image.width = w;
+    image.rgb.resize(static_cast<size_t>(h) * w * 3);
+    for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(byte(rng));
+    context->poison();
+    context->set_input_image("x", 1, image);
+    context->set_input_image("x", 0, image);
+    context->set_batch(2);
+    context->enqueue();
+    context->fetch_outputs();
+    context->synchronize();
+    const HostTensor got = context->output("y");
+    const HostTensor want = east::resize_bilinear(image, 64, 96);
+    int64_t mismatches = 0;
+    for (int b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < want.size(); ++i) mismatches += got.data[b * want.size() + i] != want.data[i];
+    EXPECT_EQ(mismatches, 0) << "image " << h << "x" << w;
+  }
+}
+
+}  // namespace
+}  // namespace eastrt

@@ -1,0 +1,312 @@
+// Tests of the graph rewrites (src/passes/): each runs the CPU engine before and after the rewrite on fresh
+// random inputs and compares (≤ 1e-5), checks what was rewritten and what must be left alone; and the CPU
+// engine's fused convolution epilogue (activation, residual) the rewrites rely on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "cpu/fast.h"
+#include "cpu/naive.h"
+#include "cpu/thread_pool.h"
+#include "eastrt/cpu_engine.h"
+#include "eastrt/east.h"
+#include "eastrt/error.h"
+#include "passes/passes.h"
+
+namespace eastrt {
+namespace {
+
+HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  HostTensor t(shape);
+  for (float& v : t.data) v = dist(rng);
+  return t;
+}
+
+Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+  return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
+}
+
+// ‖got − want‖₂ / ‖want‖₂; NaN anywhere fails.
+double relative_error(const HostTensor& got, const HostTensor& want) {
+  EXPECT_EQ(to_string(got.shape), to_string(want.shape));
+  if (got.size() != want.size()) return INFINITY;
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got.data[i]) - want.data[i];
+    if (std::isnan(d)) return INFINITY;
+    diff += d * d;
+    norm += static_cast<double>(want.data[i]) * want.data[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
+}
+
+constexpr double kTolerance = 1e-5;
+
+int count_kind(const Network& network, LayerKind kind) {
+  int n = 0;
+  for (const Layer& layer : network.layers()) n += layer.kind() == kind;
+  return n;
+}
+
+ConvolutionParams conv_params(int in_channels, int out_channels, int k, std::mt19937& rng, Padding padding = {},
+                              bool bias = true, int stride = 1) {
+  ConvolutionParams p;
+  p.out_channels = out_channels;
+  p.kernel = {k, k};
+  p.stride = {stride, stride};
+  p.padding = padding;
+  p.kernel_weights = random_weights({out_channels, in_channels, k, k}, rng, -0.5f, 0.5f);
+  if (bias) p.bias = random_weights({out_channels}, rng);
+  return p;
+}
+
+ScaleParams channel_scale(int channels, std::mt19937& rng) {
+  return {ScaleMode::kChannel, random_weights({channels}, rng, 0.5f, 1.5f), random_weights({channels}, rng),
+          nullptr};
+}
+
+// Runs `network` on the CPU engine (fast kernels) before and after `pass`, on a fresh random input; every
+// output must agree within kTolerance. Returns the pass's count.
+int check_pass(Network& network, int (*pass)(Network&), std::mt19937& rng) {
+  std::map<std::string, HostTensor> inputs;
+  for (int id : network.inputs())
+    inputs[network.tensor(id).name] = random_tensor(network.tensor(id).shape, rng, -2.0f, 2.0f);
+  CpuEngine before(network, {2, false});
+  const auto want = before.run(inputs);
+  const int count = pass(network);
+  network.validate();
+  network.infer_shapes();
+  CpuEngine after(network, {2, false});
+  const auto got = after.run(inputs);
+  EXPECT_EQ(got.size(), want.size());
+  for (const auto& [name, tensor] : want) {
+    auto found = got.find(name);
+    EXPECT_NE(found, got.end()) << "output " << name << " disappeared";
+    if (found != got.end()) EXPECT_LE(relative_error(found->second, tensor), kTolerance) << name;
+  }
+  // The naive engine must agree too: it is the oracle of the GPU tests, and runs the fused layers itself.
+  CpuEngine naive(network, {1, true});
+  const auto oracle = naive.run(inputs);
+  for (const auto& [name, tensor] : want) EXPECT_LE(relative_error(oracle.at(name), tensor), kTolerance) << name;
+  return count;
+}
+
+// ---- the CPU engine's fused epilogue ----
+
+TEST(PassesCpuEpilogue, NaiveFusedEqualsTheComposition) {
+  std::mt19937 rng(101);
+  for (ActivationType type : {ActivationType::kRelu, ActivationType::kSigmoid, ActivationType::kLeakyRelu}) {
+    ConvolutionParams p = conv_params(5, 7, 3, rng, {0, 1, 1, 0}, true, 2);
+    const HostTensor x = random_tensor({2, 9, 11, 5}, rng);
+    const HostTensor plain = cpu::naive::convolution(x, p);
+    const HostTensor residual = random_tensor(plain.shape, rng);
+    ActivationParams act{type, 0.1f, 0.0f};
+    const HostTensor want =
+        cpu::naive::activation(cpu::naive::elementwise(plain, residual, ElementWiseOp::kAdd), act);
+    p.activation = act;
+    const HostTensor got = cpu::naive::convolution(x, p, &residual);
+    EXPECT_LE(relative_error(got, want), 1e-6) << to_string(type);
+  }
+}
+
+TEST(PassesCpuEpilogue, FastFusedMatchesNaive) {
+  std::mt19937 rng(102);
+  cpu::ThreadPool& pool = cpu::ThreadPool::shared(3);
+  struct Case {
+    Shape input;
+    int k, kernel, stride;
+    Padding padding;
+  };
+  // Pointwise (one GEMM), im2col with asymmetric padding, and a stride.
+  for (const Case& c : {Case{{3, 7, 5, 6}, 9, 1, 1, {}}, Case{{2, 9, 11, 5}, 7, 3, 1, {1, 0, 2, 1}},
+                        Case{{1, 13, 10, 3}, 11, 3, 2, {0, 0, 1, 1}}}) {
+    ConvolutionParams p = conv_params(static_cast<int>(c.input[3]), c.k, c.kernel, rng, c.padding, true, c.stride);
+    p.activation = ActivationParams{ActivationType::kRelu};
+    const HostTensor x = random_tensor(c.input, rng);
+    const HostTensor shape_probe = cpu::naive::convolution(x, p);
+    const HostTensor residual = random_tensor(shape_probe.shape, rng);
+    const HostTensor want = cpu::naive::convolution(x, p, &residual);
+    HostTensor got(want.shape);
+    std::fill(got.data.begin(), got.data.end(), std::nanf(""));
+    cpu::fast::convolution(x, p, got, pool, &residual);
+    EXPECT_LE(relative_error(got, want), kTolerance) << to_string(c.input);
+  }
+}
+
+TEST(PassesCpuEpilogue, ResidualOfTheWrongShapeIsAnError) {
+  std::mt19937 rng(103);
+  ConvolutionParams p = conv_params(3, 4, 1, rng);
+  const HostTensor x = random_tensor({1, 4, 4, 3}, rng);
+  const HostTensor wrong = random_tensor({1, 4, 4, 5}, rng);
+  EXPECT_THROW(cpu::naive::convolution(x, p, &wrong), Error);
+}
+
+// ---- fold_batch_norm ----
+
+TEST(PassesFoldBatchNorm, FoldsChannelAndUniformScales) {
+  std::mt19937 rng(201);
+  Network net;
+  Tensor* x = net.add_input("x", {2, 9, 11, 5});
+  Tensor* y = net.add_convolution(x, conv_params(5, 7, 3, rng, {1, 0, 2, 1}), "conv1");
+  y = net.add_scale(y, channel_scale(7, rng), "bn1");
+  Tensor* z = net.add_convolution(y, conv_params(7, 6, 1, rng, {}, /*bias=*/false), "conv2");
+  z = net.add_scale(z, {ScaleMode::kUniform, make_weights({1}, {0.75f}), make_weights({1}, {-0.25f}), nullptr},
+                    "bn2");
+  net.mark_output(z);
+  EXPECT_EQ(check_pass(net, passes::fold_batch_norm, rng), 2);
+  EXPECT_EQ(count_kind(net, LayerKind::kScale), 0);
+  EXPECT_EQ(net.layers().size(), 2u);
+  EXPECT_NE(net.find_tensor("bn2"), nullptr);
+  EXPECT_TRUE(net.find_tensor("bn2")->is_output);
+}
+
+TEST(PassesFoldBatchNorm, LeavesAloneWhatItCannotFold) {
+  std::mt19937 rng(202);
+  Network net;
+  Tensor* x = net.add_input("x", {1, 6, 7, 4});
+  // A scale before any convolution (the mean subtraction of EAST).
+  Tensor* m = net.add_scale(x, channel_scale(4, rng), "mean");
+  // A convolution read twice: folding would change the other reader's input.
+  Tensor* a = net.add_convolution(m, conv_params(4, 5, 3, rng, Padding::symmetric(1)), "conv_a");
+  Tensor* a_bn = net.add_scale(a, channel_scale(5, rng), "bn_a");
+  Tensor* a_relu = net.add_activation(a, ActivationType::kRelu, "relu_a");
+  // A scale with a power.
+  Tensor* b = net.add_convolution(m, conv_params(4, 5, 1, rng), "conv_b");
+  ScaleParams pow = channel_scale(5, rng);
+  pow.power = make_weights({5}, std::vector<float>(5, 2.0f));
+  Tensor* b_pow = net.add_scale(b, pow, "pow_b");
+  // A convolution that already has an activation.
+  ConvolutionParams cp = conv_params(4, 5, 1, rng);
+  cp.activation = ActivationParams{ActivationType::kRelu};
+  Tensor* c = net.add_convolution(m, cp, "conv_c");
+  Tensor* c_bn = net.add_scale(c, channel_scale(5, rng), "bn_c");
+  // A convolution output that is itself a network output.
+  Tensor* d = net.add_convolution(m, conv_params(4, 5, 1, rng), "conv_d");
+  Tensor* d_bn = net.add_scale(d, channel_scale(5, rng), "bn_d");
+  for (Tensor* t : {a_bn, a_relu, b_pow, c_bn, d, d_bn}) net.mark_output(t);
+  EXPECT_EQ(check_pass(net, passes::fold_batch_norm, rng), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kScale), 5);
+}
+
+// ---- fuse_activation ----
+
+TEST(PassesFuseActivation, FusesIntoTheEpilogue) {
+  std::mt19937 rng(301);
+  Network net;
+  Tensor* x = net.add_input("x", {3, 7, 5, 6});
+  Tensor* y = net.add_convolution(x, conv_params(6, 9, 3, rng, {0, 1, 1, 0}), "conv1");
+  y = net.add_activation(y, ActivationType::kRelu, "relu1");
+  Tensor* z = net.add_convolution(y, conv_params(9, 3, 1, rng), "conv2");
+  z = net.add_activation(z, ActivationType::kSigmoid, "sigmoid2");
+  net.mark_output(z, "score");
+  EXPECT_EQ(check_pass(net, passes::fuse_activation, rng), 2);
+  ASSERT_EQ(net.layers().size(), 2u);
+  EXPECT_EQ(net.layers()[0].as<ConvolutionParams>().activation->type, ActivationType::kRelu);
+  EXPECT_EQ(net.layers()[1].as<ConvolutionParams>().activation->type, ActivationType::kSigmoid);
+  EXPECT_TRUE(net.find_tensor("score")->is_output);
+}
+
+TEST(PassesFuseActivation, LeavesAloneWhatItCannotFuse) {
+  std::mt19937 rng(302);
+  Network net;
+  Tensor* x = net.add_input("x", {1, 5, 5, 3});
+  Tensor* a = net.add_convolution(x, conv_params(3, 4, 1, rng), "conv_a");  // also an output
+  Tensor* a_relu = net.add_activation(a, ActivationType::kRelu, "relu_a");
+  Tensor* b = net.add_convolution(x, conv_params(3, 4, 1, rng), "conv_b");  // read twice
+  Tensor* b_relu = net.add_activation(b, ActivationType::kRelu, "relu_b");
+  Tensor* b_sum = net.add_elementwise(b, b_relu, ElementWiseOp::kAdd, "sum_b");
+  Tensor* c = net.add_activation(x, ActivationType::kTanh, "tanh_x");  // not after a convolution
+  for (Tensor* t : {a, a_relu, b_sum, c}) net.mark_output(t);
+  EXPECT_EQ(check_pass(net, passes::fuse_activation, rng), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kActivation), 3);
+}
+
+// ---- fuse_residual ----
+
+TEST(PassesFuseResidual, BottleneckAddAndReluJoinTheLaterConvolution) {
+  std::mt19937 rng(401);
+  Network net;
+  Tensor* x = net.add_input("x", {2, 8, 7, 6});
+  Tensor* shortcut = net.add_convolution(x, conv_params(6, 10, 1, rng), "shortcut");
+  Tensor* r = net.add_convolution(x, conv_params(6, 5, 3, rng, Padding::symmetric(1)), "conv1");
+  r = net.add_activation(r, ActivationType::kRelu, "relu1");
+  r = net.add_convolution(r, conv_params(5, 10, 1, rng), "conv2");
+  Tensor* sum = net.add_elementwise(shortcut, r, ElementWiseOp::kAdd, "add");
+  Tensor* out = net.add_activation(sum, ActivationType::kRelu, "relu");
+  net.mark_output(out);
+  EXPECT_EQ(check_pass(net, passes::fuse_residual, rng), 1);
+  EXPECT_EQ(count_kind(net, LayerKind::kElementWise), 0);
+  ASSERT_EQ(net.layers().size(), 4u);
+  const Layer& fused = net.layers().back();
+  EXPECT_EQ(fused.name, "conv2");
+  ASSERT_EQ(fused.inputs.size(), 2u);
+  EXPECT_EQ(net.tensor(fused.inputs[1]).name, "shortcut");
+  ASSERT_TRUE(fused.as<ConvolutionParams>().activation.has_value());
+  EXPECT_EQ(net.tensor(fused.outputs[0]).name, "relu");
+}
+
+TEST(PassesFuseResidual, MovesAnEarlierConvolutionToTheAdd) {
+  std::mt19937 rng(402);
+  Network net;
+  Tensor* x = net.add_input("x", {1, 6, 9, 4});
+  Tensor* early = net.add_convolution(x, conv_params(4, 4, 3, rng, {1, 1, 1, 1}), "early");
+  Tensor* late = net.add_activation(x, ActivationType::kTanh, "late");  // not a convolution
+  Tensor* sum = net.add_elementwise(early, late, ElementWiseOp::kAdd, "add");  // no ReLU after it
+  net.mark_output(sum);
+  EXPECT_EQ(check_pass(net, passes::fuse_residual, rng), 1);
+  ASSERT_EQ(net.layers().size(), 2u);
+  EXPECT_EQ(net.layers()[0].name, "late");
+  EXPECT_EQ(net.layers()[1].name, "early");
+  EXPECT_FALSE(net.layers()[1].as<ConvolutionParams>().activation.has_value());
+}
+
+TEST(PassesFuseResidual, LeavesAloneWhatItCannotFuse) {
+  std::mt19937 rng(403);
+  Network net;
+  Tensor* x = net.add_input("x", {2, 5, 6, 4});
+  Tensor* a = net.add_convolution(x, conv_params(4, 4, 1, rng), "conv_a");
+  Tensor* bias = net.add_constant(random_weights({4}, rng), "bias");
+  Tensor* broadcast = net.add_elementwise(a, bias, ElementWiseOp::kAdd, "broadcast_add");  // broadcast
+  Tensor* b = net.add_convolution(x, conv_params(4, 4, 1, rng), "conv_b");
+  Tensor* diff = net.add_elementwise(b, x, ElementWiseOp::kSub, "sub");  // not an Add
+  ConvolutionParams cp = conv_params(4, 4, 1, rng);
+  cp.activation = ActivationParams{ActivationType::kRelu};
+  Tensor* c = net.add_convolution(x, cp, "conv_c");
+  Tensor* c_sum = net.add_elementwise(c, x, ElementWiseOp::kAdd, "add_c");  // the conv has an activation
+  for (Tensor* t : {broadcast, diff, c_sum}) net.mark_output(t);
+  EXPECT_EQ(check_pass(net, passes::fuse_residual, rng), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kElementWise), 3);
+}
+
+// ---- the pass manager on EAST ----
+
+TEST(PassesManager, EastKeepsItsOutputsWithFusedLayers) {
+  east::NetworkOptions options{2, 64, 96, 8};
+  Network net = east::build(east::random_weights(options, 5), options);
+  std::mt19937 rng(501);
+  HostTensor image = random_tensor({2, 64, 96, 3}, rng, 0.0f, 255.0f);
+  CpuEngine before(net, {2, false});
+  const auto want = before.run({{east::kInputName, image}});
+  const int convs = count_kind(net, LayerKind::kConvolution);
+
+  const auto reports = passes::run_default_passes(net);
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_EQ(reports[0].pass, "fold_batch_norm");
+  EXPECT_EQ(reports[0].rewrites, convs - 3);  // every convolution but the three heads has a BatchNorm
+  EXPECT_EQ(reports[1].rewrites, 16);         // one per bottleneck unit
+  EXPECT_GT(reports[2].rewrites, 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kConvolution), convs);
+  EXPECT_EQ(count_kind(net, LayerKind::kElementWise), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kActivation), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kScale), 3);  // mean subtraction, ·512 and the angle map
+
+  CpuEngine after(net, {2, false});
+  const auto got = after.run({{east::kInputName, image}});
+  for (const char* name : {east::kScoreOutput, east::kGeometryOutput})
+    EXPECT_LE(relative_error(got.at(name), want.at(name)), kTolerance) << name;
+}
+
+}  // namespace
+}  // namespace eastrt

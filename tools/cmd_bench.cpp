@@ -1,0 +1,204 @@
+// `eastrt bench`: times a GPU engine (built here from a model, or loaded from a plan) by CUDA events on a
+// seeded random batch: median, p90 and p99 of the device time per batch, images per second, device memory;
+// prints a table or a JSON line and appends the JSON line to a results file.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "command.h"
+#include "eastrt/east.h"
+#include "eastrt/error.h"
+#include "eastrt/gpu.h"
+#include "eastrt/gpu_engine.h"
+#include "eastrt/weights.h"
+#include "model_loader.h"
+
+namespace eastrt::tool {
+
+// Shared with `eastrt build` (defined in tools/cmd_build.cpp).
+std::map<std::string, Precision> parse_layer_precisions(const std::string& text);
+
+namespace {
+
+std::string command_output(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[256];
+    while (fgets(buffer, sizeof buffer, pipe)) out += buffer;
+    pclose(pipe);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+double percentile(std::vector<double> sorted, double p) {
+  std::sort(sorted.begin(), sorted.end());
+  const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size()))) - 1;
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+// The weights the benchmarked EAST uses, as a safetensors file with TF-slim names: a peer (PyTorch) loads
+// them to run the very same network.
+void save_weights(const Args& args, const std::string& path) {
+  const Shape input = parse_shape(args.get("--input", "1x672x1280x3"));
+  EASTRT_CHECK(input.size() == 4, "--input must be NxHxWx3");
+  east::NetworkOptions options{input[0], input[1], input[2], args.get_int("--width-divisor", 1)};
+  std::map<std::string, HostTensor> tensors;
+  if (args.has("--model")) {
+    SafetensorsReader reader(args.get("--model"));
+    for (const std::string& name : reader.names()) tensors[name] = reader.get(name);
+  } else {
+    const InMemoryWeights weights = east::random_weights(options, 1);  // what load_model builds
+    for (const std::string& name : weights.names()) tensors[name] = weights.get(name);
+  }
+  write_safetensors(path, tensors);
+}
+
+int bench(const std::vector<std::string>& argv) {
+  Args args(std::string("usage: eastrt bench (--builtin east | --model FILE | --plan PLAN) [options]\n\n"
+                        "Times the GPU engine on a seeded random batch (pixels 0..255) with CUDA events: the\n"
+                        "median, p90 and p99 device time of one batch, images per second and device memory.\n"
+                        "Appends a JSON line (date, commit, gpu, tool, precision, batch, height, width,\n"
+                        "median_ms, images_per_s, ...) to --results.\n\n") +
+                kModelFlagsHelp +
+                "  --plan PLAN           a plan from `eastrt build` instead of building here\n"
+                "  --precision P         fp32, tf32 or fp16 when building (default fp32)\n"
+                "  --batch N             images per batch (default 1)\n"
+                "  --max-batch N         the engine's largest batch when building (default --batch)\n"
+                "  --workspace MB        tactic workspace limit when building (default 256)\n"
+                "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
+                "  --iterations N        timed batches (default 100)\n"
+                "  --warmup N            untimed batches first (default 10)\n"
+                "  --cuda-graph          replay a captured CUDA graph instead of launching each step\n"
+                "  --save-plan PLAN      also write the plan built here\n"
+                "  --save-weights FILE   write the network's weights (safetensors, TF-slim names) first\n"
+                "  --results FILE        append the JSON line here (default: none)\n"
+                "  --json                print only the JSON line\n",
+            {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
+             "--workspace", "--layer-precision", "--iterations", "--warmup", "--save-plan", "--save-weights",
+             "--results"},
+            {"--cuda-graph", "--json"});
+  if (!args.parse(argv)) return 0;
+  EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
+  if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
+  const GpuInfo gpu = query_gpu();
+  EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): eastrt bench times the GPU engine");
+
+  const int batch = args.get_int("--batch", 1);
+  const int iterations = args.get_int("--iterations", 100);
+  const int warmup = args.get_int("--warmup", 10);
+  EASTRT_CHECK(batch >= 1 && iterations >= 1 && warmup >= 0, "--batch and --iterations must be at least 1");
+  const int64_t memory_before = gpu_memory_used();
+  std::unique_ptr<Engine> engine;
+  std::string model_description;
+  double build_s = 0;
+  if (args.has("--plan")) {
+    EASTRT_CHECK(!args.has("--builtin") && !args.has("--model"), "give either --plan or a model, not both");
+    engine = Engine::load(args.get("--plan"));
+    model_description = "plan " + args.get("--plan");
+    if (args.has("--precision"))
+      EASTRT_CHECK(parse_precision(args.get("--precision")) == engine->precision(), "plan ", args.get("--plan"),
+                   " is ", to_string(engine->precision()), ", not ", args.get("--precision"));
+  } else {
+    LoadedModel model = load_model(args);
+    model_description = model.description;
+    BuildOptions options;
+    options.precision = parse_precision(args.get("--precision", "fp32"));
+    options.max_batch = args.get_int("--max-batch", batch);
+    const int workspace_mb = args.get_int("--workspace", 256);
+    EASTRT_CHECK(workspace_mb >= 0, "--workspace must be at least 0 MB");
+    options.workspace_bytes = static_cast<size_t>(workspace_mb) << 20;
+    options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
+    const auto start = std::chrono::steady_clock::now();
+    engine = Builder(std::move(model.network), options).build();
+    build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (args.has("--save-plan")) engine->save(args.get("--save-plan"));
+  }
+  EASTRT_CHECK(batch <= engine->max_batch(), "--batch ", batch, " is above the engine's largest batch ",
+               engine->max_batch());
+  const EngineInfo info = engine->inspect();
+  std::unique_ptr<ExecutionContext> context = engine->create_context();
+  const int64_t memory_after = gpu_memory_used();
+
+  // A seeded random batch, not zeros: timing on zeros can flatter kernels.
+  const auto& [input_name, input_shape] = info.inputs.at(0);
+  Shape shape = input_shape;
+  shape[0] = batch;
+  HostTensor image(shape);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> pixel(0.0f, 255.0f);
+  for (float& v : image.data) v = pixel(rng);
+  context->set_input(input_name, image);
+  context->set_cuda_graph(args.has("--cuda-graph"));
+  const std::vector<double> ms = context->time_enqueue(warmup, iterations);
+  context->fetch_outputs();
+  context->synchronize();
+  bool finite = true;
+  for (const auto& [name, output_shape] : info.outputs)
+    for (float v : context->output(name).data) finite = finite && std::isfinite(v);
+
+  const double median = percentile(ms, 0.5);
+  nlohmann::json line{{"date", utc_now()},
+                      {"commit", command_output("git rev-parse --short HEAD 2>/dev/null")},
+                      {"gpu", gpu.name},
+                      {"tool", "eastrt"},
+                      {"engine", "gpu"},
+                      {"model", model_description},
+                      {"precision", to_string(engine->precision())},
+                      {"batch", batch},
+                      {"height", shape.size() > 1 ? shape[1] : 0},
+                      {"width", shape.size() > 2 ? shape[2] : 0},
+                      {"cuda_graph", args.has("--cuda-graph")},
+                      {"iterations", iterations},
+                      {"median_ms", median},
+                      {"p90_ms", percentile(ms, 0.9)},
+                      {"p99_ms", percentile(ms, 0.99)},
+                      {"min_ms", percentile(ms, 0.0)},
+                      {"images_per_s", 1000.0 * batch / median},
+                      {"build_s", build_s},
+                      {"weight_bytes", info.weight_bytes},
+                      {"activation_bytes", info.activation_bytes},
+                      {"workspace_bytes", info.workspace_bytes},
+                      {"device_memory_bytes", memory_after - memory_before},
+                      {"outputs_finite", finite}};
+  if (args.has("--results")) {
+    std::ofstream out(args.get("--results"), std::ios::app);
+    EASTRT_CHECK(out.good(), "cannot append to ", args.get("--results"));
+    out << line.dump() << "\n";
+  }
+  if (args.has("--json")) {
+    std::cout << line.dump() << "\n";
+  } else {
+    std::printf("%s on %s, %s, batch %d, %s\n", model_description.c_str(), gpu.name.c_str(),
+                to_string(engine->precision()), batch, args.has("--cuda-graph") ? "CUDA graph" : "stream launches");
+    std::printf("%-10s %10s %10s %10s %12s %14s\n", "precision", "median ms", "p90 ms", "p99 ms", "images/s",
+                "device MiB");
+    std::printf("%-10s %10.3f %10.3f %10.3f %12.1f %14.1f\n", to_string(engine->precision()), median,
+                percentile(ms, 0.9), percentile(ms, 0.99), 1000.0 * batch / median,
+                (memory_after - memory_before) / 1048576.0);
+    std::printf("weights %.1f MiB, activations %.1f MiB, workspace %.1f MiB%s\n", info.weight_bytes / 1048576.0,
+                info.activation_bytes / 1048576.0, info.workspace_bytes / 1048576.0,
+                finite ? "" : "; OUTPUTS NOT FINITE");
+  }
+  return finite ? 0 : 1;
+}
+
+RegisterCommand registration("bench", "time the GPU engine (median/p90/p99 by CUDA events, images/s, memory)", bench);
+
+}  // namespace
+}  // namespace eastrt::tool
