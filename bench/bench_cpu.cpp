@@ -13,30 +13,10 @@
 
 #include "eastrt/cpu_engine.h"
 #include "eastrt/east.h"
+#include "eastrt/run_record.h"
 
 using namespace eastrt;
 
-namespace {
-
-std::string command_output(const std::string& command) {
-  std::string out;
-  if (FILE* pipe = popen(command.c_str(), "r")) {
-    char buffer[256];
-    while (fgets(buffer, sizeof buffer, pipe)) out += buffer;
-    pclose(pipe);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int iterations = 5, height = 672, width = 1280;
@@ -60,9 +40,11 @@ int main(int argc, char** argv) {
   std::uniform_real_distribution<float> pixel(0, 255);
   for (float& v : image.data) v = pixel(rng);
 
-  std::string cpu = command_output("sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1");
-  std::string commit = command_output(std::string("git -C ") + EASTRT_SOURCE_DIR + " rev-parse --short HEAD 2>/dev/null");
-  std::printf("EAST FP32 on the CPU, %dx%d, %s\n", height, width, cpu.c_str());
+  std::string cpu = cpu_name();
+  std::string commit = git_commit(EASTRT_SOURCE_DIR);
+  // Other work on the machine slows the figures; the load average is recorded with them.
+  std::printf("EAST FP32 on the CPU, %dx%d, %s, load average %s\n", height, width, cpu.c_str(),
+              load_average().c_str());
   std::printf("%-10s %-8s %12s %12s %10s\n", "engine", "threads", "median ms", "min ms", "images/s");
   std::ofstream out(results, std::ios::app);
   for (int threads : thread_counts) {
@@ -77,10 +59,11 @@ int main(int argc, char** argv) {
     std::sort(times.begin(), times.end());
     double median = times[times.size() / 2];
     std::printf("%-10s %-8d %12.1f %12.1f %10.3f\n", "eastrt", engine.threads(), median, times.front(), 1000 / median);
-    nlohmann::json line{{"date", utc_now()}, {"commit", commit}, {"cpu", cpu}, {"tool", "eastrt"},
+    nlohmann::json line{{"date", utc_timestamp()}, {"commit", commit}, {"cpu", cpu}, {"tool", "eastrt"},
                         {"engine", "cpu"}, {"precision", "fp32"}, {"batch", 1}, {"height", height},
                         {"width", width}, {"threads", engine.threads()}, {"iterations", iterations},
-                        {"median_ms", median}, {"min_ms", times.front()}, {"images_per_s", 1000 / median}};
+                        {"median_ms", median}, {"min_ms", times.front()}, {"images_per_s", 1000 / median},
+                        {"load_average", load_average()}};
     out << line.dump() << "\n";
   }
   std::printf("appended to %s\n", results.c_str());

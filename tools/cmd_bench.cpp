@@ -18,6 +18,7 @@
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/gpu_engine.h"
+#include "eastrt/run_record.h"
 #include "eastrt/weights.h"
 #include "model_loader.h"
 
@@ -27,24 +28,6 @@ namespace eastrt::tool {
 std::map<std::string, Precision> parse_layer_precisions(const std::string& text);
 
 namespace {
-
-std::string command_output(const std::string& command) {
-  std::string out;
-  if (FILE* pipe = popen(command.c_str(), "r")) {
-    char buffer[256];
-    while (fgets(buffer, sizeof buffer, pipe)) out += buffer;
-    pclose(pipe);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return text;
-}
 
 double percentile(std::vector<double> sorted, double p) {
   std::sort(sorted.begin(), sorted.end());
@@ -153,8 +136,8 @@ int bench(const std::vector<std::string>& argv) {
     for (float v : context->output(name).data) finite = finite && std::isfinite(v);
 
   const double median = percentile(ms, 0.5);
-  nlohmann::json line{{"date", utc_now()},
-                      {"commit", command_output("git rev-parse --short HEAD 2>/dev/null")},
+  nlohmann::json line{{"date", utc_timestamp()},
+                      {"commit", git_commit()},
                       {"gpu", gpu.name},
                       {"tool", "eastrt"},
                       {"engine", "gpu"},
