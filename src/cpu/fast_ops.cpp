@@ -245,7 +245,8 @@ void pooling(const HostTensor& input, const PoolingParams& p, HostTensor& output
 void resize(const HostTensor& input, const ResizeParams& p, HostTensor& output, ThreadPool& pool) {
   EASTRT_CHECK(input.shape.size() == 4, "resize: expected a 4-D N,H,W,C input, got ", to_string(input.shape));
   const int64_t N = input.shape[0], H = input.shape[1], W = input.shape[2], C = input.shape[3];
-  const auto [OH, OW] = resize_output_size(p, H, W);
+  const std::array<int64_t, 2> out_size = resize_output_size(p, H, W);
+  const int64_t OH = out_size[0], OW = out_size[1];  // named, not bound: lambdas capture them (clang 14)
   EASTRT_CHECK(OH >= 1 && OW >= 1 && H >= 1 && W >= 1, "resize: empty size ", OH, "x", OW);
   check_output(output, {N, OH, OW, C}, "resize");
   const float* x = input.data.data();
