@@ -78,3 +78,22 @@ TEST(Cli, RunSmallEastOnCpu) {
   ASSERT_EQ(json["outputs"].size(), 2u);
   for (const auto& o : json["outputs"]) EXPECT_TRUE(o["finite"].get<bool>()) << o;
 }
+
+// Every kind of model file the tool takes gives the same EAST outputs' names and shapes.
+TEST(Cli, InspectTakesEveryModelKind) {
+  const std::string fixtures = std::string(EASTRT_SOURCE_DIR) + "/tests/fixtures/";
+  for (const std::string& model : {fixtures + "tf/frozen.pb", fixtures + "tf/infer/model.ckpt",
+                                   fixtures + "tf/train/model.ckpt.index"}) {
+    Result r = run_tool("inspect --model " + model + " --width-divisor 8 --input 1x64x96x3 --json");
+    ASSERT_EQ(r.status, 0) << model << "\n" << r.output;
+    auto json = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    ASSERT_EQ(json["outputs"].size(), 2u) << model;
+    EXPECT_EQ(json["outputs"][0]["shape"], nlohmann::json({1, 16, 24, 1})) << model;
+    EXPECT_EQ(json["outputs"][1]["shape"], nlohmann::json({1, 16, 24, 5})) << model;
+  }
+  Result r = run_tool("inspect --model " + fixtures + "onnx/tiny_east.onnx --input 1x64x64x3 --json");
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = run_tool("inspect --model " + fixtures + "tf/outputs.json");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unrecognised kind"), std::string::npos) << r.output;
+}

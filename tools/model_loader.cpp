@@ -5,6 +5,9 @@
 
 #include "eastrt/east.h"
 #include "eastrt/error.h"
+#include "eastrt/checkpoint.h"
+#include "eastrt/onnx_import.h"
+#include "eastrt/tf_import.h"
 
 namespace eastrt::tool {
 
@@ -12,26 +15,56 @@ namespace {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// A frozen TensorFlow GraphDef: its only placeholder takes --input; the outputs are EAST's when the graph
+// has them, else the nodes nothing reads.
+LoadedModel load_graph_def(const std::string& path, const Shape& input) {
+  TfGraph graph = TfGraph::load(path);
+  std::vector<std::string> inputs = graph.placeholders();
+  EASTRT_CHECK(inputs.size() == 1, "model file ", path, " has ", inputs.size(),
+               " placeholders; this command takes graphs with one input (eastrt convert takes any)");
+  TfImportOptions options;
+  options.input_shapes[inputs[0]] = input;
+  if (graph.has_node(east::kScoreOutput) && graph.has_node(east::kGeometryOutput))
+    options.outputs = {east::kScoreOutput, east::kGeometryOutput};
+  else
+    options.outputs = graph.terminal_nodes();
+  return {tf_to_network(graph, options), "TensorFlow graph " + path};
+}
 }  // namespace
 
 LoadedModel load_model(const Args& args) {
-  Shape input = parse_shape(args.get("--input", "1x672x1280x3"));
-  EASTRT_CHECK(input.size() == 4 && input[3] == 3, "--input must be NxHxWx3 (NHWC, RGB), got ", to_string(input));
-  east::NetworkOptions options{input[0], input[1], input[2], args.get_int("--width-divisor", 1)};
-  std::string builtin = args.get("--builtin");
-  std::string model = args.get("--model");
+  const Shape input = parse_shape(args.get("--input", "1x672x1280x3"));
+  const std::string builtin = args.get("--builtin"), model = args.get("--model");
   EASTRT_CHECK(builtin.empty() || builtin == "east", "unknown built-in network '", builtin, "' (there is: east)");
   EASTRT_CHECK(!builtin.empty() || !model.empty(), "no model: give --builtin east or --model FILE");
-  if (model.empty()) {
-    InMemoryWeights weights = east::random_weights(options, 1);
-    return {east::build(weights, options), "built-in EAST, seeded random weights"};
+  if (builtin.empty() && ends_with(model, ".pb")) {
+    EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
+    return load_graph_def(model, input);
+  }
+  if (builtin.empty() && ends_with(model, ".onnx")) {
+    EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
+    OnnxImportOptions options{OnnxLayout::kNhwc, {{"", input}}, {}, OnnxLayout::kNhwc};
+    return {import_onnx(model, options), "ONNX model " + model};
+  }
+
+  // Everything else is EAST built with the definition API, its weights from a file or seeded at random.
+  EASTRT_CHECK(input.size() == 4 && input[3] == 3, "--input must be NxHxWx3 (NHWC, RGB), got ", to_string(input));
+  east::NetworkOptions options{input[0], input[1], input[2], args.get_int("--width-divisor", 1)};
+  if (model.empty()) return {east::build(east::random_weights(options, 1), options), "built-in EAST, seeded random weights"};
+  if (ends_with(model, ".safetensors")) {
+    EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
+    return {east::build(SafetensorsReader(model), options), "EAST from " + model};
+  }
+  std::string prefix = ends_with(model, ".index") ? model.substr(0, model.size() - 6) : model;
+  if (std::filesystem::exists(prefix + ".index")) {
+    // As TensorFlow's evaluation does, the moving-average shadows replace the raw variables where present.
+    CheckpointReader reader(prefix, CheckpointOptions{.prefer_moving_average = true});
+    return {east::build(reader, options), "EAST from checkpoint " + prefix};
   }
   EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
-  if (ends_with(model, ".safetensors")) {
-    SafetensorsReader weights(model);
-    return {east::build(weights, options), "EAST from " + model};
-  }
-  throw_error("model file ", model, ": unrecognised kind (expected .safetensors or a frozen TensorFlow .pb)");
+  throw_error("model file ", model,
+              ": unrecognised kind (expected .safetensors, a frozen TensorFlow .pb, .onnx or a checkpoint prefix)");
 }
 
 }  // namespace eastrt::tool

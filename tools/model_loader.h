@@ -10,8 +10,9 @@ namespace eastrt::tool {
 
 inline constexpr const char* kModelFlagsHelp =
     "  --builtin east        the built-in EAST network (seeded random weights unless --model gives them)\n"
-    "  --model FILE          weights: an EAST .safetensors file with TF-slim names\n"
-    "  --input NxHxWxC       input shape, NHWC (default 1x672x1280x3)\n"
+    "  --model FILE          a frozen TensorFlow graph (.pb), an ONNX model (.onnx), or EAST weights:\n"
+    "                        a .safetensors file or a TF checkpoint prefix (TF-slim names)\n"
+    "  --input NxHxWxC       input shape, NHWC (default 1x672x1280x3; ONNX models are fed NHWC too)\n"
     "  --width-divisor D     EAST channel counts divided by D (reduced test models; default 1)\n";
 
 struct LoadedModel {
