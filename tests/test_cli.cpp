@@ -6,30 +6,17 @@
 #include <memory>
 
 #include <nlohmann/json.hpp>
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string output;
-};
-
-// Runs the tool with arguments; captures stdout and stderr together.
-Result run_tool(const std::string& arguments) {
-  std::string command = std::string(EASTRT_TOOL) + " " + arguments + " 2>&1";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe.get())) > 0) output.append(buffer.data(), n);
-  int status = pclose(pipe.release());
-  return {WEXITSTATUS(status), output};
-}
 
 }  // namespace
 
 TEST(Cli, HelpListsCommands) {
-  Result r = run_tool("--help");
+  ToolResult r = run_tool("--help");
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.output.find("inspect"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("run"), std::string::npos) << r.output;
@@ -39,7 +26,7 @@ TEST(Cli, HelpListsCommands) {
 }
 
 TEST(Cli, ErrorsAreOneLineAndNonZero) {
-  Result r = run_tool("frobnicate");
+  ToolResult r = run_tool("frobnicate");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("unknown command"), std::string::npos) << r.output;
   r = run_tool("inspect --builtin east --bogus");
@@ -57,7 +44,7 @@ TEST(Cli, ErrorsAreOneLineAndNonZero) {
 }
 
 TEST(Cli, InspectEastJson) {
-  Result r = run_tool("inspect --builtin east --input 1x672x1280x3 --json");
+  ToolResult r = run_tool("inspect --builtin east --input 1x672x1280x3 --json");
   ASSERT_EQ(r.status, 0) << r.output;
   auto json = nlohmann::json::parse(r.output);
   EXPECT_NEAR(json["gmacs"].get<double>(), 63.3, 0.05);
@@ -72,7 +59,7 @@ TEST(Cli, InspectEastJson) {
 }
 
 TEST(Cli, RunSmallEastOnCpu) {
-  Result r = run_tool("run --builtin east --input 2x64x96x3 --width-divisor 8 --json");
+  ToolResult r = run_tool("run --builtin east --input 2x64x96x3 --width-divisor 8 --json");
   ASSERT_EQ(r.status, 0) << r.output;
   auto json = nlohmann::json::parse(r.output);
   ASSERT_EQ(json["outputs"].size(), 2u);
@@ -84,14 +71,14 @@ TEST(Cli, InspectTakesEveryModelKind) {
   const std::string fixtures = std::string(EASTRT_SOURCE_DIR) + "/tests/fixtures/";
   for (const std::string& model : {fixtures + "tf/frozen.pb", fixtures + "tf/infer/model.ckpt",
                                    fixtures + "tf/train/model.ckpt.index"}) {
-    Result r = run_tool("inspect --model " + model + " --width-divisor 8 --input 1x64x96x3 --json");
+    ToolResult r = run_tool("inspect --model " + model + " --width-divisor 8 --input 1x64x96x3 --json");
     ASSERT_EQ(r.status, 0) << model << "\n" << r.output;
     auto json = nlohmann::json::parse(r.output.substr(r.output.find('{')));
     ASSERT_EQ(json["outputs"].size(), 2u) << model;
     EXPECT_EQ(json["outputs"][0]["shape"], nlohmann::json({1, 16, 24, 1})) << model;
     EXPECT_EQ(json["outputs"][1]["shape"], nlohmann::json({1, 16, 24, 5})) << model;
   }
-  Result r = run_tool("inspect --model " + fixtures + "onnx/tiny_east.onnx --input 1x64x64x3 --json");
+  ToolResult r = run_tool("inspect --model " + fixtures + "onnx/tiny_east.onnx --input 1x64x64x3 --json");
   EXPECT_EQ(r.status, 0) << r.output;
   r = run_tool("inspect --model " + fixtures + "tf/outputs.json");
   EXPECT_NE(r.status, 0);

@@ -12,20 +12,13 @@
 #include "cpu/thread_pool.h"
 #include "eastrt/cpu_engine.h"
 #include "eastrt/error.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace eastrt::cpu {
 namespace {
 
-HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  HostTensor t(shape);
-  for (float& v : t.data) v = dist(rng);
-  return t;
-}
-
-Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
-}
 
 // Fills with garbage, as a recycled buffer would be: a fast kernel must write every element.
 HostTensor output_like(const HostTensor& reference) {

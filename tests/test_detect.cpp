@@ -11,26 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "eastrt/detector_ops.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int status;
-  std::string output;
-};
-
-Result run_tool(const std::string& arguments, bool with_stderr = true) {
-  std::string command = std::string(EASTRT_TOOL) + " " + arguments + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe.get())) > 0) output.append(buffer.data(), n);
-  int status = pclose(pipe.release());
-  return {WEXITSTATUS(status), output};
-}
 
 fs::path fresh_dir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("eastrt_test_detect_" + name);
@@ -53,7 +41,7 @@ TEST(DetectCli, WritesResultsAndRefusesToOverwrite) {
   fs::path in = fresh_dir("in"), out = fresh_dir("out");
   write_image(in / "img_1.png", 100, 70);
   write_image(in / "img_2.png", 64, 64);
-  Result r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " --draw " + in.string());
+  ToolResult r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " --draw " + in.string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(fs::exists(out / "res_img_1.txt"));
   EXPECT_TRUE(fs::exists(out / "res_img_2.txt"));
@@ -80,7 +68,7 @@ TEST(DetectCli, BadInputsAreReportedAndCounted) {
     std::string bytes((std::istreambuf_iterator<char>(good)), {});
     std::ofstream(in / "img_3.png", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   }
-  Result r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " " + in.string() + " " +
+  ToolResult r = run_tool(std::string("detect ") + kModel + " --out " + out.string() + " " + in.string() + " " +
                       (in / "missing.jpg").string());
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("img_2.jpg"), std::string::npos) << r.output;

@@ -21,6 +21,9 @@
 #include "eastrt/gpu.h"
 #include "eastrt/gpu_engine.h"
 #include "passes/passes.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace eastrt {
 namespace {
@@ -35,16 +38,6 @@ const GpuInfo& the_gpu() {
     if (!the_gpu().available) GTEST_SKIP() << "no usable GPU (" << the_gpu().reason << "): GPU test skipped"; \
   } while (0)
 
-HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  HostTensor t(shape);
-  for (float& v : t.data) v = dist(rng);
-  return t;
-}
-
-Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
-}
 
 // ‖got − want‖₂ / ‖want‖₂; a NaN or a shape mismatch is infinitely wrong.
 double relative_error(const HostTensor& got, const HostTensor& want) {

@@ -9,6 +9,9 @@
 #include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/network.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 using namespace eastrt;
 
@@ -24,14 +27,6 @@ ConvolutionParams conv_params(int in, int out, int k, int stride, Padding pad) {
   return p;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

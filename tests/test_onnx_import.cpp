@@ -17,6 +17,9 @@
 #include "eastrt/error.h"
 #include "eastrt/onnx_import.h"
 #include "import/onnx/onnx_model.pb.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace eastrt {
 namespace {
@@ -130,14 +133,6 @@ float check_cases(const std::string& path, const std::string& model) {
   return worst;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(OnnxImport, PpOcrDetMatchesOnnxRuntime) {
   if (!std::filesystem::exists(kPpocr)) GTEST_SKIP() << "PP-OCRv4 det model absent: " << kPpocr;

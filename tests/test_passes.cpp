@@ -13,20 +13,13 @@
 #include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "passes/passes.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 namespace eastrt {
 namespace {
 
-HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  HostTensor t(shape);
-  for (float& v : t.data) v = dist(rng);
-  return t;
-}
-
-Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
-  return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
-}
 
 // ‖got − want‖₂ / ‖want‖₂; NaN anywhere fails.
 double relative_error(const HostTensor& got, const HostTensor& want) {

@@ -18,6 +18,9 @@
 #include "eastrt/error.h"
 #include "eastrt/tf_import.h"
 #include "import/tf/tf_graph.pb.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
 
 using namespace eastrt;
 
@@ -87,21 +90,6 @@ void expect_east_outputs(const TfGraph& graph, const std::string& what) {
   }
 }
 
-struct Result {
-  int status;
-  std::string output;
-};
-
-Result run_tool(const std::string& arguments) {
-  std::string command = std::string(EASTRT_TOOL) + " " + arguments + " 2>&1";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  std::string output;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe.get())) > 0) output.append(buffer.data(), n);
-  int status = pclose(pipe.release());
-  return {WEXITSTATUS(status), output};
-}
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("eastrt_tf_" + std::to_string(getpid()) + "_" + name)).string();
@@ -333,7 +321,7 @@ TEST(TfImport, TruncatedOrCorruptFilesAreClearErrors) {
 
   const std::string cut = temp_path("cut.pb");
   write_file(cut, bytes.substr(0, bytes.size() / 3));
-  Result r = run_tool("convert " + cut + " --outputs score");
+  ToolResult r = run_tool("convert " + cut + " --outputs score");
   EXPECT_NE(r.status, 0);
   EXPECT_CONTAINS(r.output, cut);
   r = run_tool("inspect --model " + cut);
@@ -385,7 +373,7 @@ TEST(TfImport, BadGraphsAreClearErrors) {
   // The tool: one line naming the problem, non-zero exit.
   const std::string path = temp_path("cyclic.pb");
   cyclic.save(path);
-  Result r = run_tool("convert " + path + " --outputs feature_fusion/Conv_7/Sigmoid");
+  ToolResult r = run_tool("convert " + path + " --outputs feature_fusion/Conv_7/Sigmoid");
   EXPECT_NE(r.status, 0);
   EXPECT_CONTAINS(r.output, "cycle");
   unknown.save(path);
@@ -415,7 +403,7 @@ TEST(TfImport, FreezeErrors) {
 
 TEST(TfImport, ToolFreezesAndConverts) {
   const std::string out = temp_path("frozen.pb");
-  Result r = run_tool("freeze --meta " + kTf + "train/model.ckpt.meta --ckpt " + kTf +
+  ToolResult r = run_tool("freeze --meta " + kTf + "train/model.ckpt.meta --ckpt " + kTf +
                       "train/model.ckpt --moving-average --outputs feature_fusion/Conv_7/Sigmoid,feature_fusion/concat_3 -o " + out);
   ASSERT_EQ(r.status, 0) << r.output;
   r = run_tool("convert " + out + " --outputs feature_fusion/Conv_7/Sigmoid,feature_fusion/concat_3 --json");
