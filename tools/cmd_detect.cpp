@@ -1,5 +1,6 @@
-// `eastrt detect`: text boxes for image files — res_<name>.txt per image (the ICDAR 2015 format), JSON and
-// annotated images on request, a progress bar on a terminal, and a summary that accounts for every input.
+// `eastrt detect`: text boxes for image files with EAST, or with DBNet from an .onnx model — res_<name>.txt per
+// image (the ICDAR 2015 format), JSON and annotated images on request, a progress bar on a terminal, and a
+// summary that accounts for every input.
 #include <glob.h>
 #include <unistd.h>
 
@@ -8,12 +9,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "command.h"
+#include "eastrt/db_detector.h"
 #include "eastrt/detector.h"
 #include "eastrt/error.h"
 #include "model_loader.h"
@@ -27,11 +31,13 @@ const char* const kUsage =
     "usage: eastrt detect [--model FILE | --builtin east] [options] PATHS...\n"
     "\n"
     "Detects text in images (JPEG, PNG, BMP; files, folders and globs) with EAST: the resize rule,\n"
-    "the network, decode, locality-aware NMS and re-scoring of the reference implementation.\n"
+    "the network, decode, locality-aware NMS and re-scoring of the reference implementation; or, for an\n"
+    ".onnx model, with DBNet as PaddleOCR's PP-OCRv4 det inference runs it (longer side at most 960,\n"
+    "DBPostProcess with thresh 0.3, box_thresh 0.6, unclip_ratio 1.5).\n"
     "For img_N.jpg it writes res_img_N.txt, one box a line: x1,y1,x2,y2,x3,y3,x4,y4.\n"
     "\n"
-    "  --model FILE          EAST weights (.safetensors with TF-slim names, or a frozen .pb);\n"
-    "                        default: the bundled models/east.safetensors\n"
+    "  --model FILE          EAST weights (.safetensors with TF-slim names, or a frozen .pb), or a DBNet\n"
+    "                        .onnx model (PP-OCRv4 det); default: the bundled models/east.safetensors\n"
     "  --builtin east        the network with seeded random weights (no meaningful boxes; for testing)\n"
     "  --out DIR             where results go (default: detections/)\n"
     "  --force               overwrite existing result files\n"
@@ -39,8 +45,12 @@ const char* const kUsage =
     "  --json                print the boxes of every image as JSON on stdout\n"
     "  --precision P         fp32 (the CPU engine's precision)\n"
     "  --threads N           CPU threads (default: all)\n"
-    "  --score-threshold T   score-map threshold (default 0.8)\n"
-    "  --nms-threshold T     locality-aware NMS IoU threshold (default 0.2)\n";
+    "  --score-threshold T   EAST: score-map threshold (default 0.8)\n"
+    "  --nms-threshold T     EAST: locality-aware NMS IoU threshold (default 0.2)\n";
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -98,25 +108,42 @@ int detect(const std::vector<std::string>& argv) {
   EASTRT_CHECK(args.get("--precision", "fp32") == "fp32", "precision ", args.get("--precision"),
                " needs the GPU engine; the CPU engine runs fp32");
 
-  std::vector<std::string> model_argv;
-  if (!args.has("--model") && !args.has("--builtin")) {
-    // The bundled model sits in models/ beside the build (or install) folder of the tool.
-    fs::path bundled = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "models" / "east.safetensors";
-    EASTRT_CHECK(fs::exists(bundled), "no default model at ", bundled.string(),
-                 " (the trained default model is not bundled yet): give --model FILE, or --builtin east for "
-                 "random weights");
-    model_argv = {"--model", bundled.string()};
-  }
-  for (const char* flag : {"--model", "--builtin", "--width-divisor"})
-    if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
-  model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});
-  Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
-  model_args.parse(model_argv);
-  LoadedModel model = load_model(model_args);
+  // A detector is a function from an image to its boxes; EAST and DBNet only differ in how they are made.
+  std::function<east::Detection(const east::Image&)> detect_image;
+  std::string description;
+  int threads = 0;
+  const CpuOptions cpu{args.get_int("--threads", 0), false};
+  if (const std::string onnx = args.get("--model"); ends_with(onnx, ".onnx") && !args.has("--builtin")) {
+    EASTRT_CHECK(fs::exists(onnx), "model file ", onnx, " does not exist");
+    auto detector = std::make_shared<db::Detector>(db::load_network(onnx), cpu);
+    detect_image = [detector](const east::Image& image) { return detector->detect(image); };
+    description = "DBNet (PP-OCRv4 det post-processing) from " + onnx;
+    threads = detector->threads();
+  } else {
+    std::vector<std::string> model_argv;
+    if (!args.has("--model") && !args.has("--builtin")) {
+      // The bundled model sits in models/ beside the build (or install) folder of the tool.
+      fs::path bundled = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "models" / "east.safetensors";
+      EASTRT_CHECK(fs::exists(bundled), "no default model at ", bundled.string(),
+                   " (the trained default model is not bundled yet): give --model FILE, or --builtin east for "
+                   "random weights");
+      model_argv = {"--model", bundled.string()};
+    }
+    for (const char* flag : {"--model", "--builtin", "--width-divisor"})
+      if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
+    model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});
+    Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
+    model_args.parse(model_argv);
+    LoadedModel model = load_model(model_args);
 
-  east::DetectOptions options;
-  options.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.score_threshold));
-  options.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.nms_threshold));
+    east::DetectOptions options;
+    options.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.score_threshold));
+    options.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.nms_threshold));
+    auto detector = std::make_shared<east::Detector>(std::move(model.network), cpu, options);
+    detect_image = [detector](const east::Image& image) { return detector->detect(image); };
+    description = model.description;
+    threads = detector->threads();
+  }
 
   std::vector<fs::path> files = expand_inputs(args.positional());
   fs::path out_dir = args.get("--out", "detections");
@@ -129,7 +156,6 @@ int detect(const std::vector<std::string>& argv) {
       EASTRT_CHECK(!fs::exists(result), "result file ", result.string(), " exists (use --force to overwrite)");
     }
 
-  east::Detector detector(std::move(model.network), {args.get_int("--threads", 0), false}, options);
   const bool bar = isatty(STDERR_FILENO) && !args.has("--json");
   nlohmann::json json = nlohmann::json::array();
   size_t boxes = 0;
@@ -142,7 +168,7 @@ int detect(const std::vector<std::string>& argv) {
                       file.filename().string());
     try {
       east::Image image = east::decode_image(file.string());
-      east::Detection d = detector.detect(image);
+      east::Detection d = detect_image(image);
       network_ms += d.network_ms;
       post_ms += d.post_ms;
       boxes += d.boxes.size();
@@ -177,8 +203,8 @@ int detect(const std::vector<std::string>& argv) {
   std::fprintf(args.has("--json") ? stderr : stdout,
                "%s\n%zu images: %zu detected, %zu failed; %zu boxes; %.2f s (%.2f images/s; network %.0f ms, "
                "post-processing %.0f ms in all) on the CPU, %d threads; results in %s\n",
-               model.description.c_str(), files.size(), ok, failures.size(), boxes, seconds,
-               seconds > 0 ? ok / seconds : 0.0, network_ms, post_ms, detector.threads(), out_dir.string().c_str());
+               description.c_str(), files.size(), ok, failures.size(), boxes, seconds,
+               seconds > 0 ? ok / seconds : 0.0, network_ms, post_ms, threads, out_dir.string().c_str());
   return failures.empty() ? 0 : 1;
 }
 
