@@ -66,12 +66,12 @@ int check_pass(Network& network, int (*pass)(Network&), std::mt19937& rng) {
   std::map<std::string, HostTensor> inputs;
   for (int id : network.inputs())
     inputs[network.tensor(id).name] = random_tensor(network.tensor(id).shape, rng, -2.0f, 2.0f);
-  CpuEngine before(network, {2, false});
+  CpuEngine before(network, {2, false, false});
   const auto want = before.run(inputs);
   const int count = pass(network);
   network.validate();
   network.infer_shapes();
-  CpuEngine after(network, {2, false});
+  CpuEngine after(network, {2, false, false});
   const auto got = after.run(inputs);
   EXPECT_EQ(got.size(), want.size());
   for (const auto& [name, tensor] : want) {
@@ -280,7 +280,7 @@ TEST(PassesManager, EastKeepsItsOutputsWithFusedLayers) {
   Network net = east::build(east::random_weights(options, 5), options);
   std::mt19937 rng(501);
   HostTensor image = random_tensor({2, 64, 96, 3}, rng, 0.0f, 255.0f);
-  CpuEngine before(net, {2, false});
+  CpuEngine before(net, {2, false, false});
   const auto want = before.run({{east::kInputName, image}});
   const int convs = count_kind(net, LayerKind::kConvolution);
 
@@ -295,7 +295,7 @@ TEST(PassesManager, EastKeepsItsOutputsWithFusedLayers) {
   EXPECT_EQ(count_kind(net, LayerKind::kActivation), 0);
   EXPECT_EQ(count_kind(net, LayerKind::kScale), 3);  // mean subtraction, ·512 and the angle map
 
-  CpuEngine after(net, {2, false});
+  CpuEngine after(net, {2, false, false});
   const auto got = after.run({{east::kInputName, image}});
   for (const char* name : {east::kScoreOutput, east::kGeometryOutput})
     EXPECT_LE(relative_error(got.at(name), want.at(name)), kTolerance) << name;

@@ -10,7 +10,8 @@ namespace eastrt {
 
 struct CpuOptions {
   int threads = 0;          // 0: all hardware threads
-  bool naive = false;       // use the naive reference kernel for every layer
+  bool naive = false;       // use the naive reference kernel for every layer (and no graph passes)
+  bool fuse = true;         // fold batch norms, fuse activations and residual adds into convolutions first
 };
 
 class CpuEngine {

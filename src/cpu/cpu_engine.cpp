@@ -9,6 +9,7 @@
 #include "cpu/naive.h"
 #include "cpu/thread_pool.h"
 #include "eastrt/error.h"
+#include "passes/passes.h"
 
 namespace eastrt {
 namespace {
@@ -64,6 +65,8 @@ CpuEngine::CpuEngine(Network network, CpuOptions options)
       threads_(options.threads > 0 ? options.threads
                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))) {
   network_.validate();
+  // The oracle runs the network as given; the fast path runs it as the GPU builder does, fused.
+  if (!options_.naive && options_.fuse) passes::run_default_passes(network_);
 }
 
 std::map<std::string, HostTensor> CpuEngine::run(const std::map<std::string, HostTensor>& inputs) {
