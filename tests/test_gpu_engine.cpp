@@ -39,18 +39,6 @@ const GpuInfo& the_gpu() {
   } while (0)
 
 
-// ‖got − want‖₂ / ‖want‖₂; a NaN or a shape mismatch is infinitely wrong.
-double relative_error(const HostTensor& got, const HostTensor& want) {
-  if (got.shape != want.shape || got.size() != want.size()) return INFINITY;
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got.data[i]) - want.data[i];
-    if (std::isnan(d)) return INFINITY;
-    diff += d * d;
-    norm += static_cast<double>(want.data[i]) * want.data[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
 
 int64_t nan_count(const HostTensor& t) {
   return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });

@@ -21,19 +21,6 @@ namespace eastrt {
 namespace {
 
 
-// ‖got − want‖₂ / ‖want‖₂; NaN anywhere fails.
-double relative_error(const HostTensor& got, const HostTensor& want) {
-  EXPECT_EQ(to_string(got.shape), to_string(want.shape));
-  if (got.size() != want.size()) return INFINITY;
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got.data[i]) - want.data[i];
-    if (std::isnan(d)) return INFINITY;
-    diff += d * d;
-    norm += static_cast<double>(want.data[i]) * want.data[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
 
 constexpr double kTolerance = 1e-5;
 

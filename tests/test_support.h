@@ -2,7 +2,9 @@
 #pragma once
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -40,6 +42,19 @@ inline HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo 
 
 inline Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
   return std::make_shared<const HostTensor>(random_tensor(shape, rng, lo, hi));
+}
+
+// ‖got − want‖₂ / ‖want‖₂; a NaN or a shape mismatch is infinitely wrong.
+inline double relative_error(const HostTensor& got, const HostTensor& want) {
+  if (got.shape != want.shape || got.size() != want.size()) return INFINITY;
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got.data[i]) - want.data[i];
+    if (std::isnan(d)) return INFINITY;
+    diff += d * d;
+    norm += static_cast<double>(want.data[i]) * want.data[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
 }
 
 // The message of the Error f throws, or "" when it throws none.

@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <iostream>
+#include <sstream>
 
 #include "eastrt/error.h"
 
@@ -75,6 +76,14 @@ double Args::get_double(const std::string& flag, double fallback) const {
   }
   EASTRT_CHECK(used == text.size() && !text.empty(), "flag ", flag, " expects a number, got '", text, "'");
   return value;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
 }
 
 }  // namespace eastrt::tool

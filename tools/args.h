@@ -29,4 +29,7 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// "a,b,,c" → {"a", "b", "c"}: the comma-separated lists flags take (--outputs A,B).
+std::vector<std::string> split_list(const std::string& text);
+
 }  // namespace eastrt::tool

@@ -15,13 +15,6 @@
 namespace eastrt::tool {
 namespace {
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  return items;
-}
 
 // "--input 1x64x64x3" for the only placeholder, or "--input a=1x64x64x3,b=1x8".
 std::map<std::string, Shape> input_shapes(const std::string& text, const TfGraph& graph) {

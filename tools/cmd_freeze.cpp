@@ -12,13 +12,6 @@
 namespace eastrt::tool {
 namespace {
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  return items;
-}
 
 int freeze(const std::vector<std::string>& argv) {
   Args args("usage: eastrt freeze --meta MODEL.meta --ckpt PREFIX --outputs A,B -o FROZEN.pb [--moving-average]\n\n"
