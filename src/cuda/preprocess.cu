@@ -7,31 +7,10 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.h"
+#include "east/opencv_resize.h"
 
 namespace eastrt::cuda {
 namespace {
-
-constexpr int kWeightOne = 2048;
-
-// OpenCV's taps: centre (d + 0.5)·scale − 0.5 with scale = 1 / (dst / src) in double, rounded to float;
-// along x a position outside the image snaps to the edge pixel with weight one, along y only the indices
-// are clamped (the two axes differ in OpenCV, and its results show it).
-void append_taps(std::vector<int>& taps, int src, int dst, bool clamp_fraction) {
-  const double scale = 1.0 / (static_cast<double>(dst) / src);
-  for (int d = 0; d < dst; ++d) {
-    float f = static_cast<float>((d + 0.5) * scale - 0.5);
-    int s = static_cast<int>(std::floor(f));
-    f -= static_cast<float>(s);
-    if (clamp_fraction) {
-      if (s < 0) f = 0, s = 0;
-      if (s >= src - 1) f = 0, s = src - 1;
-    }
-    taps.push_back(std::clamp(s, 0, src - 1));
-    taps.push_back(std::clamp(s + 1, 0, src - 1));
-    taps.push_back(static_cast<int>(std::lrint((1.0f - f) * kWeightOne)));
-    taps.push_back(static_cast<int>(std::lrint(f * kWeightOne)));
-  }
-}
 
 // OpenCV's SIMD vertical pass: each horizontal sum drops 4 bits, is multiplied by its 11-bit weight keeping
 // the high 16 bits, and the sum is rounded by 2 bits.
@@ -61,10 +40,13 @@ __global__ void preprocess_kernel(const uint8_t* rgb, int src_h, int src_w, cons
 }  // namespace
 
 std::vector<int> linear_resize_taps(int src_height, int src_width, int dst_height, int dst_width) {
+  // The kernel reads four ints per destination column, then four per row: first, second, weight0, weight1.
   std::vector<int> taps;
   taps.reserve(4 * static_cast<size_t>(dst_width + dst_height));
-  append_taps(taps, src_width, dst_width, /*clamp_fraction=*/true);
-  append_taps(taps, src_height, dst_height, /*clamp_fraction=*/false);
+  for (const east::ResizeTaps& axis : {east::opencv_linear_taps(src_width, dst_width, /*clamp_fraction=*/true),
+                                       east::opencv_linear_taps(src_height, dst_height, /*clamp_fraction=*/false)})
+    for (size_t d = 0; d < axis.first.size(); ++d)
+      taps.insert(taps.end(), {axis.first[d], axis.second[d], axis.weight0[d], axis.weight1[d]});
   return taps;
 }
 

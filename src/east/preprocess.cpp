@@ -6,40 +6,10 @@
 
 #include "eastrt/detector_ops.h"
 #include "eastrt/error.h"
+#include "east/opencv_resize.h"
 
 namespace eastrt::east {
 namespace {
-
-// OpenCV's 8-bit linear resize works in fixed point: each weight is rounded to 11 bits (2048 = 1.0).
-constexpr int kWeightOne = 2048;
-
-struct Taps {
-  std::vector<int> first, second;     // source indices
-  std::vector<int> weight0, weight1;  // their weights, in 1/2048
-};
-
-// Source taps of each destination index, as OpenCV's resizeGeneric computes them: the centre maps to
-// (d + 0.5) * scale - 0.5 with scale = 1 / (dst / src) in double, rounded to float. Along x a position left
-// of the first pixel or right of the last snaps to that pixel with weight 1; along y the fraction is kept and
-// only the row indices are clamped (OpenCV treats the two axes differently, and the result shows it).
-Taps make_taps(int src, int dst, bool clamp_fraction) {
-  Taps taps;
-  const double scale = 1.0 / (static_cast<double>(dst) / src);
-  for (int d = 0; d < dst; ++d) {
-    float f = static_cast<float>((d + 0.5) * scale - 0.5);
-    int s = static_cast<int>(std::floor(f));
-    f -= static_cast<float>(s);
-    if (clamp_fraction) {
-      if (s < 0) f = 0, s = 0;
-      if (s >= src - 1) f = 0, s = src - 1;
-    }
-    taps.first.push_back(std::clamp(s, 0, src - 1));
-    taps.second.push_back(std::clamp(s + 1, 0, src - 1));
-    taps.weight0.push_back(static_cast<int>(std::lrint((1.0f - f) * kWeightOne)));
-    taps.weight1.push_back(static_cast<int>(std::lrint(f * kWeightOne)));
-  }
-  return taps;
-}
 
 // OpenCV's SIMD vertical pass (VResizeLinearVec_32s8u, used for every pixel on x86): each horizontally
 // interpolated value (weights summing to 2048) drops 4 bits, is multiplied by its 11-bit weight keeping the
@@ -51,6 +21,26 @@ inline int vertical_blend(int top, int bottom, int weight_top, int weight_bottom
 }
 
 }  // namespace
+
+ResizeTaps opencv_linear_taps(int src, int dst, bool clamp_fraction) {
+  ResizeTaps taps;
+  const double scale = 1.0 / (static_cast<double>(dst) / src);
+  for (int d = 0; d < dst; ++d) {
+    float f = static_cast<float>((d + 0.5) * scale - 0.5);
+    int s = static_cast<int>(std::floor(f));
+    f -= static_cast<float>(s);
+    if (clamp_fraction) {
+      if (s < 0) f = 0, s = 0;
+      if (s >= src - 1) f = 0, s = src - 1;
+    }
+    taps.first.push_back(std::clamp(s, 0, src - 1));
+    taps.second.push_back(std::clamp(s + 1, 0, src - 1));
+    taps.weight0.push_back(static_cast<int>(std::lrint((1.0f - f) * kOpenCvWeightOne)));
+    taps.weight1.push_back(static_cast<int>(std::lrint(f * kOpenCvWeightOne)));
+  }
+  return taps;
+}
+
 
 ResizePlan plan_resize(int height, int width, int max_side) {
   EASTRT_CHECK(height > 0 && width > 0, "plan_resize: image size ", height, "x", width, " is empty");
@@ -76,8 +66,8 @@ HostTensor resize_bilinear(const Image& image, int height, int width) {
                    image.rgb.size() == static_cast<size_t>(image.width) * image.height * 3,
                "resize_bilinear: image is ", image.width, "x", image.height, " with ", image.rgb.size(), " bytes");
   EASTRT_CHECK(height > 0 && width > 0, "resize_bilinear: target size ", height, "x", width, " is empty");
-  const Taps tx = make_taps(image.width, width, /*clamp_fraction=*/true);
-  const Taps ty = make_taps(image.height, height, /*clamp_fraction=*/false);
+  const ResizeTaps tx = opencv_linear_taps(image.width, width, /*clamp_fraction=*/true);
+  const ResizeTaps ty = opencv_linear_taps(image.height, height, /*clamp_fraction=*/false);
 
   // Horizontal passes of the two source rows an output row blends, kept in two slots: consecutive output
   // rows mostly share their source rows.
