@@ -1,14 +1,16 @@
 // The DBNet text detector (PaddleOCR PP-OCRv4 det as an ONNX model): PaddleOCR's preprocessing, the network on
-// the CPU engine, and DBPostProcess (binarise, contours, min-area boxes, box score, unclip) with its defaults.
+// a Runner (the CPU engine or GPU engines), and DBPostProcess (binarise, contours, min-area boxes, box score, unclip) with its defaults.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "eastrt/cpu_engine.h"
 #include "eastrt/detector.h"
 #include "eastrt/detector_ops.h"
+#include "eastrt/runner.h"
 
 namespace eastrt::db {
 
@@ -94,13 +96,14 @@ class Detector {
  public:
   // `network` has one input (NHWC, BGR-normalised) and one output (the [1, h, w, 1] probability map).
   Detector(Network network, CpuOptions cpu = {}, DbOptions options = {});
+  explicit Detector(std::unique_ptr<Runner> runner, DbOptions options = {});
 
   Detection detect(const Image& image);
   const DbOptions& options() const { return options_; }
-  int threads() const { return engine_.threads(); }
+  Runner& runner() { return *runner_; }
 
  private:
-  CpuEngine engine_;
+  std::unique_ptr<Runner> runner_;
   DbOptions options_;
   std::string input_name_, output_name_;
 };

@@ -68,8 +68,10 @@ Network load_network(const std::string& onnx_path) {
 }
 
 Detector::Detector(Network network, CpuOptions cpu, DbOptions options)
-    : engine_(std::move(network), cpu), options_(options) {
-  const Network& net = engine_.network();
+    : Detector(make_cpu_runner(std::move(network), cpu), options) {}
+
+Detector::Detector(std::unique_ptr<Runner> runner, DbOptions options) : runner_(std::move(runner)), options_(options) {
+  const Network& net = runner_->network();
   EASTRT_CHECK(net.inputs().size() == 1 && net.outputs().size() == 1,
                "the DB detector needs a network with one input and one output (the probability map), got ",
                net.inputs().size(), " inputs and ", net.outputs().size(), " outputs");
@@ -82,9 +84,11 @@ Detector::Detector(Network network, CpuOptions cpu, DbOptions options)
 
 Detection Detector::detect(const Image& image) {
   Detection detection;
-  HostTensor input = db::preprocess(image, &detection.plan, options_.limit_side_len);
   auto start = std::chrono::steady_clock::now();
-  auto outputs = engine_.run({{input_name_, input}});
+  HostTensor input = db::preprocess(image, &detection.plan, options_.limit_side_len);
+  detection.preprocess_ms = since(start);
+  start = std::chrono::steady_clock::now();
+  auto outputs = runner_->run({{input_name_, input}});
   detection.network_ms = since(start);
   start = std::chrono::steady_clock::now();
   detection.boxes = detect_boxes(outputs.at(output_name_), image.height, image.width, options_);

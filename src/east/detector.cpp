@@ -1,7 +1,9 @@
-// Detector: preprocess → engine → detect_boxes, timing the stages.
+// Detector: preprocess → runner → detect_boxes, timing the stages; batches group images by network size.
 #include "eastrt/detector.h"
 
 #include <chrono>
+#include <cstring>
+#include <map>
 
 #include "eastrt/east.h"
 #include "eastrt/error.h"
@@ -12,27 +14,67 @@ namespace {
 double since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
+
+// Image `index` of a batched NHWC map, as a [1, h, w, c] map.
+HostTensor slice(const HostTensor& batch, int64_t index) {
+  Shape shape = batch.shape;
+  const int64_t per_image = volume(shape) / shape[0];
+  shape[0] = 1;
+  const auto first = batch.data.begin() + index * per_image;
+  return HostTensor(shape, std::vector<float>(first, first + per_image));
+}
 }  // namespace
 
 Detector::Detector(Network network, CpuOptions cpu, DetectOptions options)
-    : engine_(std::move(network), cpu), options_(options) {
-  const Network& net = engine_.network();
+    : Detector(make_cpu_runner(std::move(network), cpu), options) {}
+
+Detector::Detector(std::unique_ptr<Runner> runner, DetectOptions options)
+    : runner_(std::move(runner)), options_(options) {
+  const Network& net = runner_->network();
   EASTRT_CHECK(net.find_tensor(kInputName) && net.find_tensor(kScoreOutput) && net.find_tensor(kGeometryOutput),
                "the detector needs an EAST network with input ", kInputName, " and outputs ", kScoreOutput, ", ",
                kGeometryOutput);
 }
 
-Detection Detector::detect(const Image& image) {
-  Detection detection;
-  HostTensor input = preprocess(image, &detection.plan);
-  auto start = std::chrono::steady_clock::now();
-  auto outputs = engine_.run({{kInputName, input}});
-  detection.network_ms = since(start);
-  start = std::chrono::steady_clock::now();
-  detection.boxes = detect_boxes(outputs.at(kScoreOutput), outputs.at(kGeometryOutput), detection.plan.ratio_h,
-                                 detection.plan.ratio_w, options_);
-  detection.post_ms = since(start);
-  return detection;
+Detection Detector::detect(const Image& image) { return detect_batch({image}, 1).front(); }
+
+std::vector<Detection> Detector::detect_batch(const std::vector<Image>& images, int max_batch) {
+  EASTRT_CHECK(max_batch >= 1, "a batch must hold at least one image, not ", max_batch);
+  std::vector<Detection> detections(images.size());
+  std::vector<HostTensor> inputs(images.size());
+  std::map<std::pair<int, int>, std::vector<size_t>> by_size;
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto start = std::chrono::steady_clock::now();
+    inputs[i] = preprocess(images[i], &detections[i].plan);
+    detections[i].preprocess_ms = since(start);
+    by_size[{detections[i].plan.height, detections[i].plan.width}].push_back(i);
+  }
+  for (const auto& [size, members] : by_size) {
+    for (size_t first = 0; first < members.size(); first += max_batch) {
+      const size_t count = std::min(members.size() - first, static_cast<size_t>(max_batch));
+      Shape shape = inputs[members[first]].shape;
+      const int64_t per_image = volume(shape);
+      shape[0] = static_cast<int64_t>(count);
+      HostTensor batch(shape);
+      for (size_t j = 0; j < count; ++j)
+        std::memcpy(batch.data.data() + j * per_image, inputs[members[first + j]].data.data(),
+                    per_image * sizeof(float));
+      auto start = std::chrono::steady_clock::now();
+      auto outputs = runner_->run({{kInputName, batch}});
+      const double network_ms = since(start) / count;
+      for (size_t j = 0; j < count; ++j) {
+        Detection& d = detections[members[first + j]];
+        d.network_ms = network_ms;
+        start = std::chrono::steady_clock::now();
+        const bool single = count == 1;
+        d.boxes = detect_boxes(single ? outputs.at(kScoreOutput) : slice(outputs.at(kScoreOutput), j),
+                               single ? outputs.at(kGeometryOutput) : slice(outputs.at(kGeometryOutput), j),
+                               d.plan.ratio_h, d.plan.ratio_w, options_);
+        d.post_ms = since(start);
+      }
+    }
+  }
+  return detections;
 }
 
 }  // namespace eastrt::east

@@ -1,0 +1,41 @@
+// Where a network runs, behind one interface: the CPU engine, or GPU engines built on demand, one per input
+// size (a detector sees images of many sizes; each GPU engine is built and tactic-timed for its size, then
+// kept for the next image of that size). The detectors and the tools run networks only through a Runner.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "eastrt/cpu_engine.h"
+#include "eastrt/gpu_engine.h"
+
+namespace eastrt {
+
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  // Inputs by name, NHWC float32 of any batch and size the network accepts; every output by name.
+  virtual std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) = 0;
+  virtual const Network& network() const = 0;
+  // "the CPU engine, 2 threads, fp32" or "NVIDIA H200 (sm_90), fp16"
+  virtual std::string description() const = 0;
+  virtual bool on_gpu() const = 0;
+};
+
+std::unique_ptr<Runner> make_cpu_runner(Network network, CpuOptions options = {});
+
+struct GpuRunnerOptions {
+  BuildOptions build;       // precision, workspace, device; max_batch is the most images one run may hold
+  bool cuda_graph = true;   // capture each engine's run once per batch size and replay it
+  int max_engines = 16;     // sizes kept; the least recently used engine is dropped beyond this
+  bool verbose = false;     // a line on stderr whenever an engine is built
+};
+// Throws an Error when there is no usable GPU or eastrt was built without CUDA.
+std::unique_ptr<Runner> make_gpu_runner(Network network, GpuRunnerOptions options = {});
+
+// "gpu", "cpu" or "auto" (the GPU when query_gpu() finds one, else the CPU). The precision applies to the
+// GPU; the CPU runs fp32 and refuses another precision with an Error.
+std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision,
+                                    CpuOptions cpu = {}, int max_batch = 1);
+
+}  // namespace eastrt
