@@ -7,6 +7,7 @@
 
 #include "eastrt/error.h"
 #include "eastrt/weights.h"
+#include "test_support.h"
 
 using namespace eastrt;
 
@@ -89,4 +90,28 @@ TEST(Safetensors, BadFilesAreClearErrors) {
   bad_type.replace(bad_type.find("F32"), 3, "I64");
   expect_error("type.safetensors", bad_type, "I64");
   EXPECT_THROW(SafetensorsReader(temp_path("does_not_exist.safetensors")), Error);
+}
+
+// The int8 group-quantised form train/checkpoint.py writes (the bundled model's), read back as the float
+// filters its own dequantisation gives (tests/fixtures/int8/make_fixture.py).
+TEST(Safetensors, GroupQuantisedFiltersReadAsTheirFloatValues) {
+  const std::string dir = std::string(EASTRT_SOURCE_DIR) + "/tests/fixtures/int8/";
+  SafetensorsReader quantised(dir + "int8.safetensors");
+  SafetensorsReader expected(dir + "expected.safetensors");
+  EXPECT_EQ(quantised.names(), expected.names());  // the #q / #scale parts are not names of their own
+  EXPECT_FALSE(quantised.contains("conv_a/weights#q"));
+  for (const std::string& name : expected.names()) {
+    SCOPED_TRACE(name);
+    const HostTensor got = quantised.get(name), want = expected.get(name);
+    ASSERT_EQ(got.shape, want.shape);
+    EXPECT_EQ(got.data, want.data);  // the same float32 products, bit for bit
+  }
+  EXPECT_EQ(quantised.stored_type("conv_b/weights"), DataType::kInt8);
+  EXPECT_EQ(quantised.stored_type("bn/gamma"), DataType::kFloat32);
+  // The outlier survives; its group's other values are coarse but within half a step of the scale.
+  EXPECT_NEAR(quantised.get("conv_a/weights").data[0], 40.0f, 40.0f / 254);
+  EXPECT_NE(test_support::error_of([&] { SafetensorsReader bad(dir + "no_scale.safetensors"); }).find("conv_b/weights#scale"),
+            std::string::npos);
+  EXPECT_NE(test_support::error_of([&] { SafetensorsReader bad(dir + "no_shape.safetensors"); }).find("conv_c/weights"),
+            std::string::npos);
 }

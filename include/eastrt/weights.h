@@ -39,7 +39,10 @@ class InMemoryWeights : public WeightSource {
 };
 
 // A safetensors file (8-byte little-endian header length, JSON header, raw data); F32, F16 and BF16
-// tensors are read. The header is validated in full when the file is opened.
+// tensors are read, and group-quantised filters (train/checkpoint.py's int8 form, which halves the bundled
+// model: NAME#q int8 [K, groups, 128] with NAME#scale [K, groups, 1] and NAME's RSCK shape in the
+// metadata's "shapes") are read back as the float filter NAME. The header is validated in full when the
+// file is opened.
 class SafetensorsReader : public WeightSource {
  public:
   explicit SafetensorsReader(const std::string& path);
@@ -56,9 +59,18 @@ class SafetensorsReader : public WeightSource {
     Shape shape;
     size_t begin, end;
   };
+  struct Quantised {
+    std::string q, scale;  // the stored tensors' names
+    Shape shape;           // the filter's (TF RSCK)
+  };
+  HostTensor decode(const Entry& e) const;
+  HostTensor dequantise(const Quantised& g) const;
+
   std::string path_;
   std::vector<char> data_;  // the data section
   std::map<std::string, Entry> entries_;
+  std::map<std::string, Quantised> quantised_;  // by the filter's name
+  std::vector<std::string> plain_;              // names() — sorted, the quantised filters' parts left out
 };
 
 // Writes tensors to a safetensors file, each stored as `type` (kFloat32 or kFloat16).
