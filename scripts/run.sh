@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, build, then show the built-in EAST network and run it once.
-# (Until a trained default model lands, the network runs with seeded random weights on a random image.)
+# The main job on a fresh machine: set up, build, then detect text with the bundled default model
+# (models/east.safetensors) in the example images — on the GPU if there is one, else on the CPU — drawing
+# the boxes, and score the detections against the examples' ground truth with the ICDAR 2015 protocol.
+# Other images: scripts/run.sh DIR_OR_FILES... (results and drawings go to detections/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-build/eastrt inspect --builtin east --input 1x672x1280x3
-build/eastrt run --builtin east --input 1x672x1280x3
+if [ $# -gt 0 ]; then
+  build/eastrt detect --out detections --force --draw "$@"
+else
+  build/eastrt detect --out detections --force --draw examples/images
+  build/eastrt eval --gt examples/gt --det detections
+fi
+echo "boxes drawn on the images: detections/*.png"

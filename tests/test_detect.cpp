@@ -84,3 +84,31 @@ TEST(DetectCli, NoInputsOrUnknownFlag) {
   EXPECT_NE(run_tool(std::string("detect ") + kModel + " --bogus x.png").status, 0);
   EXPECT_NE(run_tool(std::string("detect ") + kModel + " --precision int4 x.png").status, 0);
 }
+
+// The README's main job: the bundled default model (found beside the build folder, no --model) finds the
+// text of the example images (synthetic scenes made by examples/make_examples.py, not ICDAR images).
+TEST(DetectCli, BundledModelFindsTheExamplesText) {
+  const fs::path root = EASTRT_SOURCE_DIR, out = fresh_dir("bundled");
+  ToolResult r = run_tool("detect --device cpu --batch 2 --out " + out.string() + " " + (root / "examples/images").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("3 images: 3 detected, 0 failed"), std::string::npos) << r.output;
+  r = run_tool("eval --json --gt " + (root / "examples/gt").string() + " --det " + out.string(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto scores = nlohmann::json::parse(r.output);
+  EXPECT_GE(scores["hmean"].get<double>(), 0.75) << r.output;
+}
+
+TEST(DetectCli, DeviceAndPrecisionAreChecked) {
+  fs::path in = fresh_dir("in_device"), out = fresh_dir("out_device");
+  write_image(in / "img_1.png", 64, 64);
+  ToolResult r = run_tool(std::string("detect ") + kModel + " --device cpu --precision fp16 --out " + out.string() + " " +
+                          in.string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("needs the GPU engine"), std::string::npos) << r.output;
+  r = run_tool(std::string("detect ") + kModel + " --device tpu --out " + out.string() + " " + in.string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unknown --device 'tpu'"), std::string::npos) << r.output;
+  r = run_tool(std::string("detect ") + kModel + " --batch 0 --out " + out.string() + " " + in.string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--batch must be at least 1"), std::string::npos) << r.output;
+}
