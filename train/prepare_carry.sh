@@ -32,14 +32,21 @@ else
 fi
 
 # resume checkpoint: from the returned export parts (fp16, ~46 MiB: too big to carry) to int8 (~24 MiB)
+rm -f "$carry/FRESH"
 if [ $fresh = 1 ]; then
   rm -rf "$carry/ckpt"
+  touch "$carry/FRESH"  # run_on_device.sh: start from scratch, not from the bundled model
 elif [ -n "$from" ]; then
   ls "$from"/east_ema*.safetensors >/dev/null 2>&1 || { echo "prepare_carry: $from has no east_ema*.safetensors" >&2; exit 1; }
   step=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$from/state.json")
   keep="$here/runs/step_$step"; mkdir -p "$keep"; cp "$from"/* "$keep"/  # local history (git-ignored)
   mkdir -p "$carry/ckpt"
   "$py" "$here/checkpoint.py" make-resume "$from"/east_ema*.safetensors --out "$carry/ckpt/resume.safetensors"
+fi
+# The bundled model travels in the tree anyway: when it is the resume point, do not carry it twice.
+if cmp -s "$carry/ckpt/resume.safetensors" "$repo/models/east.safetensors" 2>/dev/null; then
+  rm -rf "$carry/ckpt"
+  echo "resuming from the bundled models/east.safetensors (identical to the returned export's int8 form)"
 fi
 
 # sizes that travel besides train/.carry: tracked + untracked-not-ignored files of the checkout
