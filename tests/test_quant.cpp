@@ -1,18 +1,27 @@
-// Quantisation: INT8 and E4M3 codes against independent references (exhaustive nearest search), and the
-// calibrators on histograms with known answers.
+// Quantisation: INT8 and E4M3 codes against independent references (exhaustive nearest search), the
+// calibrators on histograms with known answers, the calibration cache, the fake-quantised reference against
+// a hand computation with integer accumulation, and the calibration set's refusal of the held-out split.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 
+#include "eastrt/calibration.h"
+#include "eastrt/detector_ops.h"
+#include "eastrt/east.h"
 #include "eastrt/quant.h"
 #include "test_support.h"
 
 using namespace eastrt;
 using namespace eastrt::quant;
 using test_support::error_of;
+using test_support::relative_error;
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -69,6 +78,38 @@ std::vector<float> gaussian_with_outlier(float outlier) {
   for (float& v : values) v = normal(rng);
   values.push_back(outlier);
   return values;
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("eastrt_quant_" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write_test_image(const fs::path& path, int height, int width, uint32_t seed) {
+  east::Image image{width, height, std::vector<uint8_t>(static_cast<size_t>(width * height * 3))};
+  std::mt19937 rng(seed);
+  for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng() & 0xff);
+  east::write_png(path.string(), image);
+}
+
+east::NetworkOptions small_east() { return east::NetworkOptions{1, 64, 64, 8}; }
+
+std::vector<HostTensor> random_images(int count, int64_t height, int64_t width, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<HostTensor> images;
+  for (int i = 0; i < count; ++i) images.push_back(test_support::random_tensor({1, height, width, 3}, rng, 0, 255));
+  return images;
+}
+
+// 512 bins: the network tests are about the plumbing, and the calibrators' cost grows as bins².
+CalibrationCache calibrate_small(const Network& network, QuantType type, Calibrator calibrator) {
+  ActivationStatistics statistics(network, 2, 512);
+  for (const HostTensor& image : random_images(2, 64, 64, 3)) statistics.add_batch(image);
+  return make_cache(network, statistics, type, calibrator);
 }
 
 }  // namespace
@@ -266,3 +307,237 @@ TEST(Quant, EntropyKeepsTheWholeRangeOfAUniformTensor) {
   EXPECT_GT(calibrate_amax(h, Calibrator::kMse, QuantType::kInt8), 0.97f);
 }
 
+// ---- The network side ----
+
+TEST(Quant, QuantisedTensorsAreConvolutionInputsAfterThePasses) {
+  const east::NetworkOptions options = small_east();
+  const Network prepared = prepare_network(east::build(east::random_weights(options), options));
+  const std::vector<QuantizedTensor> tensors = quantized_tensors(prepared);
+  ASSERT_FALSE(tensors.empty());
+  EXPECT_EQ(tensors[0].name, "mean_subtraction");
+  EXPECT_EQ(tensors[0].consumers, std::vector<std::string>{"resnet_v1_50/conv1/Conv2D"});
+  // The three heads read the same g3 tensor.
+  const QuantizedTensor& heads = tensors.back();
+  EXPECT_EQ(heads.consumers.size(), 3u);
+  size_t convolutions = 0;
+  for (const Layer& l : prepared.layers()) convolutions += l.kind() == LayerKind::kConvolution;
+  size_t readers = 0;
+  for (const QuantizedTensor& t : tensors) readers += t.consumers.size();
+  EXPECT_EQ(readers, convolutions);
+}
+
+TEST(Quant, CalibrationIsDeterministicAndCachesRoundTrip) {
+  const east::NetworkOptions options = small_east();
+  const Network network = east::build(east::random_weights(options), options);
+  const CalibrationCache a = calibrate_small(network, QuantType::kInt8, Calibrator::kEntropy);
+  const CalibrationCache b = calibrate_small(network, QuantType::kInt8, Calibrator::kEntropy);
+  EXPECT_EQ(to_text(a), to_text(b));
+  EXPECT_EQ(a.images, 2);
+  for (const TensorRange& r : a.tensors) {
+    EXPECT_GT(r.amax, 0) << r.name;
+    EXPECT_EQ(r.scale, r.amax / 127) << r.name;
+  }
+
+  TempDir dir("cache");
+  CalibrationCache with_keep = a;
+  with_keep.keep_high_precision = {"resnet_v1_50/conv1/Conv2D", "feature_fusion/Conv_7/Conv2D"};
+  const std::string path = (dir.path / "east.cache").string();
+  write_cache(path, with_keep);
+  const CalibrationCache read = read_cache(path);
+  EXPECT_EQ(read.format_version, kCacheFormatVersion);
+  EXPECT_EQ(read.model_fingerprint, with_keep.model_fingerprint);
+  EXPECT_EQ(read.precision, QuantType::kInt8);
+  EXPECT_EQ(read.calibrator, Calibrator::kEntropy);
+  EXPECT_EQ(read.images, 2);
+  EXPECT_EQ(read.keep_high_precision, with_keep.keep_high_precision);
+  ASSERT_EQ(read.tensors.size(), with_keep.tensors.size());
+  for (size_t i = 0; i < read.tensors.size(); ++i) {
+    EXPECT_EQ(read.tensors[i].name, with_keep.tensors[i].name);
+    EXPECT_EQ(read.tensors[i].amax, with_keep.tensors[i].amax);  // exactly: 9 significant digits
+    EXPECT_EQ(read.tensors[i].scale, with_keep.tensors[i].scale);
+  }
+  EXPECT_NO_THROW(check_cache_matches(read, path, network, QuantType::kInt8));
+
+  // A percentile cache keeps its share; an FP8 cache's scales are amax / 448.
+  CalibrationCache fp8 = calibrate_small(network, QuantType::kFp8, Calibrator::kPercentile);
+  EXPECT_EQ(fp8.percentile, 99.99);
+  const CalibrationCache fp8_read = parse_cache(to_text(fp8), "fp8.cache");
+  EXPECT_EQ(fp8_read.percentile, 99.99);
+  EXPECT_EQ(fp8_read.tensors[3].scale, fp8.tensors[3].amax / 448);
+}
+
+TEST(Quant, CacheRefusesOtherModelsVersionsAndCorruption) {
+  const east::NetworkOptions options = small_east();
+  const Network network = east::build(east::random_weights(options, 1), options);
+  const CalibrationCache cache = calibrate_small(network, QuantType::kInt8, Calibrator::kMinMax);
+  const std::string text = to_text(cache);
+
+  // Another model (other weights) is refused; the same model at another input size is not.
+  const Network other = east::build(east::random_weights(options, 2), options);
+  std::string e = error_of([&] { check_cache_matches(cache, "east.cache", other, QuantType::kInt8); });
+  EXPECT_NE(e.find("east.cache"), std::string::npos) << e;
+  EXPECT_NE(e.find("was made for model " + cache.model_fingerprint), std::string::npos) << e;
+  east::NetworkOptions bigger = options;
+  bigger.height = 96;
+  EXPECT_NO_THROW(
+      check_cache_matches(cache, "east.cache", east::build(east::random_weights(bigger, 1), bigger), QuantType::kInt8));
+  e = error_of([&] { check_cache_matches(cache, "east.cache", network, QuantType::kFp8); });
+  EXPECT_NE(e.find("holds int8 ranges"), std::string::npos) << e;
+
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    const size_t at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return t.replace(at, from.size(), to);
+  };
+  e = error_of([&] { parse_cache(replaced("format 1\n", "format 2\n"), "old.cache"); });
+  EXPECT_NE(e.find("old.cache, line 2: format version 2"), std::string::npos) << e;
+  e = error_of([&] { parse_cache(text.substr(0, text.size() / 2), "cut.cache"); });
+  EXPECT_NE(e.find("cut.cache"), std::string::npos) << e;
+  e = error_of([&] { parse_cache(replaced("end\n", ""), "cut.cache"); });
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  e = error_of([&] { parse_cache("not a cache\n", "x.txt"); });
+  EXPECT_NE(e.find("x.txt, line 1: not an eastrt calibration cache"), std::string::npos) << e;
+  const TensorRange& first = cache.tensors[0];
+  char amax[32];
+  std::snprintf(amax, sizeof amax, "%.9g", first.amax);
+  e = error_of([&] { parse_cache(replaced(std::string(amax) + " ", std::to_string(first.amax * 2) + " "), "ed.cache"); });
+  EXPECT_NE(e.find("is not amax / 127"), std::string::npos) << e;
+  e = error_of([&] { parse_cache(replaced(std::string(amax) + " ", "1e999 "), "bad.cache"); });
+  EXPECT_NE(e.find("not a finite number"), std::string::npos) << e;
+  e = error_of([&] { read_cache("/nonexistent/east.cache"); });
+  EXPECT_NE(e.find("/nonexistent/east.cache"), std::string::npos) << e;
+}
+
+// A convolution fake-quantised by the engine against the integer arithmetic an INT8 kernel does, written
+// out here: quantise the input (per tensor) and the weights (per output channel), accumulate the integer
+// products in int32, rescale by s_x · s_w[k], add the bias. For FP8 the same with E4M3 values from the
+// exhaustive-search reference, accumulated in double.
+TEST(Quant, FakeQuantisedConvolutionMatchesAHandComputation) {
+  std::mt19937 rng(21);
+  const int64_t H = 5, W = 7, C = 3, K = 4;
+  Network network;
+  Tensor* x = network.add_input("x", {1, H, W, C});
+  ConvolutionParams p;
+  p.out_channels = static_cast<int>(K);
+  p.kernel = {3, 3};
+  p.padding = Padding::symmetric(1);
+  p.kernel_weights = test_support::random_weights({K, C, 3, 3}, rng, -0.5f, 0.5f);
+  p.bias = test_support::random_weights({K}, rng);
+  network.mark_output(network.add_convolution(x, p, "conv"));
+  const HostTensor input = test_support::random_tensor({1, H, W, C}, rng, -1.2f, 1.2f);  // beyond amax: clipped
+
+  for (QuantType type : {QuantType::kInt8, QuantType::kFp8}) {
+    SCOPED_TRACE(to_string(type));
+    const float qmax = type == QuantType::kInt8 ? 127.0f : 448.0f;
+    CalibrationCache cache;
+    cache.model_fingerprint = model_fingerprint(network);
+    cache.precision = type;
+    cache.tensors = {{"x", 1.0f, 1.0f / qmax}};
+    FakeQuantEngine engine(network, cache, {1});
+    EXPECT_EQ(engine.quantized_layers(), std::vector<std::string>{"conv"});
+    const HostTensor got = engine.run({{"x", input}}).at("conv");
+
+    // The hand computation.
+    const float sx = 1.0f / qmax;
+    auto quantised_value = [&](float v, float s) -> double {  // the integer (or E4M3 value) standing for v
+      if (type == QuantType::kInt8) return std::clamp(std::nearbyint(v / s), -127.0f, 127.0f);
+      return e4m3_reference_value(e4m3_nearest_code(v / s));
+    };
+    const std::vector<float>& w = p.kernel_weights->data;
+    HostTensor want({1, H, W, K});
+    for (int64_t k = 0; k < K; ++k) {
+      float wmax = 0;
+      for (int64_t i = 0; i < C * 9; ++i) wmax = std::max(wmax, std::fabs(w[k * C * 9 + i]));
+      const float sw = wmax / qmax;
+      for (int64_t oh = 0; oh < H; ++oh)
+        for (int64_t ow = 0; ow < W; ++ow) {
+          int32_t acc_int = 0;
+          double acc = 0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t r = 0; r < 3; ++r)
+              for (int64_t s = 0; s < 3; ++s) {
+                const int64_t ih = oh + r - 1, iw = ow + s - 1;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const double qx = quantised_value(input.data[(ih * W + iw) * C + c], sx);
+                const double qw = quantised_value(w[((k * C + c) * 3 + r) * 3 + s], sw);
+                if (type == QuantType::kInt8)
+                  acc_int += static_cast<int32_t>(qx) * static_cast<int32_t>(qw);
+                else
+                  acc += qx * qw;
+              }
+          const double sum = type == QuantType::kInt8 ? acc_int : acc;
+          want.data[(oh * W + ow) * K + k] = static_cast<float>(sum * sx * sw + p.bias->data[k]);
+        }
+    }
+    EXPECT_LT(relative_error(got, want), 1e-6);
+    // And it is not the FP32 result (a test that could not tell would pass anything).
+    const HostTensor fp32 = CpuEngine(network, {1}).run({{"x", input}}).at("conv");
+    EXPECT_GT(relative_error(got, fp32), 1e-4);
+  }
+}
+
+TEST(Quant, FakeQuantisedEastAndSensitivity) {
+  const east::NetworkOptions options = small_east();
+  const Network network = east::build(east::random_weights(options), options);
+  for (QuantType type : {QuantType::kInt8, QuantType::kFp8}) {
+    SCOPED_TRACE(to_string(type));
+    const CalibrationCache cache = calibrate_small(network, type, Calibrator::kEntropy);
+    const std::vector<HostTensor> inputs = random_images(1, 64, 64, 8);
+    const SensitivityReport report = measure_sensitivity(network, cache, inputs, 0.0, 2);
+    size_t convolutions = 0;
+    for (const Layer& l : prepare_network(network).layers()) convolutions += l.kind() == LayerKind::kConvolution;
+    ASSERT_EQ(report.layers.size(), convolutions);
+    for (const LayerSensitivity& l : report.layers) {
+      EXPECT_GT(l.error, 0) << l.layer;  // every layer's quantisation shows in the outputs
+      EXPECT_LT(l.error, 0.5) << l.layer;
+    }
+    EXPECT_GT(report.all_quantized_error, 0);
+    EXPECT_LT(report.all_quantized_error, 1.0);
+    // Threshold 0: every layer is kept, and nothing is quantised.
+    EXPECT_EQ(report.keep_high_precision.size(), convolutions);
+    EXPECT_EQ(report.mixed_error, 0);
+
+    // Keeping one head keeps the tensor the three heads share, so all three stay in high precision.
+    FakeQuantEngine mixed(network, cache, FakeQuantOptions{2, {"feature_fusion/Conv_7/Conv2D"}, std::nullopt});
+    EXPECT_EQ(mixed.high_precision_layers(),
+              (std::set<std::string>{"feature_fusion/Conv_7/Conv2D", "feature_fusion/Conv_8/Conv2D", "feature_fusion/Conv_9/Conv2D"}));
+    EXPECT_EQ(mixed.quantized_layers().size(), convolutions - 3);
+    EXPECT_NE(error_of([&] { FakeQuantEngine(network, cache, FakeQuantOptions{1, {"no_such_layer"}, std::nullopt}); })
+                  .find("no_such_layer"),
+              std::string::npos);
+  }
+}
+
+// ---- The calibration set ----
+
+TEST(Quant, CalibrationSetRefusesTheHeldOutSplit) {
+  EXPECT_FALSE(is_held_out_image("/data/img_250.jpg"));
+  EXPECT_TRUE(is_held_out_image("/data/img_251.jpg"));
+  EXPECT_TRUE(is_held_out_image("img_500.png"));
+  EXPECT_FALSE(is_held_out_image("img_501.jpg"));
+  EXPECT_FALSE(is_held_out_image("gt_img_300.txt"));
+  EXPECT_FALSE(is_held_out_image("img_3000.jpg"));
+
+  TempDir dir("set");
+  write_test_image(dir.path / "img_2.png", 70, 100, 1);
+  write_test_image(dir.path / "img_10.png", 70, 100, 2);
+  write_test_image(dir.path / "img_300.png", 40, 40, 3);
+  CalibrationSetOptions options;
+  options.directory = dir.path.string();
+  const std::string e = error_of([&] { CalibrationSet set(options); });
+  EXPECT_NE(e.find("img_300.png is in the held-out"), std::string::npos) << e;
+  EXPECT_NE(e.find("--allow-held-out"), std::string::npos) << e;
+
+  options.max_images = 2;  // img_2, img_10: natural order, both allowed
+  const CalibrationSet two(options);
+  ASSERT_EQ(two.files().size(), 2u);
+  EXPECT_EQ(fs::path(two.files()[1]).filename(), "img_10.png");
+
+  options.max_images = 0;
+  options.allow_held_out = true;
+  std::vector<Shape> batches;
+  CalibrationSet(options).for_each_batch(4, [&](const HostTensor& b, size_t) { batches.push_back(b.shape); });
+  // The EAST resize rule: 70×100 → 32×64 (two share a batch), 40×40 → 32×32 (a batch of its own).
+  EXPECT_EQ(batches, (std::vector<Shape>{{2, 32, 64, 3}, {1, 32, 32, 3}}));
+}
