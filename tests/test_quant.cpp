@@ -229,6 +229,14 @@ TEST(Quant, HistogramGrowsByExactRebinning) {
   direct.add(a.data(), 5000);
   EXPECT_EQ(grown.counts(), direct.counts());
   EXPECT_EQ(grown.total(), 10000);
+  // Scanned in parallel chunks: the same counts.
+  std::vector<float> many(300000);
+  for (float& v : many) v = large(rng);
+  Histogram one(256), two(256);
+  one.add(many.data(), 300000, 1);
+  two.add(many.data(), 300000, 2);
+  EXPECT_EQ(one.counts(), two.counts());
+  EXPECT_EQ(one.max_abs(), two.max_abs());
   const float bad[] = {1.0f, NAN, INFINITY};
   EXPECT_NE(error_of([&] { grown.add(bad, 3); }).find("infinite"), std::string::npos);
 }

@@ -75,7 +75,8 @@ class Histogram {
   static constexpr int kDefaultBins = 2048;
   explicit Histogram(int bins = kDefaultBins);
 
-  void add(const float* values, int64_t count);
+  // `threads` > 1 scans in parallel (the CPU engine's pool); the result is the same for any count.
+  void add(const float* values, int64_t count, int threads = 1);
 
   int bins() const { return static_cast<int>(counts_.size()); }
   double range() const { return range_; }                       // 0 before any nonzero value

@@ -43,7 +43,7 @@ void ActivationStatistics::add_batch(const HostTensor& input) {
     auto it = histograms_.find(tensor.id);
     if (it == histograms_.end()) return;
     try {
-      it->second.add(value.data.data(), value.size());
+      it->second.add(value.data.data(), value.size(), engine_.threads());
     } catch (const Error& e) {
       throw_error("calibration: tensor '", tensor.name, "': ", e.what());
     }

@@ -1,6 +1,8 @@
 // The fake-quantised CPU reference and the per-layer sensitivity measured with it.
+#include <algorithm>
 #include <cmath>
 
+#include "cpu/thread_pool.h"
 #include "eastrt/calibration.h"
 #include "eastrt/error.h"
 
@@ -68,7 +70,13 @@ Network FakeQuantEngine::quantize(const Network& network, const CalibrationCache
 std::map<std::string, HostTensor> FakeQuantEngine::run(const std::map<std::string, HostTensor>& inputs) {
   return engine_.run(inputs, [this](const Tensor& tensor, HostTensor& value) {
     const float scale = scales_[static_cast<size_t>(tensor.id)];
-    if (scale > 0) fake_quantize(value.data.data(), value.size(), scale, precision_);
+    if (scale <= 0) return;
+    constexpr int64_t kChunk = 1 << 16;
+    cpu::ThreadPool::shared(engine_.threads())
+        .parallel_for((value.size() + kChunk - 1) / kChunk, [&](int64_t first, int64_t last) {
+          const int64_t end = std::min(value.size(), last * kChunk);
+          fake_quantize(value.data.data() + first * kChunk, end - first * kChunk, scale, precision_);
+        });
   });
 }
 

@@ -1,8 +1,10 @@
 // Histograms of magnitudes with exact range doubling (see quant.h: one pass, deterministic).
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 
+#include "cpu/thread_pool.h"
 #include "eastrt/error.h"
 #include "eastrt/quant.h"
 
@@ -32,18 +34,34 @@ void Histogram::grow_to(double magnitude) {
   }
 }
 
-void Histogram::add(const float* values, int64_t count) {
+void Histogram::add(const float* values, int64_t count, int threads) {
+  // Chunks scanned in parallel; what they find is combined by max and by integer sums, so the result does
+  // not depend on the thread count or the schedule.
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  cpu::ThreadPool& pool = cpu::ThreadPool::shared(std::max(1, threads));
+  std::mutex mutex;
   float batch_max = 0;
-  int64_t nans = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const float a = std::fabs(values[i]);
-    if (std::isnan(a)) {
-      ++nans;
-      continue;
+  int64_t nans = 0, infinite_at = -1;
+  pool.parallel_for(chunks, [&](int64_t first, int64_t last) {
+    float local_max = 0;
+    int64_t local_nans = 0, local_infinite = -1;
+    for (int64_t i = first * kChunk; i < std::min(count, last * kChunk); ++i) {
+      const float a = std::fabs(values[i]);
+      if (std::isnan(a)) {
+        ++local_nans;
+      } else if (!std::isfinite(a)) {
+        if (local_infinite < 0) local_infinite = i;
+      } else {
+        local_max = std::max(local_max, a);
+      }
     }
-    EASTRT_CHECK(std::isfinite(a), "Histogram: an infinite value (at index ", i, " of ", count, ")");
-    batch_max = std::max(batch_max, a);
-  }
+    std::lock_guard<std::mutex> lock(mutex);
+    batch_max = std::max(batch_max, local_max);
+    nans += local_nans;
+    if (local_infinite >= 0 && (infinite_at < 0 || local_infinite < infinite_at)) infinite_at = local_infinite;
+  });
+  EASTRT_CHECK(infinite_at < 0, "Histogram: an infinite value (at index ", infinite_at, " of ", count, ")");
   nans_ += nans;
   max_abs_ = std::max(max_abs_, batch_max);
   if (batch_max == 0) {  // zeros (or nothing): bin 0 whatever the range becomes
@@ -52,14 +70,21 @@ void Histogram::add(const float* values, int64_t count) {
   }
   if (range_ == 0) range_ = batch_max * (1.0 + 1.0 / 1024);
   grow_to(batch_max);
-  const int last = bins() - 1;  // only a value an ulp below the range can round onto the end
+  const int last_bin = bins() - 1;  // only a value an ulp below the range can round onto the end
   const double per_unit = bins() / range_;
+  std::vector<int64_t> total(counts_.size(), 0);
+  pool.parallel_for(chunks, [&](int64_t first, int64_t last) {
+    std::vector<int64_t> local(counts_.size(), 0);
+    for (int64_t i = first * kChunk; i < std::min(count, last * kChunk); ++i) {
+      const float a = std::fabs(values[i]);
+      if (std::isnan(a)) continue;
+      ++local[static_cast<size_t>(std::min(last_bin, static_cast<int>(a * per_unit)))];
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    for (size_t b = 0; b < local.size(); ++b) total[b] += local[b];
+  });
   // Counts are integers held in doubles: exact up to 2^53 values.
-  for (int64_t i = 0; i < count; ++i) {
-    const float a = std::fabs(values[i]);
-    if (std::isnan(a)) continue;
-    counts_[static_cast<size_t>(std::min(last, static_cast<int>(a * per_unit)))] += 1.0;
-  }
+  for (size_t b = 0; b < counts_.size(); ++b) counts_[b] += static_cast<double>(total[b]);
 }
 
 }  // namespace eastrt::quant
