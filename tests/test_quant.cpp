@@ -549,3 +549,36 @@ TEST(Quant, CalibrationSetRefusesTheHeldOutSplit) {
   // The EAST resize rule: 70×100 → 32×64 (two share a batch), 40×40 → 32×32 (a batch of its own).
   EXPECT_EQ(batches, (std::vector<Shape>{{2, 32, 64, 3}, {1, 32, 32, 3}}));
 }
+
+TEST(Quant, CalibrateAndBuildCommands) {
+  TempDir dir("tool");
+  fs::create_directories(dir.path / "images");
+  for (int i = 1; i <= 3; ++i) write_test_image(dir.path / "images" / ("img_" + std::to_string(i) + ".png"), 64, 64, i);
+  const std::string cache = (dir.path / "east.cache").string();
+  const std::string model = "--builtin east --width-divisor 8 --input 1x64x64x3";
+  auto r = test_support::run_tool("calibrate " + model + " --calib " + (dir.path / "images").string() +
+                                  " --precision int8 --calibrator percentile --batch 2 --threads 2 --sensitivity "
+                                  "--sensitivity-images 1 -o " + cache);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("resnet_v1_50/conv1/Conv2D"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("every convolution quantised"), std::string::npos) << r.output;
+  const CalibrationCache read = read_cache(cache);
+  EXPECT_EQ(read.images, 3);
+  EXPECT_EQ(read.calibrator, Calibrator::kPercentile);
+
+  // build reads (and checks) the cache, then says plainly that the GPU side is missing.
+  r = test_support::run_tool("build " + model + " --precision int8 --calib-cache " + cache + " -o x.plan");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("INT8/FP8 GPU kernels are not implemented yet"), std::string::npos) << r.output;
+  r = test_support::run_tool("build " + model + " --precision fp8 --calib-cache " + cache + " -o x.plan");
+  EXPECT_NE(r.output.find("holds int8 ranges"), std::string::npos) << r.output;
+  r = test_support::run_tool("build --builtin east --width-divisor 4 --input 1x64x64x3 --precision int8 --calib-cache " +
+                             cache + " -o x.plan");
+  EXPECT_NE(r.output.find("was made for model"), std::string::npos) << r.output;
+
+  write_test_image(dir.path / "images" / "img_251.png", 64, 64, 9);
+  r = test_support::run_tool("calibrate " + model + " --calib " + (dir.path / "images").string() +
+                             " --precision fp8 -o " + cache);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("img_251.png is in the held-out"), std::string::npos) << r.output;
+}
