@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "calibration_flags.h"
 #include "command.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
@@ -39,6 +40,34 @@ std::map<std::string, Precision> parse_layer_precisions(const std::string& text)
 
 namespace {
 
+// INT8/FP8: the calibration the GPU kernels will need, made or checked now, so that the day they exist
+// the cache is ready; the engine itself cannot be built yet, and the command says so and fails.
+int build_quantized(const Args& args, quant::QuantType precision) {
+  EASTRT_CHECK(args.has("--calib-cache"),
+               "--precision ", quant::to_string(precision), " needs a calibration cache: give --calib-cache FILE "
+               "(made by eastrt calibrate, or made here from --calib DIR)");
+  const std::string path = args.get("--calib-cache");
+  LoadedModel model = load_model(args);
+  if (std::ifstream(path).good()) {
+    const quant::CalibrationCache cache = quant::read_cache(path);
+    quant::check_cache_matches(cache, path, model.network, precision);
+    std::cout << "calibration cache " << path << ": " << cache.tensors.size() << " tensors, "
+              << quant::to_string(cache.calibrator) << ", " << cache.images << " images, "
+              << cache.keep_high_precision.size() << " layers kept in high precision\n";
+    if (args.has("--calib"))
+      std::cout << "(the cache exists, so --calib was not run; remove " << path << " to calibrate again)\n";
+  } else {
+    EASTRT_CHECK(args.has("--calib"), "calibration cache ", path,
+                 " does not exist: give --calib DIR to make it (or make it with eastrt calibrate)");
+    const CalibrationOutcome outcome = calibrate_from_flags(args, model, precision);
+    print_ranges(std::cout, outcome);
+    quant::write_cache(path, outcome.cache);
+    std::cout << "wrote calibration cache " << path << "\n";
+  }
+  throw_error("INT8/FP8 GPU kernels are not implemented yet: no plan was written (the calibration cache ", path,
+              " is ready for them; the CPU has the fake-quantised reference, see docs/QUANTIZATION.md)");
+}
+
 int build(const std::vector<std::string>& argv) {
   Args args(std::string("usage: eastrt build (--builtin east | --model FILE) --precision fp32|tf32|fp16\n"
                         "                    --max-batch N [options] -o PLAN\n\n"
@@ -47,7 +76,11 @@ int build(const std::vector<std::string>& argv) {
                         "activation memory plan and, for every convolution, the fastest correct tactic timed\n"
                         "here. A plan runs only on the GPU model it was built on.\n\n") +
                 kModelFlagsHelp +
-                "  --precision P         fp32 (strict, no TF32), tf32 or fp16 (default fp32)\n"
+                "  --precision P         fp32 (strict, no TF32), tf32 or fp16 (default fp32); int8 and fp8\n"
+                "                        calibrate (or check --calib-cache) and then stop: their GPU kernels\n"
+                "                        are not implemented yet\n"
+                "  --calib-cache FILE    int8/fp8: the calibration cache to use, or to write from --calib\n" +
+                std::string(kCalibrationFlagsHelp) +
                 "  --max-batch N         the largest batch the engine runs (default: the input's)\n"
                 "  --workspace MB        the most workspace one convolution tactic may use (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision, by layer name\n"
@@ -56,10 +89,13 @@ int build(const std::vector<std::string>& argv) {
                 "  --json                the engine's summary as JSON\n"
                 "  -o, --output PLAN     the plan file to write\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--max-batch", "--workspace",
-             "--layer-precision", "--output"},
-            {"--heuristic", "--verbose", "--json"});
+             "--layer-precision", "--output", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
+             "--batch", "--size", "--threads"},
+            {"--heuristic", "--verbose", "--json", "--allow-held-out"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
+  if (const std::string p = args.get("--precision"); p == "int8" || p == "fp8")
+    return build_quantized(args, quant::parse_quant_type(p));
   EASTRT_CHECK(args.has("--output"), "no plan file: give -o PLAN");
   const GpuInfo gpu = query_gpu();
   EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): a plan is built on the GPU it will run on");

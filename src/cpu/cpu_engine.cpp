@@ -70,6 +70,11 @@ CpuEngine::CpuEngine(Network network, CpuOptions options)
 }
 
 std::map<std::string, HostTensor> CpuEngine::run(const std::map<std::string, HostTensor>& inputs) {
+  return run(inputs, TensorHook());
+}
+
+std::map<std::string, HostTensor> CpuEngine::run(const std::map<std::string, HostTensor>& inputs,
+                                                 const TensorHook& hook) {
   for (const auto& [name, value] : inputs) {
     const Tensor* tensor = network_.find_tensor(name);
     EASTRT_CHECK(tensor && tensor->is_input, "CpuEngine: '", name, "' is not an input of the network (inputs: ",
@@ -106,6 +111,12 @@ std::map<std::string, HostTensor> CpuEngine::run(const std::map<std::string, Hos
   cpu::ThreadPool& pool = cpu::ThreadPool::shared(threads_);
   BufferRecycler recycler;
   std::vector<HostTensor> owned(values.size());  // the intermediates and outputs this run computes
+  if (hook)
+    for (int id : network_.inputs()) {
+      owned[id] = *values[id];  // the caller's tensor is const: the hook changes a copy
+      values[id] = &owned[id];
+      hook(network_.tensor(id), owned[id]);
+    }
   auto release = [&](int id) {
     const Tensor& tensor = network_.tensor(id);
     if (tensor.is_input || tensor.is_output) return;
@@ -144,7 +155,10 @@ std::map<std::string, HostTensor> CpuEngine::run(const std::map<std::string, Hos
     } catch (const std::exception& e) {
       throw_error("CpuEngine: layer '", layer.name, "' (", to_string(layer.kind()), "): ", e.what());
     }
-    for (int id : layer.outputs) values[id] = &owned[id];
+    for (int id : layer.outputs) {
+      values[id] = &owned[id];
+      if (hook) hook(network_.tensor(id), owned[id]);
+    }
     for (int id : layer.inputs)
       if (last_use[id] == static_cast<int>(i) && values[id]) release(id);
     for (int id : layer.outputs)
