@@ -17,6 +17,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -52,12 +53,27 @@ Reply error_reply(int status, const std::string& message, std::map<std::string, 
   return {status, "application/json", nlohmann::json{{"error", message}}.dump() + "\n", std::move(headers)};
 }
 
+// What a worker hands back for one job: the network's maps, or the answer when there are none (504, 500).
+// The connection thread decodes the maps into boxes, so that decoding, on the CPU, overlaps the next batch.
+struct NetworkOutcome {
+  std::optional<Reply> refusal;
+  EastMaps maps;
+  east::ResizePlan plan;
+  int batch = 0;
+  double queue_ms = 0, preprocess_ms = 0, network_ms = 0;
+};
+
+NetworkOutcome refused(Reply reply) {
+  NetworkOutcome outcome;
+  outcome.refusal = std::move(reply);
+  return outcome;
+}
+
 // One POST /detect between its connection thread and a worker.
 struct Job {
   east::Image image;
   Clock::time_point received, enqueued;
-  double decode_ms = 0;
-  std::promise<Reply> reply;
+  std::promise<NetworkOutcome> outcome;
 };
 using JobPtr = std::shared_ptr<Job>;
 
@@ -136,8 +152,9 @@ void close_after_reply(int fd) {
   close(fd);
 }
 
-std::string detection_json(const std::vector<east::Quad>& boxes, const Job& job, int batch, double queue_ms,
-                           double preprocess_ms, double network_ms, double decode_ms, Clock::time_point done) {
+std::string detection_json(const std::vector<east::Quad>& boxes, const east::Image& image,
+                           const NetworkOutcome& outcome, double image_decode_ms, double box_decode_ms,
+                           double total_ms) {
   nlohmann::json list = nlohmann::json::array();
   for (const east::Quad& q : boxes) {
     nlohmann::json points = nlohmann::json::array();
@@ -145,15 +162,15 @@ std::string detection_json(const std::vector<east::Quad>& boxes, const Job& job,
     list.push_back({{"points", points}, {"score", q.score}});
   }
   nlohmann::json out{{"boxes", list},
-                     {"width", job.image.width},
-                     {"height", job.image.height},
-                     {"batch", batch},
+                     {"width", image.width},
+                     {"height", image.height},
+                     {"batch", outcome.batch},
                      {"timings_ms",
-                      {{"queue", queue_ms},
-                       {"preprocess", preprocess_ms},
-                       {"network", network_ms},
-                       {"decode", decode_ms},
-                       {"total", ms_between(job.received, done)}}}};
+                      {{"queue", outcome.queue_ms},
+                       {"preprocess", image_decode_ms + outcome.preprocess_ms},
+                       {"network", outcome.network_ms},
+                       {"decode", box_decode_ms},
+                       {"total", total_ms}}}};
   return out.dump() + "\n";
 }
 
@@ -341,12 +358,21 @@ struct Server::Impl {
       return error_reply(400, e.what());
     }
     job->enqueued = Clock::now();
-    job->decode_ms = ms_between(received, job->enqueued);
-    std::future<Reply> reply = job->reply.get_future();
+    std::future<NetworkOutcome> future = job->outcome.get_future();
     if (!queue.try_push(job))
       return error_reply(503, "the queue is full (" + std::to_string(queue.capacity()) + " requests): retry later",
                          {{"Retry-After", "1"}});
-    return reply.get();  // every queued job is answered: by a worker, or 504 when it waited too long
+    const NetworkOutcome outcome = future.get();  // every queued job gets one: maps, or a 504 or 500
+    if (outcome.refusal) return *outcome.refusal;
+    const Clock::time_point decode_start = Clock::now();
+    const std::vector<east::Quad> boxes =
+        east::detect_boxes(outcome.maps.score, outcome.maps.geometry, outcome.plan.ratio_h, outcome.plan.ratio_w,
+                           options.detect);
+    const Clock::time_point done = Clock::now();
+    return {200, "application/json",
+            detection_json(boxes, job->image, outcome, ms_between(received, job->enqueued),
+                           ms_between(decode_start, done), ms_between(received, done)),
+            {}};
   }
 
   void work(BatchEngine& engine) {
@@ -366,9 +392,10 @@ struct Server::Impl {
     for (const JobPtr& job : jobs) {
       const double waited = ms_between(job->enqueued, start);
       if (waited > options.timeout_ms) {
-        job->reply.set_value(error_reply(504, "the request waited " + std::to_string(static_cast<int>(waited)) +
-                                                  " ms in the queue, longer than the timeout of " +
-                                                  std::to_string(options.timeout_ms) + " ms"));
+        const std::string message = "the request waited " + std::to_string(static_cast<int>(waited)) +
+                                    " ms in the queue, longer than the timeout of " +
+                                    std::to_string(options.timeout_ms) + " ms";
+        job->outcome.set_value(refused(error_reply(504, message)));
         continue;
       }
       const east::ResizePlan plan = engine.plan(job->image);
@@ -383,27 +410,14 @@ struct Server::Impl {
       try {
         maps = engine.run(images, size.first, size.second, &times);
       } catch (const std::exception& e) {
-        for (auto& item : group) item.first->reply.set_value(error_reply(500, std::string("network: ") + e.what()));
+        for (auto& item : group) item.first->outcome.set_value(refused(error_reply(500, std::string("network: ") + e.what())));
         continue;
       }
       metrics.observe_batch(static_cast<int>(group.size()));
       for (size_t i = 0; i < group.size(); ++i) {
         const auto& [job, plan] = group[i];
-        const Clock::time_point decode_start = Clock::now();
-        std::vector<east::Quad> boxes;
-        try {
-          boxes = east::detect_boxes(maps[i].score, maps[i].geometry, plan.ratio_h, plan.ratio_w, options.detect);
-        } catch (const std::exception& e) {
-          job->reply.set_value(error_reply(500, std::string("decode: ") + e.what()));
-          continue;
-        }
-        const Clock::time_point done = Clock::now();
-        job->reply.set_value({200, "application/json",
-                              detection_json(boxes, *job, static_cast<int>(group.size()),
-                                             ms_between(job->enqueued, group_start),
-                                             job->decode_ms + times.preprocess_ms, times.network_ms,
-                                             ms_between(decode_start, done), done),
-                              {}});
+        job->outcome.set_value({std::nullopt, std::move(maps[i]), plan, static_cast<int>(group.size()),
+                                ms_between(job->enqueued, group_start), times.preprocess_ms, times.network_ms});
       }
     }
   }
