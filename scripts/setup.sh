@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libopenblas-dev libpolyclipping-dev libprotobuf-dev protobuf-compiler
           nlohmann-json3-dev libgtest-dev libjpeg62-turbo-dev libpng-dev
-          libopencv-dnn-dev)  # OpenCV DNN: the CPU peer the tests and benchmark compare with
+          libopencv-dnn-dev   # OpenCV DNN: the CPU peer the tests and benchmark compare with
+          chromium)           # headless, runs the serve web page's self-test (tests/test_serve.cpp)
 
 missing=()
 for p in "${packages[@]}"; do
