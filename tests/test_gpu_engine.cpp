@@ -516,6 +516,29 @@ TEST(GpuEast, Tf32AndFp16StayCloseToTheCpu) {
   }
 }
 
+TEST(GpuEast, ProfileTimesEveryStepAndLeavesTheOutputsRight) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  BuildOptions options;
+  options.max_batch = 2;
+  std::unique_ptr<Engine> engine = Builder(f.network, options).build();
+  auto context = engine->create_context();
+  context->set_input(east::kInputName, f.image);
+  const std::vector<double> ms = context->profile_steps(1, 5);
+  ASSERT_EQ(ms.size(), engine->inspect().layers.size());
+  double total = 0;
+  for (double m : ms) {
+    EXPECT_GE(m, 0.0);
+    total += m;
+  }
+  const std::vector<double> whole = context->time_enqueue(1, 5);
+  EXPECT_GT(total, 0.0);
+  EXPECT_LT(total, 5 * *std::max_element(whole.begin(), whole.end()) + 1.0) << "steps far longer than the run";
+  context->fetch_outputs();
+  context->synchronize();
+  EXPECT_LE(relative_error(context->output(east::kScoreOutput), f.cpu.at(east::kScoreOutput)), 1e-4);
+}
+
 TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
   REQUIRE_GPU();
   EastFixture& f = east_fixture();

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -42,14 +43,50 @@ void save_weights(const Args& args, const std::string& path) {
   EASTRT_CHECK(input.size() == 4, "--input must be NxHxWx3");
   east::NetworkOptions options{input[0], input[1], input[2], args.get_int("--width-divisor", 1)};
   std::map<std::string, HostTensor> tensors;
-  if (args.has("--model")) {
-    SafetensorsReader reader(args.get("--model"));
+  const std::string model = args.has("--model") ? args.get("--model") : args.has("--builtin") ? "" : bundled_model();
+  if (!model.empty()) {
+    SafetensorsReader reader(model);
     for (const std::string& name : reader.names()) tensors[name] = reader.get(name);
   } else {
     const InMemoryWeights weights = east::random_weights(options, 1);  // what load_model builds
     for (const std::string& name : weights.names()) tensors[name] = weights.get(name);
   }
   write_safetensors(path, tensors);
+}
+
+// Per-layer device times, slowest first, with the share of the whole and the tactic; kinds summed below.
+void print_profile(const Args& args, const EngineInfo& info, ExecutionContext& context, int warmup, int iterations) {
+  const std::vector<double> ms = context.profile_steps(warmup, std::min(iterations, 50));
+  double total = 0;
+  for (double m : ms) total += m;
+  std::vector<size_t> order(ms.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ms[a] > ms[b]; });
+  nlohmann::json layers = nlohmann::json::array();
+  std::map<std::string, double> by_kind;
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const EngineLayerInfo& l = info.layers[i];
+    by_kind[l.kind] += ms[i];
+    layers.push_back({{"name", l.name}, {"kind", l.kind}, {"precision", l.precision}, {"tactic", l.tactic},
+                      {"ms", ms[i]}, {"built_ms", l.tactic_ms}, {"output", to_string(l.output_shape)}});
+  }
+  if (args.has("--profile-json")) {
+    std::ofstream out(args.get("--profile-json"));
+    EASTRT_CHECK(out.good(), "cannot write ", args.get("--profile-json"));
+    out << nlohmann::json{{"total_ms", total}, {"layers", layers}}.dump(1) << "\n";
+  }
+  if (!args.has("--profile")) return;
+  std::printf("\nper-layer device time (eager launches, median of %d): %.3f ms in all\n", std::min(iterations, 50),
+              total);
+  std::printf("%8s %6s  %-44s %-14s %-5s %s\n", "ms", "share", "layer", "kind", "prec", "tactic");
+  for (size_t i : order) {
+    const EngineLayerInfo& l = info.layers[i];
+    std::printf("%8.4f %5.1f%%  %-44.44s %-14.14s %-5s %s\n", ms[i], 100 * ms[i] / total, l.name.c_str(),
+                l.kind.c_str(), l.precision.c_str(), l.tactic.c_str());
+  }
+  std::printf("by kind:");
+  for (const auto& [kind, m] : by_kind) std::printf("  %s %.3f ms", kind.c_str(), m);
+  std::printf("\n");
 }
 
 int bench(const std::vector<std::string>& argv) {
@@ -70,12 +107,15 @@ int bench(const std::vector<std::string>& argv) {
                 "  --cuda-graph          replay a captured CUDA graph instead of launching each step\n"
                 "  --save-plan PLAN      also write the plan built here\n"
                 "  --save-weights FILE   write the network's weights (safetensors, TF-slim names) first\n"
+                "  --profile             also time every step (eager launches, events between steps) and print\n"
+                "                        each layer's median time with its tactic, slowest first\n"
+                "  --profile-json FILE   write that per-layer profile as JSON\n"
                 "  --results FILE        append the JSON line here (default: none)\n"
                 "  --json                print only the JSON line\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--iterations", "--warmup", "--save-plan", "--save-weights",
-             "--results"},
-            {"--cuda-graph", "--json"});
+             "--results", "--profile-json"},
+            {"--cuda-graph", "--json", "--profile"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -178,6 +218,7 @@ int bench(const std::vector<std::string>& argv) {
                 info.activation_bytes / 1048576.0, info.workspace_bytes / 1048576.0,
                 finite ? "" : "; OUTPUTS NOT FINITE");
   }
+  if (args.has("--profile") || args.has("--profile-json")) print_profile(args, info, *context, warmup, iterations);
   return finite ? 0 : 1;
 }
 

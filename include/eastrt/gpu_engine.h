@@ -131,6 +131,9 @@ class ExecutionContext {
 
   // Device times of `iterations` enqueues after `warmup` untimed ones, each timed by CUDA events, in ms.
   std::vector<double> time_enqueue(int warmup, int iterations);
+  // The median device time of each step over `iterations` eager runs (events between the steps, no CUDA
+  // graph), in ms, in the order of Engine::inspect().layers.
+  std::vector<double> profile_steps(int warmup, int iterations);
 
   // Writes `value` (NaN by default) into every output binding and the whole activation buffer, so that a
   // test sees any element a run leaves unwritten or any read of memory nothing wrote.

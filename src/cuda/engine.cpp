@@ -691,6 +691,44 @@ std::vector<double> ExecutionContext::time_enqueue(int warmup, int iterations) {
   return ms;
 }
 
+std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) {
+  EASTRT_CHECK(warmup >= 0 && iterations >= 1, "profile_steps: ", warmup, " warm-up and ", iterations, " timed runs");
+  Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
+  Impl::BatchState& state = c.prepare(c.batch);
+  for (int i = 0; i < warmup; ++i) c.run_steps(state, c.batch);
+  const size_t steps = c.plan.steps.size();
+  std::vector<cudaEvent_t> events(steps + 1, nullptr);
+  std::vector<std::vector<double>> ms(steps);
+  try {
+    for (cudaEvent_t& e : events) EASTRT_CUDA(cudaEventCreate(&e));
+    for (int i = 0; i < iterations; ++i) {
+      EASTRT_CUDA(cudaEventRecord(events[0], c.stream));
+      for (size_t s = 0; s < steps; ++s) {
+        c.run_step(state, s, c.batch);
+        EASTRT_CUDA(cudaEventRecord(events[s + 1], c.stream));
+      }
+      EASTRT_CUDA(cudaStreamSynchronize(c.stream));
+      for (size_t s = 0; s < steps; ++s) {
+        float elapsed = 0;
+        EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events[s], events[s + 1]));
+        ms[s].push_back(elapsed);
+      }
+    }
+  } catch (...) {
+    for (cudaEvent_t e : events)
+      if (e) cudaEventDestroy(e);
+    throw;
+  }
+  for (cudaEvent_t e : events) cudaEventDestroy(e);
+  std::vector<double> median(steps);
+  for (size_t s = 0; s < steps; ++s) {
+    std::sort(ms[s].begin(), ms[s].end());
+    median[s] = ms[s][ms[s].size() / 2];
+  }
+  return median;
+}
+
 void ExecutionContext::poison(float value) {
   Impl& c = *impl_;
   // All-ones bytes are NaN in float32 and float16 alike, whatever type each arena tensor has.

@@ -39,6 +39,7 @@ HostTensor ExecutionContext::output(const std::string&) const { no_cuda(); }
 std::map<std::string, HostTensor> ExecutionContext::run(const std::map<std::string, HostTensor>&) { no_cuda(); }
 void ExecutionContext::set_cuda_graph(bool) { no_cuda(); }
 std::vector<double> ExecutionContext::time_enqueue(int, int) { no_cuda(); }
+std::vector<double> ExecutionContext::profile_steps(int, int) { no_cuda(); }
 void ExecutionContext::poison(float) { no_cuda(); }
 void ExecutionContext::poison() { no_cuda(); }
 void* ExecutionContext::stream() const { no_cuda(); }
