@@ -137,14 +137,7 @@ int detect(const std::vector<std::string>& argv) {
     description = "DBNet (PP-OCRv4 det post-processing) from " + onnx;
   } else {
     std::vector<std::string> model_argv;
-    if (!args.has("--model") && !args.has("--builtin")) {
-      // The bundled model sits in models/ beside the build (or install) folder of the tool.
-      fs::path bundled = fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "models" / "east.safetensors";
-      EASTRT_CHECK(fs::exists(bundled), "no default model at ", bundled.string(),
-                   " (the trained default model is not bundled yet): give --model FILE, or --builtin east for "
-                   "random weights");
-      model_argv = {"--model", bundled.string()};
-    }
+    if (!args.has("--model") && !args.has("--builtin")) model_argv = {"--model", bundled_model()};
     for (const char* flag : {"--model", "--builtin", "--width-divisor"})
       if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
     model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});

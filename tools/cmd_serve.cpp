@@ -28,7 +28,7 @@ std::string read_file(const std::string& path) {
 }
 
 int serve(const std::vector<std::string>& argv) {
-  Args args(std::string("usage: eastrt serve (--builtin east | --model FILE) [options]\n\n"
+  Args args(std::string("usage: eastrt serve [--model FILE | --builtin east] [options]\n\n"
                         "Serves EAST detection over HTTP/1.1 with dynamic batching:\n"
                         "  POST /detect   the image bytes (JPEG, PNG, BMP) → JSON boxes, size and timings\n"
                         "  GET /          a page to try it in a browser;  GET /healthz;  GET /metrics (Prometheus)\n"

@@ -33,11 +33,19 @@ LoadedModel load_graph_def(const std::string& path, const Shape& input) {
 }
 }  // namespace
 
+std::string bundled_model() {
+  const std::filesystem::path path =
+      std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "models" / "east.safetensors";
+  EASTRT_CHECK(std::filesystem::exists(path), "no default model at ", path.string(),
+               ": give --model FILE, or --builtin east for random weights");
+  return path.string();
+}
+
 LoadedModel load_model(const Args& args) {
   const Shape input = parse_shape(args.get("--input", "1x672x1280x3"));
-  const std::string builtin = args.get("--builtin"), model = args.get("--model");
+  const std::string builtin = args.get("--builtin");
+  const std::string model = args.has("--model") || !builtin.empty() ? args.get("--model") : bundled_model();
   EASTRT_CHECK(builtin.empty() || builtin == "east", "unknown built-in network '", builtin, "' (there is: east)");
-  EASTRT_CHECK(!builtin.empty() || !model.empty(), "no model: give --builtin east or --model FILE");
   if (builtin.empty() && ends_with(model, ".pb")) {
     EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
     return load_graph_def(model, input);

@@ -11,7 +11,8 @@ namespace eastrt::tool {
 inline constexpr const char* kModelFlagsHelp =
     "  --builtin east        the built-in EAST network (seeded random weights unless --model gives them)\n"
     "  --model FILE          a frozen TensorFlow graph (.pb), an ONNX model (.onnx), or EAST weights:\n"
-    "                        a .safetensors file or a TF checkpoint prefix (TF-slim names)\n"
+    "                        a .safetensors file or a TF checkpoint prefix (TF-slim names);\n"
+    "                        default: the bundled models/east.safetensors\n"
     "  --input NxHxWxC       input shape, NHWC (default 1x672x1280x3; ONNX models are fed NHWC too)\n"
     "  --width-divisor D     EAST channel counts divided by D (reduced test models; default 1)\n";
 
@@ -20,6 +21,9 @@ struct LoadedModel {
   std::string description;  // "built-in EAST, random weights (seed 1)", "EAST from models/east.safetensors"
 };
 
+// Without --builtin or --model: the bundled default model, models/east.safetensors beside the folder the
+// tool is in (the build or install folder).
 LoadedModel load_model(const Args& args);
+std::string bundled_model();
 
 }  // namespace eastrt::tool
