@@ -22,7 +22,8 @@ using gpu::PlanStep;
 using gpu::StepKind;
 
 constexpr int kAlgorithmsTried = 4;  // of cuDNN's fastest, each run fused and split
-constexpr int kTimedRuns = 5;
+constexpr int kTimedRuns = 9;
+constexpr int kWarmupRuns = 3;  // untimed runs of each candidate first (its kernels loaded, the clocks up)
 
 // The most a candidate's output may differ from the reference tactic's (‖a − b‖ / ‖b‖): far above each
 // precision's rounding, far below a wrong result.
@@ -135,12 +136,17 @@ ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
   // A strict float32 engine keeps to plain FMA arithmetic: no Winograd transforms (whose error grows beyond
   // ordinary summation), and every algorithm runs with FMA math, whatever cuDNN reports it searched with,
   // so no TF32 either.
-  if (step.precision == Precision::kFp32) {
+  // TF32 and FP16 engines run every algorithm with tensor-op math: cuDNN's search also reports its
+  // default-math variants, which for FP16 keep off the tensor cores, and on an H200 such a variant was
+  // chosen by a noisy timing at twice the tensor-op time (docs/PERFORMANCE.md).
+  const bool strict = step.precision == Precision::kFp32;
+  if (strict)
     algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return is_winograd(a.algo); }),
                 algos.end());
+  {
     std::vector<cuda::ConvAlgorithm> unique;
     for (cuda::ConvAlgorithm a : algos) {
-      a.math = CUDNN_FMA_MATH;
+      a.math = strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
       if (std::none_of(unique.begin(), unique.end(), [&](const cuda::ConvAlgorithm& u) { return u.algo == a.algo; }))
         unique.push_back(a);
     }
@@ -195,6 +201,7 @@ ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
     }
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     if (options_.time_tactics) {
+      for (int i = 0; i < kWarmupRuns; ++i) run(conv, step, index, c, y_.get(), residual);
       std::vector<double> ms;
       for (int i = 0; i < kTimedRuns; ++i) {
         EASTRT_CUDA(cudaEventRecord(events.start, stream_));
