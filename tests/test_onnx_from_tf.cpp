@@ -111,6 +111,22 @@ TEST(OnnxFromTf, EastMatchesOnnxRuntimeAndTfImport) {
   RecordProperty("max_error_vs_tf_import", std::to_string(worst_tf));
 }
 
+// Imported once, the network does not run at another size: tf2onnx writes the score's NCHW → NHWC as a
+// 5-D Reshape and a Squeeze whose target the IR's reshape can only hold with H and W fixed. That must be
+// an error naming the layer, never a score map of the wrong size. (The TF import is used per size too.)
+TEST(OnnxFromTf, EastAtAnotherSizeIsAnErrorNotAWrongAnswer) {
+  const nlohmann::json d = description();
+  const auto& model = d["models"][0];
+  OnnxImportOptions options;
+  options.input_shapes[d["input"]] = model["cases"][0]["input"]["shape"].get<Shape>();
+  CpuEngine engine(import_onnx(kTf2Onnx + model["file"].get<std::string>(), options));
+  const auto& other = model["cases"][1]["input"];
+  const HostTensor input = read_array(kTf + other["file"].get<std::string>(), other);
+  const std::string message = error_of([&] { engine.run({{d["input"], input}}); });
+  EXPECT_NE(message.find("feature_fusion/Conv_7/Sigmoid:0"), std::string::npos) << message;
+  EXPECT_NE(message.find("cannot reshape"), std::string::npos) << message;
+}
+
 // tf2onnx wraps every NHWC TensorFlow op in Transposes to ONNX's NCHW and back; on the IR's NHWC they
 // must cancel: the network is the TF import's layers (batch norms already folded by tf2onnx) and no
 // shuffle but the score's reshape.

@@ -265,7 +265,11 @@ struct ModelMaker {
     auto* in = model.mutable_graph()->add_input();
     in->set_name(input);
     in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
-    for (int64_t d : shape) in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
+    for (int64_t d : shape) {  // a negative size: a dynamic dimension
+      auto* dim = in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim();
+      if (d < 0) dim->set_dim_param("d" + std::to_string(in->type().tensor_type().shape().dim_size()));
+      else dim->set_dim_value(d);
+    }
   }
   onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& inputs,
                         const std::vector<std::string>& outputs) {
@@ -340,6 +344,18 @@ TEST(OnnxImport, SplitAtEveryOpset) {
     EXPECT_EQ(max_abs_error(out["a"], channels(x, 0, first)), 0.0f) << "opset " << opset;
     EXPECT_EQ(max_abs_error(out["b"], channels(x, first, 5 - first)), 0.0f) << "opset " << opset;
   }
+  // Imported at one size, run at another: the pieces are whole in every other dimension.
+  ModelMaker sized(13, "x", {-1, 5, -1, -1});
+  sized.int64s("sizes", {4, 1});
+  onnx::NodeProto* split = sized.node("Split", {"x", "sizes"}, {"a", "b"});
+  ModelMaker::integer(split, "axis", 1);
+  sized.output("a");
+  OnnxImportOptions options;
+  options.input_shapes["x"] = x.shape;
+  CpuEngine engine(sized.import(options));
+  const HostTensor other = random_tensor({3, 5, 2, 7}, rng);
+  EXPECT_EQ(max_abs_error(engine.run({{"x", other}})["a"], channels(other, 0, 4)), 0.0f);
+
   ModelMaker m(13, "x", x.shape);
   ModelMaker::integer(m.node("Split", {"x"}, {"a", "b"}), "axis", 1);
   m.output("a");

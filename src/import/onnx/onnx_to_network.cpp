@@ -1043,6 +1043,7 @@ class Importer {
     EASTRT_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
                  "starts, ends, axes and steps differ in length");
     Shape start(s.size(), 0), size = s, step(s.size(), 1);
+    std::vector<bool> to_the_end(s.size(), true);
     for (size_t i = 0; i < starts.size(); ++i) {
       const int d = normalise_axis(axes[i], s.size());
       const int64_t n = s[d];
@@ -1052,12 +1053,16 @@ class Importer {
       start[d] = b;
       step[d] = steps[i];
       size[d] = e > b ? (e - b + steps[i] - 1) / steps[i] : 0;
+      // Exporters write "to the end" as INT32_MAX or INT64_MAX; any other end is an index.
+      to_the_end[d] = starts[i] >= 0 && ends[i] >= std::numeric_limits<int32_t>::max();
     }
-    set(node, slice(x, start, size, step, name));
+    set(node, slice(x, start, size, step, to_the_end, name));
   }
 
-  // Start, size and step per ONNX dimension.
-  Value slice(const Value& x, const Shape& start, const Shape& size, const Shape& step, const std::string& name) {
+  // Start, size and step per ONNX dimension; where to_the_end, the slice runs to the end of the dimension
+  // at any input size (the dimensions a Slice or Split leaves whole, above all).
+  Value slice(const Value& x, const Shape& start, const Shape& size, const Shape& step,
+              const std::vector<bool>& to_the_end, const std::string& name) {
     if (x.constant) {
       const Shape& s = x.constant->shape;
       Folded out = *x.constant;
@@ -1074,13 +1079,16 @@ class Importer {
       }
       return Value{share(std::move(out))};
     }
+    Shape following = size;
+    for (size_t d = 0; d < size.size(); ++d)
+      if (to_the_end[d]) following[d] = SliceParams::kToTheEnd;
     auto to_net = [&](const Shape& v) {
       if (x.layout.empty()) return v;
       Shape net(v.size());
       for (size_t j = 0; j < v.size(); ++j) net[j] = v[x.layout[j]];
       return net;
     };
-    return Value{nullptr, net_.add_slice(x.tensor, {to_net(start), to_net(size), to_net(step)}, name), x.layout};
+    return Value{nullptr, net_.add_slice(x.tensor, {to_net(start), to_net(following), to_net(step)}, name), x.layout};
   }
 
   void convert_split(const OnnxNode& node) {
@@ -1108,10 +1116,12 @@ class Importer {
       EASTRT_CHECK(sizes[i] > 0 && sizes[i] <= n - begin, "split sizes ", to_string(Shape(sizes.begin(), sizes.end())),
                    " do not fit dimension ", axis, " of size ", n);
       Shape start(s.size(), 0), size = s, step(s.size(), 1);
+      std::vector<bool> to_the_end(s.size(), true);
       start[axis] = begin;
       size[axis] = sizes[i];
+      to_the_end[axis] = false;
       begin += sizes[i];
-      if (!node.output(i).empty()) set(node, slice(x, start, size, step, node.output(i)), i);
+      if (!node.output(i).empty()) set(node, slice(x, start, size, step, to_the_end, node.output(i)), i);
     }
     EASTRT_CHECK(begin == n, "split sizes ", to_string(Shape(sizes.begin(), sizes.end())), " do not add up to ", n);
   }
