@@ -412,6 +412,18 @@ TEST(OnnxImport, OutputsOfCancellingTransposesKeepTheirNames) {
   EXPECT_EQ(max_abs_error(out["z"], x), 0.0f);
 }
 
+// Regression (fuzz_onnx, docs/FUZZING.md): a Reshape target whose entries multiply past int64 was
+// signed overflow; it is an error naming the node.
+TEST(OnnxImport, ReshapeTargetOverflowIsAnError) {
+  ModelMaker m(13, "x", {1, 2, 3, 4});
+  m.int64s("shape", {4856691293956341760, 6340608, -1});
+  m.node("Reshape", {"x", "shape"}, {"y"});
+  m.output("y");
+  const std::string message = error_of([&] { m.import(); });
+  EXPECT_NE(message.find("'Reshape_y' (Reshape)"), std::string::npos) << message;
+  EXPECT_NE(message.find("multiply past"), std::string::npos) << message;
+}
+
 // The `eastrt onnx-check` command on a good model (NHWC, run once) and on one it cannot convert.
 TEST(OnnxImport, OnnxCheckCommand) {
   auto run_tool = [](const std::string& arguments, int& status) {

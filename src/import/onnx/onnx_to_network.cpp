@@ -888,7 +888,9 @@ class Importer {
         infer = static_cast<int>(i);
       } else {
         EASTRT_CHECK(target[i] >= 0, "shape entry ", target[i], " is invalid");
-        known *= target[i];
+        // A corrupt shape's entries can multiply past int64 (found by fuzz_onnx).
+        EASTRT_CHECK(!__builtin_mul_overflow(known, target[i], &known), "cannot reshape ", to_string(in),
+                     ": the target's entries multiply past 2^63");
       }
     }
     if (infer >= 0) {
