@@ -103,6 +103,20 @@ TEST(Network, BroadcastReduceShuffleSlice) {
   EXPECT_EQ(net.add_deconvolution(x, d)->shape, (Shape{2, 6, 10, 4}));
 }
 
+// A slice whose size is kToTheEnd follows the input: the network runs at other sizes; a fixed size does not
+// stretch, and a start past the end of a smaller input is an error, not an empty tensor.
+TEST(Network, SliceToTheEndFollowsTheInput) {
+  Network net;
+  Tensor* x = net.add_input("x", {2, 8, 6, 5});
+  constexpr int64_t kEnd = SliceParams::kToTheEnd;
+  Tensor* y = net.add_slice(x, {{0, 2, 0, 1}, {kEnd, kEnd, 3, 2}, {1, 3, 2, 1}}, "y");
+  net.mark_output(y);
+  EXPECT_EQ(y->shape, (Shape{2, 2, 3, 2}));  // rows 2 and 5 of 8
+  net.set_input_shape("x", {1, 12, 9, 5});
+  EXPECT_EQ(net.find_tensor("y")->shape, (Shape{1, 4, 3, 2}));  // rows 2, 5, 8, 11 of 12
+  EXPECT_THROW(net.set_input_shape("x", {1, 2, 9, 5}), Error);
+}
+
 TEST(Network, FullyConnectedUsesTensorFlowLayout) {
   Network net;
   Tensor* x = net.add_input("x", {3, 5});

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "eastrt/cpu_engine.h"
@@ -249,6 +250,178 @@ TEST(OnnxImport, DynamicInputWithoutShapeIsAnError) {
   options.input_shapes["x"] = {1, 4, 32, 32};  // the model fixes 3 channels
   EXPECT_NE(error_of([&] { import_onnx(kFixtures + "tiny_east.onnx", options); }).find("dimension 1"),
             std::string::npos);
+}
+
+// ---------------------------------------------------------------- small models made here
+
+// A model of one float input and the given nodes, initializers and outputs, at `opset`.
+struct ModelMaker {
+  onnx::ModelProto model;
+  ModelMaker(int64_t opset, const std::string& input, const Shape& shape) {
+    model.set_ir_version(8);
+    auto* o = model.add_opset_import();
+    o->set_domain("");
+    o->set_version(opset);
+    auto* in = model.mutable_graph()->add_input();
+    in->set_name(input);
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : shape) {  // a negative size: a dynamic dimension
+      auto* dim = in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim();
+      if (d < 0) dim->set_dim_param("d" + std::to_string(in->type().tensor_type().shape().dim_size()));
+      else dim->set_dim_value(d);
+    }
+  }
+  onnx::NodeProto* node(const std::string& op, const std::vector<std::string>& inputs,
+                        const std::vector<std::string>& outputs) {
+    auto* n = model.mutable_graph()->add_node();
+    n->set_op_type(op);
+    n->set_name(op + "_" + outputs[0]);
+    for (const auto& i : inputs) n->add_input(i);
+    for (const auto& o : outputs) n->add_output(o);
+    return n;
+  }
+  static void ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& values) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (int64_t v : values) a->add_ints(v);
+  }
+  static void integer(onnx::NodeProto* n, const std::string& name, int64_t value) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(value);
+  }
+  void int64s(const std::string& name, const std::vector<int64_t>& values) {
+    auto* t = model.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t v : values) t->add_int64_data(v);
+  }
+  void floats(const std::string& name, const HostTensor& value) {
+    auto* t = model.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : value.shape) t->add_dims(d);
+    for (float v : value.data) t->add_float_data(v);
+  }
+  void output(const std::string& name) { model.mutable_graph()->add_output()->set_name(name); }
+  Network import(const OnnxImportOptions& options = {}) const {
+    return import_onnx_bytes(model.SerializeAsString(), "made.onnx", options);
+  }
+};
+
+// x[:, begin:begin+size] of an N,C,H,W tensor.
+HostTensor channels(const HostTensor& x, int64_t begin, int64_t size) {
+  const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
+  HostTensor out({n, size, x.shape[2], x.shape[3]});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < size; ++k)
+      for (int64_t p = 0; p < hw; ++p) out.data[(i * size + k) * hw + p] = x.data[(i * c + begin + k) * hw + p];
+  return out;
+}
+
+// Split's sizes as an attribute (opset 11), an input (13) and num_outputs with a smaller last piece (18).
+TEST(OnnxImport, SplitAtEveryOpset) {
+  std::mt19937 rng(5);
+  const HostTensor x = random_tensor({2, 5, 3, 4}, rng);
+  for (int64_t opset : {11, 13, 18}) {
+    ModelMaker m(opset, "x", x.shape);
+    onnx::NodeProto* split = m.node("Split", {"x"}, {"a", "b"});
+    ModelMaker::integer(split, "axis", 1);
+    if (opset == 11) ModelMaker::ints(split, "split", {2, 3});
+    if (opset == 13) {
+      m.int64s("sizes", {2, 3});
+      split->add_input("sizes");
+    }
+    if (opset == 18) ModelMaker::integer(split, "num_outputs", 2);
+    m.output("a");
+    m.output("b");
+    CpuEngine engine(m.import());
+    auto out = engine.run({{"x", x}});
+    const int64_t first = opset == 18 ? 3 : 2;  // ceil(5 / 2)
+    EXPECT_EQ(max_abs_error(out["a"], channels(x, 0, first)), 0.0f) << "opset " << opset;
+    EXPECT_EQ(max_abs_error(out["b"], channels(x, first, 5 - first)), 0.0f) << "opset " << opset;
+  }
+  // Imported at one size, run at another: the pieces are whole in every other dimension.
+  ModelMaker sized(13, "x", {-1, 5, -1, -1});
+  sized.int64s("sizes", {4, 1});
+  onnx::NodeProto* split = sized.node("Split", {"x", "sizes"}, {"a", "b"});
+  ModelMaker::integer(split, "axis", 1);
+  sized.output("a");
+  OnnxImportOptions options;
+  options.input_shapes["x"] = x.shape;
+  CpuEngine engine(sized.import(options));
+  const HostTensor other = random_tensor({3, 5, 2, 7}, rng);
+  EXPECT_EQ(max_abs_error(engine.run({{"x", other}})["a"], channels(other, 0, 4)), 0.0f);
+
+  ModelMaker m(13, "x", x.shape);
+  ModelMaker::integer(m.node("Split", {"x"}, {"a", "b"}), "axis", 1);
+  m.output("a");
+  const std::string message = error_of([&] { m.import(); });
+  EXPECT_NE(message.find("cannot split 5 into 2 equal parts"), std::string::npos) << message;
+  EXPECT_NE(message.find("(Split)"), std::string::npos) << message;
+}
+
+// An NHWC input transposed to NCHW for a convolution and back, as tf2onnx writes every TF conv: no
+// shuffle at all, and the values of a 1×1 convolution over the last dimension.
+TEST(OnnxImport, TransposesAroundConvolutionCostNothing) {
+  std::mt19937 rng(9);
+  const HostTensor x = random_tensor({2, 5, 7, 3}, rng), w = random_tensor({4, 3, 1, 1}, rng);
+  ModelMaker m(13, "x", x.shape);
+  ModelMaker::ints(m.node("Transpose", {"x"}, {"x_nchw"}), "perm", {0, 3, 1, 2});
+  m.floats("w", w);
+  m.node("Conv", {"x_nchw", "w"}, {"y_nchw"});
+  ModelMaker::ints(m.node("Transpose", {"y_nchw"}, {"y"}), "perm", {0, 2, 3, 1});
+  // And a second consumer of x that needs it in NCHW: one shuffle, shared with no one else.
+  m.node("Relu", {"x_nchw"}, {"r"});
+  m.output("y");
+  m.output("r");
+  Network network = m.import();
+  int shuffles = 0;
+  for (const Layer& layer : network.layers()) shuffles += layer.kind() == LayerKind::kShuffle;
+  EXPECT_EQ(shuffles, 1) << to_text(network);  // r: computed on x as it is, brought to NCHW once for output
+  CpuEngine engine(std::move(network));
+  auto out = engine.run({{"x", x}});
+  HostTensor want({2, 5, 7, 4});
+  for (int64_t p = 0; p < 2 * 5 * 7; ++p)
+    for (int64_t k = 0; k < 4; ++k)
+      for (int64_t c = 0; c < 3; ++c) want.data[p * 4 + k] += x.data[p * 3 + c] * w.data[k * 3 + c];
+  EXPECT_LE(max_abs_error(out["y"], want), 1e-6f);
+  HostTensor relu = permute4(x, false);
+  for (float& v : relu.data) v = std::max(v, 0.0f);
+  EXPECT_EQ(max_abs_error(out["r"], relu), 0.0f);
+}
+
+// Transposes that cancel leave the input's own tensor: the outputs still get tensors of their own.
+TEST(OnnxImport, OutputsOfCancellingTransposesKeepTheirNames) {
+  std::mt19937 rng(3);
+  const HostTensor x = random_tensor({1, 2, 3, 4}, rng);
+  ModelMaker m(13, "x", x.shape);
+  ModelMaker::ints(m.node("Transpose", {"x"}, {"t"}), "perm", {0, 2, 3, 1});
+  ModelMaker::ints(m.node("Transpose", {"t"}, {"y"}), "perm", {0, 3, 1, 2});
+  m.node("Identity", {"y"}, {"z"});
+  m.output("y");
+  m.output("z");
+  Network network = m.import();
+  EXPECT_EQ(network.tensor(network.inputs()[0]).name, "x");
+  CpuEngine engine(std::move(network));
+  auto out = engine.run({{"x", x}});
+  EXPECT_EQ(max_abs_error(out["y"], x), 0.0f);
+  EXPECT_EQ(max_abs_error(out["z"], x), 0.0f);
+}
+
+// Regression (fuzz_onnx, docs/FUZZING.md): a Reshape target whose entries multiply past int64 was
+// signed overflow; it is an error naming the node.
+TEST(OnnxImport, ReshapeTargetOverflowIsAnError) {
+  ModelMaker m(13, "x", {1, 2, 3, 4});
+  m.int64s("shape", {4856691293956341760, 6340608, -1});
+  m.node("Reshape", {"x", "shape"}, {"y"});
+  m.output("y");
+  const std::string message = error_of([&] { m.import(); });
+  EXPECT_NE(message.find("'Reshape_y' (Reshape)"), std::string::npos) << message;
+  EXPECT_NE(message.find("multiply past"), std::string::npos) << message;
 }
 
 // The `eastrt onnx-check` command on a good model (NHWC, run once) and on one it cannot convert.

@@ -99,8 +99,10 @@ struct ResizeParams {
   float scale_height = 0, scale_width = 0;
 };
 
-// Every dimension: out[i] = in[start + i * stride], size[i] elements.
+// Every dimension: out[i] = in[start + i * stride], size[i] elements; a size of -1 (kToTheEnd) takes
+// every element from start on, so that the slice follows the input when the network runs at another size.
 struct SliceParams {
+  static constexpr int64_t kToTheEnd = -1;
   Shape start, size, stride;
 };
 
@@ -226,6 +228,9 @@ class Network {
 
 // Output height and width of a resize for an input of in_height × in_width (fixed, or scaled).
 std::array<int64_t, 2> resize_output_size(const ResizeParams& params, int64_t in_height, int64_t in_width);
+
+// Output shape of a slice of `input` (its kToTheEnd sizes resolved); the caller checks that it fits.
+Shape slice_output_shape(const SliceParams& params, const Shape& input);
 
 // Output shapes of one layer from its input shapes; throws an Error naming the layer on a mismatch.
 std::vector<Shape> infer_layer_shapes(const Layer& layer, const std::vector<Shape>& input_shapes);

@@ -1,5 +1,7 @@
 // ONNX models in (the parser path of DESIGN.md): an .onnx file (opsets 11–18) becomes a Network, with
 // ONNX's NCHW activations carried as the IR's NHWC and weights, shape arithmetic and constants folded.
+// Transposes become no layer (each value keeps the layout it is held in), so tf2onnx's NHWC models, whose
+// convolutions sit between Transposes to NCHW and back, import without shuffles.
 #pragma once
 #include <map>
 #include <string>
@@ -12,8 +14,9 @@ namespace eastrt {
 enum class OnnxLayout { kNchw, kNhwc };
 
 struct OnnxImportOptions {
-  // The layout the network's 4-D inputs take: kNchw (ONNX's own; a shuffle to NHWC follows each input) or
-  // kNhwc (the caller feeds NHWC directly, as the detector's preprocessing writes it).
+  // The layout the network's 4-D inputs take: kNchw (the model's own order, whatever it means: a shuffle
+  // to NHWC follows where a spatial layer needs one) or kNhwc (ONNX's N,C,H,W fed as N,H,W,C, as the
+  // detector's preprocessing writes it). A model whose input is already NHWC (tf2onnx's) takes kNchw.
   OnnxLayout input_layout = OnnxLayout::kNchw;
   // Shapes of the graph inputs, in input_layout, by input name; needed where the model leaves a dimension
   // dynamic (a given shape must agree with the dimensions the model fixes). The network is shape-inferred

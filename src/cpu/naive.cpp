@@ -382,16 +382,17 @@ HostTensor slice(const HostTensor& input, const SliceParams& p) {
   const Shape stride = p.stride.empty() ? Shape(rank, 1) : p.stride;
   EASTRT_CHECK(p.start.size() == rank && p.size.size() == rank && stride.size() == rank, "slice: expected ",
                rank, " starts, sizes and strides for input ", to_string(input.shape));
+  const Shape size = slice_output_shape({p.start, p.size, stride}, input.shape);
   for (size_t d = 0; d < rank; ++d) {
-    EASTRT_CHECK(stride[d] != 0 && p.size[d] >= 0, "slice: dimension ", d, " has stride 0 or a negative size");
-    const int64_t last = p.start[d] + (p.size[d] - 1) * stride[d];
-    EASTRT_CHECK(p.size[d] == 0 || (p.start[d] >= 0 && p.start[d] < input.shape[d] && last >= 0 &&
-                                    last < input.shape[d]),
+    EASTRT_CHECK(stride[d] != 0 && size[d] >= 0, "slice: dimension ", d, " has stride 0 or a negative size");
+    const int64_t last = p.start[d] + (size[d] - 1) * stride[d];
+    EASTRT_CHECK(size[d] == 0 || (p.start[d] >= 0 && p.start[d] < input.shape[d] && last >= 0 &&
+                                  last < input.shape[d]),
                  "slice: dimension ", d, " reads outside 0..", input.shape[d] - 1);
   }
-  HostTensor result(p.size);
+  HostTensor result(size);
   for (int64_t i = 0; i < result.size(); ++i) {
-    std::vector<int64_t> index = unravel(i, p.size);
+    std::vector<int64_t> index = unravel(i, size);
     for (size_t d = 0; d < rank; ++d) index[d] = p.start[d] + index[d] * stride[d];
     result.data[i] = input.data[ravel(index, input.shape)];
   }

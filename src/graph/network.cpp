@@ -98,6 +98,14 @@ std::array<int64_t, 2> resize_output_size(const ResizeParams& p, int64_t in_heig
           p.scale_width > 0 ? scaled(in_width, p.scale_width) : p.out_width};
 }
 
+Shape slice_output_shape(const SliceParams& p, const Shape& input) {
+  Shape out = p.size;
+  for (size_t d = 0; d < out.size() && d < input.size() && d < p.start.size() && d < p.stride.size(); ++d)
+    if (out[d] == SliceParams::kToTheEnd && p.stride[d] > 0)
+      out[d] = std::max<int64_t>(0, (input[d] - p.start[d] + p.stride[d] - 1) / p.stride[d]);
+  return out;
+}
+
 std::vector<Shape> infer_layer_shapes(const Layer& layer, const std::vector<Shape>& in) {
   ShapeCheck check{layer};
   auto need_4d = [&](const Shape& s) {
@@ -188,13 +196,14 @@ std::vector<Shape> infer_layer_shapes(const Layer& layer, const std::vector<Shap
       size_t rank = in[0].size();
       check.require(p.start.size() == rank && p.size.size() == rank && p.stride.size() == rank,
                     "start, size and stride need ", rank, " entries for input ", to_string(in[0]));
+      const Shape size = slice_output_shape(p, in[0]);
       for (size_t d = 0; d < rank; ++d) {
-        check.require(p.stride[d] > 0 && p.size[d] > 0 && p.start[d] >= 0 &&
-                          p.start[d] + (p.size[d] - 1) * p.stride[d] < in[0][d],
+        check.require(p.stride[d] > 0 && size[d] > 0 && p.start[d] >= 0 &&
+                          p.start[d] + (size[d] - 1) * p.stride[d] < in[0][d],
                       "slice of dimension ", d, " (start ", p.start[d], ", size ", p.size[d], ", stride ",
                       p.stride[d], ") leaves input ", to_string(in[0]));
       }
-      return {p.size};
+      return {size};
     }
     case LayerKind::kShuffle: {
       const auto& p = layer.as<ShuffleParams>();

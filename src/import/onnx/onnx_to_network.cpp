@@ -1,5 +1,6 @@
 // ONNX → Network: parses a ModelProto and converts its graph node by node. Weights and shape arithmetic
-// are folded to constants at import; ONNX's 4-D NCHW activations live in the Network as NHWC.
+// are folded to constants at import; each tensor keeps a layout, so Transposes cost nothing and spatial
+// layers get ONNX's N,C,H,W activations as the NHWC the IR wants with as few shuffles as the graph allows.
 #include <google/protobuf/stubs/logging.h>
 
 #include <algorithm>
@@ -28,10 +29,10 @@ using OnnxNode = onnx::NodeProto;
 constexpr int64_t kMinOpset = 11, kMaxOpset = 18;
 constexpr int64_t kMaxFoldedElements = int64_t{1} << 26;  // folded constants beyond this are refused
 
-// Invariant of the conversion: every 4-D tensor of the Network holds ONNX's N,C,H,W value as N,H,W,C;
-// tensors of other ranks keep ONNX's order. Network dimension j of a 4-D tensor is ONNX dimension kToNhwc[j].
-const std::vector<int> kToNhwc{0, 2, 3, 1};
-const std::vector<int> kToNchw{0, 3, 1, 2};
+// A layout says where a value's ONNX dimensions sit in its Network tensor: Network dimension j holds ONNX
+// dimension layout[j]; empty is ONNX's own order. Spatial layers want kToNhwc (N,C,H,W held as N,H,W,C).
+using Layout = std::vector<int>;
+const Layout kToNhwc{0, 2, 3, 1};
 
 // A value folded at import. Integers are held exactly (|v| < 2^53, which shape arithmetic never leaves).
 struct Folded {
@@ -44,9 +45,22 @@ using FoldedPtr = std::shared_ptr<const Folded>;
 
 struct Value {
   FoldedPtr constant;       // set for a folded value, or
-  Tensor* tensor = nullptr; // a tensor of the Network
-  bool nhwc = false;
+  Tensor* tensor = nullptr; // a tensor of the Network,
+  Layout layout = {};       // holding the value in this layout
 };
+
+Layout identity_layout(size_t rank) {
+  Layout l(rank);
+  std::iota(l.begin(), l.end(), 0);
+  return l;
+}
+// The canonical form: ONNX's own order is the empty layout.
+Layout canonical(Layout l) { return l == identity_layout(l.size()) ? Layout{} : l; }
+Layout inverse(const Layout& l) {
+  Layout inv(l.size());
+  for (size_t j = 0; j < l.size(); ++j) inv[l[j]] = static_cast<int>(j);
+  return inv;
+}
 
 std::vector<int64_t> strides_of(const Shape& shape) {
   std::vector<int64_t> strides(shape.size(), 1);
@@ -328,7 +342,7 @@ class Importer {
         if (nhwc_given) shape = {shape[0], shape[3], shape[1], shape[2]};
         for (int d = 0; d < dims.size(); ++d)
           EASTRT_CHECK(shape[d] > 0 && (!dims[d].has_dim_value() || dims[d].dim_value() == shape[d]), where,
-                       " fixes dimension ", d, " (NCHW) to ", dims[d].dim_value(), ", the given shape ",
+                       " fixes dimension ", d, " (in the model's order) to ", dims[d].dim_value(), ", the given shape ",
                        to_string(given->second), " does not agree");
       } else {
         for (int d = 0; d < dims.size(); ++d) {
@@ -337,10 +351,12 @@ class Importer {
           shape.push_back(dims[d].dim_value());
         }
       }
+      // An input in ONNX's order is converted only where a layer needs another layout (a graph that
+      // starts with a Transpose, as tf2onnx's NHWC models do, needs none).
       if (nhwc_given) {
-        values_[info.name()] = Value{nullptr, net_.add_input(info.name(), {shape[0], shape[2], shape[3], shape[1]}), true};
+        values_[info.name()] = Value{nullptr, net_.add_input(info.name(), {shape[0], shape[2], shape[3], shape[1]}), kToNhwc};
       } else {
-        values_[info.name()] = wrap(net_.add_input(info.name(), shape), info.name());
+        values_[info.name()] = Value{nullptr, net_.add_input(info.name(), shape), {}};
       }
     }
     for (const auto& [name, shape] : options_.input_shapes)
@@ -354,12 +370,17 @@ class Importer {
     for (const std::string& name : names) {
       auto it = values_.find(name);
       EASTRT_CHECK(it != values_.end(), source_, ": output '", name, "' is produced by no node");
-      Value v = it->second.constant ? materialise(it->second, name + "/constant") : it->second;
-      Tensor* t = v.tensor;
-      if (v.nhwc && options_.output_layout == OnnxLayout::kNchw)
-        t = net_.add_shuffle(t, {kToNchw, {}}, name + "/to_nchw");
+      const size_t rank = onnx_shape(it->second).size();
+      Tensor* t = in_layout(it->second, options_.output_layout == OnnxLayout::kNhwc && rank == 4 ? kToNhwc : Layout{},
+                            name);
+      // A value that is a graph input or already another output (after an Identity, or Transposes that
+      // cancel) gets a tensor of its own, so that marking it renames neither.
+      if (t->is_input || (t->is_output && t->name != name)) t = net_.add_shuffle(t, {}, unused_name(name + "/copy"));
       if (t->name != name)
-        if (Tensor* other = net_.find_tensor(name)) other->name = name + "/internal";
+        if (Tensor* other = net_.find_tensor(name)) {
+          EASTRT_CHECK(!other->is_input, source_, ": output '", name, "' is a graph input");
+          other->name = name + "/internal";
+        }
       net_.mark_output(t, name);
     }
     EASTRT_CHECK(!net_.outputs().empty(), source_, " has no outputs");
@@ -387,39 +408,75 @@ class Importer {
   static Shape onnx_shape(const Value& v) {
     if (v.constant) return v.constant->shape;
     const Shape& s = v.tensor->shape;
-    return v.nhwc ? Shape{s[0], s[3], s[1], s[2]} : s;
+    if (v.layout.empty()) return s;
+    Shape out(s.size());
+    for (size_t j = 0; j < s.size(); ++j) out[v.layout[j]] = s[j];
+    return out;
   }
 
-  // Keeps the invariant for a tensor in ONNX's order: a 4-D one moves to NHWC.
-  Value wrap(Tensor* t, const std::string& name) {
-    if (t->shape.size() != 4) return Value{nullptr, t, false};
-    return Value{nullptr, net_.add_shuffle(t, {kToNhwc, {}}, name + "/to_nhwc"), true};
+  // The value as a Network tensor in `layout` (of its rank; empty: ONNX's order): a constant is laid out
+  // at import, a tensor in another layout gets one shuffle, made once and shared by every consumer.
+  Tensor* in_layout(const Value& v, const Layout& layout, const std::string& name) {
+    const size_t rank = onnx_shape(v).size();
+    const Layout target = layout.empty() ? identity_layout(rank) : layout;
+    EASTRT_CHECK(target.size() == rank, "a ", rank, "-D value cannot take a ", target.size(), "-D layout");
+    if (v.constant) {
+      const Folded laid = transpose(*v.constant, target);
+      return net_.add_constant(to_weights(laid), unused_name(name + "/constant"));
+    }
+    // Network dimension j of the result holds ONNX dimension target[j], now at dimension from[target[j]].
+    const Layout from = inverse(v.layout.empty() ? identity_layout(rank) : v.layout);
+    std::vector<int> perm(rank);
+    for (size_t j = 0; j < rank; ++j) perm[j] = from[target[j]];
+    if (perm == identity_layout(rank)) return v.tensor;
+    Tensor*& shuffled = laid_out_[{v.tensor->id, perm}];
+    if (!shuffled) {
+      const std::string suffix = target == kToNhwc                        ? "/to_nhwc"
+                                 : layout.empty() && v.layout == kToNhwc ? "/to_nchw"
+                                 : layout.empty()                        ? "/to_onnx_order"
+                                                                         : "/transposed";
+      shuffled = net_.add_shuffle(v.tensor, {perm, {}}, unused_name(v.tensor->name + suffix));
+    }
+    return shuffled;
   }
 
-  // A folded value as a Constant layer (a 4-D one stored NHWC).
+  // A name no tensor has yet: layers made for the layout are named after values, which may repeat.
+  std::string unused_name(const std::string& name) {
+    std::string candidate = name;
+    for (int i = 1; net_.find_tensor(candidate); ++i) candidate = name + "_" + std::to_string(i);
+    return candidate;
+  }
+
+  // A value in ONNX's order, materialised if it is a constant.
   Value materialise(const Value& v, const std::string& name) {
     if (!v.constant) return v;
-    if (v.constant->shape.size() == 4)
-      return Value{nullptr, net_.add_constant(to_weights(transpose(*v.constant, kToNhwc)), name), true};
-    return Value{nullptr, net_.add_constant(to_weights(*v.constant), name), false};
+    return Value{nullptr, in_layout(v, {}, name), {}};
   }
 
-  // A tensor of rank ≤ 4 as a 4-D NHWC tensor, broadcast as ONNX does (leading dimensions of 1).
-  Value as_nhwc(const Value& v, const std::string& name) {
-    Value m = materialise(v, name);
-    if (m.nhwc) return m;
-    Shape shape = m.tensor->shape;
-    EASTRT_CHECK(shape.size() <= 4, "cannot combine a ", shape.size(), "-D tensor with a 4-D one");
-    shape.insert(shape.begin(), 4 - shape.size(), 1);
-    Tensor* t = net_.add_shuffle(m.tensor, {{}, shape}, name + "/to_4d");
-    return Value{nullptr, net_.add_shuffle(t, {kToNhwc, {}}, name + "/to_nhwc"), true};
+  // A value of rank ≤ `layout`'s as a tensor in that layout, broadcast as ONNX does (leading 1s).
+  Tensor* broadcast_to(const Value& v, const Layout& layout, const std::string& name) {
+    const Shape shape = onnx_shape(v);
+    EASTRT_CHECK(shape.size() <= layout.size(), "cannot broadcast a ", shape.size(), "-D tensor to rank ",
+                 layout.size());
+    if (shape.size() == layout.size()) return in_layout(v, layout, name);
+    Shape padded(layout.size() - shape.size(), 1);
+    padded.insert(padded.end(), shape.begin(), shape.end());
+    if (v.constant) {
+      Folded f = *v.constant;
+      f.shape = padded;
+      return in_layout(Value{share(std::move(f))}, layout, name);
+    }
+    Tensor* t = net_.add_shuffle(in_layout(v, {}, name), {{}, padded}, unused_name(name + "/broadcast"));
+    return in_layout(Value{nullptr, t, {}}, layout, name);
   }
 
-  // A tensor in ONNX's order reshaped to `shape` (0 copies, -1 infers), followed by the layout invariant.
+  // A value reshaped to `shape` (ONNX's rules: 0 copies, -1 infers), in ONNX's order: one shuffle that
+  // also brings the tensor to ONNX's order if it is not.
   Value reshape(const Value& v, const Shape& shape, const std::string& name) {
-    Value m = materialise(v, name + "/constant");
-    std::vector<int> perm = m.nhwc ? kToNchw : std::vector<int>{};
-    return wrap(net_.add_shuffle(m.tensor, {perm, shape}, name), name);
+    Value m = materialise(v, name);
+    std::vector<int> perm;
+    if (!m.layout.empty()) perm = inverse(m.layout);
+    return Value{nullptr, net_.add_shuffle(m.tensor, {perm, shape}, name), {}};
   }
 
   void set(const OnnxNode& node, Value v, int output = 0) {
@@ -463,20 +520,21 @@ class Importer {
       PoolingParams p;
       p.type = op == "GlobalMaxPool" ? PoolingType::kMax : PoolingType::kAverage;
       p.global = true;
-      return set(node, Value{nullptr, net_.add_pooling(spatial_input(node), p, name), true});
+      return set(node, Value{nullptr, net_.add_pooling(spatial_input(node), p, name), kToNhwc});
     }
     if (op == "MaxPool" || op == "AveragePool") return convert_pool(node, name);
     if (op == "Resize") return convert_resize(node, name);
     if (op == "Concat") return convert_concat(node, name);
     if (op == "Reshape") return convert_reshape(node, name);
     if (op == "Flatten") return convert_flatten(node, name);
-    if (op == "Transpose") return convert_transpose(node, name);
+    if (op == "Transpose") return convert_transpose(node);
     if (op == "Squeeze" || op == "Unsqueeze") return convert_squeeze(node, op == "Unsqueeze", name);
     if (op == "Identity" || op == "Dropout") return set(node, input(node, 0));
     if (op == "Constant") return set(node, constant_attribute(node));
     if (op == "Shape") return convert_shape(node);
     if (op == "Gather") return convert_gather(node);
     if (op == "Slice") return convert_slice(node, name);
+    if (op == "Split") return convert_split(node);
     if (op == "Cast") return convert_cast(node);
     if (op == "ConstantOfShape") return convert_constant_of_shape(node);
     throw_error("operator ", op, " is not supported by the ONNX importer");
@@ -484,19 +542,18 @@ class Importer {
 
   Tensor* spatial_input(const OnnxNode& node) {
     const Value& x = input(node, 0);
-    EASTRT_CHECK(x.nhwc || (x.constant && x.constant->shape.size() == 4), "expects a 4-D N,C,H,W input, got ",
-                 to_string(onnx_shape(x)));
-    return materialise(x, node.output(0) + "/input").tensor;
+    EASTRT_CHECK(onnx_shape(x).size() == 4, "expects a 4-D N,C,H,W input, got ", to_string(onnx_shape(x)));
+    return in_layout(x, kToNhwc, node.output(0) + "/input");
   }
 
   void activation(const OnnxNode& node, ActivationParams p, const std::string& name) {
     Value x = materialise(input(node, 0), name + "/input");
-    set(node, Value{nullptr, net_.add_activation(x.tensor, p, name), x.nhwc});
+    set(node, Value{nullptr, net_.add_activation(x.tensor, p, name), x.layout});
   }
 
   void convert_unary(const OnnxNode& node, UnaryOp op, const std::string& name) {
     Value x = materialise(input(node, 0), name + "/input");
-    set(node, Value{nullptr, net_.add_unary(x.tensor, op, name), x.nhwc});
+    set(node, Value{nullptr, net_.add_unary(x.tensor, op, name), x.layout});
   }
 
   void convert_clip(const OnnxNode& node, const std::string& name) {
@@ -533,14 +590,13 @@ class Importer {
       }));
     }
     if (try_scale(node, op, a, b, name)) return;
-    // A 4-D result is computed in NHWC with both operands brought there; lower ranks stay in ONNX's order.
-    if (std::max(onnx_shape(a).size(), onnx_shape(b).size()) == 4) {
-      Value x = as_nhwc(a, name + "/a"), y = as_nhwc(b, name + "/b");
-      return set(node, Value{nullptr, net_.add_elementwise(x.tensor, y.tensor, op, name), true});
-    }
-    EASTRT_CHECK(!a.nhwc && !b.nhwc, "cannot broadcast a 4-D tensor to a higher rank");
-    Value x = materialise(a, name + "/a"), y = materialise(b, name + "/b");
-    set(node, Value{nullptr, net_.add_elementwise(x.tensor, y.tensor, op, name), false});
+    // Computed in the layout of the first tensor operand of the result's rank; the other is brought there.
+    const size_t rank = std::max(onnx_shape(a).size(), onnx_shape(b).size());
+    const Value& lead = a.tensor && onnx_shape(a).size() == rank ? a : b.tensor && onnx_shape(b).size() == rank ? b : a;
+    const Layout layout = lead.tensor ? (lead.layout.empty() ? identity_layout(rank) : lead.layout) : identity_layout(rank);
+    Tensor* x = broadcast_to(a, layout, name + "/a");
+    Tensor* y = broadcast_to(b, layout, name + "/b");
+    set(node, Value{nullptr, net_.add_elementwise(x, y, op, name), canonical(layout)});
   }
 
   // A tensor combined with a scalar or a per-channel constant is a Scale layer (the form the passes fold).
@@ -560,7 +616,7 @@ class Importer {
       p.mode = ScaleMode::kUniform;
     } else {
       // Per channel: the constant broadcasts along the channel dimension only (ONNX's 1, or the last one).
-      const size_t channel_dim = x.nhwc ? 1 : xs.size() - 1;
+      const size_t channel_dim = x.layout.empty() ? xs.size() - 1 : x.layout.back();
       Shape padded(xs.size() - c.shape.size(), 1);
       padded.insert(padded.end(), c.shape.begin(), c.shape.end());
       for (size_t d = 0; d < padded.size(); ++d)
@@ -577,7 +633,7 @@ class Importer {
     if (op == ElementWiseOp::kAdd || op == ElementWiseOp::kSub) p.shift = w;
     else if (op == ElementWiseOp::kPow) p.power = w;
     else p.scale = w;
-    set(node, Value{nullptr, net_.add_scale(x.tensor, p, name), x.nhwc});
+    set(node, Value{nullptr, net_.add_scale(x.tensor, p, name), x.layout});
     return true;
   }
 
@@ -600,7 +656,7 @@ class Importer {
     p.padding = padding(node, {x->shape[1], x->shape[2]}, kernel, strides, dilations);
     p.kernel_weights = to_weights(w);
     if (has_input(node, 2)) p.bias = to_weights(constant_input(node, 2, "bias"));
-    set(node, Value{nullptr, net_.add_convolution(x, std::move(p), name), true});
+    set(node, Value{nullptr, net_.add_convolution(x, std::move(p), name), kToNhwc});
   }
 
   // ONNX pads are [top, left, bottom, right]; auto_pad SAME_* is resolved for the import-time input size.
@@ -644,14 +700,17 @@ class Importer {
     if (auto_pad == "NOTSET") p.padding = padding(node, {x->shape[1], x->shape[2]}, {}, {}, {});
     p.kernel_weights = to_weights(w);
     if (has_input(node, 2)) p.bias = to_weights(constant_input(node, 2, "bias"));
-    set(node, Value{nullptr, net_.add_deconvolution(x, std::move(p), name), true});
+    set(node, Value{nullptr, net_.add_deconvolution(x, std::move(p), name), kToNhwc});
   }
 
   void convert_batch_norm(const OnnxNode& node, const std::string& name) {
     EASTRT_CHECK(attr_int(node, "training_mode", 0) == 0, "training_mode=1 is not supported (export for inference)");
     const Value& xv = input(node, 0);
     const Shape xs = onnx_shape(xv);
-    EASTRT_CHECK(xv.tensor && (xv.nhwc || xs.size() == 2), "expects an N,C,H,W or N,C tensor, got ", to_string(xs));
+    EASTRT_CHECK(xv.tensor && (xs.size() == 4 || xs.size() == 2), "expects an N,C,H,W or N,C tensor, got ", to_string(xs));
+    // The Scale layer works on the last Network dimension: the channels must sit there.
+    const Layout layout = xs.size() == 4 ? kToNhwc : Layout{};
+    Tensor* x = in_layout(xv, layout, name + "/input");
     const Folded& gamma = constant_input(node, 1, "scale");
     const Folded& beta = constant_input(node, 2, "B");
     const Folded& mean = constant_input(node, 3, "mean");
@@ -667,7 +726,7 @@ class Importer {
       shift[i] = static_cast<float>(beta.data[i] - mean.data[i] * s);
     }
     ScaleParams p{ScaleMode::kChannel, make_weights({xs[1]}, std::move(scale)), make_weights({xs[1]}, std::move(shift)), nullptr};
-    set(node, Value{nullptr, net_.add_scale(xv.tensor, p, name), xv.nhwc});
+    set(node, Value{nullptr, net_.add_scale(x, p, name), layout});
   }
 
   void convert_pool(const OnnxNode& node, const std::string& name) {
@@ -697,7 +756,7 @@ class Importer {
       p.padding.bottom += extra(x->shape[1], kernel[0], strides[0], p.padding.top, p.padding.bottom);
       p.padding.right += extra(x->shape[2], kernel[1], strides[1], p.padding.left, p.padding.right);
     }
-    set(node, Value{nullptr, net_.add_pooling(x, p, name), true});
+    set(node, Value{nullptr, net_.add_pooling(x, p, name), kToNhwc});
   }
 
   void convert_resize(const OnnxNode& node, const std::string& name) {
@@ -762,7 +821,7 @@ class Importer {
       EASTRT_CHECK(fits, "nearest_mode '", nearest, "' with coordinate_transformation_mode '", coordinates,
                    "' is not supported");
     }
-    set(node, Value{nullptr, net_.add_resize(x, p, name), true});
+    set(node, Value{nullptr, net_.add_resize(x, p, name), kToNhwc});
   }
 
   void convert_concat(const OnnxNode& node, const std::string& name) {
@@ -776,15 +835,20 @@ class Importer {
       for (int i = 0; i < node.input_size(); ++i) parts.push_back(input(node, i).constant.get());
       return set(node, concat_folded(parts, axis));
     }
+    // Joined in the layout of the first tensor input; the others are brought there.
+    Layout layout = identity_layout(rank);
+    for (int i = 0; i < node.input_size(); ++i)
+      if (const Value& v = input(node, i); v.tensor) {
+        if (!v.layout.empty()) layout = v.layout;
+        break;
+      }
     std::vector<Tensor*> tensors;
     for (int i = 0; i < node.input_size(); ++i) {
-      Value v = materialise(input(node, i), name + "/" + std::to_string(i));
-      EASTRT_CHECK(v.tensor->shape.size() == rank, "input ", i, " has rank ", v.tensor->shape.size(), ", input 0 ", rank);
-      tensors.push_back(v.tensor);
+      const Value& v = input(node, i);
+      EASTRT_CHECK(onnx_shape(v).size() == rank, "input ", i, " has rank ", onnx_shape(v).size(), ", input 0 ", rank);
+      tensors.push_back(in_layout(v, layout, name + "/" + std::to_string(i)));
     }
-    const int net_axis = rank == 4 ? static_cast<int>(std::find(kToNhwc.begin(), kToNhwc.end(), axis) - kToNhwc.begin())
-                                   : axis;
-    set(node, Value{nullptr, net_.add_concatenation(tensors, net_axis, name), rank == 4});
+    set(node, Value{nullptr, net_.add_concatenation(tensors, inverse(layout)[axis], name), canonical(layout)});
   }
 
   static Folded concat_folded(const std::vector<const Folded*>& parts, int axis) {
@@ -824,7 +888,9 @@ class Importer {
         infer = static_cast<int>(i);
       } else {
         EASTRT_CHECK(target[i] >= 0, "shape entry ", target[i], " is invalid");
-        known *= target[i];
+        // A corrupt shape's entries can multiply past int64 (found by fuzz_onnx).
+        EASTRT_CHECK(!__builtin_mul_overflow(known, target[i], &known), "cannot reshape ", to_string(in),
+                     ": the target's entries multiply past 2^63");
       }
     }
     if (infer >= 0) {
@@ -845,6 +911,13 @@ class Importer {
       f.shape = out;
       return set(node, std::move(f));
     }
+    // A reshape that keeps the shape at every input size (entries that copy, infer or are 1 where the
+    // input has 1, as tf2onnx writes for a Transpose of one channel) is no layer at all.
+    const Shape in = onnx_shape(x);
+    bool same = out == in;
+    for (size_t i = 0; same && i < target.size(); ++i)
+      same = target[i] == -1 || (target[i] == 0 && !allowzero) || (target[i] == 1 && in[i] == 1);
+    if (same) return set(node, x);
     set(node, reshape(x, allowzero ? out : Shape(target.begin(), target.end()), name));
   }
 
@@ -885,7 +958,7 @@ class Importer {
     reshape_to(node, x, {out.begin(), out.end()}, true, name);
   }
 
-  void convert_transpose(const OnnxNode& node, const std::string& name) {
+  void convert_transpose(const OnnxNode& node) {
     const Value& x = input(node, 0);
     const size_t rank = onnx_shape(x).size();
     std::vector<int64_t> given = attr_ints(node, "perm", {});
@@ -899,15 +972,15 @@ class Importer {
       seen[perm[i]] = true;
     }
     if (x.constant) return set(node, transpose(*x.constant, perm));
-    // Network dimension j of the result is ONNX dimension out_layout[j] = input's ONNX dimension
-    // perm[out_layout[j]], which sits at network dimension in_inverse[...] of the input.
-    std::vector<int> identity(rank);
-    std::iota(identity.begin(), identity.end(), 0);
-    const std::vector<int>& in_inverse = x.nhwc ? kToNchw : identity;
-    const std::vector<int>& out_layout = rank == 4 ? kToNhwc : identity;
-    std::vector<int> net_perm(rank);
-    for (size_t j = 0; j < rank; ++j) net_perm[j] = in_inverse[perm[out_layout[j]]];
-    set(node, Value{nullptr, net_.add_shuffle(x.tensor, {net_perm, {}}, name), rank == 4});
+    // No layer: the tensor stays as it is and only its layout changes. Network dimension j holds the
+    // input's ONNX dimension in[j], which is the result's ONNX dimension inverse(perm)[in[j]]. A Transpose
+    // pair around a convolution (tf2onnx's NHWC ↔ NCHW) so costs nothing, and neither does one alone
+    // where the next layer wants that layout anyway.
+    const Layout in = x.layout.empty() ? identity_layout(rank) : x.layout;
+    const Layout back = inverse(perm);
+    Layout out(rank);
+    for (size_t j = 0; j < rank; ++j) out[j] = back[in[j]];
+    set(node, Value{nullptr, x.tensor, canonical(out)});
   }
 
   Folded constant_attribute(const OnnxNode& node) {
@@ -972,6 +1045,7 @@ class Importer {
     EASTRT_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
                  "starts, ends, axes and steps differ in length");
     Shape start(s.size(), 0), size = s, step(s.size(), 1);
+    std::vector<bool> to_the_end(s.size(), true);
     for (size_t i = 0; i < starts.size(); ++i) {
       const int d = normalise_axis(axes[i], s.size());
       const int64_t n = s[d];
@@ -981,8 +1055,18 @@ class Importer {
       start[d] = b;
       step[d] = steps[i];
       size[d] = e > b ? (e - b + steps[i] - 1) / steps[i] : 0;
+      // Exporters write "to the end" as INT32_MAX or INT64_MAX; any other end is an index.
+      to_the_end[d] = starts[i] >= 0 && ends[i] >= std::numeric_limits<int32_t>::max();
     }
+    set(node, slice(x, start, size, step, to_the_end, name));
+  }
+
+  // Start, size and step per ONNX dimension; where to_the_end, the slice runs to the end of the dimension
+  // at any input size (the dimensions a Slice or Split leaves whole, above all).
+  Value slice(const Value& x, const Shape& start, const Shape& size, const Shape& step,
+              const std::vector<bool>& to_the_end, const std::string& name) {
     if (x.constant) {
+      const Shape& s = x.constant->shape;
       Folded out = *x.constant;
       out.shape = size;
       out.data.clear();
@@ -995,10 +1079,53 @@ class Importer {
         }
         out.data.push_back(x.constant->data[src]);
       }
-      return set(node, std::move(out));
+      return Value{share(std::move(out))};
     }
-    auto to_net = [&](const Shape& v) { return x.nhwc ? Shape{v[0], v[2], v[3], v[1]} : v; };
-    set(node, Value{nullptr, net_.add_slice(x.tensor, {to_net(start), to_net(size), to_net(step)}, name), x.nhwc});
+    Shape following = size;
+    for (size_t d = 0; d < size.size(); ++d)
+      if (to_the_end[d]) following[d] = SliceParams::kToTheEnd;
+    auto to_net = [&](const Shape& v) {
+      if (x.layout.empty()) return v;
+      Shape net(v.size());
+      for (size_t j = 0; j < v.size(); ++j) net[j] = v[x.layout[j]];
+      return net;
+    };
+    return Value{nullptr, net_.add_slice(x.tensor, {to_net(start), to_net(following), to_net(step)}, name), x.layout};
+  }
+
+  void convert_split(const OnnxNode& node) {
+    const Value& x = input(node, 0);
+    const Shape s = onnx_shape(x);
+    const int axis = normalise_axis(attr_int(node, "axis", 0), s.size());
+    const int64_t n = s[axis];
+    const int64_t parts = node.output_size();
+    // The sizes: given (an input from opset 13, an attribute before), or num_outputs pieces of
+    // ceil(n / num_outputs) with a smaller last one (opset 18), or equal pieces.
+    std::vector<int64_t> sizes = has_input(node, 1) ? to_ints(constant_input(node, 1, "split"))
+                                                    : attr_ints(node, "split", {});
+    if (sizes.empty()) {
+      const int64_t pieces = attr_int(node, "num_outputs", parts);
+      EASTRT_CHECK(pieces == parts, "num_outputs is ", pieces, " but the node has ", parts, " outputs");
+      EASTRT_CHECK(pieces > 0 && (find_attribute(node, "num_outputs") || n % pieces == 0), "cannot split ", n,
+                   " into ", pieces, " equal parts");
+      const int64_t piece = (n + pieces - 1) / pieces;
+      for (int64_t i = 0; i < pieces; ++i) sizes.push_back(std::clamp<int64_t>(n - i * piece, 0, piece));
+    }
+    EASTRT_CHECK(static_cast<int64_t>(sizes.size()) == parts, "split has ", sizes.size(), " sizes for ", parts,
+                 " outputs");
+    int64_t begin = 0;
+    for (int i = 0; i < parts; ++i) {
+      EASTRT_CHECK(sizes[i] > 0 && sizes[i] <= n - begin, "split sizes ", to_string(Shape(sizes.begin(), sizes.end())),
+                   " do not fit dimension ", axis, " of size ", n);
+      Shape start(s.size(), 0), size = s, step(s.size(), 1);
+      std::vector<bool> to_the_end(s.size(), true);
+      start[axis] = begin;
+      size[axis] = sizes[i];
+      to_the_end[axis] = false;
+      begin += sizes[i];
+      if (!node.output(i).empty()) set(node, slice(x, start, size, step, to_the_end, node.output(i)), i);
+    }
+    EASTRT_CHECK(begin == n, "split sizes ", to_string(Shape(sizes.begin(), sizes.end())), " do not add up to ", n);
   }
 
   void convert_cast(const OnnxNode& node) {
@@ -1040,6 +1167,7 @@ class Importer {
   int64_t opset_ = 0;
   Network net_;
   std::map<std::string, Value> values_;
+  std::map<std::pair<int, std::vector<int>>, Tensor*> laid_out_;  // (tensor id, permutation) → its shuffle
 };
 
 std::string read_file(const std::string& path) {
