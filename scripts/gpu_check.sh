@@ -4,11 +4,11 @@
 # fp32/tf32/fp16 with eastrt and with PyTorch, and write logs and JSON lines to $OUT (at most 8 files). Each phase
 # has a time limit so that the whole run ends within 9 minutes, with what finished kept.
 #
-# EASTRT_PREBUILT=DIR skips the build and uses DIR/eastrt and DIR/eastrt_tests (built elsewhere and carried,
-# with DIR/device-libs.tar.xz holding shared libraries the machine may lack); the build falls back to them
-# on its own when configuring or compiling here fails and they are present in build-gpu/.
-# `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/ and packs those
-# libraries, and prints the carry list for the device call.
+# EASTRT_PREBUILT=DIR skips the build and uses the eastrt and eastrt_tests in DIR/device-bundle.tar.xz
+# (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
+# EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval serve peer").
+# `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle,
+# copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,21 +17,43 @@ if [[ ${1:-} == --prepare-carry ]]; then
   command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build-gpu -j"$(nproc)" --target eastrt eastrt_tests
-  rm -rf build-gpu/device-libs && mkdir -p build-gpu/device-libs
+  rm -rf build-gpu/bundle && mkdir -p build-gpu/bundle/device-libs
+  strip -o build-gpu/bundle/eastrt build-gpu/eastrt
+  strip -o build-gpu/bundle/eastrt_tests build-gpu/eastrt_tests
   # Everything but glibc, zlib, libstdc++ and the CUDA libraries (those come from the machine itself).
   ldd build-gpu/eastrt_tests build-gpu/eastrt | awk '$3 ~ /^\// {print $1, $3}' | sort -u |
     grep -Ev '^(libc|libm|librt|libdl|libpthread|libresolv|libutil|libz|libstdc\+\+|libgcc_s|ld-linux|libcudnn|libcublas|libcudart)[.-]' |
-    while read -r name path; do cp -L "$path" "build-gpu/device-libs/$name"; done
-  tar -cJf build-gpu/device-libs.tar.xz -C build-gpu device-libs
-  rm -rf build-gpu/device-libs
-  du -ch build-gpu/eastrt build-gpu/eastrt_tests build-gpu/device-libs.tar.xz | tail -n 1
-  echo 'carry: ["build-gpu/eastrt", "build-gpu/eastrt_tests", "build-gpu/device-libs.tar.xz"]'
+    while read -r name path; do cp -L "$path" "build-gpu/bundle/device-libs/$name"; done
+  tar -cf - -C build-gpu/bundle . | xz -9 -T"$(nproc)" > build-gpu/device-bundle.tar.xz
+  rm -rf build-gpu/bundle
+  # Data for the evaluation phase (git-ignored gpu-data/): a held-out ICDAR 2015 slice (never trained on)
+  # and the PP-OCRv4 det model, from ../shared.
+  shared=${EASTRT_SHARED:-../shared}
+  first=${EASTRT_EVAL_FIRST:-251}; last=${EASTRT_EVAL_LAST:-340}
+  rm -rf gpu-data && mkdir -p gpu-data/images gpu-data/gt
+  for i in $(seq "$first" "$last"); do
+    cp "$shared/data/icdar2015/test/images/img_$i.jpg" gpu-data/images/
+    cp "$shared/data/icdar2015/test/gt/gt_img_$i.txt" gpu-data/gt/
+  done
+  [[ -f $shared/models/ppocr/ch_PP-OCRv4_det_infer.onnx ]] && cp "$shared/models/ppocr/ch_PP-OCRv4_det_infer.onnx" gpu-data/
+  tree=$(git ls-files -co --exclude-standard -z | xargs -0 -r stat -c %s | awk '{s+=$1} END {print s+0}')
+  total=$((tree + $(stat -c %s build-gpu/device-bundle.tar.xz) + $(du -sb gpu-data | cut -f1)))
+  printf 'travels: %.1f MiB of 64 (tree %.1f, bundle %.1f, gpu-data %.1f)\n' "$(echo $total | awk '{print $1/1048576}')" \
+    "$(echo $tree | awk '{print $1/1048576}')" "$(stat -c %s build-gpu/device-bundle.tar.xz | awk '{print $1/1048576}')" \
+    "$(du -sb gpu-data | cut -f1 | awk '{print $1/1048576}')"
+  (( total < 64 * 1048576 - 524288 )) || { echo "too big: set EASTRT_EVAL_LAST lower" >&2; exit 1; }
+  echo 'carry: ["build-gpu/device-bundle.tar.xz", "gpu-data"]'
   exit 0
 fi
 OUT=${OUT:-/tmp/eastrt-gpu-check}
 mkdir -p "$OUT"
+# At most 8 files come back: the log, tests.log, bench.jsonl, peer.jsonl and results.tgz (everything else).
+WORK=/tmp/eastrt-gpu-work
+rm -rf "$WORK" && mkdir -p "$WORK"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 BUDGET=${EASTRT_CHECK_SECONDS:-540}
+PHASES=" ${EASTRT_CHECK_PHASES:-tests bench profile eval serve peer} "
+want() { [[ $PHASES == *" $1 "* ]]; }
 left() { echo $((BUDGET - SECONDS)); }
 phase() { echo; echo "=== $* ($(left) s left) ==="; }
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
@@ -62,12 +84,12 @@ else
   phase "build (Release, -j16)"
   if timeout $(( $(left) > 330 ? 300 : $(left) - 30 )) bash -c "
       cmake -S . -B build-device -DCMAKE_BUILD_TYPE=Release -DEASTRT_TESTS=ON ${CUDNN_ROOT:+-DCUDNN_ROOT=$CUDNN_ROOT} &&
-      cmake --build build-device -j16 --target eastrt eastrt_tests" >"$OUT/build.log" 2>&1; then
+      cmake --build build-device -j16 --target eastrt eastrt_tests" >"$WORK/build.log" 2>&1; then
     echo "built in build-device/"
-    grep -E "warning" "$OUT/build.log" | head -n 20
+    grep -E "warning" "$WORK/build.log" | head -n 20
   else
     echo "build failed or ran out of time; its log's end:"
-    tail -n 40 "$OUT/build.log"
+    tail -n 40 "$WORK/build.log"
     chmod +x build-gpu/eastrt build-gpu/eastrt_tests 2>/dev/null
     if [[ -x build-gpu/eastrt && -x build-gpu/eastrt_tests ]]; then
       echo "falling back to the carried build-gpu/ binaries"
@@ -78,19 +100,23 @@ else
     fi
   fi
 fi
-if [[ $BIN != build-device && -f $BIN/device-libs.tar.xz && ! -d $BIN/device-libs ]]; then
-  tar -xJf "$BIN/device-libs.tar.xz" -C "$BIN" || echo "could not unpack $BIN/device-libs.tar.xz"
+if [[ $BIN != build-device && -f $BIN/device-bundle.tar.xz && ! -x $BIN/eastrt ]]; then
+  tar -xJf "$BIN/device-bundle.tar.xz" -C "$BIN" || echo "could not unpack $BIN/device-bundle.tar.xz"
 fi
 [[ $BIN != build-device && -d $BIN/device-libs ]] && export LD_LIBRARY_PATH=$PWD/$BIN/device-libs:$LD_LIBRARY_PATH
 "$BIN/eastrt" --version || { echo "the eastrt tool does not start"; ldd "$BIN/eastrt" | grep "not found"; exit 1; }
 
+if want tests; then
 phase "tests: Gpu*:Passes*"
 timeout $(( $(left) > 300 ? 180 : $(left) / 2 )) "$BIN/eastrt_tests" --gtest_filter='Gpu*:Passes*' \
-  --gtest_output="xml:$OUT/tests.xml" >"$OUT/tests.log" 2>&1
+  --gtest_output="xml:$WORK/tests.xml" >"$OUT/tests.log" 2>&1
 echo "tests exit status $?"
 grep -E -A6 "(: Failure|exception .* thrown)" "$OUT/tests.log" | head -n 80
 grep -E "^\[==========\]|^\[  PASSED  \]|^\[  FAILED  \] [A-Za-z]" "$OUT/tests.log" | awk '!seen[$0]++' | head -n 30
 
+fi
+
+if want bench; then
 phase "eastrt bench: EAST 672x1280"
 WEIGHTS=/tmp/eastrt-east-weights.safetensors
 for batch in 1 16; do
@@ -101,21 +127,73 @@ for batch in 1 16; do
     [[ $batch == 1 && $precision == fp32 ]] && extra=(--save-weights "$WEIGHTS")
     timeout 150 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision $precision \
       --batch $batch --iterations $iterations --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" "${extra[@]}" \
-      2>&1 | tee -a "$OUT/bench.log"
+      2>&1 | tee -a "$WORK/bench.log"
   done
 done
 # Launch overhead: the same FP16 batch-1 engine without the CUDA graph.
 if (( $(left) > 150 )); then
   timeout 120 "$BIN/eastrt" bench --builtin east --input 1x672x1280x3 --precision fp16 --batch 1 --iterations 200 \
-    --results "$OUT/bench.jsonl" 2>&1 | tee -a "$OUT/bench.log"
+    --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log"
 fi
 
+fi
+
+if want profile; then
+  phase "per-layer profiles (eager launches)"
+  # Every tactic tried for FP16 batch 1, with its time (into results.tgz).
+  timeout 60 "$BIN/eastrt" build --builtin east --input 1x672x1280x3 --precision fp16 --max-batch 1 --verbose \
+    -o "$WORK/fp16_b1.plan" > "$WORK/tactics_fp16_b1.log" 2>&1 || echo "verbose build failed"
+  for config in "fp16 1" "tf32 1" "fp16 16"; do
+    set -- $config
+    (( $(left) < 60 )) && { echo "skipping profile $1 batch $2: too little time left"; continue; }
+    timeout 90 "$BIN/eastrt" bench --builtin east --input ${2}x672x1280x3 --precision $1 --batch $2 --iterations 30 \
+      --warmup 5 --profile --profile-json "$WORK/profile_${1}_b${2}.json" 2>&1 | head -n 60
+  done
+fi
+
+if want eval && [[ -d gpu-data/images ]]; then
+  phase "detection on the GPU: the bundled EAST and PP-OCRv4 on $(ls gpu-data/images | wc -l) held-out ICDAR 2015 images"
+  for precision in fp16 fp32; do
+    (( $(left) < 45 )) && { echo "skipping EAST $precision: too little time left"; continue; }
+    timeout 120 "$BIN/eastrt" detect --device gpu --precision $precision --out /tmp/east_$precision --force \
+      gpu-data/images 2>&1 | tail -n 2
+    echo "EAST $precision: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_$precision --json 2>&1)"
+    cp -r /tmp/east_$precision "$WORK/"
+  done
+  if [[ -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]]; then
+    for precision in fp16 fp32; do
+      (( $(left) < 45 )) && { echo "skipping PP-OCR $precision: too little time left"; continue; }
+      timeout 120 "$BIN/eastrt" detect --model gpu-data/ch_PP-OCRv4_det_infer.onnx --device gpu --precision $precision \
+        --out /tmp/db_$precision --force gpu-data/images 2>&1 | tail -n 2
+      echo "PP-OCR $precision: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/db_$precision --json 2>&1)"
+      cp -r /tmp/db_$precision "$WORK/"
+    done
+  fi
+fi
+
+if want serve && (( $(left) > 90 )); then
+  phase "eastrt serve on the GPU (bundled model, fp16) under eastrt loadtest, 64 clients"
+  "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 2 --queue 256 \
+    > "$WORK/serve.log" 2>&1 &
+  server=$!
+  get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:18080$1', timeout=2).read().decode())"; }
+  for _ in $(seq 120); do get /healthz >/dev/null 2>&1 && break; sleep 0.5; done
+  image=$(ls gpu-data/images/*.jpg 2>/dev/null | head -n 1)
+  timeout 60 "$BIN/eastrt" loadtest --port 18080 --clients 64 --requests 3000 --duration-s 40 \
+    ${image:+--image "$image"} 2>&1 | tee -a "$WORK/loadtest.log"
+  get /metrics 2>/dev/null | grep -vE "^#" | grep -E "batch|responses" | head -n 30
+  kill -TERM $server; wait $server; echo "serve exit status $?"
+  tail -n 5 "$WORK/serve.log"
+fi
+
+if want peer; then
 phase "PyTorch peer"
 if [[ -f $WEIGHTS ]] && (( $(left) > 40 )); then
   timeout $(( $(left) - 20 )) python3 bench/peer_pytorch.py --weights "$WEIGHTS" --batches 1 16 --height 672 \
-    --width 1280 --iterations 30 --deadline $(( $(left) - 90 )) --results "$OUT/peer.jsonl" 2>&1 | tee "$OUT/peer.log"
+    --width 1280 --iterations 30 --deadline $(( $(left) - 90 )) --results "$OUT/peer.jsonl" 2>&1 | tee "$WORK/peer.log"
 else
   echo "skipped: no weights file or too little time left"
+fi
 fi
 
 phase "summary"
@@ -132,4 +210,5 @@ for r in rows:
     mode = r.get("mode", "graph" if r.get("cuda_graph") else "launches")
     print(f"{r['tool']:<16} {mode:<14} {r['precision']:<5} {r['batch']:>5} {r['median_ms']:>10.3f} {r['images_per_s']:>10.1f}")
 EOF
+tar -czf "$OUT/results.tgz" -C "$WORK" . 2>/dev/null
 echo "done in $SECONDS s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

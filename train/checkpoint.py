@@ -54,8 +54,8 @@ def dequantise_int8(stored, shapes):
     return out
 
 
-def write_resume(tensors, path, state):
-    q, shapes = quantise_int8(tensors)
+def write_resume(tensors, path, state, group=GROUP):
+    q, shapes = quantise_int8(tensors, group)
     write_safetensors(q, path, {"shapes": json.dumps(shapes), "state": json.dumps(state)})
 
 
@@ -77,6 +77,7 @@ def main(argv=None):
     a = sub.add_parser("make-resume", help="int8 resume file from the returned fp16 export parts")
     a.add_argument("export", nargs="+", help="east_ema*.safetensors parts")
     a.add_argument("--out", required=True, help="resume .safetensors to write")
+    a.add_argument("--group", type=int, default=GROUP, help="inputs sharing one scale (default %(default)s)")
     j = sub.add_parser("join", help="join export parts into one safetensors file (for eastrt)")
     j.add_argument("parts", nargs="+")
     j.add_argument("--out", required=True)
@@ -84,7 +85,7 @@ def main(argv=None):
     tensors, meta = read_sharded(sorted(args.export if args.cmd == "make-resume" else args.parts))
     if args.cmd == "make-resume":
         state = json.loads(meta.get("state", "{}"))
-        write_resume(tensors, args.out, state)
+        write_resume(tensors, args.out, state, args.group)
         print(f"{args.out}: {os.path.getsize(args.out) / 2**20:.1f} MiB, state {state}")
     else:
         write_sharded(tensors, args.out, None, meta)
