@@ -112,3 +112,18 @@ TEST(DetectCli, DeviceAndPrecisionAreChecked) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--batch must be at least 1"), std::string::npos) << r.output;
 }
+
+// A frozen graph imported at one size cannot run at another (its resize sizes are baked in): an error
+// naming the sizes, never boxes decoded from maps of the wrong size.
+TEST(DetectCli, FrozenGraphAtAnotherSizeIsAnError) {
+  const fs::path root = EASTRT_SOURCE_DIR, in = fresh_dir("in_pb"), out = fresh_dir("out_pb");
+  write_image(in / "img_1.png", 200, 200);  // network input 160x160 by the resize rule, above the 64x64 imported
+  const std::string pb = (root / "tests/fixtures/tf/frozen.pb").string();
+  ToolResult r = run_tool("detect --device cpu --model " + pb + " --out " + out.string() + " " + in.string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("cannot run at this size"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--input 1x160x160x3"), std::string::npos) << r.output;
+  r = run_tool("detect --device cpu --force --input 1x160x160x3 --model " + pb + " --out " + out.string() + " " +
+               in.string());
+  EXPECT_EQ(r.status, 0) << r.output;
+}
