@@ -32,4 +32,8 @@ class Args {
 // "a,b,,c" → {"a", "b", "c"}: the comma-separated lists flags take (--outputs A,B).
 std::vector<std::string> split_list(const std::string& text);
 
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 }  // namespace eastrt::tool

@@ -10,14 +10,6 @@
 #include "eastrt/error.h"
 
 namespace eastrt::tool {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
-
 CalibrationOutcome calibrate_from_flags(const Args& args, const LoadedModel& model, quant::QuantType precision,
                                         size_t keep_images) {
   EASTRT_CHECK(args.has("--calib"), "no calibration images: give --calib DIR");

@@ -52,10 +52,6 @@ const char* const kUsage =
     "  --score-threshold T   EAST: score-map threshold (default 0.8)\n"
     "  --nms-threshold T     EAST: locality-aware NMS IoU threshold (default 0.2)\n";
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);

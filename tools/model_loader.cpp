@@ -12,10 +12,6 @@
 namespace eastrt::tool {
 
 namespace {
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // A frozen TensorFlow GraphDef: its only placeholder takes --input; the outputs are EAST's when the graph
 // has them, else the nodes nothing reads.
 LoadedModel load_graph_def(const std::string& path, const Shape& input) {

@@ -36,6 +36,9 @@ struct HostTensor {
 using Weights = std::shared_ptr<const HostTensor>;
 Weights make_weights(Shape shape, std::vector<float> values);
 
+// Item `index` of a [batch, ...] tensor, as a [1, ...] tensor.
+HostTensor batch_item(const HostTensor& batch, int64_t index);
+
 // Half-precision conversions (IEEE binary16 and bfloat16), round to nearest even.
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);

@@ -66,6 +66,16 @@ HostTensor::HostTensor(Shape s, std::vector<float> values) : shape(std::move(s))
                volume(shape), " values, got ", data.size());
 }
 
+HostTensor batch_item(const HostTensor& batch, int64_t index) {
+  EASTRT_CHECK(!batch.shape.empty() && index >= 0 && index < batch.shape[0], "item ", index, " of a tensor shaped ",
+               to_string(batch.shape));
+  Shape shape = batch.shape;
+  const int64_t per_item = volume(shape) / shape[0];
+  shape[0] = 1;
+  const auto first = batch.data.begin() + index * per_item;
+  return HostTensor(std::move(shape), std::vector<float>(first, first + per_item));
+}
+
 Weights make_weights(Shape shape, std::vector<float> values) {
   return std::make_shared<const HostTensor>(std::move(shape), std::move(values));
 }

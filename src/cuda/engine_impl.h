@@ -14,14 +14,18 @@
 
 namespace eastrt::gpu {
 
-// Owning device memory (cudaMalloc; never managed memory).
-class DeviceBuffer {
+// Owning CUDA memory: device memory (cudaMalloc; never managed memory) or page-locked host memory
+// (cudaMallocHost, for asynchronous copies).
+enum class Memory { kDevice, kPinnedHost };
+
+template <Memory kind>
+class CudaBuffer {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) { allocate(bytes); }
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) { other.ptr_ = nullptr, other.bytes_ = 0; }
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+  CudaBuffer() = default;
+  explicit CudaBuffer(size_t bytes) { allocate(bytes); }
+  ~CudaBuffer() { reset(); }
+  CudaBuffer(CudaBuffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) { other.ptr_ = nullptr, other.bytes_ = 0; }
+  CudaBuffer& operator=(CudaBuffer&& other) noexcept {
     if (this != &other) {
       reset();
       ptr_ = other.ptr_, bytes_ = other.bytes_;
@@ -32,11 +36,22 @@ class DeviceBuffer {
   void allocate(size_t bytes) {
     reset();
     if (bytes == 0) return;
-    EASTRT_CUDA(cudaMalloc(&ptr_, bytes));
+    if constexpr (kind == Memory::kDevice) {
+      EASTRT_CUDA(cudaMalloc(&ptr_, bytes));
+    } else {
+      EASTRT_CUDA(cudaMallocHost(&ptr_, bytes));
+    }
     bytes_ = bytes;
   }
   void reset() {
-    if (ptr_) cudaFree(ptr_);  // a failure here cannot be acted on; the driver reports it at the next call
+    // A failure here cannot be acted on; the driver reports it at the next call.
+    if (ptr_) {
+      if constexpr (kind == Memory::kDevice) {
+        cudaFree(ptr_);
+      } else {
+        cudaFreeHost(ptr_);
+      }
+    }
     ptr_ = nullptr, bytes_ = 0;
   }
   void* get() const { return ptr_; }
@@ -48,38 +63,8 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
-
-// Owning page-locked host memory, for asynchronous copies.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer() { reset(); }
-  PinnedBuffer(PinnedBuffer&& other) noexcept : ptr_(other.ptr_), bytes_(other.bytes_) { other.ptr_ = nullptr, other.bytes_ = 0; }
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-    if (this != &other) {
-      reset();
-      ptr_ = other.ptr_, bytes_ = other.bytes_;
-      other.ptr_ = nullptr, other.bytes_ = 0;
-    }
-    return *this;
-  }
-  void allocate(size_t bytes) {
-    reset();
-    if (bytes == 0) return;
-    EASTRT_CUDA(cudaMallocHost(&ptr_, bytes));
-    bytes_ = bytes;
-  }
-  void reset() {
-    if (ptr_) cudaFreeHost(ptr_);
-    ptr_ = nullptr, bytes_ = 0;
-  }
-  void* get() const { return ptr_; }
-  size_t size() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = CudaBuffer<Memory::kDevice>;
+using PinnedBuffer = CudaBuffer<Memory::kPinnedHost>;
 
 inline cuda::DType dtype(StorageType type) {
   return type == StorageType::kFloat16 ? cuda::DType::kF16 : cuda::DType::kF32;

@@ -14,15 +14,6 @@ namespace {
 double since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
-
-// Image `index` of a batched NHWC map, as a [1, h, w, c] map.
-HostTensor slice(const HostTensor& batch, int64_t index) {
-  Shape shape = batch.shape;
-  const int64_t per_image = volume(shape) / shape[0];
-  shape[0] = 1;
-  const auto first = batch.data.begin() + index * per_image;
-  return HostTensor(shape, std::vector<float>(first, first + per_image));
-}
 }  // namespace
 
 Detector::Detector(Network network, CpuOptions cpu, DetectOptions options)
@@ -75,9 +66,7 @@ std::vector<Detection> Detector::detect_batch(const std::vector<Image>& images, 
         Detection& d = detections[members[first + j]];
         d.network_ms = network_ms;
         start = std::chrono::steady_clock::now();
-        const bool single = count == 1;
-        d.boxes = detect_boxes(single ? outputs.at(kScoreOutput) : slice(outputs.at(kScoreOutput), j),
-                               single ? outputs.at(kGeometryOutput) : slice(outputs.at(kGeometryOutput), j),
+        d.boxes = detect_boxes(batch_item(outputs.at(kScoreOutput), j), batch_item(outputs.at(kGeometryOutput), j),
                                d.plan.ratio_h, d.plan.ratio_w, options_);
         d.post_ms = since(start);
       }

@@ -6,6 +6,7 @@
 
 #include "eastrt/east.h"
 #include "eastrt/error.h"
+#include "eastrt/runner.h"
 #include "eastrt/serve.h"
 
 namespace eastrt::serve {
@@ -17,15 +18,6 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// Image `index` of a [batch, ...] tensor, as [1, ...].
-HostTensor batch_item(const HostTensor& batch, int index) {
-  Shape shape = batch.shape;
-  const size_t per_item = static_cast<size_t>(volume(shape) / shape[0]);
-  shape[0] = 1;
-  const auto first = batch.data.begin() + static_cast<std::ptrdiff_t>(per_item * index);
-  return HostTensor(shape, std::vector<float>(first, first + static_cast<std::ptrdiff_t>(per_item)));
-}
-
 void check_east(const Network& network) {
   EASTRT_CHECK(network.find_tensor(east::kInputName) && network.find_tensor(east::kScoreOutput) &&
                    network.find_tensor(east::kGeometryOutput),
@@ -35,11 +27,9 @@ void check_east(const Network& network) {
 
 class CpuBatchEngine : public BatchEngine {
  public:
-  CpuBatchEngine(const Network& network, CpuOptions cpu) : engine_(network, cpu) {}
+  CpuBatchEngine(const Network& network, CpuOptions cpu) : runner_(make_cpu_runner(network, cpu)) {}
 
-  std::string description() const override {
-    return "CPU engine, " + std::to_string(engine_.threads()) + " threads";
-  }
+  std::string description() const override { return runner_->description(); }
   int max_batch() const override { return INT_MAX; }
   east::ResizePlan plan(const east::Image& image) const override {
     return east::plan_resize(image.height, image.width);
@@ -57,7 +47,7 @@ class CpuBatchEngine : public BatchEngine {
     }
     times->preprocess_ms = ms_since(start);
     start = Clock::now();
-    auto outputs = engine_.run({{east::kInputName, input}});
+    auto outputs = runner_->run({{east::kInputName, input}});
     times->network_ms = ms_since(start);
     std::vector<EastMaps> maps;
     for (int i = 0; i < batch; ++i)
@@ -66,7 +56,7 @@ class CpuBatchEngine : public BatchEngine {
   }
 
  private:
-  CpuEngine engine_;
+  std::unique_ptr<Runner> runner_;
 };
 
 class GpuBatchEngine : public BatchEngine {

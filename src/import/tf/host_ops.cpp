@@ -209,22 +209,30 @@ Ints row_major_strides(const Shape& shape) {
 }
 
 // out[idx] = in[base + Σ idx[d]·step[d]]: slices, strided slices and transposes in one loop.
-Value gather(const tf::NodeDef& node, const Value& in, int64_t base, const Ints& step, const Shape& out_shape) {
-  Value out = zeros(node, in.type, out_shape);
-  const size_t rank = out_shape.size();
+// The offset of every element of `shape`, in order, in a tensor walked from `base` by step[d] along each d.
+Ints strided_offsets(int64_t base, const Ints& step, const Shape& shape) {
+  const size_t rank = shape.size();
+  Ints offsets(static_cast<size_t>(volume(shape)));
   Ints idx(rank, 0);
   int64_t offset = base;
-  for (int64_t k = 0; k < out.size(); ++k) {
-    copy_element(out, k, in, offset);
+  for (size_t k = 0; k < offsets.size(); ++k) {
+    offsets[k] = offset;
     for (size_t d = rank; d-- > 0;) {
-      if (++idx[d] < out_shape[d]) {
+      if (++idx[d] < shape[d]) {
         offset += step[d];
         break;
       }
-      offset -= step[d] * (out_shape[d] - 1);
+      offset -= step[d] * (shape[d] - 1);
       idx[d] = 0;
     }
   }
+  return offsets;
+}
+
+Value gather(const tf::NodeDef& node, const Value& in, int64_t base, const Ints& step, const Shape& out_shape) {
+  Value out = zeros(node, in.type, out_shape);
+  const Ints offsets = strided_offsets(base, step, out_shape);
+  for (int64_t k = 0; k < out.size(); ++k) copy_element(out, k, in, offsets[static_cast<size_t>(k)]);
   return out;
 }
 
@@ -237,21 +245,7 @@ Ints broadcast_offsets(const Shape& in, const Shape& out) {
     stride[d] = in[d - lead] == 1 ? 0 : s;
     s *= in[d - lead];
   }
-  Ints offsets(static_cast<size_t>(volume(out)));
-  Ints idx(rank, 0);
-  int64_t offset = 0;
-  for (size_t k = 0; k < offsets.size(); ++k) {
-    offsets[k] = offset;
-    for (size_t d = rank; d-- > 0;) {
-      if (++idx[d] < out[d]) {
-        offset += stride[d];
-        break;
-      }
-      offset -= stride[d] * (out[d] - 1);
-      idx[d] = 0;
-    }
-  }
-  return offsets;
+  return strided_offsets(0, stride, out);
 }
 
 Shape broadcast_shape(const tf::NodeDef& node, const Shape& a, const Shape& b) {
