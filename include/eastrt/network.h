@@ -106,12 +106,17 @@ struct SliceParams {
   Shape start, size, stride;
 };
 
-// An optional transpose (out dim i = in dim perm[i]) followed by an optional reshape (0 copies the
-// dimension, -1 is inferred), as TensorRT's shuffle.
+// An optional transpose (out dim i = in dim perm[i]) followed by an optional reshape, as TensorRT's
+// shuffle. A reshape entry is a size, or 0 (the transposed input's dimension at the same position), or -1
+// (inferred), or input_dimension(k) (the transposed input's dimension k): with those a squeeze or an
+// unsqueeze follows the input when the network runs at another size.
 struct ShuffleParams {
   std::vector<int> permutation;  // empty: none
   Shape reshape;                 // empty: none
+  static constexpr int64_t input_dimension(int k) { return -2 - k; }
 };
+// The shape a shuffle's reshape gives a (transposed) input of shape `in`; an Error when it cannot apply.
+Shape resolve_reshape(const Shape& in, const Shape& target);
 
 struct ConstantParams {
   Weights value;

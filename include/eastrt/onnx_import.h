@@ -34,6 +34,14 @@ struct OnnxImportOptions {
 // attribute the importer does not support is an Error naming the file, the node and the op.
 Network import_onnx(const std::string& path, const OnnxImportOptions& options = {});
 
+// The graph's inputs as the model declares them (initializers excluded): name and dimensions, -1 where a
+// dimension is left dynamic. What a caller needs to choose OnnxImportOptions before importing.
+struct OnnxInputInfo {
+  std::string name;
+  std::vector<int64_t> dims;
+};
+std::vector<OnnxInputInfo> onnx_inputs(const std::string& path);
+
 // The same from the bytes of a model; `source` names them in errors.
 Network import_onnx_bytes(const std::string& bytes, const std::string& source, const OnnxImportOptions& options = {});
 

@@ -421,30 +421,11 @@ HostTensor shuffle(const HostTensor& input, const ShuffleParams& p) {
     result.data[i] = input.data[ravel(in_index, input.shape)];
   }
   if (!p.reshape.empty()) {
-    Shape shape = p.reshape;
-    int inferred = -1;
-    int64_t known = 1;
-    for (size_t d = 0; d < shape.size(); ++d) {
-      if (shape[d] == 0) {
-        EASTRT_CHECK(d < rank, "shuffle: reshape dimension ", d, " copies a dimension the input lacks");
-        shape[d] = transposed[d];
-      }
-      if (shape[d] == -1) {
-        EASTRT_CHECK(inferred < 0, "shuffle: more than one -1 in the reshape");
-        inferred = static_cast<int>(d);
-      } else {
-        EASTRT_CHECK(shape[d] >= 0, "shuffle: negative reshape dimension ", shape[d]);
-        known *= shape[d];
-      }
+    try {
+      result.shape = resolve_reshape(transposed, p.reshape);
+    } catch (const Error& e) {
+      throw_error("shuffle: ", e.what());
     }
-    if (inferred >= 0) {
-      EASTRT_CHECK(known > 0 && result.size() % known == 0, "shuffle: cannot infer -1 reshaping ",
-                   to_string(transposed), " to ", to_string(p.reshape));
-      shape[inferred] = result.size() / known;
-    }
-    EASTRT_CHECK(volume(shape) == result.size(), "shuffle: cannot reshape ", to_string(transposed), " to ",
-                 to_string(p.reshape));
-    result.shape = shape;
   }
   return result;
 }

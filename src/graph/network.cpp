@@ -39,6 +39,38 @@ const char* to_string(ReduceOp op) {
 
 // ---------------------------------------------------------------- shape inference
 
+Shape resolve_reshape(const Shape& in, const Shape& target) {
+  Shape out = target;
+  int infer = -1;
+  int64_t known = 1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == 0) {
+      EASTRT_CHECK(i < in.size(), "reshape copies dimension ", i, " that input ", to_string(in), " lacks");
+      out[i] = in[i];
+    } else if (out[i] < -1) {
+      const int64_t k = -2 - out[i];
+      EASTRT_CHECK(k < static_cast<int64_t>(in.size()), "reshape takes dimension ", k, " that input ", to_string(in),
+                   " lacks");
+      out[i] = in[k];
+    }
+    if (out[i] == -1) {
+      EASTRT_CHECK(infer < 0, "reshape has more than one -1");
+      infer = static_cast<int>(i);
+    } else {
+      EASTRT_CHECK(out[i] > 0, "reshape dimension ", out[i], " is invalid");
+      EASTRT_CHECK(!__builtin_mul_overflow(known, out[i], &known), "reshape of ", to_string(in),
+                   ": the target's entries multiply past 2^63");
+    }
+  }
+  if (infer >= 0) {
+    EASTRT_CHECK(known > 0 && volume(in) % known == 0, "cannot reshape ", to_string(in), " to ", to_string(target));
+    out[infer] = volume(in) / known;
+  }
+  EASTRT_CHECK(volume(out) == volume(in), "cannot reshape ", to_string(in), " (", volume(in), " elements) to ",
+               to_string(out));
+  return out;
+}
+
 namespace {
 
 struct ShapeCheck {
@@ -222,31 +254,11 @@ std::vector<Shape> infer_layer_shapes(const Layer& layer, const std::vector<Shap
         shape = permuted;
       }
       if (!p.reshape.empty()) {
-        Shape out = p.reshape;
-        int infer = -1;
-        int64_t known = 1;
-        for (size_t i = 0; i < out.size(); ++i) {
-          if (out[i] == 0) {
-            check.require(i < shape.size(), "reshape copies dimension ", i, " that input ", to_string(shape),
-                          " lacks");
-            out[i] = shape[i];
-          }
-          if (out[i] == -1) {
-            check.require(infer < 0, "reshape has more than one -1");
-            infer = static_cast<int>(i);
-          } else {
-            check.require(out[i] > 0, "reshape dimension ", out[i], " is invalid");
-            known *= out[i];
-          }
+        try {
+          shape = resolve_reshape(shape, p.reshape);
+        } catch (const Error& e) {
+          check.fail(e.what());
         }
-        if (infer >= 0) {
-          check.require(known > 0 && volume(shape) % known == 0, "cannot reshape ", to_string(shape), " to ",
-                        to_string(p.reshape));
-          out[infer] = volume(shape) / known;
-        }
-        check.require(volume(out) == volume(shape), "cannot reshape ", to_string(shape), " (", volume(shape),
-                      " elements) to ", to_string(out));
-        shape = out;
       }
       return {shape};
     }

@@ -939,23 +939,34 @@ class Importer {
     Shape s = onnx_shape(x);
     // Opset 13 moved axes from an attribute to an input.
     std::vector<int64_t> axes = has_input(node, 1) ? to_ints(constant_input(node, 1, "axes")) : attr_ints(node, "axes", {});
-    Shape out;
+    // `out` at the import's sizes; `follows` names each kept dimension by the input dimension it is, so
+    // that the layer gives the right shape when the network runs at another size.
+    Shape out, follows;
     if (unsqueeze) {
       const size_t rank = s.size() + axes.size();
       std::set<int> at;
       for (int64_t a : axes) at.insert(normalise_axis(a, rank));
       EASTRT_CHECK(at.size() == axes.size(), "axes repeat");
-      for (size_t d = 0, src = 0; d < rank; ++d) out.push_back(at.count(static_cast<int>(d)) ? 1 : s[src++]);
+      for (size_t d = 0, src = 0; d < rank; ++d) {
+        const bool added = at.count(static_cast<int>(d)) > 0;
+        out.push_back(added ? 1 : s[src]);
+        follows.push_back(added ? 1 : ShuffleParams::input_dimension(static_cast<int>(src)));
+        src += !added;
+      }
     } else {
       std::set<int> at;
       for (int64_t a : axes) at.insert(normalise_axis(a, s.size()));
       for (size_t d = 0; d < s.size(); ++d) {
         const bool drop = axes.empty() ? s[d] == 1 : at.count(static_cast<int>(d)) > 0;
         EASTRT_CHECK(!drop || s[d] == 1, "cannot squeeze dimension ", d, " of size ", s[d]);
-        if (!drop) out.push_back(s[d]);
+        if (!drop) {
+          out.push_back(s[d]);
+          follows.push_back(ShuffleParams::input_dimension(static_cast<int>(d)));
+        }
       }
     }
-    reshape_to(node, x, {out.begin(), out.end()}, true, name);
+    if (x.constant) return reshape_to(node, x, {out.begin(), out.end()}, true, name);
+    set(node, out == s ? x : reshape(x, follows, name));
   }
 
   void convert_transpose(const OnnxNode& node) {
@@ -1179,9 +1190,7 @@ std::string read_file(const std::string& path) {
   return bytes.str();
 }
 
-}  // namespace
-
-Network import_onnx_bytes(const std::string& bytes, const std::string& source, const OnnxImportOptions& options) {
+onnx::ModelProto parse_model(const std::string& bytes, const std::string& source) {
   EASTRT_CHECK(!bytes.empty(), source, " is empty");
   onnx::ModelProto model;
   // Protobuf reports malformed UTF-8 on its log; the parse failure itself is what the user gets.
@@ -1190,11 +1199,33 @@ Network import_onnx_bytes(const std::string& bytes, const std::string& source, c
   google::protobuf::SetLogHandler(previous);
   EASTRT_CHECK(ok, source, " is not a valid ONNX model: the protobuf is truncated or corrupt (", bytes.size(),
                " bytes)");
-  return Importer(model, source, options).run();
+  return model;
+}
+
+}  // namespace
+
+Network import_onnx_bytes(const std::string& bytes, const std::string& source, const OnnxImportOptions& options) {
+  return Importer(parse_model(bytes, source), source, options).run();
 }
 
 Network import_onnx(const std::string& path, const OnnxImportOptions& options) {
   return import_onnx_bytes(read_file(path), "ONNX model " + path, options);
+}
+
+std::vector<OnnxInputInfo> onnx_inputs(const std::string& path) {
+  const onnx::ModelProto model = parse_model(read_file(path), "ONNX model " + path);
+  std::set<std::string> initializers;
+  for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
+  std::vector<OnnxInputInfo> inputs;
+  for (const auto& info : model.graph().input()) {
+    if (initializers.count(info.name())) continue;
+    OnnxInputInfo input{info.name(), {}};
+    if (info.type().has_tensor_type())
+      for (const auto& d : info.type().tensor_type().shape().dim())
+        input.dims.push_back(d.has_dim_value() && d.dim_value() > 0 ? d.dim_value() : -1);
+    inputs.push_back(std::move(input));
+  }
+  return inputs;
 }
 
 }  // namespace eastrt
