@@ -125,6 +125,23 @@ std::string error_of(F&& f) {
 
 TEST(TfImport, FrozenEastMatchesTensorFlow) { expect_east_outputs(TfGraph::load(kTf + "frozen.pb"), "frozen.pb"); }
 
+// Converted once, the graph runs at every size: EAST's resize sizes are tf.shape(x)[1:3] * 2, which the
+// import keeps as scales of the input, so a network converted at one case's shape gives TensorFlow's
+// outputs at the other's (another batch and width).
+TEST(TfImport, FrozenEastConvertedOnceRunsAtEverySize) {
+  const TfGraph graph = TfGraph::load(kTf + "frozen.pb");
+  const std::vector<EastCase> cases = east_cases();
+  ASSERT_EQ(cases.size(), 2u);
+  for (int converted = 0; converted < 2; ++converted) {
+    const EastCase& c = cases[1 - converted];
+    ASSERT_NE(cases[converted].input.shape, c.input.shape);
+    CpuEngine engine(tf_to_network(graph, {kEastOutputs, {{east::kInputName, cases[converted].input.shape}}}));
+    auto out = engine.run({{east::kInputName, c.input}});
+    EXPECT_LE(max_error(out.at(east::kScoreOutput), c.score, false), 1e-4) << c.name;
+    EXPECT_LE(max_error(out.at(east::kGeometryOutput), c.geometry, true), 1e-3) << c.name;
+  }
+}
+
 TEST(TfImport, FreezeMatchesConvertVariablesToConstants) {
   auto meta = load_meta_graph(kTf + "infer/model.ckpt.meta");
   TfGraph ours = freeze_graph(*meta, CheckpointReader(kTf + "infer/model.ckpt"), {kEastOutputs});

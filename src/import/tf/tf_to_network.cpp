@@ -18,6 +18,7 @@ struct Operand {
   std::string pad_node;    // the Pad node, when one is waiting
   std::string unavailable; // why this output cannot be used (e.g. batch statistics of a training batch norm)
   std::string name;        // the tensor it came from (an Identity passes its input's name on)
+  bool from_shape = false; // a constant computed from a runtime tensor's shape: it follows the input size
 };
 
 const std::set<std::string>& pass_through_ops() {
@@ -167,8 +168,15 @@ class Converter {
     Operands outputs;
     if (node.op() != "Placeholder" && all_constant && host_op_supported(node.op())) {
       std::vector<Value> args;
-      for (const Operand* x : in) args.push_back(*x->constant);
-      for (Value& v : run_host_op(node, args)) outputs.push_back(out(std::move(v)));
+      bool from_shape = false;
+      for (const Operand* x : in) {
+        args.push_back(*x->constant);
+        from_shape = from_shape || x->from_shape;
+      }
+      for (Value& v : run_host_op(node, args)) {
+        outputs.push_back(out(std::move(v)));
+        outputs.back().from_shape = from_shape;
+      }
     } else if (converted_ops().count(node.op())) {
       check_attributes(node);
       outputs = convert_op(node, in);
@@ -221,7 +229,10 @@ class Converter {
       }
       // The interpreter needs only the shapes; the values are not read.
       Operands o;
-      for (Value& v : run_host_op(node, shapes)) o.push_back(out(std::move(v)));
+      for (Value& v : run_host_op(node, shapes)) {
+        o.push_back(out(std::move(v)));
+        o.back().from_shape = true;
+      }
       return o;
     }
     if (op == "Cast") {
@@ -605,7 +616,8 @@ class Converter {
     Operands o;
     int64_t start = 0;
     for (size_t k = 0; k < sizes.size(); ++k) {
-      SliceParams p{Shape(shape.size(), 0), shape, Shape(shape.size(), 1)};
+      // Every other dimension whole, whatever its size when the network runs at another input size.
+      SliceParams p{Shape(shape.size(), 0), Shape(shape.size(), SliceParams::kToTheEnd), Shape(shape.size(), 1)};
       p.start[axis] = start;
       p.size[axis] = sizes[k];
       start += sizes[k];
@@ -614,8 +626,9 @@ class Converter {
         o.push_back(out(net_.add_slice(t, p, out_name)));
         continue;
       }
-      Shape squeezed = shape;
-      squeezed.erase(squeezed.begin() + axis);
+      Shape squeezed;  // the piece's other dimensions, named by position so that they follow the input
+      for (int d = 0; d < static_cast<int>(shape.size()); ++d)
+        if (d != axis) squeezed.push_back(ShuffleParams::input_dimension(d));
       EASTRT_CHECK(!squeezed.empty(), describe(node), ": scalar runtime tensors are not supported");
       Tensor* piece = net_.add_slice(t, p, out_name + "#slice");
       o.push_back(out(net_.add_shuffle(piece, {{}, squeezed}, out_name)));
@@ -635,8 +648,15 @@ class Converter {
     ResizeParams p;
     p.mode = node.op() == "ResizeBilinear" ? ResizeMode::kBilinear : ResizeMode::kNearest;
     p.coordinates = align ? ResizeCoordinates::kAlignCorners : half ? ResizeCoordinates::kHalfPixel : ResizeCoordinates::kAsymmetric;
-    p.out_height = static_cast<int>(size[0]);
-    p.out_width = static_cast<int>(size[1]);
+    // A size computed from a tensor's shape (EAST's tf.shape(x)[1:3] * 2) follows the input: as whole
+    // multiples of it, it becomes scales, so that the network runs at every input size.
+    if (in[1]->from_shape && size[0] % x[1] == 0 && size[1] % x[2] == 0) {
+      p.scale_height = static_cast<float>(size[0] / x[1]);
+      p.scale_width = static_cast<float>(size[1] / x[2]);
+    } else {
+      p.out_height = static_cast<int>(size[0]);
+      p.out_width = static_cast<int>(size[1]);
+    }
     if (p.mode == ResizeMode::kNearest && half) {
       // TF picks floor((dst + 0.5)·scale); the IR's half-pixel nearest rounds half down (ONNX). They differ
       // only where a source lands exactly between two cells: accept the sizes where they never do.
