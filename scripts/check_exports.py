@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EASTRT = os.path.join(ROOT, "build", "eastrt")
+EASTRT = os.environ.get("EASTRT", os.path.join(ROOT, "build", "eastrt"))
 SCORE, GEOMETRY = "feature_fusion/Conv_7/Sigmoid", "feature_fusion/concat_3"
 
 
@@ -95,8 +95,6 @@ def main():
     parser.add_argument("images", nargs="?", default=os.path.join(ROOT, "examples", "images"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--map-size", default="1x640x640x3", help="input of the map comparison (NHWC)")
-    parser.add_argument("--pb-input", default="1x640x640x3",
-                        help="--input for the frozen graph: the size the detector resizes the images to")
     parser.add_argument("--no-maps", action="store_true", help="skip TensorFlow's and ONNX Runtime's maps")
     args = parser.parse_args()
     if not os.access(EASTRT, os.X_OK):
@@ -104,14 +102,12 @@ def main():
                  "--target eastrt)" % EASTRT)
     onnx = sorted(glob.glob(os.path.join(args.out, "*.onnx")))
     frozen = os.path.join(args.out, "frozen.pb")
-    # (name, model, extra flags, whether a disagreement fails the check). A frozen graph is imported at
-    # detect's --input (default 1x64x64x3) and, run at the detector's size, gave no boxes at all here, so it
-    # is given the images' size; the default is run too, to show that. eastrt detect takes an .onnx as DBNet.
+    # (name, model, extra flags, whether a disagreement fails the check). Every import path runs at every
+    # image's size from one import (the frozen graph's and the tf2onnx model's resize sizes follow the input).
     models = [("safetensors", os.path.join(ROOT, "models", "east.safetensors"), [], True),
               ("train-ckpt", os.path.join(args.out, "train", "model.ckpt"), [], True),
               ("infer-ckpt", os.path.join(args.out, "infer", "model.ckpt"), [], True),
-              ("frozen.pb", frozen, ["--input", args.pb_input], True),
-              ("frozen.pb@64", frozen, [], False)] + [("onnx", p, [], False) for p in onnx]
+              ("frozen.pb", frozen, [], True)] + [("onnx", p, [], True) for p in onnx]
     check_dir = os.path.join(args.out, "check")
     report = {"images": os.path.relpath(args.images, ROOT), "threads": args.threads, "detect": {}}
     reference = None

@@ -2,6 +2,7 @@
 // missing inputs reported by name and skipped with a non-zero exit, JSON output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -10,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eastrt/detector.h"
 #include "eastrt/detector_ops.h"
+#include "eastrt/east.h"
 #include "test_support.h"
 
 using namespace eastrt::test_support;
@@ -31,6 +34,12 @@ void write_image(const fs::path& path, int width, int height) {
   eastrt::east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
   for (size_t i = 0; i < image.rgb.size(); ++i) image.rgb[i] = static_cast<uint8_t>((i * 37) % 251);
   eastrt::east::write_png(path.string(), image);
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << path;
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 const char* kModel = "--builtin east --width-divisor 8 --score-threshold 0.99";
@@ -113,17 +122,69 @@ TEST(DetectCli, DeviceAndPrecisionAreChecked) {
   EXPECT_NE(r.output.find("--batch must be at least 1"), std::string::npos) << r.output;
 }
 
-// A frozen graph imported at one size cannot run at another (its resize sizes are baked in): an error
-// naming the sizes, never boxes decoded from maps of the wrong size.
-TEST(DetectCli, FrozenGraphAtAnotherSizeIsAnError) {
-  const fs::path root = EASTRT_SOURCE_DIR, in = fresh_dir("in_pb"), out = fresh_dir("out_pb");
+// A frozen graph is imported once, at detect's default --input, and runs at every size: its resize sizes
+// come from tf.shape and follow the input. The boxes are those of the graph imported at the image's size.
+TEST(DetectCli, FrozenGraphRunsAtEverySize) {
+  const fs::path root = EASTRT_SOURCE_DIR, in = fresh_dir("in_pb"), out = fresh_dir("out_pb"),
+                 sized = fresh_dir("out_pb_sized");
   write_image(in / "img_1.png", 200, 200);  // network input 160x160 by the resize rule, above the 64x64 imported
+  write_image(in / "img_2.png", 130, 70);   // 128x64
   const std::string pb = (root / "tests/fixtures/tf/frozen.pb").string();
-  ToolResult r = run_tool("detect --device cpu --model " + pb + " --out " + out.string() + " " + in.string());
-  EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("cannot run at this size"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("--input 1x160x160x3"), std::string::npos) << r.output;
-  r = run_tool("detect --device cpu --force --input 1x160x160x3 --model " + pb + " --out " + out.string() + " " +
-               in.string());
-  EXPECT_EQ(r.status, 0) << r.output;
+  const std::string flags = "detect --device cpu --score-threshold 0.5 --model " + pb;
+  ToolResult r = run_tool(flags + " --out " + out.string() + " " + in.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const auto& [name, input] : {std::pair{"img_1", "1x160x160x3"}, std::pair{"img_2", "1x64x128x3"}}) {
+    r = run_tool(flags + " --input " + input + " --force --out " + sized.string() + " " + (in / name).string() + ".png");
+    ASSERT_EQ(r.status, 0) << r.output;
+    const std::string file = std::string("res_") + name + ".txt";
+    EXPECT_EQ(read_text(out / file), read_text(sized / file)) << name;
+  }
+}
+
+// A network whose maps do not follow the input (here a resize to a fixed size) gives maps of the wrong size
+// at other sizes: an error naming the sizes, never boxes decoded from the wrong pixels.
+TEST(Detector, MapsOfTheWrongSizeAreAnError) {
+  using namespace eastrt;
+  Network net;
+  Tensor* x = net.add_input(east::kInputName, {1, 64, 64, 3});
+  ResizeParams fixed;
+  fixed.out_height = 16, fixed.out_width = 16;
+  Tensor* small = net.add_resize(x, fixed, "fixed_resize");
+  for (const auto& [name, channels] : {std::pair{east::kScoreOutput, 1}, std::pair{east::kGeometryOutput, 5}}) {
+    ConvolutionParams c;
+    c.out_channels = channels;
+    c.kernel_weights = std::make_shared<HostTensor>(Shape{channels, 3, 1, 1});
+    net.mark_output(net.add_convolution(small, c, name), name);
+  }
+  east::Detector detector(std::move(net));
+  east::Image image{200, 200, std::vector<uint8_t>(200 * 200 * 3, 128)};
+  const std::string message = error_of([&] { detector.detect(image); });
+  EXPECT_NE(message.find("cannot run at this size"), std::string::npos) << message;
+  EXPECT_NE(message.find("1x160x160x3"), std::string::npos) << message;
+}
+
+// The three import paths of one EAST give the same boxes from `eastrt detect`: the frozen graph and its
+// tf2onnx conversion (NHWC, TensorFlow's tensor names, H and W left open), each imported once and run at
+// the images' sizes.
+TEST(DetectCli, Tf2OnnxEastGivesTheFrozenGraphsBoxes) {
+  const fs::path root = EASTRT_SOURCE_DIR, in = fresh_dir("in_onnx"), from_pb = fresh_dir("out_from_pb"),
+                 from_onnx = fresh_dir("out_from_onnx");
+  write_image(in / "img_1.png", 200, 200);
+  write_image(in / "img_2.png", 130, 70);
+  const std::string flags = "detect --device cpu --score-threshold 0.5 --model ";
+  ToolResult r = run_tool(flags + (root / "tests/fixtures/tf/frozen.pb").string() + " --out " + from_pb.string() +
+                          " " + in.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_tool(flags + (root / "tests/fixtures/tf/tf2onnx/east_opset13.onnx").string() + " --out " +
+               from_onnx.string() + " " + in.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("NHWC, as tf2onnx writes it"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("DBNet"), std::string::npos) << r.output;
+  int boxes = 0;
+  for (const char* name : {"res_img_1.txt", "res_img_2.txt"}) {
+    const std::string want = read_text(from_pb / name);
+    EXPECT_EQ(read_text(from_onnx / name), want) << name;
+    boxes += static_cast<int>(std::count(want.begin(), want.end(), '\n'));
+  }
+  EXPECT_GT(boxes, 0) << "the comparison needs boxes";
 }

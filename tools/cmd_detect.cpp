@@ -19,6 +19,7 @@
 #include "command.h"
 #include "eastrt/db_detector.h"
 #include "eastrt/detector.h"
+#include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/runner.h"
@@ -34,12 +35,13 @@ const char* const kUsage =
     "\n"
     "Detects text in images (JPEG, PNG, BMP; files, folders and globs) with EAST: the resize rule,\n"
     "the network, decode, locality-aware NMS and re-scoring of the reference implementation; or, for an\n"
-    ".onnx model, with DBNet as PaddleOCR's PP-OCRv4 det inference runs it (longer side at most 960,\n"
-    "DBPostProcess with thresh 0.3, box_thresh 0.6, unclip_ratio 1.5).\n"
+    ".onnx model without EAST's outputs, with DBNet as PaddleOCR's PP-OCRv4 det inference runs it (longer\n"
+    "side at most 960, DBPostProcess with thresh 0.3, box_thresh 0.6, unclip_ratio 1.5).\n"
     "For img_N.jpg it writes res_img_N.txt, one box a line: x1,y1,x2,y2,x3,y3,x4,y4.\n"
     "\n"
-    "  --model FILE          EAST weights (.safetensors with TF-slim names, or a frozen .pb), or a DBNet\n"
-    "                        .onnx model (PP-OCRv4 det); default: the bundled models/east.safetensors\n"
+    "  --model FILE          EAST: weights (.safetensors with TF-slim names, a TF checkpoint prefix), a\n"
+    "                        frozen .pb or a tf2onnx .onnx; or a DBNet .onnx model (PP-OCRv4 det);\n"
+    "                        default: the bundled models/east.safetensors\n"
     "  --builtin east        the network with seeded random weights (no meaningful boxes; for testing)\n"
     "  --out DIR             where results go (default: detections/)\n"
     "  --force               overwrite existing result files\n"
@@ -122,25 +124,27 @@ int detect(const std::vector<std::string>& argv) {
     engine = r->description();
     return r;
   };
-  if (const std::string onnx = args.get("--model"); ends_with(onnx, ".onnx") && !args.has("--builtin")) {
-    EASTRT_CHECK(fs::exists(onnx), "model file ", onnx, " does not exist");
-    auto detector = std::make_shared<db::Detector>(runner(db::load_network(onnx), 1));
+  std::vector<std::string> model_argv;
+  if (!args.has("--model") && !args.has("--builtin")) model_argv = {"--model", bundled_model()};
+  for (const char* flag : {"--model", "--builtin", "--width-divisor"})
+    if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
+  model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});
+  Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
+  model_args.parse(model_argv);
+  LoadedModel model = load_model(model_args);
+
+  // EAST wherever the network has EAST's outputs (however it was imported); any other one-output ONNX
+  // model is taken as a DBNet probability map.
+  const bool east_outputs = model.network.find_tensor(east::kScoreOutput) && model.network.find_tensor(east::kGeometryOutput);
+  if (!east_outputs && ends_with(args.get("--model"), ".onnx")) {
+    auto detector = std::make_shared<db::Detector>(runner(std::move(model.network), 1));
     detect_images = [detector](const std::vector<east::Image>& images) {
       std::vector<east::Detection> out;
       for (const east::Image& image : images) out.push_back(detector->detect(image));
       return out;
     };
-    description = "DBNet (PP-OCRv4 det post-processing) from " + onnx;
+    description = "DBNet (PP-OCRv4 det post-processing) from " + model.description;
   } else {
-    std::vector<std::string> model_argv;
-    if (!args.has("--model") && !args.has("--builtin")) model_argv = {"--model", bundled_model()};
-    for (const char* flag : {"--model", "--builtin", "--width-divisor"})
-      if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
-    model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});
-    Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
-    model_args.parse(model_argv);
-    LoadedModel model = load_model(model_args);
-
     east::DetectOptions options;
     options.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.score_threshold));
     options.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.nms_threshold));

@@ -27,6 +27,28 @@ LoadedModel load_graph_def(const std::string& path, const Shape& input) {
     options.outputs = graph.terminal_nodes();
   return {tf_to_network(graph, options), "TensorFlow graph " + path};
 }
+// An ONNX model, fed NHWC. A model whose input already is (tf2onnx's from a TensorFlow graph: the last
+// dimension fixed to the channels, H left open or larger) is taken in its own order, inputs and outputs; an
+// NCHW model's input is fed as N,H,W,C. TensorFlow's tensor names (node:0) become the node's name, as the
+// TensorFlow import names them, so that the EAST detector finds a tf2onnx EAST's outputs.
+LoadedModel load_onnx(const std::string& path, const Shape& input) {
+  const std::vector<OnnxInputInfo> inputs = onnx_inputs(path);
+  EASTRT_CHECK(inputs.size() == 1, "model file ", path, " has ", inputs.size(),
+               " inputs; this command takes models with one input");
+  const std::vector<int64_t>& dims = inputs[0].dims;
+  const bool nhwc = dims.size() == 4 && dims[3] > 0 && dims[3] <= 4 && (dims[1] < 0 || dims[1] > dims[3]);
+  const OnnxLayout layout = nhwc ? OnnxLayout::kNchw : OnnxLayout::kNhwc;
+  OnnxImportOptions options{layout, {{"", input}}, {}, layout};
+  Network network = import_onnx(path, options);
+  std::vector<int> ends = network.outputs();
+  ends.insert(ends.end(), network.inputs().begin(), network.inputs().end());
+  for (int id : ends) {
+    Tensor& t = network.tensor(id);
+    const std::string node = t.name.substr(0, t.name.size() - 2);
+    if (ends_with(t.name, ":0") && !network.find_tensor(node)) t.name = node;
+  }
+  return {std::move(network), "ONNX model " + path + (nhwc ? " (NHWC, as tf2onnx writes it)" : "")};
+}
 }  // namespace
 
 std::string bundled_model() {
@@ -48,8 +70,7 @@ LoadedModel load_model(const Args& args) {
   }
   if (builtin.empty() && ends_with(model, ".onnx")) {
     EASTRT_CHECK(std::filesystem::exists(model), "model file ", model, " does not exist");
-    OnnxImportOptions options{OnnxLayout::kNhwc, {{"", input}}, {}, OnnxLayout::kNhwc};
-    return {import_onnx(model, options), "ONNX model " + model};
+    return load_onnx(model, input);
   }
 
   // Everything else is EAST built with the definition API, its weights from a file or seeded at random.

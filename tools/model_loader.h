@@ -13,7 +13,8 @@ inline constexpr const char* kModelFlagsHelp =
     "  --model FILE          a frozen TensorFlow graph (.pb), an ONNX model (.onnx), or EAST weights:\n"
     "                        a .safetensors file or a TF checkpoint prefix (TF-slim names);\n"
     "                        default: the bundled models/east.safetensors\n"
-    "  --input NxHxWxC       input shape, NHWC (default 1x672x1280x3; ONNX models are fed NHWC too)\n"
+    "  --input NxHxWxC       input shape, NHWC (default 1x672x1280x3); an NCHW ONNX model is fed NHWC,\n"
+    "                        one that is already NHWC (tf2onnx's) in its own order\n"
     "  --width-divisor D     EAST channel counts divided by D (reduced test models; default 1)\n";
 
 struct LoadedModel {

@@ -53,14 +53,14 @@ std::vector<Detection> Detector::detect_batch(const std::vector<Image>& images, 
       auto start = std::chrono::steady_clock::now();
       auto outputs = runner_->run({{kInputName, batch}});
       const double network_ms = since(start) / count;
-      // A network imported at one fixed size (a frozen graph's baked resize sizes) would give maps of the
-      // wrong size here: an error, never boxes decoded from the wrong pixels.
+      // A network with a size fixed at import (a resize to constant sizes) would give maps of the wrong
+      // size here: an error, never boxes decoded from the wrong pixels.
       for (const auto& [name, channels] : {std::pair{kScoreOutput, 1}, std::pair{kGeometryOutput, 5}}) {
         const Shape want{static_cast<int64_t>(count), size.first / 4, size.second / 4, channels};
         EASTRT_CHECK(outputs.at(name).shape == want, "the network gives ", name, " ", to_string(outputs.at(name).shape),
                      " for a ", count, "x", size.first, "x", size.second, "x3 input, not ", to_string(want),
-                     ": it cannot run at this size (a frozen graph runs at the size it was imported for: give "
-                     "--input 1x", size.first, "x", size.second, "x3, or use the weights)");
+                     ": it cannot run at this size (a network with sizes fixed at import runs only at that size: "
+                     "give --input 1x", size.first, "x", size.second, "x3)");
       }
       for (size_t j = 0; j < count; ++j) {
         Detection& d = detections[members[first + j]];
