@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -81,19 +82,13 @@ east::Image synthetic_page(int height, int width) {
   return image;
 }
 
-// A photograph of the ICDAR test set when one is at hand (`*photo` says so), else the synthetic page.
+// img_251.jpg of the ICDAR 2015 test set (much text, at every size used here; `*photo` says it was found),
+// else the synthetic page.
 east::Image test_image(bool* photo) {
-  bool fixture_images = false;
-  const std::string folder = image_folder(&fixture_images);
-  *photo = false;
-  if (!folder.empty()) {
-    const std::vector<std::string> images = two_images(folder, fixture_images);
-    if (!images.empty()) {
-      *photo = true;
-      return east::decode_image(images[0]);
-    }
-  }
-  return synthetic_page(540, 960);
+  const std::string path = first_existing({EASTRT_SOURCE_DIR "/gpu-data/images/img_251.jpg",
+                                           EASTRT_SOURCE_DIR "/../shared/data/icdar2015/test/images/img_251.jpg"});
+  *photo = !path.empty();
+  return *photo ? east::decode_image(path) : synthetic_page(540, 960);
 }
 
 // The image as PaddleOCR feeds it (longer side at most `limit`), `batch` times, every other copy mirrored
@@ -116,15 +111,32 @@ HostTensor network_input(const east::Image& image, int limit, int batch) {
   return input;
 }
 
-float max_abs_difference(const HostTensor& a, const HostTensor& b) {
-  if (a.shape != b.shape) return INFINITY;
-  float worst = 0;
-  for (int64_t i = 0; i < a.size(); ++i) {
-    const float d = std::abs(a.data[i] - b.data[i]);
-    if (std::isnan(d)) return INFINITY;
-    worst = std::max(worst, d);
+// How far one probability map is from another, in the terms the DB post-processing cares about.
+struct MapDifference {
+  float max_abs = 0;
+  double relative_l2 = 0;
+  double share_above_1e2 = 0;  // of the pixels, those off by more than 0.01
+  double share_flipped = 0;    // of the pixels, those on the other side of DB's binarisation threshold 0.3
+};
+
+MapDifference difference(const HostTensor& got, const HostTensor& want) {
+  MapDifference d;
+  if (got.shape != want.shape) return {INFINITY, INFINITY, 1, 1};
+  double d2 = 0, n2 = 0;
+  int64_t above = 0, flipped = 0;
+  for (int64_t i = 0; i < want.size(); ++i) {
+    const float e = std::abs(got.data[i] - want.data[i]);
+    if (std::isnan(e)) return {INFINITY, INFINITY, 1, 1};
+    d.max_abs = std::max(d.max_abs, e);
+    d2 += double(e) * e;
+    n2 += double(want.data[i]) * want.data[i];
+    above += e > 1e-2f;
+    flipped += (got.data[i] > 0.3f) != (want.data[i] > 0.3f);
   }
-  return worst;
+  d.relative_l2 = std::sqrt(d2) / std::max(std::sqrt(n2), 1e-30);
+  d.share_above_1e2 = double(above) / double(want.size());
+  d.share_flipped = double(flipped) / double(want.size());
+  return d;
 }
 
 }  // namespace
@@ -163,23 +175,36 @@ TEST(GpuDb, ProbabilityMapMatchesTheCpuAtTwoSizes) {
   struct Size {
     int limit, batch;
   };
-  // 544 × 960 for a 720 × 1280 photograph (PaddleOCR's default limit), and two images of 224 × 416.
-  for (const Size& size : {Size{960, 1}, Size{416, 2}}) {
+  // 544 × 960 for a 720 × 1280 photograph (PaddleOCR's default limit), and two images of 416 × 736.
+  for (const Size& size : {Size{960, 1}, Size{736, 2}}) {
     const HostTensor x = network_input(image, size.limit, size.batch);
     SCOPED_TRACE("input " + to_string(x.shape));
     const HostTensor want = cpu.run({{input, x}}).at(output);
     float highest = 0;
     for (float v : want.data) highest = std::max(highest, v);
     if (photo) EXPECT_GT(highest, 0.5f) << "the CPU finds no text in the photograph: the comparison would prove little";
-    for (const auto& [precision, limit] : {std::pair{Precision::kFp32, 1e-4f}, std::pair{Precision::kFp16, 1e-2f}}) {
+    for (Precision precision : {Precision::kFp32, Precision::kFp16}) {
       SCOPED_TRACE(to_string(precision));
       GpuRunnerOptions options;
       options.build.precision = precision;
       options.build.max_batch = size.batch;
       auto runner = make_gpu_runner(net, options);
       const HostTensor got = runner->run({{input, x}}).at(output);
-      ASSERT_EQ(got.shape, want.shape);
-      EXPECT_LE(max_abs_difference(got, want), limit);
+      const MapDifference d = difference(got, want);
+      std::printf("DBNet %s %s vs the CPU: max abs %.3g, relative L2 %.3g, %.4f%% of pixels off by > 0.01, "
+                  "%.4f%% across the 0.3 threshold\n", to_string(x.shape).c_str(), to_string(precision),
+                  d.max_abs, d.relative_l2, 100 * d.share_above_1e2, 100 * d.share_flipped);
+      if (precision == Precision::kFp32) {
+        EXPECT_LE(d.max_abs, 1e-4f);
+      } else {
+        // Not a max abs of 0.01: the map's steep edges amplify any rounding. On the CPU, rounding only the
+        // input to FP16 moves a pixel of img_251's map by 0.034, every tensor and weight by 0.086 at
+        // 544 × 960 (relative L2 0.0065, 0.03 % of pixels off by more than 0.01, 3 pixels across 0.3).
+        EXPECT_LE(d.relative_l2, 2e-2);
+        EXPECT_LE(d.share_above_1e2, 1e-3);
+        EXPECT_LE(d.share_flipped, 1e-4);
+        EXPECT_LE(d.max_abs, 0.25f);
+      }
       // The second run replays the captured CUDA graph: the same bits.
       EXPECT_EQ(runner->run({{input, x}}).at(output).data, got.data);
     }
