@@ -1,7 +1,8 @@
 // DBNet (PaddleOCR PP-OCRv4 det from ONNX) on the GPU engine. Without a GPU: every layer of the network
 // lowers to a plan (no kind without a kernel). On the GPU: the probability map against the CPU engine at two
 // input sizes in FP32 and FP16, and `eastrt detect --device gpu` against PaddleOCR's boxes. The model is
-// looked for in gpu-data/ (the GPU machine's copy) and ../shared/models/ppocr/; tests without it skip.
+// looked for in gpu-data/ (the GPU machine's copy) and ../shared/models/ppocr/, under the source tree or the
+// working directory; tests without it skip.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -34,18 +36,39 @@ std::string first_existing(const std::vector<std::string>& candidates) {
   return "";
 }
 
+// A file of the source tree: under EASTRT_SOURCE_DIR, or under the working directory (the GPU machine runs
+// binaries built elsewhere from its copy of the repository root, where the build's path does not exist).
+std::vector<std::string> in_tree(const std::string& relative) {
+  return {EASTRT_SOURCE_DIR "/" + relative, relative};
+}
+
+std::string first_in_tree(const std::vector<std::string>& relatives) {
+  std::vector<std::string> candidates;
+  for (const std::string& r : relatives)
+    for (const std::string& c : in_tree(r)) candidates.push_back(c);
+  return first_existing(candidates);
+}
+
 const std::string& ppocr_model() {
-  static const std::string path =
-      first_existing({EASTRT_SOURCE_DIR "/gpu-data/ch_PP-OCRv4_det_infer.onnx",
-                      EASTRT_SOURCE_DIR "/../shared/models/ppocr/ch_PP-OCRv4_det_infer.onnx"});
+  static const std::string path = first_in_tree(
+      {"gpu-data/ch_PP-OCRv4_det_infer.onnx", "../shared/models/ppocr/ch_PP-OCRv4_det_infer.onnx"});
   return path;
+}
+
+// The eastrt tool: where the build put it, else beside this test binary.
+std::string tool() {
+  if (fs::exists(EASTRT_TOOL)) return EASTRT_TOOL;
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  return error ? std::string(EASTRT_TOOL) : (self.parent_path() / "eastrt").string();
 }
 
 // A folder holding img_1.jpg and img_2.jpg (the images of the PaddleOCR box fixtures), else any folder of
 // ICDAR images, else "".
 std::string image_folder(bool* has_fixture_images) {
-  const std::vector<std::string> folders = {EASTRT_SOURCE_DIR "/gpu-data/images",
-                                            EASTRT_SOURCE_DIR "/../shared/data/icdar2015/test/images"};
+  std::vector<std::string> folders;
+  for (const char* f : {"gpu-data/images", "../shared/data/icdar2015/test/images"})
+    for (const std::string& c : in_tree(f)) folders.push_back(c);
   for (const std::string& f : folders)
     if (fs::exists(f + "/img_1.jpg") && fs::exists(f + "/img_2.jpg")) {
       *has_fixture_images = true;
@@ -55,6 +78,16 @@ std::string image_folder(bool* has_fixture_images) {
   for (const std::string& f : folders)
     if (fs::is_directory(f)) return f;
   return "";
+}
+
+// Runs a shell command line; its status and its output (stdout and stderr).
+ToolResult run_command(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen((command + " 2>&1").c_str(), "r"), pclose);
+  std::string output;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe.get())) > 0;) output.append(buffer, n);
+  const int status = pclose(pipe.release());
+  return {WEXITSTATUS(status), output};
 }
 
 // The first two images of a folder, by name.
@@ -85,8 +118,7 @@ east::Image synthetic_page(int height, int width) {
 // img_251.jpg of the ICDAR 2015 test set (much text, at every size used here; `*photo` says it was found),
 // else the synthetic page.
 east::Image test_image(bool* photo) {
-  const std::string path = first_existing({EASTRT_SOURCE_DIR "/gpu-data/images/img_251.jpg",
-                                           EASTRT_SOURCE_DIR "/../shared/data/icdar2015/test/images/img_251.jpg"});
+  const std::string path = first_in_tree({"gpu-data/images/img_251.jpg", "../shared/data/icdar2015/test/images/img_251.jpg"});
   *photo = !path.empty();
   return *photo ? east::decode_image(path) : synthetic_page(540, 960);
 }
@@ -222,7 +254,7 @@ TEST(GpuDb, DetectOnTheGpuNamesItAndFindsPaddlesBoxes) {
   ASSERT_EQ(images.size(), 2u) << folder;
   const fs::path out = fs::temp_directory_path() / "eastrt_test_gpu_db_detect";
   fs::remove_all(out);
-  const ToolResult r = run_tool("detect --model " + ppocr_model() + " --device gpu --precision fp32 --out " +
+  const ToolResult r = run_command(tool() + " detect --model " + ppocr_model() + " --device gpu --precision fp32 --out " +
                                 out.string() + " " + images[0] + " " + images[1]);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("DBNet"), std::string::npos) << r.output;
@@ -234,8 +266,9 @@ TEST(GpuDb, DetectOnTheGpuNamesItAndFindsPaddlesBoxes) {
 
   // PaddleOCR's pipeline on ONNX Runtime gives these boxes (tests/fixtures/db); FP32 on the GPU is as close to
   // it as the CPU engine, so a box may move by a pixel at most.
-  std::ifstream fixture_file(EASTRT_SOURCE_DIR "/tests/fixtures/db/db_fixtures.json");
-  ASSERT_TRUE(fixture_file);
+  const std::string fixture_path = first_in_tree({"tests/fixtures/db/db_fixtures.json"});
+  ASSERT_FALSE(fixture_path.empty()) << "tests/fixtures/db/db_fixtures.json is missing";
+  std::ifstream fixture_file(fixture_path);
   const nlohmann::json fixtures = nlohmann::json::parse(fixture_file);
   for (const auto& expected : fixtures["icdar2015"]) {
     const fs::path result = out / ("res_" + fs::path(expected["image"].get<std::string>()).stem().string() + ".txt");
