@@ -266,6 +266,74 @@ TEST(GpuPlan, RoundTripsEveryField) {
   EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
 }
 
+// DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
+Network deconvolution_network(std::mt19937& rng, int batch = 2) {
+  Network net;
+  Tensor* x = net.add_input("x", {batch, 5, 7, 6});
+  DeconvolutionParams d;
+  d.out_channels = 4;
+  d.kernel = {3, 2};
+  d.stride = {2, 2};
+  d.groups = 2;
+  d.padding = {1, 0, 0, 1};
+  d.output_padding = {1, 0};
+  d.kernel_weights = random_weights({6, 2, 3, 2}, rng);
+  d.bias = random_weights({4}, rng);
+  Tensor* y = net.add_deconvolution(x, d, "up1");
+  y = net.add_scale(y, {ScaleMode::kChannel, random_weights({4}, rng, 0.5f, 1.5f), random_weights({4}, rng), nullptr}, "bn");
+  y = net.add_activation(y, ActivationType::kRelu, "relu");
+  DeconvolutionParams head;
+  head.out_channels = 1;
+  head.kernel = {2, 2};
+  head.stride = {2, 2};
+  head.kernel_weights = random_weights({4, 1, 2, 2}, rng);
+  net.mark_output(net.add_activation(net.add_deconvolution(y, head, "up2"), ActivationType::kSigmoid, "prob"));
+  return net;
+}
+
+TEST(GpuPlan, DeconvolutionsLowerAndRoundTripWithTheirWeights) {
+  std::mt19937 rng(6);
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(to_string(precision));
+    const gpu::PlanData plan = lowered(deconvolution_network(rng), precision, 3);
+    int deconvolutions = 0;
+    for (const gpu::PlanStep& step : plan.steps) {
+      if (step.kind != gpu::StepKind::kLayer || step.layer_kind() != LayerKind::kDeconvolution) continue;
+      ++deconvolutions;
+      EXPECT_EQ(step.padded_input, -1) << step.name << ": the kernel crops and pads itself";
+      EXPECT_EQ(plan.tensors[step.outputs[0]].shape[0], 3) << step.name;
+    }
+    EXPECT_EQ(deconvolutions, 2);
+    expect_no_live_overlap(plan);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "deconv.plan");
+    ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+    const auto up1 = [](const gpu::PlanData& p) {
+      return std::get<DeconvolutionParams>(
+          std::find_if(p.steps.begin(), p.steps.end(), [](const gpu::PlanStep& s) { return s.name == "up1"; })->params);
+    };
+    const DeconvolutionParams a = up1(plan), b = up1(back.plan);
+    EXPECT_EQ(b.out_channels, a.out_channels);
+    EXPECT_EQ(b.kernel, a.kernel);
+    EXPECT_EQ(b.stride, a.stride);
+    EXPECT_EQ(b.groups, 2);
+    EXPECT_EQ(b.padding, a.padding);
+    EXPECT_EQ(b.output_padding, a.output_padding);
+    EXPECT_EQ(b.kernel_weights->shape, a.kernel_weights->shape);
+    EXPECT_EQ(b.kernel_weights->data, a.kernel_weights->data);
+    ASSERT_TRUE(b.bias);
+    EXPECT_EQ(b.bias->data, a.bias->data);
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+  }
+  // Parameters that disagree with the weights or the tensors (the kernel indexes by them) are refused.
+  gpu::PlanData plan = lowered(deconvolution_network(rng), Precision::kFp32, 2);
+  auto up1 = std::find_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.name == "up1"; });
+  std::get<DeconvolutionParams>(up1->params).groups = 3;
+  const std::string message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "bad.plan"); });
+  EXPECT_NE(message.find("bad.plan"), std::string::npos) << message;
+  EXPECT_NE(message.find("deconvolution"), std::string::npos) << message;
+}
+
 // Expects parse_plan to refuse `bytes` with an Error naming the file and containing `fragment`.
 void expect_refused(const std::vector<uint8_t>& bytes, const std::string& fragment) {
   try {
@@ -395,6 +463,51 @@ TEST(GpuKernels, PoolingMatchesTheCpu) {
   };
   for (const Case& c : cases)
     check_network(single_layer(c.input, [&](Network& n, Tensor* x) { return n.add_pooling(x, c.p, "pool"); }), rng, c.what);
+}
+
+TEST(GpuKernels, DeconvolutionsMatchTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(16);
+  struct Case {
+    const char* what;
+    Shape input;
+    int k, kernel_h, kernel_w, stride_h, stride_w, groups;
+    Padding padding;
+    std::array<int, 2> output_padding;
+    bool bias;
+    bool scale_relu;  // DBNet's batch norm and ReLU after it
+  };
+  const Case cases[] = {
+      {"DBNet 2x2/2, 5 → 3 channels, batch 3", {3, 7, 9, 5}, 3, 2, 2, 2, 2, 1, {}, {0, 0}, true, true},
+      {"DBNet head 2x2/2 to one channel", {2, 11, 6, 13}, 1, 2, 2, 2, 2, 1, {}, {0, 0}, true, false},
+      {"3x3/2 pad 1, output padding 1", {2, 5, 7, 6}, 7, 3, 3, 2, 2, 1, Padding::symmetric(1), {1, 1}, true, false},
+      {"4x4/2 asymmetric crop", {2, 6, 5, 9}, 5, 4, 4, 2, 2, 1, {1, 0, 2, 1}, {0, 0}, false, true},
+      {"grouped 3x3/2, 6 → 9 channels in 3 groups", {3, 5, 6, 6}, 9, 3, 3, 2, 2, 3, {0, 1, 1, 0}, {1, 0}, true, false},
+      {"2x3 stride 3x1: gaps between taps", {2, 4, 7, 11}, 10, 2, 3, 3, 1, 1, {}, {2, 0}, true, false},
+      {"1x1/1: a plain channel mix", {2, 9, 5, 17}, 19, 1, 1, 1, 1, 1, {}, {0, 0}, false, false},
+  };
+  for (const Case& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    DeconvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel_h, c.kernel_w};
+    p.stride = {c.stride_h, c.stride_w};
+    p.groups = c.groups;
+    p.padding = c.padding;
+    p.output_padding = c.output_padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] / c.groups));
+    p.kernel_weights = random_weights({c.input[3], c.k / c.groups, c.kernel_h, c.kernel_w}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_deconvolution(x, p, "deconv");
+    if (c.scale_relu) {
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+      y = net.add_activation(y, ActivationType::kRelu, "relu");
+    }
+    net.mark_output(y, "y");
+    check_network(net, rng, c.what);
+  }
 }
 
 TEST(GpuKernels, ResizeUnderEveryRuleMatchesTheCpu) {

@@ -73,6 +73,9 @@ TEST(Runner, DeviceAndPrecisionChoices) {
               std::string::npos);
   } else {
     EXPECT_TRUE(make_runner(small_east(), "auto", Precision::kFp16)->on_gpu());
+    const std::string d = make_runner(small_east(), "gpu", Precision::kFp16)->description();
+    EXPECT_NE(d.find("the GPU engine on " + gpu.name), std::string::npos) << d;
+    EXPECT_NE(d.find("fp16"), std::string::npos) << d;
   }
 }
 

@@ -17,7 +17,7 @@ class Runner {
   // Inputs by name, NHWC float32 of any batch and size the network accepts; every output by name.
   virtual std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) = 0;
   virtual const Network& network() const = 0;
-  // "the CPU engine, 2 threads, fp32" or "NVIDIA H200 (sm_90), fp16"
+  // "the CPU engine, 2 threads, fp32" or "the GPU engine on NVIDIA H200 (sm_90), fp16"
   virtual std::string description() const = 0;
   virtual bool on_gpu() const = 0;
 };

@@ -132,6 +132,24 @@ void Engine::Impl::upload_weights() {
       slots.push_back({i, 1, blob.size()});
       append_values(blob, bias, type);
       step_weights[i].has_bias = p.bias != nullptr;
+    } else if (step.layer_kind() == LayerKind::kDeconvolution) {
+      // Our kernel reads the filter as [R][S][C][K/groups] and the bias in float32 for every storage type.
+      const auto& p = std::get<DeconvolutionParams>(step.params);
+      const Shape& s = p.kernel_weights->shape;  // C, K/groups, R, S
+      const int64_t C = s[0], KG = s[1], R = s[2], S = s[3];
+      std::vector<float> rsck(static_cast<size_t>(R * S * C * KG));
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t k = 0; k < KG; ++k)
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t q = 0; q < S; ++q)
+              rsck[((r * S + q) * C + c) * KG + k] = p.kernel_weights->data[((c * KG + k) * R + r) * S + q];
+      slots.push_back({i, 0, blob.size()});
+      append_values(blob, rsck, gpu::StorageType::kFloat32);
+      if (p.bias) {
+        slots.push_back({i, 1, blob.size()});
+        append_values(blob, p.bias->data, gpu::StorageType::kFloat32);
+      }
+      step_weights[i].has_bias = p.bias != nullptr;
     } else if (step.layer_kind() == LayerKind::kScale) {
       const auto& p = std::get<ScaleParams>(step.params);
       const int64_t C = plan.tensors[step.outputs[0]].shape.back();
@@ -413,6 +431,19 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
           state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), stream);
       EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                    ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
+      return;
+    }
+    case LayerKind::kDeconvolution: {
+      const auto& p = std::get<DeconvolutionParams>(step.params);
+      const Shape& in = plan.tensors[step.inputs[0]].shape;
+      cuda::DeconvArgs a;
+      a.n = b, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+      a.oh = static_cast<int>(y.shape[1]), a.ow = static_cast<int>(y.shape[2]), a.k = p.out_channels;
+      a.r = p.kernel[0], a.s = p.kernel[1], a.stride_h = p.stride[0], a.stride_w = p.stride[1];
+      a.pad_top = p.padding.top, a.pad_left = p.padding.left, a.groups = p.groups;
+      cuda::launch_deconvolution(ptr(step.inputs[0]), type(step.inputs[0]), static_cast<const float*>(w.filter),
+                                 w.has_bias ? static_cast<const float*>(w.bias) : nullptr, element_ptr(out), type(out),
+                                 a, stream);
       return;
     }
     case LayerKind::kScale: {

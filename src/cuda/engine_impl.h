@@ -72,8 +72,9 @@ inline cuda::DType dtype(StorageType type) {
 
 // One step's parameters on the device (null where the step has none).
 struct StepWeights {
-  void* filter = nullptr;  // convolution: KRSC in the step's storage type
-  void* bias = nullptr;    // convolution: K values in the step's storage type (zeros when the layer has none)
+  void* filter = nullptr;  // convolution: KRSC in the step's storage type; deconvolution: RSCK', float32
+  void* bias = nullptr;    // convolution: K values in the step's storage type (zeros when the layer has none);
+                           // deconvolution: K float32 values, or null
   bool has_bias = false;
   float* scale = nullptr;  // Scale layers, float32
   float* shift = nullptr;

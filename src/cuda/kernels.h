@@ -1,6 +1,6 @@
 // The GPU engine's own kernels, one launcher per operation, type-erased (float32 or float16 storage on
 // each side, computed in float32). Implemented one family per file: elementwise.cu, pooling.cu, resize.cu,
-// concat.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu. C++17 (nvcc compiles the users).
+// concat.cu, deconvolution.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu. C++17 (nvcc compiles the users).
 // Every launcher checks its launch; every tensor is NHWC or flat and dense unless a stride says otherwise.
 #pragma once
 #include <cuda_runtime.h>
@@ -83,6 +83,19 @@ struct ResizeArgs {
   int64_t out_channel_stride = 0, out_channel_offset = 0;
 };
 void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs& args, cudaStream_t stream);
+
+// ---- deconvolution.cu ----
+
+// ONNX ConvTranspose: x [n, h, w, c] → y [n, oh, ow, k], where (oh, ow) already include the crop of the
+// padding and the output padding. Filter and bias are float32 whatever the storage types (accumulation is
+// float32 too): the filter as [r][s][c][k / groups] (ONNX's [c][k / groups][r][s] reordered so that
+// consecutive output channels read consecutive values), the bias k values or null.
+struct DeconvArgs {
+  int n = 0, h = 0, w = 0, c = 0, oh = 0, ow = 0, k = 0;
+  int r = 1, s = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, groups = 1;
+};
+void launch_deconvolution(const void* x, DType xt, const float* w, const float* bias, void* y, DType yt,
+                          const DeconvArgs& args, cudaStream_t stream);
 
 // ---- concat.cu ----
 

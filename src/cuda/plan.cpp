@@ -171,6 +171,9 @@ void write_params(ByteWriter& w, const std::string& name, const LayerParams& par
           w.weights(p.kernel_weights), w.weights(p.bias);
           w.u8(p.activation ? 1 : 0);
           if (p.activation) w.i32(static_cast<int>(p.activation->type)), w.f32(p.activation->alpha), w.f32(p.activation->beta);
+        } else if constexpr (std::is_same_v<P, DeconvolutionParams>) {
+          w.i32(p.out_channels), w.pair(p.kernel), w.pair(p.stride), w.i32(p.groups), w.padding(p.padding);
+          w.pair(p.output_padding), w.weights(p.kernel_weights), w.weights(p.bias);
         } else if constexpr (std::is_same_v<P, ScaleParams>) {
           w.u8(static_cast<uint8_t>(p.mode)), w.weights(p.scale), w.weights(p.shift), w.weights(p.power);
         } else if constexpr (std::is_same_v<P, PoolingParams>) {
@@ -214,6 +217,21 @@ LayerParams read_params(ByteReader& r) {
         a.alpha = r.f32("activation"), a.beta = r.f32("activation");
         p.activation = a;
       }
+      return p;
+    }
+    case LayerKind::kDeconvolution: {
+      DeconvolutionParams p;
+      p.out_channels = r.i32("deconvolution"), p.kernel = r.pair("deconvolution"), p.stride = r.pair("deconvolution");
+      p.groups = r.i32("deconvolution"), p.padding = r.padding("deconvolution");
+      p.output_padding = r.pair("deconvolution");
+      p.kernel_weights = r.weights("deconvolution weights"), p.bias = r.weights("deconvolution bias");
+      // The kernel trusts these to agree (it indexes the filter by them).
+      const bool fits = p.groups >= 1 && p.out_channels >= 1 && p.out_channels % p.groups == 0 && p.stride[0] >= 1 &&
+                        p.stride[1] >= 1 && p.kernel_weights && p.kernel_weights->shape.size() == 4 &&
+                        p.kernel_weights->shape[1] == p.out_channels / p.groups &&
+                        p.kernel_weights->shape[2] == p.kernel[0] && p.kernel_weights->shape[3] == p.kernel[1] &&
+                        (!p.bias || p.bias->size() == p.out_channels);
+      if (!fits) throw_error("a deconvolution's weights do not fit its parameters");
       return p;
     }
     case LayerKind::kScale: {
@@ -293,6 +311,14 @@ void check_indices(const PlanData& plan) {
     for (int id : s.outputs) if (!valid(id)) throw_error("step '", s.name, "' writes tensor ", id, " of ", n);
     if (s.outputs.size() != 1) throw_error("step '", s.name, "' has ", s.outputs.size(), " outputs");
     if (s.padded_input != -1 && !valid(s.padded_input)) throw_error("step '", s.name, "' pads into a missing tensor");
+    if (s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kDeconvolution) {
+      const auto& p = std::get<DeconvolutionParams>(s.params);
+      const Shape& in = s.inputs.size() == 1 ? plan.tensors[s.inputs[0]].shape : Shape{};
+      const Shape& out = plan.tensors[s.outputs[0]].shape;
+      if (in.size() != 4 || out.size() != 4 || in[3] != p.kernel_weights->shape[0] || in[3] % p.groups != 0 ||
+          out[3] != p.out_channels)
+        throw_error("deconvolution step '", s.name, "' does not fit its tensors");
+    }
   }
   for (int id : plan.inputs) if (!valid(id)) throw_error("an input binding names tensor ", id);
   for (int id : plan.outputs) if (!valid(id)) throw_error("an output binding names tensor ", id);

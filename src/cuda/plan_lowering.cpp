@@ -14,6 +14,7 @@ namespace {
 bool gpu_runs(LayerKind kind) {
   switch (kind) {
     case LayerKind::kConvolution:
+    case LayerKind::kDeconvolution:
     case LayerKind::kScale:
     case LayerKind::kPooling:
     case LayerKind::kActivation:

@@ -35,7 +35,7 @@ class GpuRunner : public Runner {
     EASTRT_CHECK(gpu.available, "no usable GPU ", options_.build.device, ": ", gpu.reason);
     EASTRT_CHECK(options_.max_engines >= 1, "the GPU runner must keep at least one engine");
     std::ostringstream d;
-    d << gpu.name << " (sm_" << gpu.major << gpu.minor << "), " << to_string(options_.build.precision);
+    d << "the GPU engine on " << gpu.name << " (sm_" << gpu.major << gpu.minor << "), " << to_string(options_.build.precision);
     description_ = d.str();
   }
 
