@@ -19,9 +19,10 @@ if [[ ${1:-} == --prepare-carry ]]; then
   cmake --build build-gpu -j"$(nproc)" --target eastrt eastrt_tests
   rm -rf build-gpu/bundle && mkdir -p build-gpu/bundle/device-libs
   strip -o build-gpu/bundle/eastrt build-gpu/eastrt
-  strip -o build-gpu/bundle/eastrt_tests build-gpu/eastrt_tests
+  # EASTRT_BUNDLE_TESTS=0 leaves the test program out (a detection-only run with more images).
+  [[ ${EASTRT_BUNDLE_TESTS:-1} == 0 ]] || strip -o build-gpu/bundle/eastrt_tests build-gpu/eastrt_tests
   # Everything but glibc, zlib, libstdc++ and the CUDA libraries (those come from the machine itself).
-  ldd build-gpu/eastrt_tests build-gpu/eastrt | awk '$3 ~ /^\// {print $1, $3}' | sort -u |
+  ldd build-gpu/bundle/eastrt* | awk '$3 ~ /^\// {print $1, $3}' | sort -u |
     grep -Ev '^(libc|libm|librt|libdl|libpthread|libresolv|libutil|libz|libstdc\+\+|libgcc_s|ld-linux|libcudnn|libcublas|libcudart)[.-]' |
     while read -r name path; do cp -L "$path" "build-gpu/bundle/device-libs/$name"; done
   tar -cf - -C build-gpu/bundle . | xz -9 -T"$(nproc)" > build-gpu/device-bundle.tar.xz
