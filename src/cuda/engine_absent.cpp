@@ -30,6 +30,7 @@ ExecutionContext::ExecutionContext(std::unique_ptr<Impl> impl) : impl_(std::move
 ExecutionContext::~ExecutionContext() = default;
 void ExecutionContext::set_input(const std::string&, const HostTensor&) { no_cuda(); }
 void ExecutionContext::set_input_image(const std::string&, int, const east::Image&) { no_cuda(); }
+void ExecutionContext::set_input_images(const std::string&, const std::vector<const east::Image*>&) { no_cuda(); }
 void ExecutionContext::set_batch(int) { no_cuda(); }
 int ExecutionContext::batch() const { no_cuda(); }
 void ExecutionContext::enqueue() { no_cuda(); }
