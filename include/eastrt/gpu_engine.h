@@ -15,6 +15,7 @@ namespace eastrt {
 
 namespace east {
 struct Image;
+struct Quad;
 }
 
 enum class Precision { kFp32, kTf32, kFp16 };
@@ -122,6 +123,12 @@ class ExecutionContext {
   int batch() const;
 
   void enqueue();         // runs the network on the stream (replays a CUDA graph when enabled)
+  // After enqueue(), in place of fetch_outputs(): EAST's decode on the device up to the candidate quads
+  // (decode_quads: pixels of output `score` above `threshold`, rectangles restored from output `geometry`,
+  // compacted), the score output copied back (output() gives it; re-scoring reads it) and, of the geometry,
+  // only the candidates. Synchronises; returns each image's candidates in row order.
+  std::vector<std::vector<east::Quad>> decode_candidates(const std::string& score, const std::string& geometry,
+                                                         float threshold);
   void fetch_outputs();   // copies every output to pinned memory, asynchronously
   void synchronize();
   HostTensor output(const std::string& name) const;  // after fetch_outputs + synchronize: [batch, ...]
@@ -152,6 +159,11 @@ class ExecutionContext {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The GPU decode of decode_candidates on maps in host memory ([n, h, w, 1] and [n, h, w, 5]): for tests,
+// against decode_quads.
+std::vector<std::vector<east::Quad>> decode_candidates_on_gpu(const HostTensor& score, const HostTensor& geometry,
+                                                              float threshold);
 
 // Device memory in use on `device` (total − free), for reports.
 int64_t gpu_memory_used(int device = 0);

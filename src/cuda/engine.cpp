@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 
+#include "cuda/east_candidates.h"
 #include "cuda/engine_impl.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/error.h"
@@ -268,6 +269,7 @@ struct ExecutionContext::Impl {
   DeviceBuffer image_device;
   PinnedBuffer image_pinned;
   cudaEvent_t image_copied = nullptr;
+  std::unique_ptr<gpu::CandidateDecoder> decoder;  // made by the first decode_candidates
   std::vector<void*> storage;  // per plan tensor: its storage's device address (a view: its parent's)
   int batch = 1;
   bool use_graph = false;
@@ -680,6 +682,23 @@ void ExecutionContext::fetch_outputs() {
     const size_t bytes = static_cast<size_t>(per_batch(t) * c.batch) * sizeof(float);
     EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[i].get(), c.outputs[i].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
   }
+}
+
+std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string& score,
+                                                                        const std::string& geometry, float threshold) {
+  Impl& c = *impl_;
+  const int si = c.output_index(score), gi = c.output_index(geometry);
+  const PlanTensor& st = c.plan.tensors[c.plan.outputs[si]];
+  const PlanTensor& gt = c.plan.tensors[c.plan.outputs[gi]];
+  EASTRT_CHECK(st.shape.size() == 4 && st.shape[3] == 1 && gt.shape.size() == 4 && gt.shape[3] == 5 &&
+                   st.shape[1] == gt.shape[1] && st.shape[2] == gt.shape[2],
+               "decode_candidates: outputs '", score, "' ", to_string(st.shape), " and '", geometry, "' ",
+               to_string(gt.shape), " are not EAST's [n, h, w, 1] score and [n, h, w, 5] geometry maps");
+  const size_t bytes = static_cast<size_t>(per_batch(st) * c.batch) * sizeof(float);
+  EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[si].get(), c.outputs[si].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
+  if (!c.decoder) c.decoder = std::make_unique<gpu::CandidateDecoder>();
+  return c.decoder->decode(c.outputs[si].as<float>(), c.outputs[gi].as<float>(), c.batch, static_cast<int>(st.shape[1]),
+                           static_cast<int>(st.shape[2]), threshold, c.stream);
 }
 
 void ExecutionContext::synchronize() { EASTRT_CUDA(cudaStreamSynchronize(impl_->stream)); }
