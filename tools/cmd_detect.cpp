@@ -59,6 +59,8 @@ const char* const kUsage =
     "                        the engines), show where the time went and the network alone at the same\n"
     "                        batch; writes result files only with --out\n"
     "  --record FILE         with --bench: append the figures as one JSON line to FILE\n"
+    "  --cpu-decode          EAST on the GPU: copy both maps back and decode them on the CPU threads\n"
+    "                        (default: candidate quads decoded on the GPU, only those copied back)\n"
     "  --threads N           CPU threads (default: all)\n"
     "  --score-threshold T   EAST: score-map threshold (default 0.8)\n"
     "  --nms-threshold T     EAST: locality-aware NMS IoU threshold (default 0.2)\n";
@@ -133,7 +135,8 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
     row("preprocess (resize, CPU)", st.total.preprocess_ms, o.workers);
   row(runner.resizes_images() ? "network (copies, resize, engine)" : "network (engine)", st.network_busy_ms,
       o.in_flight);
-  row("decode maps + LANMS", st.total.post_ms, o.post_workers);
+  row(pipeline.decodes_on_device() ? "LANMS + re-scoring (decode on GPU)" : "decode maps + LANMS", st.total.post_ms,
+      o.post_workers);
   std::printf("%-34s %12.1f %10.3f\n", "waiting: for a batch to start", st.total.batch_wait_ms, st.total.batch_wait_ms * per);
   std::printf("%-34s %12.1f %10.3f\n", "waiting: for a post thread", st.total.post_wait_ms, st.total.post_wait_ms * per);
   double network_alone = 0;
@@ -153,7 +156,7 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
                            {"in_flight", o.in_flight}, {"workers", o.workers}, {"post_workers", o.post_workers},
                            {"network_runs", st.batches}, {"decode_ms", st.total.decode_ms},
                            {"preprocess_ms", st.total.preprocess_ms}, {"network_busy_ms", st.network_busy_ms},
-                           {"post_ms", st.total.post_ms}, {"batch_wait_ms", st.total.batch_wait_ms},
+                           {"post_ms", st.total.post_ms}, {"decode_on_gpu", pipeline.decodes_on_device()}, {"batch_wait_ms", st.total.batch_wait_ms},
                            {"post_wait_ms", st.total.post_wait_ms}};
     std::ofstream out(record, std::ios::app);
     out << line.dump() << "\n";
@@ -165,7 +168,7 @@ int detect(const std::vector<std::string>& argv) {
   Args args(kUsage,
             {"--model", "--builtin", "--out", "--device", "--precision", "--batch", "--threads", "--score-threshold",
              "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record"},
-            {"--force", "--draw", "--json", "--bench"});
+            {"--force", "--draw", "--json", "--bench", "--cpu-decode"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(!args.positional().empty(), "no input images (eastrt detect --help)");
   const std::string device = args.get("--device", "auto");
@@ -289,6 +292,7 @@ int detect(const std::vector<std::string>& argv) {
     // still being decoded; when none are, it leaves at once.
     options.max_delay_ms = 200;
     options.keep_images = draw;
+    options.device_decode = !args.has("--cpu-decode");
     options.detect.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.detect.score_threshold));
     options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.detect.nms_threshold));
     std::vector<std::string> paths;

@@ -28,6 +28,9 @@ struct PipelineOptions {
   int max_side = 2400;       // the resize rule's longest side
   DetectOptions detect;
   bool keep_images = false;  // results carry the decoded image (to draw on)
+  // On a runner that decodes_on_device(), the decode up to the candidate quads runs there and only the
+  // score map and the candidates come back; off: both maps come back and the CPU threads decode them.
+  bool device_decode = true;
 };
 
 // Where one image's time went, in ms. network_ms is its batch's time shared out over the batch; on a runner
@@ -38,7 +41,7 @@ struct StageTimes {
   double batch_wait_ms = 0;  // from ready for the network to its batch starting
   double network_ms = 0;
   double post_wait_ms = 0;   // from the maps' arrival to a post-processing thread taking them
-  double post_ms = 0;        // decode of the maps, NMS, re-scoring
+  double post_ms = 0;        // decode of the maps (unless on the device), NMS, re-scoring
 };
 
 struct PipelineResult {
@@ -71,10 +74,14 @@ class Pipeline {
   std::future<PipelineResult> submit_file(const std::string& path);
   std::future<PipelineResult> submit_bytes(std::vector<uint8_t> bytes, const std::string& name);
   std::future<PipelineResult> submit_image(Image image, const std::string& name);
+  // Several at once, queued together: no batch leaves part-filled for want of the later ones.
+  std::vector<std::future<PipelineResult>> submit_files(const std::vector<std::string>& paths);
+  std::vector<std::future<PipelineResult>> submit_images(std::vector<Image> images, const std::vector<std::string>& names);
 
   int pending() const;  // submitted, not yet finished
   PipelineStats stats() const;
-  const PipelineOptions& options() const;
+  const PipelineOptions& options() const;  // with the defaults filled in
+  bool decodes_on_device() const;           // candidates decoded on the device (see device_decode)
   // "batch 16, 3 in flight, 4 decoding and 4 post-processing threads"
   std::string description() const;
 

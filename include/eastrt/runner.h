@@ -8,13 +8,10 @@
 #include <vector>
 
 #include "eastrt/cpu_engine.h"
+#include "eastrt/detector_ops.h"
 #include "eastrt/gpu_engine.h"
 
 namespace eastrt {
-
-namespace east {
-struct Image;
-}
 
 class Runner {
  public:
@@ -39,6 +36,17 @@ class Runner {
   virtual std::map<std::string, HostTensor> run_images(const std::string& input,
                                                        const std::vector<const east::Image*>& images, int height,
                                                        int width, int slot);
+  // EAST: run_images, then the decode up to the candidate quads (decode_quads at `threshold`): per image its
+  // score map [1, h/4, w/4, 1] (re-scoring reads it) and its candidates in row order. A runner that
+  // decodes_on_device() does it there and copies back only the score map and the candidates; this version
+  // fetches both maps and decodes on the CPU.
+  struct Candidates {
+    HostTensor score;
+    std::vector<east::Quad> quads;
+  };
+  virtual bool decodes_on_device() const { return false; }
+  virtual std::vector<Candidates> run_to_candidates(const std::vector<const east::Image*>& images, int height,
+                                                    int width, int slot, float threshold);
   // Milliseconds of the network alone on one run with an input of this shape (the device's time, by
   // events, where there is a device): the median of `iterations` after a warm-up run.
   virtual double time_network(const std::string& input, const Shape& shape, int iterations);

@@ -29,7 +29,9 @@ struct Job {
   bool decoded = false;        // `image` is given
   Image image;
   HostTensor input;            // the resized image, when the runner does not resize on the device
-  HostTensor score, geometry;
+  HostTensor score, geometry;  // geometry is empty when the candidates were decoded on the device
+  std::vector<Quad> candidates;
+  bool have_candidates = false;
   Clock::time_point ready;     // entered the batcher, or the post queue
   PipelineResult result;
   std::promise<PipelineResult> promise;
@@ -46,7 +48,7 @@ struct Group {
 struct Pipeline::Impl {
   Runner& runner;
   PipelineOptions options;
-  const bool device_resize;
+  const bool device_resize, device_decode;
 
   mutable std::mutex mutex;
   std::condition_variable decode_cv, batch_cv, post_cv;
@@ -60,7 +62,9 @@ struct Pipeline::Impl {
 
   std::vector<std::thread> decoders, networks, posters;
 
-  Impl(Runner& r, PipelineOptions o) : runner(r), options(o), device_resize(r.resizes_images()) {
+  Impl(Runner& r, PipelineOptions o)
+      : runner(r), options(o), device_resize(r.resizes_images()),
+        device_decode(o.device_decode && r.resizes_images() && r.decodes_on_device()) {
     EASTRT_CHECK(options.max_batch >= 1, "a batch must hold at least one image, not ", options.max_batch);
     const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
     if (options.workers <= 0) options.workers = std::max(1, cores / 4);
@@ -93,16 +97,26 @@ struct Pipeline::Impl {
   }
 
   std::future<PipelineResult> submit(JobPtr job, const std::string& name) {
-    job->result.name = name;
-    std::future<PipelineResult> future = job->promise.get_future();
+    std::vector<JobPtr> jobs;
+    jobs.push_back(std::move(job));
+    return std::move(submit_all(std::move(jobs), {name}).front());
+  }
+
+  std::vector<std::future<PipelineResult>> submit_all(std::vector<JobPtr> jobs, const std::vector<std::string>& names) {
+    EASTRT_CHECK(jobs.size() == names.size(), "submit: ", jobs.size(), " inputs with ", names.size(), " names");
+    std::vector<std::future<PipelineResult>> futures;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i]->result.name = names[i];
+      futures.push_back(jobs[i]->promise.get_future());
+    }
     {
       std::lock_guard<std::mutex> lock(mutex);
       EASTRT_CHECK(!decode_stop, "the pipeline is stopping");
-      to_decode.push_back(std::move(job));
-      ++pending;
+      for (JobPtr& job : jobs) to_decode.push_back(std::move(job));
+      pending += static_cast<int>(jobs.size());
     }
-    decode_cv.notify_one();
-    return future;
+    decode_cv.notify_all();
+    return futures;
   }
 
   void finish(JobPtr job) {
@@ -228,7 +242,17 @@ struct Pipeline::Impl {
     std::string error;
     try {
       std::map<std::string, HostTensor> outputs;
-      if (device_resize) {
+      if (device_decode) {
+        std::vector<const Image*> images;
+        for (const JobPtr& job : batch) images.push_back(&job->image);
+        std::vector<Runner::Candidates> found =
+            runner.run_to_candidates(images, plan.height, plan.width, slot, options.detect.score_threshold);
+        for (int i = 0; i < count; ++i) {
+          batch[i]->score = std::move(found[i].score);
+          batch[i]->candidates = std::move(found[i].quads);
+          batch[i]->have_candidates = true;
+        }
+      } else if (device_resize) {
         std::vector<const Image*> images;
         for (const JobPtr& job : batch) images.push_back(&job->image);
         outputs = runner.run_images(kInputName, images, plan.height, plan.width, slot);
@@ -241,10 +265,12 @@ struct Pipeline::Impl {
         }
         outputs = runner.run({{kInputName, std::move(input)}});
       }
-      check_output_maps(outputs, count, plan.height, plan.width);
-      for (int i = 0; i < count; ++i) {
-        batch[i]->score = batch_item(outputs.at(kScoreOutput), i);
-        batch[i]->geometry = batch_item(outputs.at(kGeometryOutput), i);
+      if (!device_decode) {
+        check_output_maps(outputs, count, plan.height, plan.width);
+        for (int i = 0; i < count; ++i) {
+          batch[i]->score = batch_item(outputs.at(kScoreOutput), i);
+          batch[i]->geometry = batch_item(outputs.at(kGeometryOutput), i);
+        }
       }
     } catch (const std::exception& e) {
       error = std::string("network: ") + e.what();
@@ -286,13 +312,16 @@ struct Pipeline::Impl {
       if (job->result.ok()) {
         try {
           Detection& d = job->result.detection;
-          d.boxes = detect_boxes(job->score, job->geometry, d.plan.ratio_h, d.plan.ratio_w, options.detect);
+          d.boxes = job->have_candidates
+                        ? boxes_from_candidates(job->candidates, job->score, d.plan.ratio_h, d.plan.ratio_w, options.detect)
+                        : detect_boxes(job->score, job->geometry, d.plan.ratio_h, d.plan.ratio_w, options.detect);
         } catch (const std::exception& e) {
           job->result.error = std::string("post-processing: ") + e.what();
         }
       }
       job->score = HostTensor();
       job->geometry = HostTensor();
+      job->candidates = {};
       job->result.times.post_ms = ms_between(start, Clock::now());
       job->result.detection.post_ms = job->result.times.post_ms;
       finish(std::move(job));
@@ -323,6 +352,26 @@ std::future<PipelineResult> Pipeline::submit_image(Image image, const std::strin
   return impl_->submit(std::move(job), name);
 }
 
+std::vector<std::future<PipelineResult>> Pipeline::submit_files(const std::vector<std::string>& paths) {
+  std::vector<JobPtr> jobs;
+  for (const std::string& path : paths) {
+    jobs.push_back(std::make_unique<Job>());
+    jobs.back()->path = path;
+  }
+  return impl_->submit_all(std::move(jobs), paths);
+}
+
+std::vector<std::future<PipelineResult>> Pipeline::submit_images(std::vector<Image> images,
+                                                                const std::vector<std::string>& names) {
+  std::vector<JobPtr> jobs;
+  for (Image& image : images) {
+    jobs.push_back(std::make_unique<Job>());
+    jobs.back()->image = std::move(image);
+    jobs.back()->decoded = true;
+  }
+  return impl_->submit_all(std::move(jobs), names);
+}
+
 int Pipeline::pending() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->pending;
@@ -334,11 +383,13 @@ PipelineStats Pipeline::stats() const {
 }
 
 const PipelineOptions& Pipeline::options() const { return impl_->options; }
+bool Pipeline::decodes_on_device() const { return impl_->device_decode; }
 
 std::string Pipeline::description() const {
   const PipelineOptions& o = impl_->options;
   return "batch " + std::to_string(o.max_batch) + ", " + std::to_string(o.in_flight) + " in flight, " +
-         std::to_string(o.workers) + " decoding and " + std::to_string(o.post_workers) + " post-processing threads";
+         std::to_string(o.workers) + " decoding and " + std::to_string(o.post_workers) + " post-processing threads" +
+         (impl_->device_decode ? ", candidates decoded on the GPU" : "");
 }
 
 void detect_in_order(Pipeline& pipeline, const std::vector<std::string>& paths,
@@ -349,7 +400,14 @@ void detect_in_order(Pipeline& pipeline, const std::vector<std::string>& paths,
   std::deque<std::future<PipelineResult>> futures;
   size_t next = 0;
   for (size_t done = 0; done < paths.size(); ++done) {
-    while (next < paths.size() && static_cast<int>(futures.size()) < window) futures.push_back(pipeline.submit_file(paths[next++]));
+    // Refilled a batch at a time rather than one by one, so that a batch is not sent part-filled while the
+    // next few are still being submitted.
+    const bool room = static_cast<int>(futures.size()) <= window - o.max_batch || futures.empty();
+    if (next < paths.size() && room) {
+      const size_t count = std::min(paths.size() - next, static_cast<size_t>(window) - futures.size());
+      for (auto& f : pipeline.submit_files({paths.begin() + next, paths.begin() + next + count})) futures.push_back(std::move(f));
+      next += count;
+    }
     PipelineResult result = futures.front().get();
     futures.pop_front();
     each(result);

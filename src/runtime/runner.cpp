@@ -11,7 +11,8 @@
 #include <mutex>
 #include <sstream>
 
-#include "eastrt/detector_ops.h"
+#include "eastrt/detector.h"
+#include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 
@@ -29,6 +30,19 @@ std::map<std::string, HostTensor> Runner::run_images(const std::string& input,
     std::memcpy(batch.data.data() + per_image * i, resized.data.data(), per_image * sizeof(float));
   }
   return run({{input, std::move(batch)}});
+}
+
+std::vector<Runner::Candidates> Runner::run_to_candidates(const std::vector<const east::Image*>& images, int height,
+                                                          int width, int slot, float threshold) {
+  auto outputs = run_images(east::kInputName, images, height, width, slot);
+  east::check_output_maps(outputs, static_cast<int64_t>(images.size()), height, width);
+  std::vector<Candidates> result(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    result[i].score = batch_item(outputs.at(east::kScoreOutput), static_cast<int64_t>(i));
+    result[i].quads = east::decode_quads(result[i].score, batch_item(outputs.at(east::kGeometryOutput), static_cast<int64_t>(i)),
+                                         threshold);
+  }
+  return result;
 }
 
 double Runner::time_network(const std::string& input, const Shape& shape, int iterations) {
@@ -109,6 +123,28 @@ class GpuRunner : public Runner {
     context.synchronize();
     std::map<std::string, HostTensor> result;
     for (int id : network_.outputs()) result[network_.tensor(id).name] = context.output(network_.tensor(id).name);
+    return result;
+  }
+
+  bool decodes_on_device() const override { return true; }
+  std::vector<Candidates> run_to_candidates(const std::vector<const east::Image*>& images, int height, int width,
+                                            int slot, float threshold) override {
+    EASTRT_CHECK(slot >= 0 && slot < options_.slots, "slot ", slot, " is outside this runner's 0..",
+                 options_.slots - 1);
+    check_batch(static_cast<int>(images.size()));
+    ExecutionContext& context = context_for({Shape{height, width, 3}}, slot);
+    context.set_input_images(east::kInputName, images);
+    context.enqueue();
+    std::vector<std::vector<east::Quad>> quads = context.decode_candidates(east::kScoreOutput, east::kGeometryOutput, threshold);
+    const HostTensor score = context.output(east::kScoreOutput);
+    const Shape want{static_cast<int64_t>(images.size()), height / 4, width / 4, 1};
+    EASTRT_CHECK(score.shape == want, "the network gives ", east::kScoreOutput, " ", to_string(score.shape), " for a ",
+                 images.size(), "x", height, "x", width, "x3 input, not ", to_string(want));
+    std::vector<Candidates> result(images.size());
+    for (size_t i = 0; i < images.size(); ++i) {
+      result[i].score = batch_item(score, static_cast<int64_t>(i));
+      result[i].quads = std::move(quads[i]);
+    }
     return result;
   }
 
