@@ -52,8 +52,8 @@ const char* const kUsage =
     "  --device D            auto (the GPU if there is one, else the CPU), gpu or cpu (default: auto)\n"
     "  --precision P         fp32, tf32 or fp16 (default: fp16 on the GPU; the CPU runs fp32)\n"
     "  --batch N             EAST: images of one size run through the network N at a time (default 1)\n"
-    "  --workers N           EAST: threads decoding images, and as many post-processing (default: a\n"
-    "                        quarter of the cores each)\n"
+    "  --workers N           EAST: threads decoding images, and as many post-processing (default: half\n"
+    "                        the cores each with the GPU, a quarter on the CPU)\n"
     "  --in-flight N         EAST on the GPU: batches on the GPU at once, each on its own stream (default 3)\n"
     "  --bench               EAST: time the run end to end (on the GPU after one untimed pass that builds\n"
     "                        the engines), show where the time went and the network alone at the same\n"
@@ -179,7 +179,7 @@ int detect(const std::vector<std::string>& argv) {
   const int batch = args.get_int("--batch", 1);
   EASTRT_CHECK(batch >= 1, "--batch must be at least 1, not ", batch);
   const int workers = args.get_int("--workers", 0), in_flight = args.get_int("--in-flight", 3);
-  EASTRT_CHECK(workers >= 0, "--workers must be at least 0 (0: a quarter of the cores), not ", workers);
+  EASTRT_CHECK(workers >= 0, "--workers must be at least 0 (0: by the cores), not ", workers);
   EASTRT_CHECK(in_flight >= 1, "--in-flight must be at least 1, not ", in_flight);
   const bool bench = args.has("--bench");
   const bool is_db = ends_with(args.get("--model"), ".onnx") && !args.has("--builtin");

@@ -19,7 +19,8 @@ namespace eastrt::east {
 
 struct PipelineOptions {
   int max_batch = 1;         // images per network run, at most
-  int workers = 0;           // threads decoding images (and resizing them, on the CPU); 0: a quarter of the cores
+  int workers = 0;           // threads decoding images (and resizing them, on the CPU); 0: half the cores when
+                             // the runner resizes on the device, else a quarter
   int post_workers = 0;      // threads decoding the output maps and running NMS; 0: as many as `workers`
   int in_flight = 0;         // batches on the network at once, at most the runner's slots; 0: all its slots
   // A batch that is not full leaves once its first image has waited this long, or at once when no image is

@@ -67,7 +67,8 @@ struct Pipeline::Impl {
         device_decode(o.device_decode && r.resizes_images() && r.decodes_on_device()) {
     EASTRT_CHECK(options.max_batch >= 1, "a batch must hold at least one image, not ", options.max_batch);
     const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    if (options.workers <= 0) options.workers = std::max(1, cores / 4);
+    // The CPU engine wants the cores for the network; with the network on the GPU, the cores decode.
+    if (options.workers <= 0) options.workers = std::max(1, device_resize ? cores / 2 : cores / 4);
     if (options.post_workers <= 0) options.post_workers = options.workers;
     if (options.in_flight <= 0 || options.in_flight > runner.slots()) options.in_flight = runner.slots();
     const Network& net = runner.network();
