@@ -6,7 +6,7 @@
 #
 # EASTRT_PREBUILT=DIR skips the build and uses the eastrt and eastrt_tests in DIR/device-bundle.tar.xz
 # (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
-# EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval serve peer").
+# EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer").
 # `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle,
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
 set -uo pipefail
@@ -61,7 +61,7 @@ WORK=/tmp/eastrt-gpu-work
 rm -rf "$WORK" && mkdir -p "$WORK"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 BUDGET=${EASTRT_CHECK_SECONDS:-540}
-PHASES=" ${EASTRT_CHECK_PHASES:-tests bench profile eval serve peer} "
+PHASES=" ${EASTRT_CHECK_PHASES:-tests bench profile eval pipeline serve peer} "
 want() { [[ $PHASES == *" $1 "* ]]; }
 left() { echo $((BUDGET - SECONDS)); }
 phase() { echo; echo "=== $* ($(left) s left) ==="; }
@@ -190,6 +190,26 @@ if want eval && [[ -d gpu-data/images ]]; then
       echo "PP-OCR $precision: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/db_$precision --json 2>&1)"
       cp -r /tmp/db_$precision "$WORK/"
     done
+  fi
+fi
+
+if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
+  phase "eastrt detect --bench: the overlapped pipeline on the held-out images, six times over (fp16)"
+  sets=(gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images)
+  for config in "16 3" "16 1" "8 3"; do
+    set -- $config
+    (( $(left) < 60 )) && { echo "skipping batch $1, $2 in flight: too little time left"; continue; }
+    timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $1 --in-flight $2 \
+      --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 12
+  done
+  if (( $(left) > 60 )); then
+    timeout 90 "$BIN/eastrt" detect --bench --cpu-decode --device gpu --precision fp16 --batch 16 \
+      --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 12
+    # Batch 16 on three streams must find what batch 1 found (the eval phase's /tmp/east_fp16).
+    timeout 90 "$BIN/eastrt" detect --device gpu --precision fp16 --batch 16 --out /tmp/east_fp16_b16 --force \
+      gpu-data/images 2>&1 | tail -n 1
+    echo "EAST fp16 batch 16: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_fp16_b16 --json 2>&1)"
+    [[ -d /tmp/east_fp16 ]] && echo "result files differing from batch 1: $(diff -rq /tmp/east_fp16 /tmp/east_fp16_b16 | grep -c txt)"
   fi
 fi
 

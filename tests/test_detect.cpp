@@ -188,3 +188,30 @@ TEST(DetectCli, Tf2OnnxEastGivesTheFrozenGraphsBoxes) {
   }
   EXPECT_GT(boxes, 0) << "the comparison needs boxes";
 }
+
+// --bench runs the inputs through the pipeline, reports the stages and the network alone, and writes
+// nothing unless given --out.
+TEST(DetectCli, BenchReportsStagesAndWritesNothing) {
+  fs::path in = fresh_dir("in_bench");
+  write_image(in / "img_1.png", 100, 70);
+  write_image(in / "img_2.png", 100, 70);
+  write_image(in / "img_3.png", 64, 64);
+  const fs::path cwd = fs::current_path(), work = fresh_dir("bench_cwd");
+  const fs::path record = work / "bench.jsonl";
+  ToolResult r = run_tool("detect " + std::string(kModel) + " --device cpu --bench --batch 2 --workers 2 --record " +
+                          record.string() + " " + in.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("end to end: 3 images"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("decode maps + LANMS"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("network alone at 32x64, batch 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("results not written"), std::string::npos) << r.output;
+  std::ifstream lines(record);
+  std::string line;
+  ASSERT_TRUE(std::getline(lines, line));
+  const auto json = nlohmann::json::parse(line);
+  EXPECT_EQ(json["images"], 3);
+  EXPECT_EQ(json["batch"], 2);
+  EXPECT_GT(json["images_per_s"].get<double>(), 0);
+  EXPECT_NE(run_tool("detect " + std::string(kModel) + " --workers -1 " + in.string()).output.find("--workers"),
+            std::string::npos);
+}

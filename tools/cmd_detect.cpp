@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,8 @@
 #include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
+#include "eastrt/pipeline.h"
+#include "eastrt/run_record.h"
 #include "eastrt/runner.h"
 #include "model_loader.h"
 
@@ -50,6 +53,15 @@ const char* const kUsage =
     "  --device D            auto (the GPU if there is one, else the CPU), gpu or cpu (default: auto)\n"
     "  --precision P         fp32, tf32 or fp16 (default: fp16 on the GPU; the CPU runs fp32)\n"
     "  --batch N             EAST: images of one size run through the network N at a time (default 1)\n"
+    "  --workers N           EAST: threads decoding images, and as many post-processing (default: half\n"
+    "                        the cores each with the GPU, a quarter on the CPU)\n"
+    "  --in-flight N         EAST on the GPU: batches on the GPU at once, each on its own stream (default 3)\n"
+    "  --bench               EAST: time the run end to end (on the GPU after one untimed pass that builds\n"
+    "                        the engines), show where the time went and the network alone at the same\n"
+    "                        batch; writes result files only with --out\n"
+    "  --record FILE         with --bench: append the figures as one JSON line to FILE\n"
+    "  --cpu-decode          EAST on the GPU: copy both maps back and decode them on the CPU threads\n"
+    "                        (default: candidate quads decoded on the GPU, only those copied back)\n"
     "  --threads N           CPU threads (default: all)\n"
     "  --score-threshold T   EAST: score-map threshold (default 0.8)\n"
     "  --nms-threshold T     EAST: locality-aware NMS IoU threshold (default 0.2)\n";
@@ -100,11 +112,64 @@ void progress(size_t done, size_t total, double seconds, const std::string& name
   std::fflush(stderr);
 }
 
+// --bench's report: the wall time against the time each stage spent (summed over its threads), and the network
+// alone at the most common input size and the same batch.
+void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds, std::pair<int, int> size, int batch,
+                  const std::string& description, const std::string& record) {
+  const east::PipelineStats st = pipeline.stats();
+  const east::PipelineOptions& o = pipeline.options();
+  const int64_t ok = st.images - st.failed;
+  const double per = ok > 0 ? 1.0 / static_cast<double>(ok) : 0.0, wall_ms = seconds * 1000;
+  const double end_to_end = seconds > 0 ? ok / seconds : 0.0;
+  std::printf("\nend to end: %lld images in %.3f s, %.1f images/s (%s; %lld network runs)\n",
+              static_cast<long long>(ok), seconds, end_to_end, pipeline.description().c_str(),
+              static_cast<long long>(st.batches));
+  std::printf("%-34s %12s %10s %14s\n", "stage", "total ms", "ms/image", "threads busy");
+  auto row = [&](const char* name, double total, int threads) {
+    std::printf("%-34s %12.1f %10.3f %8.2f of %d\n", name, total, total * per, wall_ms > 0 ? total / wall_ms : 0.0,
+                threads);
+  };
+  row("decode (file to RGB)", st.total.decode_ms, o.workers);
+  if (runner.resizes_images())
+    std::printf("%-34s %12s %10s %14s\n", "preprocess", "on the GPU", "", "(in network)");
+  else
+    row("preprocess (resize, CPU)", st.total.preprocess_ms, o.workers);
+  row(runner.resizes_images() ? "network (copies, resize, engine)" : "network (engine)", st.network_busy_ms,
+      o.in_flight);
+  row(pipeline.decodes_on_device() ? "LANMS + re-scoring (decode on GPU)" : "decode maps + LANMS", st.total.post_ms,
+      o.post_workers);
+  std::printf("%-34s %12.1f %10.3f\n", "waiting: for a batch to start", st.total.batch_wait_ms, st.total.batch_wait_ms * per);
+  std::printf("%-34s %12.1f %10.3f\n", "waiting: for a post thread", st.total.post_wait_ms, st.total.post_wait_ms * per);
+  double network_alone = 0;
+  if (size.first > 0) {
+    const double ms = runner.time_network(east::kInputName, {batch, size.first, size.second, 3}, runner.on_gpu() ? 20 : 2);
+    network_alone = ms > 0 ? batch * 1000.0 / ms : 0.0;
+    std::printf("network alone at %dx%d, batch %d: %.2f ms a run, %.1f images/s; end to end is %.0f%% of it\n",
+                size.first, size.second, batch, ms, network_alone,
+                network_alone > 0 ? 100.0 * end_to_end / network_alone : 0.0);
+  }
+  if (!record.empty()) {
+    nlohmann::json line = {{"benchmark", "detect"}, {"date", utc_timestamp()}, {"commit", git_commit()},
+                           {"engine", runner.description()}, {"cpu", cpu_name()}, {"model", description},
+                           {"images", ok}, {"failed", st.failed}, {"seconds", seconds},
+                           {"images_per_s", end_to_end}, {"network_images_per_s", network_alone},
+                           {"network_input", {size.first, size.second}}, {"batch", o.max_batch},
+                           {"in_flight", o.in_flight}, {"workers", o.workers}, {"post_workers", o.post_workers},
+                           {"network_runs", st.batches}, {"decode_ms", st.total.decode_ms},
+                           {"preprocess_ms", st.total.preprocess_ms}, {"network_busy_ms", st.network_busy_ms},
+                           {"post_ms", st.total.post_ms}, {"decode_on_gpu", pipeline.decodes_on_device()}, {"batch_wait_ms", st.total.batch_wait_ms},
+                           {"post_wait_ms", st.total.post_wait_ms}};
+    std::ofstream out(record, std::ios::app);
+    out << line.dump() << "\n";
+    EASTRT_CHECK(out, "cannot append to ", record);
+  }
+}
+
 int detect(const std::vector<std::string>& argv) {
   Args args(kUsage,
             {"--model", "--builtin", "--out", "--device", "--precision", "--batch", "--threads", "--score-threshold",
-             "--nms-threshold", "--input", "--width-divisor"},
-            {"--force", "--draw", "--json"});
+             "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record"},
+            {"--force", "--draw", "--json", "--bench", "--cpu-decode"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(!args.positional().empty(), "no input images (eastrt detect --help)");
   const std::string device = args.get("--device", "auto");
@@ -114,16 +179,10 @@ int detect(const std::vector<std::string>& argv) {
   const Precision precision = parse_precision(args.get("--precision", on_gpu ? "fp16" : "fp32"));
   const int batch = args.get_int("--batch", 1);
   EASTRT_CHECK(batch >= 1, "--batch must be at least 1, not ", batch);
-
-  // A detector is a function from an image to its boxes; EAST and DBNet only differ in how they are made.
-  std::function<std::vector<east::Detection>(const std::vector<east::Image>&)> detect_images;
-  std::string description, engine;
-  const CpuOptions cpu{args.get_int("--threads", 0), false};
-  auto runner = [&](Network network, int max_batch) {
-    auto r = make_runner(std::move(network), on_gpu ? "gpu" : "cpu", precision, cpu, max_batch);
-    engine = r->description();
-    return r;
-  };
+  const int workers = args.get_int("--workers", 0), in_flight = args.get_int("--in-flight", 3);
+  EASTRT_CHECK(workers >= 0, "--workers must be at least 0 (0: by the cores), not ", workers);
+  EASTRT_CHECK(in_flight >= 1, "--in-flight must be at least 1, not ", in_flight);
+  const bool bench = args.has("--bench");
   std::vector<std::string> model_argv;
   if (!args.has("--model") && !args.has("--builtin")) model_argv = {"--model", bundled_model()};
   for (const char* flag : {"--model", "--builtin", "--width-divisor"})
@@ -132,103 +191,133 @@ int detect(const std::vector<std::string>& argv) {
   Args model_args("", {"--model", "--builtin", "--width-divisor", "--input"}, {});
   model_args.parse(model_argv);
   LoadedModel model = load_model(model_args);
-
-  // EAST wherever the network has EAST's outputs (however it was imported); any other one-output ONNX
-  // model is taken as a DBNet probability map.
-  const bool east_outputs = model.network.find_tensor(east::kScoreOutput) && model.network.find_tensor(east::kGeometryOutput);
-  if (!east_outputs && ends_with(args.get("--model"), ".onnx")) {
-    auto detector = std::make_shared<db::Detector>(runner(std::move(model.network), 1));
-    detect_images = [detector](const std::vector<east::Image>& images) {
-      std::vector<east::Detection> out;
-      for (const east::Image& image : images) out.push_back(detector->detect(image));
-      return out;
-    };
-    description = "DBNet (PP-OCRv4 det post-processing) from " + model.description;
-  } else {
-    east::DetectOptions options;
-    options.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.score_threshold));
-    options.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.nms_threshold));
-    auto detector = std::make_shared<east::Detector>(runner(std::move(model.network), batch), options);
-    detect_images = [detector, batch](const std::vector<east::Image>& images) {
-      return detector->detect_batch(images, batch);
-    };
-    description = model.description;
-  }
+  // EAST wherever the network has EAST's outputs (however it was imported); any other ONNX model is taken
+  // as a DBNet probability map.
+  const bool is_db = ends_with(args.get("--model"), ".onnx") && !model.network.find_tensor(east::kScoreOutput) &&
+                     !model.network.find_tensor(east::kGeometryOutput);
+  EASTRT_CHECK(!bench || !is_db, "--bench times the EAST pipeline; DBNet runs one image at a time");
 
   std::vector<fs::path> files = expand_inputs(args.positional());
+  // Under --bench results are written only when asked for with --out.
+  const bool write = !bench || args.has("--out");
   fs::path out_dir = args.get("--out", "detections");
-  fs::create_directories(out_dir);
-  const bool force = args.has("--force"), draw = args.has("--draw");
-  // Refuse before any work, so a run never half-overwrites an earlier one.
-  if (!force)
-    for (const fs::path& f : files) {
-      fs::path result = out_dir / ("res_" + f.stem().string() + ".txt");
-      EASTRT_CHECK(!fs::exists(result), "result file ", result.string(), " exists (use --force to overwrite)");
-    }
+  const bool force = args.has("--force"), draw = args.has("--draw") && write;
+  if (write) {
+    fs::create_directories(out_dir);
+    // Refuse before any work, so a run never half-overwrites an earlier one.
+    if (!force)
+      for (const fs::path& f : files) {
+        fs::path result = out_dir / ("res_" + f.stem().string() + ".txt");
+        EASTRT_CHECK(!fs::exists(result), "result file ", result.string(), " exists (use --force to overwrite)");
+      }
+  }
 
   const bool bar = isatty(STDERR_FILENO) && !args.has("--json");
   nlohmann::json json = nlohmann::json::array();
-  size_t boxes = 0;
+  size_t boxes = 0, done = 0;
   std::vector<std::string> failures;
+  std::map<std::pair<int, int>, int> sizes;  // network input sizes seen, for --bench's network-alone figure
   double preprocess_ms = 0, network_ms = 0, post_ms = 0;
   auto start = std::chrono::steady_clock::now();
-  auto fail = [&](const fs::path& file, const std::exception& e) {
-    failures.push_back(e.what());
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto fail = [&](const std::string& file, const std::string& message) {
+    failures.push_back(message);
     if (bar) std::fprintf(stderr, "\r%-100s\r", "");
-    std::cerr << "eastrt detect: skipped " << file.string() << ": " << e.what() << "\n";
+    std::cerr << "eastrt detect: skipped " << file << ": " << message << "\n";
   };
-  // `batch` images at a time: decoded, detected together, then written.
-  for (size_t first = 0; first < files.size(); first += batch) {
-    if (bar) progress(first, files.size(),
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                      files[first].filename().string());
-    std::vector<fs::path> names;
-    std::vector<east::Image> images;
-    for (size_t i = first; i < std::min(files.size(), first + batch); ++i) {
-      try {
-        images.push_back(east::decode_image(files[i].string()));
-        names.push_back(files[i]);
-      } catch (const std::exception& e) {
-        fail(files[i], e);
-      }
-    }
-    std::vector<east::Detection> found;
+  // Every result, in input order: written, drawn, counted.
+  auto emit = [&](east::PipelineResult& r) {
+    ++done;
+    if (bar && (done % 8 == 0 || done == files.size())) progress(done, files.size(), elapsed(), fs::path(r.name).filename().string());
+    if (!r.ok()) return fail(r.name, r.error);
+    const fs::path file = r.name;
+    const east::Detection& d = r.detection;
     try {
-      found = detect_images(images);
-    } catch (const std::exception& e) {
-      for (const fs::path& file : names) fail(file, e);
-      continue;
-    }
-    for (size_t j = 0; j < names.size(); ++j) {
-      const fs::path& file = names[j];
-      east::Image& image = images[j];
-      const east::Detection& d = found[j];
-      try {
-        preprocess_ms += d.preprocess_ms;
-        network_ms += d.network_ms;
-        post_ms += d.post_ms;
-        boxes += d.boxes.size();
+      preprocess_ms += d.preprocess_ms;
+      network_ms += d.network_ms;
+      post_ms += d.post_ms;
+      boxes += d.boxes.size();
+      ++sizes[{d.plan.height, d.plan.width}];
+      nlohmann::json image_boxes = nlohmann::json::array();
+      for (const east::Quad& q : d.boxes)
+        image_boxes.push_back({{"points", {q.points[0].x, q.points[0].y, q.points[1].x, q.points[1].y,
+                                           q.points[2].x, q.points[2].y, q.points[3].x, q.points[3].y}},
+                               {"score", q.score}});
+      if (write) {
         std::ofstream result(out_dir / ("res_" + file.stem().string() + ".txt"), std::ios::binary);
-        nlohmann::json image_boxes = nlohmann::json::array();
-        for (const east::Quad& q : d.boxes) {
-          result << east::format_box(q) << "\r\n";  // CRLF, as the reference's result files
-          image_boxes.push_back({{"points", {q.points[0].x, q.points[0].y, q.points[1].x, q.points[1].y,
-                                             q.points[2].x, q.points[2].y, q.points[3].x, q.points[3].y}},
-                                 {"score", q.score}});
-        }
+        for (const east::Quad& q : d.boxes) result << east::format_box(q) << "\r\n";  // CRLF, as the reference's
         EASTRT_CHECK(result, "cannot write results for ", file.string(), " into ", out_dir.string());
-        if (draw) {
-          east::draw_quads(image, d.boxes, {255, 40, 40}, 2);
-          east::write_png((out_dir / (file.stem().string() + ".png")).string(), image);
-        }
-        json.push_back({{"image", file.string()}, {"width", image.width}, {"height", image.height},
-                        {"network_input", {d.plan.height, d.plan.width}}, {"boxes", image_boxes}});
-      } catch (const std::exception& e) {
-        fail(file, e);
       }
+      if (draw) {
+        east::draw_quads(r.image, d.boxes, {255, 40, 40}, 2);
+        east::write_png((out_dir / (file.stem().string() + ".png")).string(), r.image);
+      }
+      json.push_back({{"image", file.string()}, {"width", r.width}, {"height", r.height},
+                      {"network_input", {d.plan.height, d.plan.width}}, {"boxes", image_boxes}});
+    } catch (const std::exception& e) {
+      fail(file.string(), e.what());
+    }
+  };
+
+  std::string description, engine;
+  const CpuOptions cpu{args.get_int("--threads", 0), false};
+  double seconds = 0;
+  if (is_db) {
+    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, 1);
+    engine = runner->description();
+    db::Detector detector(std::move(runner));
+    description = "DBNet (PP-OCRv4 det post-processing) from " + model.description;
+    for (const fs::path& f : files) {
+      east::PipelineResult r;
+      r.name = f.string();
+      try {
+        east::Image image = east::decode_image(f.string());
+        r.width = image.width, r.height = image.height;
+        r.detection = detector.detect(image);
+        if (draw) r.image = std::move(image);
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      emit(r);
+    }
+    seconds = elapsed();
+  } else {
+    description = model.description;
+    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, batch, in_flight);
+    engine = runner->description();
+
+    east::PipelineOptions options;
+    options.max_batch = batch;
+    options.workers = workers;
+    options.in_flight = in_flight;
+    // Every image is submitted ahead of need, so a part-filled batch only waits for images of its size
+    // still being decoded; when none are, it leaves at once.
+    options.max_delay_ms = 200;
+    options.keep_images = draw;
+    options.device_decode = !args.has("--cpu-decode");
+    options.detect.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.detect.score_threshold));
+    options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.detect.nms_threshold));
+    std::vector<std::string> paths;
+    for (const fs::path& f : files) paths.push_back(f.string());
+    if (bench && runner->on_gpu()) {
+      // Untimed: builds the engine of every input size and captures the graph of every batch size.
+      east::Pipeline warm_up(*runner, options);
+      east::detect_in_order(warm_up, paths, [](east::PipelineResult&) {});
+    }
+    east::Pipeline pipeline(*runner, options);
+    start = std::chrono::steady_clock::now();
+    east::detect_in_order(pipeline, paths, emit);
+    seconds = elapsed();
+    if (bench) {
+      std::pair<int, int> common{0, 0};
+      int most = 0;
+      for (const auto& [size, count] : sizes)
+        if (count > most) most = count, common = size;
+      if (bar) std::fprintf(stderr, "\n");
+      report_bench(pipeline, *runner, seconds, common, batch, description, args.get("--record", ""));
     }
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
   if (bar) {
     progress(files.size(), files.size(), seconds, "");
     std::fprintf(stderr, "\n");
@@ -237,10 +326,10 @@ int detect(const std::vector<std::string>& argv) {
   if (args.has("--json")) std::cout << json.dump(2) << "\n";
   std::fprintf(args.has("--json") ? stderr : stdout,
                "%s\n%zu images: %zu detected, %zu failed; %zu boxes; %.2f s (%.2f images/s; preprocessing %.0f ms, "
-               "network %.0f ms, post-processing %.0f ms in all) on %s, batch %d; results in %s\n",
+               "network %.0f ms, post-processing %.0f ms in all) on %s, batch %d; results %s\n",
                description.c_str(), files.size(), ok, failures.size(), boxes, seconds,
                seconds > 0 ? ok / seconds : 0.0, preprocess_ms, network_ms, post_ms, engine.c_str(), batch,
-               out_dir.string().c_str());
+               write ? ("in " + out_dir.string()).c_str() : "not written");
   return failures.empty() ? 0 : 1;
 }
 

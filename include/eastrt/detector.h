@@ -2,6 +2,7 @@
 // GPU engines per input size), and the post-processing of detector_ops.h, composed once so the tool, the
 // server and the tests share it.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,11 @@ struct Detection {
   double network_ms = 0;     // time in the engine (for a batch: the batch's time shared out per image)
   double post_ms = 0;        // time in decode + NMS + re-scoring
 };
+
+// Throws an Error unless `outputs` holds EAST's score and geometry maps for a batch of `count` images of
+// height × width: a network imported at one fixed size gives maps of the wrong size at another, and boxes
+// decoded from them would be wrong.
+void check_output_maps(const std::map<std::string, HostTensor>& outputs, int64_t count, int height, int width);
 
 class Detector {
  public:

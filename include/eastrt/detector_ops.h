@@ -124,6 +124,11 @@ struct DetectOptions {
 std::vector<Quad> detect_boxes(const HostTensor& score, const HostTensor& geometry, double ratio_h, double ratio_w,
                                const DetectOptions& options = {});
 
+// detect_boxes after decode_quads: from the candidate quads (in row order, each with its pixel's score, as
+// decode_quads gives them, or the GPU decode sorted back into row order) and the score map.
+std::vector<Quad> boxes_from_candidates(const std::vector<Quad>& candidates, const HostTensor& score, double ratio_h,
+                                        double ratio_w, const DetectOptions& options = {});
+
 // "x1,y1,x2,y2,x3,y3,x4,y4" of a quad with integral coordinates (one line of res_img_N.txt, without end).
 std::string format_box(const Quad& quad);
 

@@ -15,6 +15,7 @@ namespace eastrt {
 
 namespace east {
 struct Image;
+struct Quad;
 }
 
 enum class Precision { kFp32, kTf32, kFp16 };
@@ -115,10 +116,19 @@ class ExecutionContext {
   // EAST's pre-processing on the GPU: the 8-bit RGB image resized (cv2 INTER_LINEAR, bit for bit) to the
   // input binding's height and width, into image `index` of the batch, as float RGB 0..255.
   void set_input_image(const std::string& name, int index, const east::Image& image);
+  // The same for a whole batch: images 0..n-1 (any sizes) packed into one pinned buffer, copied to the device
+  // in one transfer and resized there; the batch becomes n.
+  void set_input_images(const std::string& name, const std::vector<const east::Image*>& images);
   void set_batch(int batch);
   int batch() const;
 
   void enqueue();         // runs the network on the stream (replays a CUDA graph when enabled)
+  // After enqueue(), in place of fetch_outputs(): EAST's decode on the device up to the candidate quads
+  // (decode_quads: pixels of output `score` above `threshold`, rectangles restored from output `geometry`,
+  // compacted), the score output copied back (output() gives it; re-scoring reads it) and, of the geometry,
+  // only the candidates. Synchronises; returns each image's candidates in row order.
+  std::vector<std::vector<east::Quad>> decode_candidates(const std::string& score, const std::string& geometry,
+                                                         float threshold);
   void fetch_outputs();   // copies every output to pinned memory, asynchronously
   void synchronize();
   HostTensor output(const std::string& name) const;  // after fetch_outputs + synchronize: [batch, ...]
@@ -149,6 +159,11 @@ class ExecutionContext {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// The GPU decode of decode_candidates on maps in host memory ([n, h, w, 1] and [n, h, w, 5]): for tests,
+// against decode_quads.
+std::vector<std::vector<east::Quad>> decode_candidates_on_gpu(const HostTensor& score, const HostTensor& geometry,
+                                                              float threshold);
 
 // Device memory in use on `device` (total − free), for reports.
 int64_t gpu_memory_used(int device = 0);

@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 
+#include "cuda/east_candidates.h"
 #include "cuda/engine_impl.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/error.h"
@@ -286,6 +287,7 @@ struct ExecutionContext::Impl {
   DeviceBuffer image_device;
   PinnedBuffer image_pinned;
   cudaEvent_t image_copied = nullptr;
+  std::unique_ptr<gpu::CandidateDecoder> decoder;  // made by the first decode_candidates
   std::vector<void*> storage;  // per plan tensor: its storage's device address (a view: its parent's)
   int batch = 1;
   bool use_graph = false;
@@ -629,6 +631,51 @@ void ExecutionContext::set_input_image(const std::string& name, int index, const
                           height, width, c.stream);
 }
 
+void ExecutionContext::set_input_images(const std::string& name, const std::vector<const east::Image*>& images) {
+  Impl& c = *impl_;
+  const int input = c.input_index(name);
+  const PlanTensor& t = c.plan.tensors[c.plan.inputs[input]];
+  EASTRT_CHECK(t.shape.size() == 4 && t.shape[3] == 3, "input '", name, "' is ", to_string(t.shape),
+               ", not an N×H×W×3 image batch");
+  EASTRT_CHECK(!images.empty() && static_cast<int64_t>(images.size()) <= t.shape[0], "a batch of ", images.size(),
+               " images: the engine takes 1 to ", t.shape[0]);
+  const int height = static_cast<int>(t.shape[1]), width = static_cast<int>(t.shape[2]);
+  // Layout of the staging buffer: per image its pixels, then its taps, each part aligned.
+  std::vector<std::vector<int>> taps;
+  std::vector<size_t> offsets;
+  size_t total = 0;
+  for (const east::Image* image : images) {
+    EASTRT_CHECK(image && image->width > 0 && image->height > 0 &&
+                     image->rgb.size() == static_cast<size_t>(image->width) * image->height * 3,
+                 "set_input_images: an image is ", image ? image->width : 0, "x", image ? image->height : 0);
+    taps.push_back(cuda::linear_resize_taps(image->height, image->width, height, width));
+    offsets.push_back(total);
+    total += aligned(image->rgb.size());
+    offsets.push_back(total);
+    total += aligned(taps.back().size() * sizeof(int));
+  }
+  EASTRT_CUDA(cudaEventSynchronize(c.image_copied));  // the previous batch's pixels have left the staging buffer
+  if (c.image_pinned.size() < total) c.image_pinned.allocate(total);
+  if (c.image_device.size() < total) {
+    EASTRT_CUDA(cudaStreamSynchronize(c.stream));  // the old buffer may still be read
+    c.image_device.allocate(total);
+  }
+  auto* pinned = static_cast<uint8_t*>(c.image_pinned.get());
+  for (size_t i = 0; i < images.size(); ++i) {
+    std::memcpy(pinned + offsets[2 * i], images[i]->rgb.data(), images[i]->rgb.size());
+    std::memcpy(pinned + offsets[2 * i + 1], taps[i].data(), taps[i].size() * sizeof(int));
+  }
+  EASTRT_CUDA(cudaMemcpyAsync(c.image_device.get(), pinned, total, cudaMemcpyHostToDevice, c.stream));
+  EASTRT_CUDA(cudaEventRecord(c.image_copied, c.stream));
+  auto* device = c.image_device.as<uint8_t>();
+  for (size_t i = 0; i < images.size(); ++i) {
+    float* dst = c.inputs[input].as<float>() + static_cast<int64_t>(i) * height * width * 3;
+    cuda::launch_preprocess(device + offsets[2 * i], images[i]->height, images[i]->width,
+                            reinterpret_cast<const int*>(device + offsets[2 * i + 1]), dst, height, width, c.stream);
+  }
+  set_batch(static_cast<int>(images.size()));
+}
+
 void ExecutionContext::enqueue() {
   Impl& c = *impl_;
   EASTRT_CUDA(cudaSetDevice(c.engine.device));
@@ -666,6 +713,23 @@ void ExecutionContext::fetch_outputs() {
     const size_t bytes = static_cast<size_t>(per_batch(t) * c.batch) * sizeof(float);
     EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[i].get(), c.outputs[i].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
   }
+}
+
+std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string& score,
+                                                                        const std::string& geometry, float threshold) {
+  Impl& c = *impl_;
+  const int si = c.output_index(score), gi = c.output_index(geometry);
+  const PlanTensor& st = c.plan.tensors[c.plan.outputs[si]];
+  const PlanTensor& gt = c.plan.tensors[c.plan.outputs[gi]];
+  EASTRT_CHECK(st.shape.size() == 4 && st.shape[3] == 1 && gt.shape.size() == 4 && gt.shape[3] == 5 &&
+                   st.shape[1] == gt.shape[1] && st.shape[2] == gt.shape[2],
+               "decode_candidates: outputs '", score, "' ", to_string(st.shape), " and '", geometry, "' ",
+               to_string(gt.shape), " are not EAST's [n, h, w, 1] score and [n, h, w, 5] geometry maps");
+  const size_t bytes = static_cast<size_t>(per_batch(st) * c.batch) * sizeof(float);
+  EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[si].get(), c.outputs[si].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
+  if (!c.decoder) c.decoder = std::make_unique<gpu::CandidateDecoder>();
+  return c.decoder->decode(c.outputs[si].as<float>(), c.outputs[gi].as<float>(), c.batch, static_cast<int>(st.shape[1]),
+                           static_cast<int>(st.shape[2]), threshold, c.stream);
 }
 
 void ExecutionContext::synchronize() { EASTRT_CUDA(cudaStreamSynchronize(impl_->stream)); }

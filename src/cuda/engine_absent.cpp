@@ -30,10 +30,15 @@ ExecutionContext::ExecutionContext(std::unique_ptr<Impl> impl) : impl_(std::move
 ExecutionContext::~ExecutionContext() = default;
 void ExecutionContext::set_input(const std::string&, const HostTensor&) { no_cuda(); }
 void ExecutionContext::set_input_image(const std::string&, int, const east::Image&) { no_cuda(); }
+void ExecutionContext::set_input_images(const std::string&, const std::vector<const east::Image*>&) { no_cuda(); }
 void ExecutionContext::set_batch(int) { no_cuda(); }
 int ExecutionContext::batch() const { no_cuda(); }
 void ExecutionContext::enqueue() { no_cuda(); }
 void ExecutionContext::fetch_outputs() { no_cuda(); }
+std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string&, const std::string&, float) {
+  no_cuda();
+}
+std::vector<std::vector<east::Quad>> decode_candidates_on_gpu(const HostTensor&, const HostTensor&, float) { no_cuda(); }
 void ExecutionContext::synchronize() { no_cuda(); }
 HostTensor ExecutionContext::output(const std::string&) const { no_cuda(); }
 std::map<std::string, HostTensor> ExecutionContext::run(const std::map<std::string, HostTensor>&) { no_cuda(); }

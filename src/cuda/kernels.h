@@ -113,6 +113,20 @@ std::vector<int> linear_resize_taps(int src_height, int src_width, int dst_heigh
 void launch_preprocess(const uint8_t* rgb, int src_height, int src_width, const int* taps, float* dst, int dst_height,
                        int dst_width, cudaStream_t stream);
 
+// ---- east_decode.cu ----
+
+// One candidate quad of EAST's decode: its vertices (restore_rbox's order), its pixel's score, and the pixel
+// (y · width + x) it came from, by which the host puts the candidates back in row order.
+struct EastCandidate {
+  float x[4], y[4];
+  float score;
+  int pixel;
+};
+// score [batch, height, width, 1] and geometry [batch, height, width, 5] (device, float32): the candidates of
+// image b go to out[b · height · width ...] (room for every pixel), counts[b] of them; counts is zeroed here.
+void launch_east_candidates(const float* score, const float* geometry, int batch, int height, int width,
+                            float threshold, EastCandidate* out, int* counts, cudaStream_t stream);
+
 // ---- conv_cudnn.cu ----
 
 // Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the

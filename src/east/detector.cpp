@@ -16,6 +16,18 @@ double since(std::chrono::steady_clock::time_point start) {
 }
 }  // namespace
 
+void check_output_maps(const std::map<std::string, HostTensor>& outputs, int64_t count, int height, int width) {
+  for (const auto& [name, channels] : {std::pair{kScoreOutput, 1}, std::pair{kGeometryOutput, 5}}) {
+    auto it = outputs.find(name);
+    EASTRT_CHECK(it != outputs.end(), "the network gives no output ", name);
+    const Shape want{count, height / 4, width / 4, channels};
+    EASTRT_CHECK(it->second.shape == want, "the network gives ", name, " ", to_string(it->second.shape), " for a ",
+                 count, "x", height, "x", width, "x3 input, not ", to_string(want),
+                 ": it cannot run at this size (a network with sizes fixed at import runs only at that size: "
+                 "give --input 1x", height, "x", width, "x3)");
+  }
+}
+
 Detector::Detector(Network network, CpuOptions cpu, DetectOptions options)
     : Detector(make_cpu_runner(std::move(network), cpu), options) {}
 
@@ -53,15 +65,7 @@ std::vector<Detection> Detector::detect_batch(const std::vector<Image>& images, 
       auto start = std::chrono::steady_clock::now();
       auto outputs = runner_->run({{kInputName, batch}});
       const double network_ms = since(start) / count;
-      // A network with a size fixed at import (a resize to constant sizes) would give maps of the wrong
-      // size here: an error, never boxes decoded from the wrong pixels.
-      for (const auto& [name, channels] : {std::pair{kScoreOutput, 1}, std::pair{kGeometryOutput, 5}}) {
-        const Shape want{static_cast<int64_t>(count), size.first / 4, size.second / 4, channels};
-        EASTRT_CHECK(outputs.at(name).shape == want, "the network gives ", name, " ", to_string(outputs.at(name).shape),
-                     " for a ", count, "x", size.first, "x", size.second, "x3 input, not ", to_string(want),
-                     ": it cannot run at this size (a network with sizes fixed at import runs only at that size: "
-                     "give --input 1x", size.first, "x", size.second, "x3)");
-      }
+      check_output_maps(outputs, static_cast<int64_t>(count), size.first, size.second);
       for (size_t j = 0; j < count; ++j) {
         Detection& d = detections[members[first + j]];
         d.network_ms = network_ms;

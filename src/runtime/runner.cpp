@@ -1,15 +1,65 @@
 // The CPU runner wraps the CPU engine; the GPU runner keeps one engine and execution context per input size,
-// built the first time a size is seen, and drops the least recently used one beyond max_engines.
+// built the first time a size is seen, and drops the least recently used one beyond max_engines. Each engine
+// has one execution context per slot, so batches on different slots run on different streams at once.
 #include "eastrt/runner.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <iostream>
 #include <list>
+#include <mutex>
 #include <sstream>
 
+#include "eastrt/detector.h"
+#include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 
 namespace eastrt {
+
+std::map<std::string, HostTensor> Runner::run_images(const std::string& input,
+                                                     const std::vector<const east::Image*>& images, int height,
+                                                     int width, int slot) {
+  EASTRT_CHECK(slot >= 0 && slot < slots(), "slot ", slot, " is outside this runner's 0..", slots() - 1);
+  EASTRT_CHECK(!images.empty(), "run_images: no images");
+  HostTensor batch({static_cast<int64_t>(images.size()), height, width, 3});
+  const size_t per_image = static_cast<size_t>(height) * width * 3;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const HostTensor resized = east::resize_bilinear(*images[i], height, width);
+    std::memcpy(batch.data.data() + per_image * i, resized.data.data(), per_image * sizeof(float));
+  }
+  return run({{input, std::move(batch)}});
+}
+
+std::vector<Runner::Candidates> Runner::run_to_candidates(const std::vector<const east::Image*>& images, int height,
+                                                          int width, int slot, float threshold) {
+  auto outputs = run_images(east::kInputName, images, height, width, slot);
+  east::check_output_maps(outputs, static_cast<int64_t>(images.size()), height, width);
+  std::vector<Candidates> result(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    result[i].score = batch_item(outputs.at(east::kScoreOutput), static_cast<int64_t>(i));
+    result[i].quads = east::decode_quads(result[i].score, batch_item(outputs.at(east::kGeometryOutput), static_cast<int64_t>(i)),
+                                         threshold);
+  }
+  return result;
+}
+
+double Runner::time_network(const std::string& input, const Shape& shape, int iterations) {
+  EASTRT_CHECK(iterations >= 1, "time_network: at least one iteration, not ", iterations);
+  HostTensor value(shape);
+  for (size_t i = 0; i < value.data.size(); ++i) value.data[i] = static_cast<float>((i * 37) % 256);
+  run({{input, value}});
+  std::vector<double> ms;
+  for (int i = 0; i < iterations; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run({{input, value}});
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
 namespace {
 
 class CpuRunner : public Runner {
@@ -34,6 +84,8 @@ class GpuRunner : public Runner {
     const GpuInfo gpu = query_gpu(options_.build.device);
     EASTRT_CHECK(gpu.available, "no usable GPU ", options_.build.device, ": ", gpu.reason);
     EASTRT_CHECK(options_.max_engines >= 1, "the GPU runner must keep at least one engine");
+    EASTRT_CHECK(options_.slots >= 1, "the GPU runner needs at least one slot, not ", options_.slots);
+    in_use_.resize(static_cast<size_t>(options_.slots));
     std::ostringstream d;
     d << "the GPU engine on " << gpu.name << " (sm_" << gpu.major << gpu.minor << "), " << to_string(options_.build.precision);
     description_ = d.str();
@@ -53,52 +105,126 @@ class GpuRunner : public Runner {
       batch = static_cast<int>(shape[0]);
       key.push_back(Shape(shape.begin() + 1, shape.end()));
     }
-    EASTRT_CHECK(batch >= 1 && batch <= options_.build.max_batch, "a batch of ", batch,
-                 " images: this GPU runner was made for at most ", options_.build.max_batch);
-    return engine_for(key).context->run(inputs);
+    check_batch(batch);
+    return context_for(key, 0).run(inputs);
   }
+
+  std::map<std::string, HostTensor> run_images(const std::string& input, const std::vector<const east::Image*>& images,
+                                               int height, int width, int slot) override {
+    EASTRT_CHECK(slot >= 0 && slot < options_.slots, "slot ", slot, " is outside this runner's 0..",
+                 options_.slots - 1);
+    EASTRT_CHECK(network_.inputs().size() == 1 && network_.tensor(network_.inputs()[0]).name == input,
+                 "run_images: the network's only input must be '", input, "'");
+    check_batch(static_cast<int>(images.size()));
+    ExecutionContext& context = context_for({Shape{height, width, 3}}, slot);
+    context.set_input_images(input, images);
+    context.enqueue();
+    context.fetch_outputs();
+    context.synchronize();
+    std::map<std::string, HostTensor> result;
+    for (int id : network_.outputs()) result[network_.tensor(id).name] = context.output(network_.tensor(id).name);
+    return result;
+  }
+
+  bool decodes_on_device() const override { return true; }
+  std::vector<Candidates> run_to_candidates(const std::vector<const east::Image*>& images, int height, int width,
+                                            int slot, float threshold) override {
+    EASTRT_CHECK(slot >= 0 && slot < options_.slots, "slot ", slot, " is outside this runner's 0..",
+                 options_.slots - 1);
+    check_batch(static_cast<int>(images.size()));
+    ExecutionContext& context = context_for({Shape{height, width, 3}}, slot);
+    context.set_input_images(east::kInputName, images);
+    context.enqueue();
+    std::vector<std::vector<east::Quad>> quads = context.decode_candidates(east::kScoreOutput, east::kGeometryOutput, threshold);
+    const HostTensor score = context.output(east::kScoreOutput);
+    const Shape want{static_cast<int64_t>(images.size()), height / 4, width / 4, 1};
+    EASTRT_CHECK(score.shape == want, "the network gives ", east::kScoreOutput, " ", to_string(score.shape), " for a ",
+                 images.size(), "x", height, "x", width, "x3 input, not ", to_string(want));
+    std::vector<Candidates> result(images.size());
+    for (size_t i = 0; i < images.size(); ++i) {
+      result[i].score = batch_item(score, static_cast<int64_t>(i));
+      result[i].quads = std::move(quads[i]);
+    }
+    return result;
+  }
+
+  double time_network(const std::string& input, const Shape& shape, int iterations) override {
+    EASTRT_CHECK(iterations >= 1, "time_network: at least one iteration, not ", iterations);
+    EASTRT_CHECK(network_.inputs().size() == 1 && shape.size() >= 1, "time_network: one input with a batch");
+    check_batch(static_cast<int>(shape[0]));
+    ExecutionContext& context = context_for({Shape(shape.begin() + 1, shape.end())}, 0);
+    HostTensor value(shape);
+    context.set_input(input, value);
+    std::vector<double> ms = context.time_enqueue(2, iterations);
+    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+    return ms[ms.size() / 2];
+  }
+
   const Network& network() const override { return network_; }
   std::string description() const override { return description_; }
   bool on_gpu() const override { return true; }
+  int slots() const override { return options_.slots; }
+  bool resizes_images() const override { return true; }
 
  private:
   struct Built {
     std::vector<Shape> key;
     std::unique_ptr<Engine> engine;
-    std::unique_ptr<ExecutionContext> context;
+    std::vector<std::unique_ptr<ExecutionContext>> contexts;  // per slot, made on first use
   };
 
-  Built& engine_for(const std::vector<Shape>& key) {
-    for (auto it = built_.begin(); it != built_.end(); ++it)
-      if (it->key == key) {
+  void check_batch(int batch) const {
+    EASTRT_CHECK(batch >= 1 && batch <= options_.build.max_batch, "a batch of ", batch,
+                 " images: this GPU runner was made for at most ", options_.build.max_batch);
+  }
+
+  // The context of `slot` on the engine for these input shapes. An engine dropped from the list while a slot
+  // still runs on it lives on until that run ends (shared ownership), so slots never wait for each other
+  // except while an engine is built.
+  ExecutionContext& context_for(const std::vector<Shape>& key, int slot) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::shared_ptr<Built> built;
+    for (auto it = built_.begin(); it != built_.end() && !built; ++it)
+      if ((*it)->key == key) {
         built_.splice(built_.begin(), built_, it);  // most recently used first
-        return built_.front();
+        built = built_.front();
       }
-    Network sized = network_;
-    const std::vector<int>& ids = sized.inputs();
-    for (size_t i = 0; i < ids.size(); ++i) {
-      Shape shape{options_.build.max_batch};
-      shape.insert(shape.end(), key[i].begin(), key[i].end());
-      sized.tensor(ids[i]).shape = shape;
+    if (!built) {
+      Network sized = network_;
+      const std::vector<int>& ids = sized.inputs();
+      for (size_t i = 0; i < ids.size(); ++i) {
+        Shape shape{options_.build.max_batch};
+        shape.insert(shape.end(), key[i].begin(), key[i].end());
+        sized.tensor(ids[i]).shape = shape;
+      }
+      sized.infer_shapes();
+      if (options_.verbose) {
+        std::cerr << "eastrt: building a " << to_string(options_.build.precision) << " GPU engine for input";
+        for (const Shape& s : key) std::cerr << " " << to_string(s);
+        std::cerr << "\n";
+      }
+      built = std::make_shared<Built>();
+      built->key = key;
+      built->engine = Builder(std::move(sized), options_.build).build();
+      built->contexts.resize(static_cast<size_t>(options_.slots));
+      built_.push_front(built);
+      if (static_cast<int>(built_.size()) > options_.max_engines) built_.pop_back();
     }
-    sized.infer_shapes();
-    if (options_.verbose) {
-      std::cerr << "eastrt: building a " << to_string(options_.build.precision) << " GPU engine for input";
-      for (const Shape& s : key) std::cerr << " " << to_string(s);
-      std::cerr << "\n";
+    std::unique_ptr<ExecutionContext>& context = built->contexts[static_cast<size_t>(slot)];
+    if (!context) {
+      context = built->engine->create_context();
+      context->set_cuda_graph(options_.cuda_graph);
     }
-    Built b{key, Builder(std::move(sized), options_.build).build(), nullptr};
-    b.context = b.engine->create_context();
-    b.context->set_cuda_graph(options_.cuda_graph);
-    built_.push_front(std::move(b));
-    if (static_cast<int>(built_.size()) > options_.max_engines) built_.pop_back();
-    return built_.front();
+    in_use_[static_cast<size_t>(slot)] = built;  // keeps it alive until this slot's next call
+    return *context;
   }
 
   Network network_;
   GpuRunnerOptions options_;
   std::string description_;
-  std::list<Built> built_;
+  std::mutex mutex_;
+  std::list<std::shared_ptr<Built>> built_;
+  std::vector<std::shared_ptr<Built>> in_use_;  // per slot: the engine its last call ran on
 };
 
 }  // namespace
@@ -112,7 +238,7 @@ std::unique_ptr<Runner> make_gpu_runner(Network network, GpuRunnerOptions option
 }
 
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
-                                    int max_batch) {
+                                    int max_batch, int gpu_slots) {
   EASTRT_CHECK(device == "auto" || device == "gpu" || device == "cpu", "unknown device '", device,
                "' (choose auto, gpu or cpu)");
   const bool gpu = device == "gpu" || (device == "auto" && query_gpu().available);
@@ -125,6 +251,7 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
   GpuRunnerOptions options;
   options.build.precision = precision;
   options.build.max_batch = max_batch;
+  options.slots = gpu_slots;
   return make_gpu_runner(std::move(network), options);
 }
 

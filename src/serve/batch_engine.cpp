@@ -78,7 +78,7 @@ class GpuBatchEngine : public BatchEngine {
     const auto start = Clock::now();
     const int batch = static_cast<int>(images.size());
     context_->set_batch(batch);
-    for (int i = 0; i < batch; ++i) context_->set_input_image(east::kInputName, i, *images[i]);
+    context_->set_input_images(east::kInputName, images);  // one pinned staging buffer, one copy
     context_->enqueue();
     context_->fetch_outputs();
     context_->synchronize();

@@ -1,0 +1,100 @@
+// The EAST detection pipeline that `eastrt detect` and `eastrt serve` share: images decoded on worker threads,
+// grouped into batches of one network input size, run through the Runner with several batches in flight (one
+// per slot: a GPU execution context and stream each), then decoded and NMS'd on worker threads. Each input
+// has its own future, so a caller sees its results in its own order. east::Detector is the serial reference
+// it must equal, box for box.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eastrt/detector.h"
+#include "eastrt/runner.h"
+
+namespace eastrt::east {
+
+struct PipelineOptions {
+  int max_batch = 1;         // images per network run, at most
+  int workers = 0;           // threads decoding images (and resizing them, on the CPU); 0: half the cores when
+                             // the runner resizes on the device, else a quarter
+  int post_workers = 0;      // threads decoding the output maps and running NMS; 0: as many as `workers`
+  int in_flight = 0;         // batches on the network at once, at most the runner's slots; 0: all its slots
+  // A batch that is not full leaves once its first image has waited this long, or at once when no image is
+  // being decoded (nothing could join it soon).
+  double max_delay_ms = 10;
+  int max_side = 2400;       // the resize rule's longest side
+  DetectOptions detect;
+  bool keep_images = false;  // results carry the decoded image (to draw on)
+  // On a runner that decodes_on_device(), the decode up to the candidate quads runs there and only the
+  // score map and the candidates come back; off: both maps come back and the CPU threads decode them.
+  bool device_decode = true;
+};
+
+// Where one image's time went, in ms. network_ms is its batch's time shared out over the batch; on a runner
+// that resizes on the device, preprocessing is inside it and preprocess_ms is 0.
+struct StageTimes {
+  double decode_ms = 0;      // reading and decoding the file
+  double preprocess_ms = 0;  // the resize rule and resize on the CPU
+  double batch_wait_ms = 0;  // from ready for the network to its batch starting
+  double network_ms = 0;
+  double post_wait_ms = 0;   // from the maps' arrival to a post-processing thread taking them
+  double post_ms = 0;        // decode of the maps (unless on the device), NMS, re-scoring
+};
+
+struct PipelineResult {
+  std::string name;   // the path, or the name given with the bytes
+  std::string error;  // why it failed ("" when detected): the file and what is wrong with it
+  int width = 0, height = 0;
+  Detection detection;  // boxes and plan (its per-stage times as Detector's)
+  StageTimes times;
+  int batch = 0;        // images in the network run that held this one
+  Image image;          // with PipelineOptions::keep_images
+  bool ok() const { return error.empty(); }
+};
+
+// Totals since the pipeline was made: images and sums of their StageTimes; network_busy_ms is the sum over
+// batches of their run times (slots overlap, so it may exceed the wall time).
+struct PipelineStats {
+  int64_t images = 0, failed = 0, batches = 0;
+  StageTimes total;
+  double network_busy_ms = 0;
+};
+
+class Pipeline {
+ public:
+  // The runner must outlive the pipeline and be used by nothing else meanwhile.
+  Pipeline(Runner& runner, PipelineOptions options);
+  ~Pipeline();  // finishes everything submitted, then stops its threads
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  std::future<PipelineResult> submit_file(const std::string& path);
+  std::future<PipelineResult> submit_bytes(std::vector<uint8_t> bytes, const std::string& name);
+  std::future<PipelineResult> submit_image(Image image, const std::string& name);
+  // Several at once, queued together: no batch leaves part-filled for want of the later ones.
+  std::vector<std::future<PipelineResult>> submit_files(const std::vector<std::string>& paths);
+  std::vector<std::future<PipelineResult>> submit_images(std::vector<Image> images, const std::vector<std::string>& names);
+
+  int pending() const;  // submitted, not yet finished
+  PipelineStats stats() const;
+  const PipelineOptions& options() const;  // with the defaults filled in
+  bool decodes_on_device() const;           // candidates decoded on the device (see device_decode)
+  // "batch 16, 3 in flight, 4 decoding and 4 post-processing threads"
+  std::string description() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Runs `paths` through the pipeline keeping at most `window` of them submitted ahead of the oldest unfinished
+// one, and calls `each` with every result in the order of `paths` (on the calling thread).
+void detect_in_order(Pipeline& pipeline, const std::vector<std::string>& paths,
+                     const std::function<void(PipelineResult&)>& each, int window = 0);
+
+}  // namespace eastrt::east
