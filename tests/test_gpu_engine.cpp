@@ -5,10 +5,12 @@
 // (≤ 1e-2), outputs poisoned with NaN before each run so that an unwritten element fails; then EAST end to
 // end, plans, contexts, CUDA graphs and the pre-processing.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <fstream>
 #include <random>
 #include <set>
 
@@ -626,6 +628,79 @@ TEST(GpuEngine, PlanRoundTripRunsTheSame) {
   ASSERT_EQ(i.layers.size(), j.layers.size());
   for (size_t k = 0; k < i.layers.size(); ++k) EXPECT_EQ(i.layers[k].tactic, j.layers[k].tactic);
   EXPECT_EQ(j.gpu_name, the_gpu().name);
+}
+
+// Three convolutions of different signatures (7x7/2 on 3 channels with TF's asymmetric SAME padding, a
+// 3x3 with ReLU, a 1x1 with a residual) on a batch of 2 at an odd size.
+Network three_convolutions(std::mt19937& rng) {
+  Network net;
+  Tensor* x = net.add_input("x", {2, 23, 29, 3});
+  auto conv = [&](Tensor* in, int k, int kernel, int stride, Padding padding, const std::string& name) {
+    ConvolutionParams p;
+    p.out_channels = k;
+    p.kernel = {kernel, kernel};
+    p.stride = {stride, stride};
+    p.padding = padding;
+    const int c = static_cast<int>(in->shape[3]);
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c * kernel * kernel));
+    p.kernel_weights = random_weights({k, c, kernel, kernel}, rng, -bound, bound);
+    p.bias = random_weights({k}, rng);
+    return net.add_convolution(in, p, name);
+  };
+  Tensor* y = conv(x, 12, 7, 2, {2, 2, 3, 3}, "conv1");
+  y = net.add_activation(conv(y, 12, 3, 1, Padding::symmetric(1), "conv2"), ActivationType::kRelu, "relu2");
+  y = net.add_elementwise(y, conv(y, 12, 1, 1, {}, "conv3"), ElementWiseOp::kAdd, "add3");
+  net.mark_output(y, "y");
+  return net;
+}
+
+TEST(GpuBuilder, TimingCacheSkipsTimingOnTheSecondBuildAndKeepsTheTactics) {
+  REQUIRE_GPU();
+  std::mt19937 rng(33);
+  const Network net = three_convolutions(rng);
+  const std::string path = "/tmp/eastrt_timing_cache_" + std::to_string(::getpid()) + ".json";
+  std::remove(path.c_str());
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(to_string(precision));
+    BuildOptions options;
+    options.precision = precision;
+    options.max_batch = 2;
+    options.timing_cache = path;
+    Builder first(net, options);
+    std::unique_ptr<Engine> a = first.build();
+    EXPECT_EQ(first.stats().convolutions_timed, 3);
+    EXPECT_EQ(first.stats().convolutions_from_cache, 0);
+    Builder second(net, options);
+    std::unique_ptr<Engine> b = second.build();
+    EXPECT_EQ(second.stats().convolutions_timed, 0);
+    EXPECT_EQ(second.stats().convolutions_from_cache, 3);
+    const EngineInfo i = a->inspect(), j = b->inspect();
+    ASSERT_EQ(i.layers.size(), j.layers.size());
+    for (size_t k = 0; k < i.layers.size(); ++k) {
+      EXPECT_EQ(i.layers[k].tactic, j.layers[k].tactic) << i.layers[k].name;
+      EXPECT_EQ(i.layers[k].tactic_ms, j.layers[k].tactic_ms) << i.layers[k].name;
+    }
+    // The cached tactics compute the right thing.
+    const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+    auto context = b->create_context();
+    context->poison();
+    const auto got = context->run(inputs);
+    EXPECT_EQ(nan_count(got.at("y")), 0);
+    EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
+    // Without the cache everything is timed again.
+    options.timing_cache.clear();
+    Builder uncached(net, options);
+    uncached.build();
+    EXPECT_EQ(uncached.stats().convolutions_timed, 3);
+  }
+  // A corrupt cache stops the build, naming the file.
+  { std::ofstream(path, std::ios::trunc) << "{\"format\": \"eastrt timing cache\", \"version\": 1, \"entr"; }
+  BuildOptions options;
+  options.max_batch = 2;
+  options.timing_cache = path;
+  const std::string message = error_of([&] { Builder(net, options).build(); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  std::remove(path.c_str());
 }
 
 TEST(GpuEngine, PlansForAnotherGpuOrCorruptAreRefused) {
