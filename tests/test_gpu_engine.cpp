@@ -394,6 +394,13 @@ TEST(GpuKernels, PoolingMatchesTheCpu) {
       {"average 3x3 pad 1 counting pad", {2, 7, 9, 6}, {PoolingType::kAverage, {3, 3}, {1, 1}, Padding::symmetric(1), false, true}},
       {"global average", {3, 5, 6, 9}, {PoolingType::kAverage, {1, 1}, {1, 1}, {}, true}},
       {"max 2x3 stride 2x1 odd pad", {2, 7, 8, 3}, {PoolingType::kMax, {2, 3}, {2, 1}, {1, 0, 0, 2}}},
+      // Channels in whole 16-byte packs (8 halves, 4 floats), in float packs only (12), and EAST's pool1.
+      {"max 3x3/2 TF SAME, 16 channels", {3, 11, 13, 16}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"max 3x3/2 TF SAME, 12 channels", {2, 12, 15, 12}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"max 3x3/2 pool1, 64 channels", {2, 18, 22, 64}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"average 3x3 odd pad, 24 channels", {2, 9, 7, 24}, {PoolingType::kAverage, {3, 3}, {1, 1}, {1, 0, 2, 1}}},
+      {"average 2x2/2 counting pad, 8 channels", {3, 7, 9, 8}, {PoolingType::kAverage, {2, 2}, {2, 2}, {0, 0, 1, 1}, false, true}},
+      {"global average, 40 channels", {2, 5, 7, 40}, {PoolingType::kAverage, {1, 1}, {1, 1}, {}, true}},
   };
   for (const Case& c : cases)
     check_network(single_layer(c.input, [&](Network& n, Tensor* x) { return n.add_pooling(x, c.p, "pool"); }), rng, c.what);
@@ -415,6 +422,13 @@ TEST(GpuKernels, ResizeUnderEveryRuleMatchesTheCpu) {
       check_network(single_layer({2, 9, 10, 3}, [&](Network& n, Tensor* x) {
                       return n.add_resize(x, {mode, rule, 4, 3, 0, 0}, "down");
                     }), rng, what + " to 4x3");
+      // Channels in whole 16-byte packs (8 halves, 4 floats) and in float packs only.
+      check_network(single_layer({3, 5, 7, 16}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 0, 0, 2.0f, 2.0f}, "up2");
+                    }), rng, what + " x2, 16 channels");
+      check_network(single_layer({2, 6, 5, 12}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 11, 7, 0, 0}, "up");
+                    }), rng, what + " to 11x7, 12 channels");
     }
 }
 
@@ -431,6 +445,17 @@ TEST(GpuKernels, ConcatenationsAndResizeIntoConcatenationMatchTheCpu) {
     if (inside) c = net.add_activation(c, ActivationType::kTanh, "after");
     net.mark_output(c, "y");
     check_network(net, rng, inside ? "resize into an arena concatenation" : "resize into the output binding");
+  }
+  // Packed channels written into a slice at a packed offset, and at an offset of 3 (the scalar kernel).
+  for (int before : {0, 3}) {
+    Network net;
+    Tensor* h = net.add_input("h", {2, 4, 5, 32});
+    Tensor* f = net.add_input("f", {2, 8, 10, 8});
+    Tensor* g = net.add_resize(h, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "unpool");
+    std::vector<Tensor*> parts{g, f};
+    if (before > 0) parts.insert(parts.begin(), net.add_input("e", {2, 8, 10, before}));
+    net.mark_output(net.add_activation(net.add_concatenation(parts, 3, "concat"), ActivationType::kTanh, "after"), "y");
+    check_network(net, rng, "32 channels resized into a concatenation after " + std::to_string(before));
   }
   Network width;
   Tensor* a = width.add_input("a", {3, 5, 4, 7});
