@@ -223,6 +223,30 @@ TEST(GpuLowering, AsymmetricPaddingAndPerLayerPrecision) {
   expect_no_live_overlap(plan);
 }
 
+TEST(GpuLowering, PaddedFp16ConvolutionReadsTheFloatInputWithoutACast) {
+  std::mt19937 rng(4);
+  Network net;
+  Tensor* x = net.add_input("x", {2, 22, 25, 3});
+  ConvolutionParams c;
+  c.out_channels = 16;
+  c.kernel = {7, 7};
+  c.stride = {2, 2};
+  c.padding = {2, 2, 3, 3};  // TF SAME on an even size: one more after than before
+  c.kernel_weights = random_weights({16, 3, 7, 7}, rng);
+  net.mark_output(net.add_convolution(x, c, "conv1"), "y");
+  const gpu::PlanData plan = lowered(net, Precision::kFp16, 2);
+  const auto conv = std::find_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.name == "conv1"; });
+  ASSERT_NE(conv, plan.steps.end());
+  // The pad converts float32 to half on the way: one pass over the input, no cast step before the convolution.
+  EXPECT_EQ(plan.tensors[conv->inputs[0]].place, gpu::TensorPlace::kInput);
+  EXPECT_EQ(plan.tensors[conv->inputs[0]].type, gpu::StorageType::kFloat32);
+  ASSERT_GE(conv->padded_input, 0);
+  EXPECT_EQ(plan.tensors[conv->padded_input].type, gpu::StorageType::kFloat16);
+  EXPECT_EQ(plan.tensors[conv->padded_input].shape, (Shape{2, 23, 26, 8}));
+  for (auto s = plan.steps.begin(); s != conv; ++s) EXPECT_NE(s->kind, gpu::StepKind::kCast) << s->name;
+  expect_no_live_overlap(plan);
+}
+
 TEST(GpuLowering, UnsupportedLayerIsAnErrorNamingIt) {
   Network net;
   Tensor* x = net.add_input("x", {2, 4, 4, 3});
@@ -346,6 +370,8 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
       {"3x3/2 asymmetric pad, ReLU", {3, 13, 17, 5}, 7, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
       {"1x1 bias only", {2, 9, 11, 6}, 10, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
       {"7x7/2 pad 3, 3 channels (conv1)", {2, 21, 19, 3}, 9, 7, 2, 1, 1, Padding::symmetric(3), false, ActivationType::kRelu, false, true},
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 16, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"5x5 odd pad, 5 channels, padded to 8 packs", {2, 11, 13, 5}, 8, 5, 1, 1, 1, {1, 2, 3, 2}, true, std::nullopt, false, false},
       {"3x3 residual + ReLU", {3, 8, 10, 12}, 12, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
       {"1x1 sigmoid head", {2, 10, 7, 8}, 5, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
       {"3x3 grouped, dilated, no bias", {1, 12, 12, 8}, 8, 3, 1, 2, 2, Padding::symmetric(2), false, std::nullopt, false, false},

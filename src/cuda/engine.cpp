@@ -400,9 +400,9 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
         const Shape& padded = plan.tensors[step.padded_input].shape;
         const int top = p.padding.top - std::min(p.padding.top, p.padding.bottom);
         const int left = p.padding.left - std::min(p.padding.left, p.padding.right);
-        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), b, static_cast<int>(in[1]),
-                         static_cast<int>(in[2]), static_cast<int>(in[3]), top, left, static_cast<int>(padded[1]),
-                         static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
+        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), type(step.padded_input), b,
+                         static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]), top, left,
+                         static_cast<int>(padded[1]), static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
         x = ptr(step.padded_input);
       }
       const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kCudnnFused;

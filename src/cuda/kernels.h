@@ -104,8 +104,9 @@ void launch_preprocess(const uint8_t* rgb, int src_height, int src_width, const 
 
 // Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the
 // part of an asymmetric padding cuDNN cannot express, and FP16 channels rounded up to a multiple of 8 (the
-// tensor-core kernels' granularity).
-void launch_pad(const void* x, DType type, void* y, int n, int h, int w, int c, int top, int left, int oh, int ow,
-                int oc, cudaStream_t stream);
+// tensor-core kernels' granularity). Converts xt to yt on the way, so that a convolution on a float32
+// tensor in FP16 needs this one pass and no cast before it.
+void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left, int oh,
+                int ow, int oc, cudaStream_t stream);
 
 }  // namespace eastrt::cuda
