@@ -405,6 +405,67 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
   }
 }
 
+// The direct convolution for few input channels, forced on every convolution of the plan (the builder
+// takes it only where it times fastest): unpadded input of 1-4 channels, asymmetric padding, outputs not a
+// multiple of 16, bias, residual and activations, batch > 1, in every precision.
+TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(16);
+  const ConvCase cases[] = {
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 64, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"3x3 1 channel, residual + ReLU", {2, 9, 13, 1}, 5, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
+      {"5x5 4 channels, odd pad, sigmoid, 20 outputs", {2, 11, 7, 4}, 20, 5, 1, 1, 1, {0, 2, 3, 1}, true, ActivationType::kSigmoid, false, false},
+      {"3x3/2 dilated 2 channels, no bias", {3, 15, 12, 2}, 17, 3, 2, 2, 1, {1, 1, 2, 2}, false, std::nullopt, false, false},
+  };
+  for (const ConvCase& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel, c.kernel};
+    p.stride = {c.stride, c.stride};
+    p.dilation = {c.dilation, c.dilation};
+    p.padding = c.padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_convolution(x, p, "conv");
+    if (c.batch_norm)
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+    if (c.residual) {
+      Tensor* r = net.add_input("r", y->shape);
+      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+    }
+    if (c.activation) y = net.add_activation(y, *c.activation, "act");
+    net.mark_output(y, "y");
+    for (Precision precision : kPrecisions) {
+      SCOPED_TRACE(std::string(c.what) + " at " + to_string(precision));
+      BuildOptions options;
+      options.precision = precision;
+      options.max_batch = static_cast<int>(c.input[0]);
+      gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "direct.plan");
+      int forced = 0;
+      for (gpu::PlanStep& step : parsed.plan.steps)
+        if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+          step.tactic = {};
+          step.tactic.kind = gpu::ConvTactic::Kind::kDirect;
+          step.tactic.algo = 0;
+          ++forced;
+        }
+      ASSERT_EQ(forced, 1);
+      std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "direct.plan");
+      EXPECT_NE(engine->inspect().layers.size(), 0u);
+      const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+      auto context = engine->create_context();
+      context->poison();
+      const auto got = context->run(inputs);
+      EXPECT_EQ(nan_count(got.at("y")), 0);
+      EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
+    }
+  }
+}
+
 TEST(GpuKernels, PoolingMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(12);

@@ -73,14 +73,16 @@ class TacticTimer {
     EASTRT_CUDNN(cudnnCreate(&cudnn_));
     EASTRT_CUDNN(cudnnSetStream(cudnn_, stream_));
     const PlanData& plan = engine.plan;
-    size_t x_bytes = 256, y_bytes = 256;
+    size_t x_bytes = 256, y_bytes = 256, raw_bytes = 256;
     for (const PlanStep& step : plan.steps) {
       if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
       const int in = step.padded_input >= 0 ? step.padded_input : step.inputs[0];
       x_bytes = std::max(x_bytes, static_cast<size_t>(plan.tensors[in].bytes()));
+      raw_bytes = std::max(raw_bytes, static_cast<size_t>(plan.tensors[step.inputs[0]].bytes()));
       y_bytes = std::max(y_bytes, static_cast<size_t>(plan.tensors[step.outputs[0]].bytes()));
     }
     x_.allocate(x_bytes);
+    raw_.allocate(raw_bytes);
     y_.allocate(y_bytes);
     reference_.allocate(y_bytes);
     residual_.allocate(y_bytes);
@@ -103,9 +105,20 @@ class TacticTimer {
   struct Candidate {
     bool fused;
     cuda::ConvAlgorithm algo;
+    bool direct = false;  // our direct convolution on raw_ (or x_ when the step has no explicit pad)
   };
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
+    if (c.direct) {
+      const PlanData& plan = engine_.plan;
+      const gpu::StepWeights& w = engine_.step_weights[index];
+      const bool padded = step.padded_input >= 0;
+      cuda::launch_direct_conv(padded ? raw_.get() : x_.get(), gpu::dtype(plan.tensors[step.inputs[0]].type), w.filter,
+                               w.has_bias ? w.bias : nullptr, residual ? residual_.get() : nullptr, y,
+                               gpu::dtype(plan.tensors[step.outputs[0]].type),
+                               gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
+      return CUDNN_STATUS_SUCCESS;  // a failed launch throws
+    }
     conv.set_math(c.algo.math);
     // Exactly the workspace cuDNN said the algorithm needs: what the plan will provide, so that a tactic
     // asking for more (the fused call with an algorithm) is refused here and not at run time.
@@ -127,7 +140,9 @@ class TacticTimer {
   const BuildOptions& options_;
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  DeviceBuffer x_, y_, reference_, residual_, workspace_, sums_;
+  // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
+  // direct tactic reads.
+  DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
   bool warm_ = false;
 };
 
@@ -172,6 +187,13 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
   if (t.workspace > static_cast<int64_t>(workspace_.size())) return false;
   cuda::CudnnConvolution conv(g, type, t.math);
+  if (t.kind == ConvTactic::Kind::kDirect) {
+    const cuda::DirectConvArgs a = gpu::direct_conv_args(plan, step, plan.max_batch);
+    if (!cuda::direct_conv_fits(a.c, a.k, a.r, a.s, std::get<ConvolutionParams>(step.params).groups)) return false;
+    run(conv, step, index, {false, {}, true}, y_.get(), step.inputs.size() > 1);
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return true;
+  }
   cuda::ConvAlgorithm algo;
   algo.algo = t.algo, algo.math = t.math, algo.memory = static_cast<size_t>(t.workspace);
   try {
@@ -219,6 +241,18 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   const bool residual = step.inputs.size() > 1;
   if (options_.time_tactics) warm_up();  // before the fills: it overwrites the buffers
   cuda::launch_fill_random(x_.get(), type, x_count, 1000 + index, -1.0f, 1.0f, stream_);
+  const cuda::DirectConvArgs direct = gpu::direct_conv_args(plan, step, plan.max_batch);
+  if (step.padded_input >= 0) {
+    // Random values in the input as the plan holds it, padded into x_ as the engine does: every candidate,
+    // the direct one on raw_ included, sees the same convolution.
+    const cuda::DType raw_type = gpu::dtype(plan.tensors[step.inputs[0]].type);
+    cuda::launch_fill_random(raw_.get(), raw_type, int64_t(direct.n) * direct.h * direct.w * direct.c, 3000 + index,
+                             -1.0f, 1.0f, stream_);
+    const auto& p = std::get<ConvolutionParams>(step.params);
+    cuda::launch_pad(raw_.get(), raw_type, x_.get(), type, g.n, direct.h, direct.w, direct.c,
+                     p.padding.top - std::min(p.padding.top, p.padding.bottom),
+                     p.padding.left - std::min(p.padding.left, p.padding.right), g.h, g.w, g.c, stream_);
+  }
   if (residual) cuda::launch_fill_random(residual_.get(), type, y_count, 2000 + index, -1.0f, 1.0f, stream_);
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
 
@@ -273,11 +307,12 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
+  if (cuda::direct_conv_fits(direct.c, direct.k, direct.r, direct.s, g.groups)) candidates.push_back({false, {}, true});
 
   // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
   bool have_reference = false;
   for (const Candidate& c : candidates) {
-    if (c.fused) continue;
+    if (c.fused || c.direct) continue;
     if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
       have_reference = true;
       break;
@@ -291,8 +326,9 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   std::vector<ConvTactic> tactics;
   for (const Candidate& c : candidates) {
     ConvTactic t;
-    t.kind = c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
-    t.algo = c.algo.algo, t.math = c.algo.math, t.workspace = static_cast<int64_t>(c.algo.memory);
+    t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
+    t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
+    t.workspace = c.direct ? 0 : static_cast<int64_t>(c.algo.memory);
     if (run(conv, step, index, c, y_.get(), residual) != CUDNN_STATUS_SUCCESS) {
       report << "  " << gpu::describe(t) << ": refused\n";
       continue;
