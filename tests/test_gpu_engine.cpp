@@ -5,10 +5,12 @@
 // (≤ 1e-2), outputs poisoned with NaN before each run so that an unwritten element fails; then EAST end to
 // end, plans, contexts, CUDA graphs and the pre-processing.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <fstream>
 #include <random>
 #include <set>
 
@@ -221,6 +223,30 @@ TEST(GpuLowering, AsymmetricPaddingAndPerLayerPrecision) {
   expect_no_live_overlap(plan);
 }
 
+TEST(GpuLowering, PaddedFp16ConvolutionReadsTheFloatInputWithoutACast) {
+  std::mt19937 rng(4);
+  Network net;
+  Tensor* x = net.add_input("x", {2, 22, 25, 3});
+  ConvolutionParams c;
+  c.out_channels = 16;
+  c.kernel = {7, 7};
+  c.stride = {2, 2};
+  c.padding = {2, 2, 3, 3};  // TF SAME on an even size: one more after than before
+  c.kernel_weights = random_weights({16, 3, 7, 7}, rng);
+  net.mark_output(net.add_convolution(x, c, "conv1"), "y");
+  const gpu::PlanData plan = lowered(net, Precision::kFp16, 2);
+  const auto conv = std::find_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.name == "conv1"; });
+  ASSERT_NE(conv, plan.steps.end());
+  // The pad converts float32 to half on the way: one pass over the input, no cast step before the convolution.
+  EXPECT_EQ(plan.tensors[conv->inputs[0]].place, gpu::TensorPlace::kInput);
+  EXPECT_EQ(plan.tensors[conv->inputs[0]].type, gpu::StorageType::kFloat32);
+  ASSERT_GE(conv->padded_input, 0);
+  EXPECT_EQ(plan.tensors[conv->padded_input].type, gpu::StorageType::kFloat16);
+  EXPECT_EQ(plan.tensors[conv->padded_input].shape, (Shape{2, 23, 26, 8}));
+  for (auto s = plan.steps.begin(); s != conv; ++s) EXPECT_NE(s->kind, gpu::StepKind::kCast) << s->name;
+  expect_no_live_overlap(plan);
+}
+
 TEST(GpuLowering, UnsupportedLayerIsAnErrorNamingIt) {
   Network net;
   Tensor* x = net.add_input("x", {2, 4, 4, 3});
@@ -412,6 +438,8 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
       {"3x3/2 asymmetric pad, ReLU", {3, 13, 17, 5}, 7, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
       {"1x1 bias only", {2, 9, 11, 6}, 10, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
       {"7x7/2 pad 3, 3 channels (conv1)", {2, 21, 19, 3}, 9, 7, 2, 1, 1, Padding::symmetric(3), false, ActivationType::kRelu, false, true},
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 16, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"5x5 odd pad, 5 channels, padded to 8 packs", {2, 11, 13, 5}, 8, 5, 1, 1, 1, {1, 2, 3, 2}, true, std::nullopt, false, false},
       {"3x3 residual + ReLU", {3, 8, 10, 12}, 12, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
       {"1x1 sigmoid head", {2, 10, 7, 8}, 5, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
       {"3x3 grouped, dilated, no bias", {1, 12, 12, 8}, 8, 3, 1, 2, 2, Padding::symmetric(2), false, std::nullopt, false, false},
@@ -445,6 +473,67 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
   }
 }
 
+// The direct convolution for few input channels, forced on every convolution of the plan (the builder
+// takes it only where it times fastest): unpadded input of 1-4 channels, asymmetric padding, outputs not a
+// multiple of 16, bias, residual and activations, batch > 1, in every precision.
+TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(16);
+  const ConvCase cases[] = {
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 64, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"3x3 1 channel, residual + ReLU", {2, 9, 13, 1}, 5, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
+      {"5x5 4 channels, odd pad, sigmoid, 20 outputs", {2, 11, 7, 4}, 20, 5, 1, 1, 1, {0, 2, 3, 1}, true, ActivationType::kSigmoid, false, false},
+      {"3x3/2 dilated 2 channels, no bias", {3, 15, 12, 2}, 17, 3, 2, 2, 1, {1, 1, 2, 2}, false, std::nullopt, false, false},
+  };
+  for (const ConvCase& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel, c.kernel};
+    p.stride = {c.stride, c.stride};
+    p.dilation = {c.dilation, c.dilation};
+    p.padding = c.padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_convolution(x, p, "conv");
+    if (c.batch_norm)
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+    if (c.residual) {
+      Tensor* r = net.add_input("r", y->shape);
+      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+    }
+    if (c.activation) y = net.add_activation(y, *c.activation, "act");
+    net.mark_output(y, "y");
+    for (Precision precision : kPrecisions) {
+      SCOPED_TRACE(std::string(c.what) + " at " + to_string(precision));
+      BuildOptions options;
+      options.precision = precision;
+      options.max_batch = static_cast<int>(c.input[0]);
+      gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "direct.plan");
+      int forced = 0;
+      for (gpu::PlanStep& step : parsed.plan.steps)
+        if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+          step.tactic = {};
+          step.tactic.kind = gpu::ConvTactic::Kind::kDirect;
+          step.tactic.algo = 0;
+          ++forced;
+        }
+      ASSERT_EQ(forced, 1);
+      std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "direct.plan");
+      EXPECT_NE(engine->inspect().layers.size(), 0u);
+      const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+      auto context = engine->create_context();
+      context->poison();
+      const auto got = context->run(inputs);
+      EXPECT_EQ(nan_count(got.at("y")), 0);
+      EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
+    }
+  }
+}
+
 TEST(GpuKernels, PoolingMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(12);
@@ -460,6 +549,13 @@ TEST(GpuKernels, PoolingMatchesTheCpu) {
       {"average 3x3 pad 1 counting pad", {2, 7, 9, 6}, {PoolingType::kAverage, {3, 3}, {1, 1}, Padding::symmetric(1), false, true}},
       {"global average", {3, 5, 6, 9}, {PoolingType::kAverage, {1, 1}, {1, 1}, {}, true}},
       {"max 2x3 stride 2x1 odd pad", {2, 7, 8, 3}, {PoolingType::kMax, {2, 3}, {2, 1}, {1, 0, 0, 2}}},
+      // Channels in whole 16-byte packs (8 halves, 4 floats), in float packs only (12), and EAST's pool1.
+      {"max 3x3/2 TF SAME, 16 channels", {3, 11, 13, 16}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"max 3x3/2 TF SAME, 12 channels", {2, 12, 15, 12}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"max 3x3/2 pool1, 64 channels", {2, 18, 22, 64}, {PoolingType::kMax, {3, 3}, {2, 2}, {0, 0, 1, 1}}},
+      {"average 3x3 odd pad, 24 channels", {2, 9, 7, 24}, {PoolingType::kAverage, {3, 3}, {1, 1}, {1, 0, 2, 1}}},
+      {"average 2x2/2 counting pad, 8 channels", {3, 7, 9, 8}, {PoolingType::kAverage, {2, 2}, {2, 2}, {0, 0, 1, 1}, false, true}},
+      {"global average, 40 channels", {2, 5, 7, 40}, {PoolingType::kAverage, {1, 1}, {1, 1}, {}, true}},
   };
   for (const Case& c : cases)
     check_network(single_layer(c.input, [&](Network& n, Tensor* x) { return n.add_pooling(x, c.p, "pool"); }), rng, c.what);
@@ -526,6 +622,13 @@ TEST(GpuKernels, ResizeUnderEveryRuleMatchesTheCpu) {
       check_network(single_layer({2, 9, 10, 3}, [&](Network& n, Tensor* x) {
                       return n.add_resize(x, {mode, rule, 4, 3, 0, 0}, "down");
                     }), rng, what + " to 4x3");
+      // Channels in whole 16-byte packs (8 halves, 4 floats) and in float packs only.
+      check_network(single_layer({3, 5, 7, 16}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 0, 0, 2.0f, 2.0f}, "up2");
+                    }), rng, what + " x2, 16 channels");
+      check_network(single_layer({2, 6, 5, 12}, [&](Network& n, Tensor* x) {
+                      return n.add_resize(x, {mode, rule, 11, 7, 0, 0}, "up");
+                    }), rng, what + " to 11x7, 12 channels");
     }
 }
 
@@ -542,6 +645,17 @@ TEST(GpuKernels, ConcatenationsAndResizeIntoConcatenationMatchTheCpu) {
     if (inside) c = net.add_activation(c, ActivationType::kTanh, "after");
     net.mark_output(c, "y");
     check_network(net, rng, inside ? "resize into an arena concatenation" : "resize into the output binding");
+  }
+  // Packed channels written into a slice at a packed offset, and at an offset of 3 (the scalar kernel).
+  for (int before : {0, 3}) {
+    Network net;
+    Tensor* h = net.add_input("h", {2, 4, 5, 32});
+    Tensor* f = net.add_input("f", {2, 8, 10, 8});
+    Tensor* g = net.add_resize(h, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "unpool");
+    std::vector<Tensor*> parts{g, f};
+    if (before > 0) parts.insert(parts.begin(), net.add_input("e", {2, 8, 10, before}));
+    net.mark_output(net.add_activation(net.add_concatenation(parts, 3, "concat"), ActivationType::kTanh, "after"), "y");
+    check_network(net, rng, "32 channels resized into a concatenation after " + std::to_string(before));
   }
   Network width;
   Tensor* a = width.add_input("a", {3, 5, 4, 7});
@@ -739,6 +853,79 @@ TEST(GpuEngine, PlanRoundTripRunsTheSame) {
   ASSERT_EQ(i.layers.size(), j.layers.size());
   for (size_t k = 0; k < i.layers.size(); ++k) EXPECT_EQ(i.layers[k].tactic, j.layers[k].tactic);
   EXPECT_EQ(j.gpu_name, the_gpu().name);
+}
+
+// Three convolutions of different signatures (7x7/2 on 3 channels with TF's asymmetric SAME padding, a
+// 3x3 with ReLU, a 1x1 with a residual) on a batch of 2 at an odd size.
+Network three_convolutions(std::mt19937& rng) {
+  Network net;
+  Tensor* x = net.add_input("x", {2, 23, 29, 3});
+  auto conv = [&](Tensor* in, int k, int kernel, int stride, Padding padding, const std::string& name) {
+    ConvolutionParams p;
+    p.out_channels = k;
+    p.kernel = {kernel, kernel};
+    p.stride = {stride, stride};
+    p.padding = padding;
+    const int c = static_cast<int>(in->shape[3]);
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c * kernel * kernel));
+    p.kernel_weights = random_weights({k, c, kernel, kernel}, rng, -bound, bound);
+    p.bias = random_weights({k}, rng);
+    return net.add_convolution(in, p, name);
+  };
+  Tensor* y = conv(x, 12, 7, 2, {2, 2, 3, 3}, "conv1");
+  y = net.add_activation(conv(y, 12, 3, 1, Padding::symmetric(1), "conv2"), ActivationType::kRelu, "relu2");
+  y = net.add_elementwise(y, conv(y, 12, 1, 1, {}, "conv3"), ElementWiseOp::kAdd, "add3");
+  net.mark_output(y, "y");
+  return net;
+}
+
+TEST(GpuBuilder, TimingCacheSkipsTimingOnTheSecondBuildAndKeepsTheTactics) {
+  REQUIRE_GPU();
+  std::mt19937 rng(33);
+  const Network net = three_convolutions(rng);
+  const std::string path = "/tmp/eastrt_timing_cache_" + std::to_string(::getpid()) + ".json";
+  std::remove(path.c_str());
+  for (Precision precision : kPrecisions) {
+    SCOPED_TRACE(to_string(precision));
+    BuildOptions options;
+    options.precision = precision;
+    options.max_batch = 2;
+    options.timing_cache = path;
+    Builder first(net, options);
+    std::unique_ptr<Engine> a = first.build();
+    EXPECT_EQ(first.stats().convolutions_timed, 3);
+    EXPECT_EQ(first.stats().convolutions_from_cache, 0);
+    Builder second(net, options);
+    std::unique_ptr<Engine> b = second.build();
+    EXPECT_EQ(second.stats().convolutions_timed, 0);
+    EXPECT_EQ(second.stats().convolutions_from_cache, 3);
+    const EngineInfo i = a->inspect(), j = b->inspect();
+    ASSERT_EQ(i.layers.size(), j.layers.size());
+    for (size_t k = 0; k < i.layers.size(); ++k) {
+      EXPECT_EQ(i.layers[k].tactic, j.layers[k].tactic) << i.layers[k].name;
+      EXPECT_EQ(i.layers[k].tactic_ms, j.layers[k].tactic_ms) << i.layers[k].name;
+    }
+    // The cached tactics compute the right thing.
+    const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+    auto context = b->create_context();
+    context->poison();
+    const auto got = context->run(inputs);
+    EXPECT_EQ(nan_count(got.at("y")), 0);
+    EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
+    // Without the cache everything is timed again.
+    options.timing_cache.clear();
+    Builder uncached(net, options);
+    uncached.build();
+    EXPECT_EQ(uncached.stats().convolutions_timed, 3);
+  }
+  // A corrupt cache stops the build, naming the file.
+  { std::ofstream(path, std::ios::trunc) << "{\"format\": \"eastrt timing cache\", \"version\": 1, \"entr"; }
+  BuildOptions options;
+  options.max_batch = 2;
+  options.timing_cache = path;
+  const std::string message = error_of([&] { Builder(net, options).build(); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  std::remove(path.c_str());
 }
 
 TEST(GpuEngine, PlansForAnotherGpuOrCorruptAreRefused) {

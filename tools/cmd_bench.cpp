@@ -102,6 +102,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --max-batch N         the engine's largest batch when building (default --batch)\n"
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
+                "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
                 "  --iterations N        timed batches (default 100)\n"
                 "  --warmup N            untimed batches first (default 10)\n"
                 "  --cuda-graph          replay a captured CUDA graph instead of launching each step\n"
@@ -113,7 +114,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --results FILE        append the JSON line here (default: none)\n"
                 "  --json                print only the JSON line\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
-             "--workspace", "--layer-precision", "--iterations", "--warmup", "--save-plan", "--save-weights",
+             "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json"},
             {"--cuda-graph", "--json", "--profile"});
   if (!args.parse(argv)) return 0;
@@ -132,6 +133,7 @@ int bench(const std::vector<std::string>& argv) {
   double build_s = 0;
   if (args.has("--plan")) {
     EASTRT_CHECK(!args.has("--builtin") && !args.has("--model"), "give either --plan or a model, not both");
+    EASTRT_CHECK(!args.has("--timing-cache"), "--timing-cache is for building; a --plan has its tactics already");
     engine = Engine::load(args.get("--plan"));
     model_description = "plan " + args.get("--plan");
     if (args.has("--precision"))
@@ -147,6 +149,7 @@ int bench(const std::vector<std::string>& argv) {
     EASTRT_CHECK(workspace_mb >= 0, "--workspace must be at least 0 MB");
     options.workspace_bytes = static_cast<size_t>(workspace_mb) << 20;
     options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
+    options.timing_cache = args.get("--timing-cache");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -85,11 +85,14 @@ int build(const std::vector<std::string>& argv) {
                 "  --workspace MB        the most workspace one convolution tactic may use (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision, by layer name\n"
                 "  --heuristic           take cuDNN's heuristic choice instead of timing the tactics\n"
+                "  --timing-cache FILE   reuse the tactics timed by earlier builds on this GPU model (and\n"
+                "                        cuDNN and eastrt version) from FILE, time the rest and add them;\n"
+                "                        a FILE that is not a valid cache is an error (delete it to start over)\n"
                 "  --verbose             every tactic tried, with its time, on stderr\n"
                 "  --json                the engine's summary as JSON\n"
                 "  -o, --output PLAN     the plan file to write\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--max-batch", "--workspace",
-             "--layer-precision", "--output", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
+             "--layer-precision", "--output", "--timing-cache", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
              "--batch", "--size", "--threads"},
             {"--heuristic", "--verbose", "--json", "--allow-held-out"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
@@ -111,9 +114,11 @@ int build(const std::vector<std::string>& argv) {
   options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
   options.time_tactics = !args.has("--heuristic");
   options.verbose = args.has("--verbose");
+  options.timing_cache = args.get("--timing-cache");
 
   const auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<Engine> engine = Builder(std::move(model.network), options).build();
+  Builder builder(std::move(model.network), options);
+  std::unique_ptr<Engine> engine = builder.build();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string path = args.get("--output");
   engine->save(path);
@@ -135,12 +140,17 @@ int build(const std::vector<std::string>& argv) {
     out["weight_bytes"] = info.weight_bytes;
     out["activation_bytes"] = info.activation_bytes;
     out["workspace_bytes"] = info.workspace_bytes;
+    out["convolutions_timed"] = builder.stats().convolutions_timed;
+    out["convolutions_from_cache"] = builder.stats().convolutions_from_cache;
     for (const EngineLayerInfo& l : info.layers)
       out["layer_list"].push_back({{"name", l.name}, {"kind", l.kind}, {"precision", l.precision},
                                    {"tactic", l.tactic}, {"tactic_ms", l.tactic_ms}, {"shape", l.output_shape}});
     std::cout << out.dump(2) << "\n";
     return 0;
   }
+  if (!options.timing_cache.empty())
+    std::cout << "timing cache " << options.timing_cache << ": " << builder.stats().convolutions_from_cache
+              << " convolutions reused, " << builder.stats().convolutions_timed << " timed\n";
   std::cout << model.description << "\n" << to_text(info) << "built in " << seconds << " s; wrote " << path << " ("
             << plan_bytes << " bytes)\n";
   return 0;

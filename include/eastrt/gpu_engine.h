@@ -33,6 +33,16 @@ struct BuildOptions {
   // Time every candidate tactic (the point of building on the target GPU); off: cuDNN's heuristic choice.
   bool time_tactics = true;
   bool verbose = false;  // one line per layer on stderr while building
+  // A tactic timing cache file (empty: none): convolutions whose signature it holds for this GPU model,
+  // cuDNN and eastrt version take the cached tactic without timing; the others are timed and added, and
+  // the file is rewritten. A file that is not a valid cache of this format version is an Error naming it.
+  std::string timing_cache;
+};
+
+// What the last build did about tactics.
+struct BuildStats {
+  int convolutions_timed = 0;       // candidates run and timed here
+  int convolutions_from_cache = 0;  // tactic taken from the timing cache
 };
 
 struct EngineLayerInfo {
@@ -96,10 +106,12 @@ class Builder {
   Builder(Network network, BuildOptions options);
   // Throws an Error naming the layer for anything the GPU engine cannot run.
   std::unique_ptr<Engine> build();
+  const BuildStats& stats() const { return stats_; }
 
  private:
   Network network_;
   BuildOptions options_;
+  BuildStats stats_;
 };
 
 // One stream, one activation buffer, one workspace, device and pinned host bindings. Not thread-safe;

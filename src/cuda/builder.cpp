@@ -1,13 +1,17 @@
 // The GPU builder: passes, lowering to a plan, the weights on the device, then a tactic for every
 // convolution chosen by timing each candidate on this GPU (cuDNN's own search within the workspace limit,
-// then every algorithm it found run both fused and split, each checked against a reference output).
+// then every algorithm it found run both fused and split, each checked against a reference output), or
+// taken from a timing cache that an earlier build on the same kind of GPU wrote.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cuda/engine_impl.h"
+#include "cuda/timing_cache.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "passes/passes.h"
@@ -20,10 +24,17 @@ using gpu::DeviceBuffer;
 using gpu::PlanData;
 using gpu::PlanStep;
 using gpu::StepKind;
+using gpu::TimingCache;
+using gpu::TimingEntry;
 
 constexpr int kAlgorithmsTried = 4;  // of cuDNN's fastest, each run fused and split
-constexpr int kTimedRuns = 9;
-constexpr int kWarmupRuns = 3;  // untimed runs of each candidate first (its kernels loaded, the clocks up)
+// Candidates are timed in rounds, one run of each per round, and each keeps its median: a clock that
+// drifts during the timing (boost, thermal) then moves every candidate alike instead of favouring the ones
+// timed last, which timing each candidate's runs back to back did (FP16 batch 1 EAST varied 202-458
+// images/s between builds on an H200).
+constexpr int kTimedRounds = 11;
+constexpr int kWarmupRuns = 3;        // untimed runs of each candidate first (its kernels loaded)
+constexpr double kWarmupSeconds = 0.3;  // of real work on the device before the first timing (clocks up)
 
 // The most a candidate's output may differ from the reference tactic's (‖a − b‖ / ‖b‖): far above each
 // precision's rounding, far below a wrong result.
@@ -62,14 +73,16 @@ class TacticTimer {
     EASTRT_CUDNN(cudnnCreate(&cudnn_));
     EASTRT_CUDNN(cudnnSetStream(cudnn_, stream_));
     const PlanData& plan = engine.plan;
-    size_t x_bytes = 256, y_bytes = 256;
+    size_t x_bytes = 256, y_bytes = 256, raw_bytes = 256;
     for (const PlanStep& step : plan.steps) {
       if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
       const int in = step.padded_input >= 0 ? step.padded_input : step.inputs[0];
       x_bytes = std::max(x_bytes, static_cast<size_t>(plan.tensors[in].bytes()));
+      raw_bytes = std::max(raw_bytes, static_cast<size_t>(plan.tensors[step.inputs[0]].bytes()));
       y_bytes = std::max(y_bytes, static_cast<size_t>(plan.tensors[step.outputs[0]].bytes()));
     }
     x_.allocate(x_bytes);
+    raw_.allocate(raw_bytes);
     y_.allocate(y_bytes);
     reference_.allocate(y_bytes);
     residual_.allocate(y_bytes);
@@ -81,15 +94,31 @@ class TacticTimer {
     cudaStreamDestroy(stream_);
   }
 
-  ConvTactic choose(size_t index, std::ostream* log);
+  // The tactic for convolution step `index`: from `cache` when it holds this signature on this device
+  // (and the tactic still runs), else timed and added to it. `timed` says which.
+  ConvTactic choose(size_t index, TimingCache* cache, const std::string& device, bool* timed, std::ostream* log);
 
  private:
+  ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
+  bool still_runs(size_t index, const ConvTactic& tactic);
+  void warm_up();
   struct Candidate {
     bool fused;
     cuda::ConvAlgorithm algo;
+    bool direct = false;  // our direct convolution on raw_ (or x_ when the step has no explicit pad)
   };
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
+    if (c.direct) {
+      const PlanData& plan = engine_.plan;
+      const gpu::StepWeights& w = engine_.step_weights[index];
+      const bool padded = step.padded_input >= 0;
+      cuda::launch_direct_conv(padded ? raw_.get() : x_.get(), gpu::dtype(plan.tensors[step.inputs[0]].type), w.filter,
+                               w.has_bias ? w.bias : nullptr, residual ? residual_.get() : nullptr, y,
+                               gpu::dtype(plan.tensors[step.outputs[0]].type),
+                               gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
+      return CUDNN_STATUS_SUCCESS;  // a failed launch throws
+    }
     conv.set_math(c.algo.math);
     // Exactly the workspace cuDNN said the algorithm needs: what the plan will provide, so that a tactic
     // asking for more (the fused call with an algorithm) is refused here and not at run time.
@@ -111,17 +140,119 @@ class TacticTimer {
   const BuildOptions& options_;
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  DeviceBuffer x_, y_, reference_, residual_, workspace_, sums_;
+  // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
+  // direct tactic reads.
+  DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
+  bool warm_ = false;
 };
 
-ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
+// A GPU that has been idle sits at low clocks, and the first layers timed would see them: keep it busy
+// with memory-bound work over the timing buffers (random fills, what timing runs on anyway) for a moment.
+void TacticTimer::warm_up() {
+  if (warm_) return;
+  warm_ = true;
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t seed = 1;
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < kWarmupSeconds) {
+    for (int i = 0; i < 8; ++i) {
+      cuda::launch_fill_random(x_.get(), cuda::DType::kF32, static_cast<int64_t>(x_.size() / 4), seed++, -1.0f, 1.0f,
+                               stream_);
+      cuda::launch_fill_random(y_.get(), cuda::DType::kF32, static_cast<int64_t>(y_.size() / 4), seed++, -1.0f, 1.0f,
+                               stream_);
+    }
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+  }
+}
+
+// What a convolution's candidates and their times depend on: shapes, parameters, storage type, precision,
+// the epilogue, and the workspace limit (a larger one admits other algorithms).
+std::string conv_signature(const cuda::ConvGeometry& g, cuda::DType type, Precision precision,
+                           const cuda::Activation& act, bool bias, bool residual, size_t workspace_limit) {
+  std::ostringstream out;
+  out << "conv n" << g.n << " h" << g.h << " w" << g.w << " c" << g.c << " k" << g.k << " r" << g.r << " s" << g.s
+      << " oh" << g.oh << " ow" << g.ow << " pad" << g.pad_h << "," << g.pad_w << " stride" << g.stride_h << ","
+      << g.stride_w << " dilation" << g.dilation_h << "," << g.dilation_w << " groups" << g.groups << " "
+      << (type == cuda::DType::kF16 ? "f16" : "f32") << " " << to_string(precision) << " act" << act.type << ","
+      << act.alpha << "," << act.beta << (bias ? " bias" : "") << (residual ? " residual" : "") << " workspace"
+      << workspace_limit;
+  return out.str();
+}
+
+// A cached tactic is taken only if cuDNN still accepts it here within the workspace (it will on the GPU
+// model and cuDNN the cache key names; this guards against a hand-edited or stale entry).
+bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
+  const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[index];
+  const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
+  const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
+  if (t.workspace > static_cast<int64_t>(workspace_.size())) return false;
+  cuda::CudnnConvolution conv(g, type, t.math);
+  if (t.kind == ConvTactic::Kind::kDirect) {
+    const cuda::DirectConvArgs a = gpu::direct_conv_args(plan, step, plan.max_batch);
+    if (!cuda::direct_conv_fits(a.c, a.k, a.r, a.s, std::get<ConvolutionParams>(step.params).groups)) return false;
+    run(conv, step, index, {false, {}, true}, y_.get(), step.inputs.size() > 1);
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return true;
+  }
+  cuda::ConvAlgorithm algo;
+  algo.algo = t.algo, algo.math = t.math, algo.memory = static_cast<size_t>(t.workspace);
+  try {
+    if (conv.workspace_size(cudnn_, t.algo) > static_cast<size_t>(t.workspace)) return false;
+  } catch (const Error&) {
+    return false;
+  }
+  const bool ok = run(conv, step, index, {t.kind == ConvTactic::Kind::kCudnnFused, algo}, y_.get(),
+                      step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
+  EASTRT_CUDA(cudaStreamSynchronize(stream_));
+  return ok;
+}
+
+ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::string& device, bool* timed,
+                               std::ostream* log) {
+  const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[index];
+  *timed = options_.time_tactics;  // the heuristic's choice is not timed, and not cached
+  if (!cache || !options_.time_tactics) return time_candidates(index, nullptr, log);
+  const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
+  const std::string signature =
+      conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), type, step.precision, gpu::conv_activation(step),
+                     engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size());
+  if (const TimingEntry* entry = cache->find(device, signature)) {
+    if (still_runs(index, entry->chosen)) {
+      *timed = false;
+      if (log) *log << "tactic for " << step.name << " from the timing cache: " << gpu::describe(entry->chosen) << "\n";
+      return entry->chosen;
+    }
+    if (log) *log << "cached tactic for " << step.name << " (" << gpu::describe(entry->chosen)
+                  << ") no longer runs here: timing again\n";
+  }
+  TimingEntry entry;
+  entry.chosen = time_candidates(index, &entry.timed, log);
+  cache->insert(device, signature, entry);
+  return entry.chosen;
+}
+
+ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log) {
   const PlanData& plan = engine_.plan;
   const PlanStep& step = plan.steps[index];
   const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
   const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
   const int64_t x_count = int64_t(g.n) * g.h * g.w * g.c, y_count = int64_t(g.n) * g.oh * g.ow * g.k;
   const bool residual = step.inputs.size() > 1;
+  if (options_.time_tactics) warm_up();  // before the fills: it overwrites the buffers
   cuda::launch_fill_random(x_.get(), type, x_count, 1000 + index, -1.0f, 1.0f, stream_);
+  const cuda::DirectConvArgs direct = gpu::direct_conv_args(plan, step, plan.max_batch);
+  if (step.padded_input >= 0) {
+    // Random values in the input as the plan holds it, padded into x_ as the engine does: every candidate,
+    // the direct one on raw_ included, sees the same convolution.
+    const cuda::DType raw_type = gpu::dtype(plan.tensors[step.inputs[0]].type);
+    cuda::launch_fill_random(raw_.get(), raw_type, int64_t(direct.n) * direct.h * direct.w * direct.c, 3000 + index,
+                             -1.0f, 1.0f, stream_);
+    const auto& p = std::get<ConvolutionParams>(step.params);
+    cuda::launch_pad(raw_.get(), raw_type, x_.get(), type, g.n, direct.h, direct.w, direct.c,
+                     p.padding.top - std::min(p.padding.top, p.padding.bottom),
+                     p.padding.left - std::min(p.padding.left, p.padding.right), g.h, g.w, g.c, stream_);
+  }
   if (residual) cuda::launch_fill_random(residual_.get(), type, y_count, 2000 + index, -1.0f, 1.0f, stream_);
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
 
@@ -176,11 +307,12 @@ ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
+  if (cuda::direct_conv_fits(direct.c, direct.k, direct.r, direct.s, g.groups)) candidates.push_back({false, {}, true});
 
   // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
   bool have_reference = false;
   for (const Candidate& c : candidates) {
-    if (c.fused) continue;
+    if (c.fused || c.direct) continue;
     if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
       have_reference = true;
       break;
@@ -188,33 +320,20 @@ ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
   }
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
 
-  ConvTactic best;
+  // Every candidate once: refused by cuDNN, or wrong, or kept.
   std::ostringstream report;
-  Events events;
+  std::vector<Candidate> kept;
+  std::vector<ConvTactic> tactics;
   for (const Candidate& c : candidates) {
     ConvTactic t;
-    t.kind = c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
-    t.algo = c.algo.algo, t.math = c.algo.math, t.workspace = static_cast<int64_t>(c.algo.memory);
+    t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
+    t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
+    t.workspace = c.direct ? 0 : static_cast<int64_t>(c.algo.memory);
     if (run(conv, step, index, c, y_.get(), residual) != CUDNN_STATUS_SUCCESS) {
       report << "  " << gpu::describe(t) << ": refused\n";
       continue;
     }
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
-    if (options_.time_tactics) {
-      for (int i = 0; i < kWarmupRuns; ++i) run(conv, step, index, c, y_.get(), residual);
-      std::vector<double> ms;
-      for (int i = 0; i < kTimedRuns; ++i) {
-        EASTRT_CUDA(cudaEventRecord(events.start, stream_));
-        run(conv, step, index, c, y_.get(), residual);
-        EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
-        EASTRT_CUDA(cudaEventSynchronize(events.stop));
-        float elapsed = 0;
-        EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
-        ms.push_back(elapsed);
-      }
-      std::sort(ms.begin(), ms.end());
-      t.ms = ms[ms.size() / 2];
-    }
     if (have_reference) {
       const double diff = relative_difference(y_.get(), reference_.get(), type, y_count);
       if (!(diff <= tactic_tolerance(step.precision))) {
@@ -222,10 +341,38 @@ ConvTactic TacticTimer::choose(size_t index, std::ostream* log) {
         continue;
       }
     }
-    report << "  " << gpu::describe(t) << ": " << t.ms << " ms\n";
-    if (best.kind == ConvTactic::Kind::kUnset || t.ms < best.ms) best = t;
+    kept.push_back(c);
+    tactics.push_back(t);
     if (!options_.time_tactics) break;  // the heuristic's first choice that runs
   }
+
+  if (options_.time_tactics && !kept.empty()) {
+    for (const Candidate& c : kept)
+      for (int i = 0; i < kWarmupRuns; ++i) run(conv, step, index, c, y_.get(), residual);
+    Events events;
+    std::vector<std::vector<double>> ms(kept.size());
+    for (int round = 0; round < kTimedRounds; ++round) {
+      for (size_t i = 0; i < kept.size(); ++i) {
+        EASTRT_CUDA(cudaEventRecord(events.start, stream_));
+        run(conv, step, index, kept[i], y_.get(), residual);
+        EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
+        EASTRT_CUDA(cudaEventSynchronize(events.stop));
+        float elapsed = 0;
+        EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
+        ms[i].push_back(elapsed);
+      }
+    }
+    for (size_t i = 0; i < kept.size(); ++i) {
+      std::sort(ms[i].begin(), ms[i].end());
+      tactics[i].ms = ms[i][ms[i].size() / 2];
+    }
+  }
+  ConvTactic best;
+  for (const ConvTactic& t : tactics) {
+    report << "  " << gpu::describe(t) << ": " << t.ms << " ms\n";
+    if (best.kind == ConvTactic::Kind::kUnset || t.ms < best.ms) best = t;
+  }
+  if (timed) *timed = tactics;
   EASTRT_CHECK(best.kind != ConvTactic::Kind::kUnset, "GPU builder: convolution '", step.name,
                "': no tactic ran correctly:\n", report.str());
   if (log) *log << "tactics for " << step.name << " (" << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " → " << g.k
@@ -272,15 +419,25 @@ std::unique_ptr<Engine> Builder::build() {
     return s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution;
   });
   int64_t workspace = 0;
+  stats_ = {};
   if (has_convolutions) {
+    // Read before any timing, so that a bad cache file fails the build at once.
+    std::optional<TimingCache> cache;
+    if (!options_.timing_cache.empty()) cache = TimingCache::load(options_.timing_cache);
+    const std::string device = gpu::timing_device(gpu.name, gpu.major, gpu.minor, static_cast<long>(cudnnGetVersion()),
+                                                  EASTRT_VERSION);
     TacticTimer timer(*impl, options_);
     std::ostream* log = options_.verbose ? &std::cerr : nullptr;
     for (size_t i = 0; i < impl->plan.steps.size(); ++i) {
       PlanStep& step = impl->plan.steps[i];
       if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
-      step.tactic = timer.choose(i, log);
+      bool timed = false;
+      step.tactic = timer.choose(i, cache ? &*cache : nullptr, device, &timed, log);
+      if (timed) ++stats_.convolutions_timed;
+      else if (options_.time_tactics) ++stats_.convolutions_from_cache;
       workspace = std::max(workspace, step.tactic.workspace);
     }
+    if (cache && stats_.convolutions_timed > 0) cache->save(options_.timing_cache);
   }
   impl->plan.workspace_bytes = workspace;
   return std::make_unique<Engine>(std::move(impl));

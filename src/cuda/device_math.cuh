@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cuda/kernels.h"
 
@@ -14,6 +15,56 @@ __device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; 
 __device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+// Packs of V consecutive values moved by one load or store of V · sizeof(T) bytes (2 to 16), each value
+// converted through float as load/store do. The address must be aligned to the pack's size.
+template <int Bytes>
+struct PackWord;
+template <>
+struct PackWord<2> {
+  using type = unsigned short;
+};
+template <>
+struct PackWord<4> {
+  using type = unsigned int;
+};
+template <>
+struct PackWord<8> {
+  using type = uint2;
+};
+template <>
+struct PackWord<16> {
+  using type = uint4;
+};
+
+template <int V, typename T>
+__device__ __forceinline__ void load_pack(const T* p, float (&v)[V]) {
+  using Word = typename PackWord<V * sizeof(T)>::type;
+  const Word word = *reinterpret_cast<const Word*>(p);
+  T e[V];
+  memcpy(e, &word, sizeof word);
+#pragma unroll
+  for (int i = 0; i < V; ++i) v[i] = load(e, i);
+}
+
+template <int V, typename T>
+__device__ __forceinline__ void store_pack(T* p, const float (&v)[V]) {
+  using Word = typename PackWord<V * sizeof(T)>::type;
+  T e[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) store(e, i, v[i]);
+  Word word;
+  memcpy(&word, e, sizeof word);
+  *reinterpret_cast<Word*>(p) = word;
+}
+
+// The widest pack both types move in at most 16 bytes: 4 floats, 8 halves, 4 for a half↔float conversion.
+template <typename In, typename Out>
+constexpr int pack_width() {
+  return 16 / (sizeof(In) > sizeof(Out) ? sizeof(In) : sizeof(Out));
+}
+
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // The same formulas as cpu::naive::apply_activation, in float.
 __device__ __forceinline__ float activate(const Activation& a, float x) {

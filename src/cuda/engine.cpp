@@ -46,6 +46,23 @@ cuda::Activation conv_activation(const PlanStep& step) {
   return a;
 }
 
+cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step, int batch) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
+  const Shape& out = plan.tensors[step.outputs[0]].shape;
+  cuda::DirectConvArgs a;
+  a.n = batch;
+  a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+  a.k = p.out_channels, a.r = p.kernel[0], a.s = p.kernel[1];
+  // The uploaded filter has as many channels per tap as the padded input, when there is one (zeros past c).
+  a.filter_c = step.padded_input >= 0 && p.groups == 1 ? static_cast<int>(plan.tensors[step.padded_input].shape[3]) : a.c;
+  a.oh = static_cast<int>(out[1]), a.ow = static_cast<int>(out[2]);
+  a.stride_h = p.stride[0], a.stride_w = p.stride[1];
+  a.dilation_h = p.dilation[0], a.dilation_w = p.dilation[1];
+  a.pad_top = p.padding.top, a.pad_left = p.padding.left;
+  return a;
+}
+
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
                                  const void* residual, void* y, void* workspace, size_t workspace_bytes) {
   (void)step;
@@ -244,7 +261,8 @@ EngineInfo Engine::inspect() const {
       l.precision = to_string(step.precision);
       if (step.layer_kind() == LayerKind::kConvolution) {
         l.tactic = gpu::describe(step.tactic);
-        if (step.padded_input >= 0) l.tactic += " after an explicit pad";
+        if (step.padded_input >= 0 && step.tactic.kind != gpu::ConvTactic::Kind::kDirect)
+          l.tactic += " after an explicit pad";
         l.tactic_ms = step.tactic.ms;
       } else if (step.layer_kind() == LayerKind::kResize && out.place == TensorPlace::kView) {
         l.tactic = "eastrt resize, written into " + plan.tensors[out.view_of].name;
@@ -415,18 +433,24 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
     case LayerKind::kConvolution: {
       const auto& p = std::get<ConvolutionParams>(step.params);
       const void* x = ptr(step.inputs[0]);
+      const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {
+        cuda::launch_direct_conv(x, type(step.inputs[0]), w.filter, w.has_bias ? w.bias : nullptr, residual,
+                                 element_ptr(out), type(out), gpu::direct_conv_args(plan, step, b),
+                                 gpu::conv_activation(step), stream);
+        return;
+      }
       if (step.padded_input >= 0) {
         const Shape& in = plan.tensors[step.inputs[0]].shape;
         const Shape& padded = plan.tensors[step.padded_input].shape;
         const int top = p.padding.top - std::min(p.padding.top, p.padding.bottom);
         const int left = p.padding.left - std::min(p.padding.left, p.padding.right);
-        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), b, static_cast<int>(in[1]),
-                         static_cast<int>(in[2]), static_cast<int>(in[3]), top, left, static_cast<int>(padded[1]),
-                         static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
+        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), type(step.padded_input), b,
+                         static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]), top, left,
+                         static_cast<int>(padded[1]), static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
         x = ptr(step.padded_input);
       }
       const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kCudnnFused;
-      const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
       const cuda::ConvOperands operands =
           gpu::conv_operands(step, w, fused, x, residual, element_ptr(out), workspace.get(), workspace.size());
       const cudnnStatus_t status =

@@ -88,6 +88,8 @@ int initial_math(Precision precision);
 // The convolution step's cuDNN geometry at `batch` (its symmetric padding; the explicit rest is in
 // the padded input) and its epilogue activation.
 cuda::ConvGeometry conv_geometry(const PlanData& plan, const PlanStep& step, int batch);
+// The same convolution for the direct tactic: on input 0 as it is (unpadded, its own type), padding per tap.
+cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step, int batch);
 cuda::Activation conv_activation(const PlanStep& step);
 
 // The operands of a convolution step (bias as the tactic needs it).

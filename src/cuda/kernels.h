@@ -127,12 +127,30 @@ struct EastCandidate {
 void launch_east_candidates(const float* score, const float* geometry, int batch, int height, int width,
                             float threshold, EastCandidate* out, int* counts, cudaStream_t stream);
 
+// ---- conv_direct.cu ----
+
+// A convolution for few input channels read unpadded (x of either type, any padding decided per tap),
+// with bias (k values or null), residual (y's shape, or null) and the activation after them. The filter is
+// KRSC in y's type with filter_c ≥ c channels per tap (the ones past c, zero padding, are not read).
+struct DirectConvArgs {
+  int n = 0, h = 0, w = 0, c = 0;
+  int k = 0, r = 1, s = 1, filter_c = 0;
+  int oh = 0, ow = 0;
+  int stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
+};
+constexpr int kDirectConvMaxChannels = 4;
+// Whether the direct convolution takes this shape (its filters must fit in one block's shared memory).
+bool direct_conv_fits(int c, int k, int r, int s, int groups);
+void launch_direct_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
+                        DType type, const DirectConvArgs& args, Activation act, cudaStream_t stream);
+
 // ---- conv_cudnn.cu ----
 
 // Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the
 // part of an asymmetric padding cuDNN cannot express, and FP16 channels rounded up to a multiple of 8 (the
-// tensor-core kernels' granularity).
-void launch_pad(const void* x, DType type, void* y, int n, int h, int w, int c, int top, int left, int oh, int ow,
-                int oc, cudaStream_t stream);
+// tensor-core kernels' granularity). Converts xt to yt on the way, so that a convolution on a float32
+// tensor in FP16 needs this one pass and no cast before it.
+void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left, int oh,
+                int ow, int oc, cudaStream_t stream);
 
 }  // namespace eastrt::cuda

@@ -22,6 +22,7 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kUnset: return "unset";
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
+    case ConvTactic::Kind::kDirect: return "eastrt direct convolution, unpadded input";
   }
   static const char* maths[] = {"default", "tensor-op", "tensor-op-conversion", "fma"};
   if (tactic.math >= 0 && tactic.math < 4) out << " (" << maths[tactic.math] << " math";
@@ -347,7 +348,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 3, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 3, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 4, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     s.padded_input = r.i32("a step");

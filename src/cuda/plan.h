@@ -45,9 +45,10 @@ struct ConvTactic {
     kUnset = 0,
     kCudnnFused = 1,  // cudnnConvolutionBiasActivationForward (ReLU or identity inside, others after it)
     kCudnnSplit = 2,  // cudnnConvolutionForward, then our epilogue kernel for bias, residual, activation
+    kDirect = 3,      // our direct convolution for few input channels, on the unpadded input (conv_direct.cu)
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN kinds; 0 for kDirect)
   int math = 0;           // cudnnMathType_t the algorithm was timed with
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built

@@ -174,17 +174,21 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
 
     const auto& conv = layer.as<ConvolutionParams>();
     const StorageType type = storage_type(step.precision);
-    for (int id : layer.inputs) step.inputs.push_back(cast_to(plan_id[id], type));
     // cuDNN pads symmetrically; the part of an asymmetric padding beyond that is written out explicitly, and
     // so are FP16 input channels up to a multiple of 8 (zeros, with zero filter channels to match), where
-    // cuDNN's tensor-core kernels start (EAST's first convolution has 3).
+    // cuDNN's tensor-core kernels start (EAST's first convolution has 3). The padding copy converts the type
+    // too, so a padded input is read as it is, with no cast before it.
     const Padding& p = conv.padding;
     const int extra_h = std::abs(p.top - p.bottom), extra_w = std::abs(p.left - p.right);
-    const int64_t channels = plan.tensors[step.inputs[0]].shape[3];
+    const int64_t channels = plan.tensors[plan_id[layer.inputs[0]]].shape[3];
     const int64_t extra_c = type == StorageType::kFloat16 && conv.groups == 1 && channels % 8 ? 8 - channels % 8 : 0;
-    if (extra_h || extra_w || extra_c) {
+    const bool pad = extra_h || extra_w || extra_c;
+    for (size_t i = 0; i < layer.inputs.size(); ++i)
+      step.inputs.push_back(i == 0 && pad ? plan_id[layer.inputs[0]] : cast_to(plan_id[layer.inputs[i]], type));
+    if (pad) {
       PlanTensor padded = plan.tensors[step.inputs[0]];
       padded.name = layer.name + "/padded_input";
+      padded.type = type;
       padded.shape[1] += extra_h;
       padded.shape[2] += extra_w;
       padded.shape[3] += extra_c;

@@ -2,6 +2,8 @@
 // exactly as cpu::naive::resize does it (the _rn intrinsics keep nvcc from fusing a multiply and an add the
 // CPU rounds separately, so source coordinates land on the same cells). The output may be a channel slice
 // of a concatenation: EAST's ×2 upsampling writes straight into the first channels of the merge's input.
+// One thread per output pixel and pack of V channels: the source cells and weights are worked out once per
+// pack, and moved by 16-byte loads and stores when the channels, the slice and the pointers allow.
 #include <cmath>
 
 #include "cuda/cuda_check.h"
@@ -43,31 +45,33 @@ __device__ int nearest_index(int rule, int dst, int in_size, int out_size) {
 
 __device__ __forceinline__ float lerp(float a, float b, float t) { return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t)); }
 
-template <typename In, typename Out>
+template <int V, typename In, typename Out>
 __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
-  const int64_t count = int64_t(p.n) * p.oh * p.ow * p.c;
+  const int packs = p.c / V;
+  const int64_t count = int64_t(p.n) * p.oh * p.ow * packs;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int c = static_cast<int>(i % p.c);
-    const int64_t pixel = i / p.c;
+    const int c = static_cast<int>(i % packs) * V;
+    const int64_t pixel = i / packs;
     const int ow = static_cast<int>(pixel % p.ow);
     const int oh = static_cast<int>(pixel / p.ow % p.oh);
     const int64_t n = pixel / (int64_t(p.ow) * p.oh);
-    auto at = [&](int h, int w) { return load(x, ((n * p.h + h) * p.w + w) * p.c + c); };
-    float v;
+    auto at = [&](int h, int w, float(&v)[V]) { load_pack<V>(x + ((n * p.h + h) * p.w + w) * p.c + c, v); };
+    float v[V];
     if (p.nearest) {
-      v = at(nearest_index(p.coordinates, oh, p.h, p.oh), nearest_index(p.coordinates, ow, p.w, p.ow));
+      at(nearest_index(p.coordinates, oh, p.h, p.oh), nearest_index(p.coordinates, ow, p.w, p.ow), v);
     } else {
       const float sy = source_coordinate(p.coordinates, oh, p.h, p.oh);
       const float sx = source_coordinate(p.coordinates, ow, p.w, p.ow);
       const int y0 = min(static_cast<int>(floorf(sy)), p.h - 1), x0 = min(static_cast<int>(floorf(sx)), p.w - 1);
       const int y1 = min(y0 + 1, p.h - 1), x1 = min(x0 + 1, p.w - 1);
       const float fy = __fsub_rn(sy, static_cast<float>(y0)), fx = __fsub_rn(sx, static_cast<float>(x0));
+      float a[V], b[V], d[V], e[V];
+      at(y0, x0, a), at(y0, x1, b), at(y1, x0, d), at(y1, x1, e);
       // Across each row first, then between the rows: TensorFlow's order.
-      const float top = lerp(at(y0, x0), at(y0, x1), fx);
-      const float bottom = lerp(at(y1, x0), at(y1, x1), fx);
-      v = lerp(top, bottom, fy);
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = lerp(lerp(a[j], b[j], fx), lerp(d[j], e[j], fx), fy);
     }
-    store(y, pixel * p.out_channel_stride + p.out_channel_offset + c, v);
+    store_pack<V>(y + pixel * p.out_channel_stride + p.out_channel_offset + c, v);
   }
 }
 
@@ -79,7 +83,15 @@ void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs&
   dispatch_types(xt, yt, [&](auto in, auto out) {
     using In = decltype(in);
     using Out = decltype(out);
-    resize_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), args);
+    constexpr int V = pack_width<In, Out>();
+    // Every pack's address is a multiple of the pack: channels, slice width and slice offset in whole packs.
+    const bool packed = args.c % V == 0 && args.out_channel_stride % V == 0 && args.out_channel_offset % V == 0 &&
+                        aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out));
+    if (packed)
+      resize_kernel<V><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
+                                                                     args);
+    else
+      resize_kernel<1><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), args);
   });
   EASTRT_LAUNCHED("resize_kernel");
 }

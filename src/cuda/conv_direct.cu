@@ -1,0 +1,103 @@
+// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels), a tactic the builder
+// times against cuDNN: it reads the unpadded input, of either storage type, with any (asymmetric) padding
+// decided in the kernel, so that neither the pad copy nor the channels padded to 8 cost anything; bias,
+// residual and activation in its epilogue, as conv_epilogue_kernel applies them.
+#include "cuda/cuda_check.h"
+#include "cuda/device_math.cuh"
+#include "cuda/kernels.h"
+
+namespace eastrt::cuda {
+namespace {
+
+constexpr int kOutputsPerThread = 16;  // output channels one thread accumulates
+constexpr int kSharedBytes = 48 * 1024;
+
+__host__ __device__ int padded_outputs(int k) { return (k + kOutputsPerThread - 1) / kOutputsPerThread * kOutputsPerThread; }
+
+// Filters in shared memory as float, [tap = (r, s, c)][k rounded up to a multiple of 16, zeros past k], so
+// that a thread's 16 outputs for one tap are four float4 loads every thread of a warp shares. One thread per
+// output pixel and group of 16 channels, pixels fastest (a warp shares its group's filters).
+template <typename In, typename T>
+__global__ void direct_conv_kernel(const In* x, const T* filter, const T* bias, const T* residual, T* y,
+                                   DirectConvArgs a, Activation act) {
+  extern __shared__ float4 shared[];
+  float* weights = reinterpret_cast<float*>(shared);
+  const int kp = padded_outputs(a.k);
+  const int taps = a.r * a.s * a.c;
+  for (int i = threadIdx.x; i < taps * kp; i += blockDim.x) {
+    const int k = i % kp, tap = i / kp;
+    const int ch = tap % a.c, rs = tap / a.c;  // rs = r · s_size + s
+    weights[i] = k < a.k ? load(filter, (int64_t(k) * a.r * a.s + rs) * a.filter_c + ch) : 0.0f;
+  }
+  __syncthreads();
+
+  const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
+  const int64_t count = pixels * (kp / kOutputsPerThread);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int k0 = static_cast<int>(i / pixels) * kOutputsPerThread;
+    const int64_t pixel = i % pixels;
+    const int ow = static_cast<int>(pixel % a.ow);
+    const int oh = static_cast<int>(pixel / a.ow % a.oh);
+    const int64_t n = pixel / (int64_t(a.ow) * a.oh);
+    float acc[kOutputsPerThread];
+#pragma unroll
+    for (int j = 0; j < kOutputsPerThread; ++j) acc[j] = 0.0f;
+    for (int r = 0; r < a.r; ++r) {
+      const int ih = oh * a.stride_h - a.pad_top + r * a.dilation_h;
+      if (ih < 0 || ih >= a.h) continue;  // a padded row: zeros, nothing to add
+      for (int s = 0; s < a.s; ++s) {
+        const int iw = ow * a.stride_w - a.pad_left + s * a.dilation_w;
+        if (iw < 0 || iw >= a.w) continue;
+        const In* px = x + ((n * a.h + ih) * a.w + iw) * a.c;
+        const float* tap = weights + ((r * a.s + s) * a.c) * kp + k0;
+        for (int ch = 0; ch < a.c; ++ch, tap += kp) {
+          const float v = load(px, ch);
+#pragma unroll
+          for (int j = 0; j < kOutputsPerThread; j += 4) {
+            const float4 w = *reinterpret_cast<const float4*>(tap + j);
+            acc[j] = fmaf(v, w.x, acc[j]);
+            acc[j + 1] = fmaf(v, w.y, acc[j + 1]);
+            acc[j + 2] = fmaf(v, w.z, acc[j + 2]);
+            acc[j + 3] = fmaf(v, w.w, acc[j + 3]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kOutputsPerThread; ++j) {
+      const int k = k0 + j;
+      if (k >= a.k) break;
+      const int64_t at = pixel * a.k + k;
+      float v = acc[j];
+      if (bias) v += load(bias, k);
+      if (residual) v += load(residual, at);
+      store(y, at, activate(act, v));
+    }
+  }
+}
+
+}  // namespace
+
+bool direct_conv_fits(int c, int k, int r, int s, int groups) {
+  return groups == 1 && c >= 1 && c <= kDirectConvMaxChannels &&
+         int64_t(r) * s * c * padded_outputs(k) * int64_t(sizeof(float)) <= kSharedBytes;
+}
+
+void launch_direct_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
+                        DType type, const DirectConvArgs& a, Activation act, cudaStream_t stream) {
+  EASTRT_CHECK(direct_conv_fits(a.c, a.k, a.r, a.s, 1), "direct convolution: ", a.c, " channels, ", a.k, " outputs, ",
+               a.r, "x", a.s, " is beyond what it takes");
+  const int64_t count = int64_t(a.n) * a.oh * a.ow * (padded_outputs(a.k) / kOutputsPerThread);
+  if (count == 0) return;
+  const size_t shared = size_t(a.r) * a.s * a.c * padded_outputs(a.k) * sizeof(float);
+  dispatch_types(xt, type, [&](auto in, auto out) {
+    using In = decltype(in);
+    using T = decltype(out);
+    direct_conv_kernel<<<grid_for(count), kThreads, shared, stream>>>(
+        static_cast<const In*>(x), static_cast<const T*>(filter), static_cast<const T*>(bias),
+        static_cast<const T*>(residual), static_cast<T*>(y), a, act);
+  });
+  EASTRT_LAUNCHED("direct_conv_kernel");
+}
+
+}  // namespace eastrt::cuda

@@ -1,0 +1,123 @@
+// The tactic timing cache file (see timing_cache.h): JSON with a format name and version, then one entry
+// per (device, convolution signature).
+#include "cuda/timing_cache.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "eastrt/error.h"
+
+namespace eastrt::gpu {
+namespace {
+
+constexpr const char* kFormatName = "eastrt timing cache";
+
+nlohmann::json tactic_json(const ConvTactic& t) {
+  return {{"kind", static_cast<int>(t.kind)}, {"algo", t.algo}, {"math", t.math}, {"workspace", t.workspace},
+          {"ms", t.ms}};
+}
+
+ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, size_t index) {
+  auto field = [&](const char* name) -> const nlohmann::json& {
+    EASTRT_CHECK(j.is_object() && j.contains(name) && j.at(name).is_number(), "timing cache ", path, ": entry ", index,
+                 " has a tactic without a numeric '", name, "'");
+    return j.at(name);
+  };
+  ConvTactic t;
+  const int kind = field("kind").get<int>();
+  EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
+                   kind <= static_cast<int>(ConvTactic::Kind::kDirect),
+               "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
+  t.kind = static_cast<ConvTactic::Kind>(kind);
+  t.algo = field("algo").get<int>();
+  t.math = field("math").get<int>();
+  t.workspace = field("workspace").get<int64_t>();
+  t.ms = field("ms").get<double>();
+  EASTRT_CHECK(t.algo >= 0 && t.workspace >= 0 && t.ms >= 0, "timing cache ", path, ": entry ", index,
+               " has a tactic with a negative algorithm, workspace or time");
+  return t;
+}
+
+}  // namespace
+
+std::string timing_device(const std::string& gpu_name, int major, int minor, long cudnn_version,
+                          const std::string& eastrt_version) {
+  std::ostringstream out;
+  out << gpu_name << " sm_" << major << minor << " cudnn " << cudnn_version << " eastrt " << eastrt_version;
+  return out.str();
+}
+
+TimingCache TimingCache::load(const std::string& path) {
+  TimingCache cache;
+  // Absent is fine (the first build makes it); present but unreadable is the user's to fix.
+  std::error_code ignored;
+  if (!std::filesystem::exists(path, ignored)) return cache;
+  std::ifstream in(path, std::ios::binary);
+  EASTRT_CHECK(in.good(), "timing cache ", path, " exists but cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw_error("timing cache ", path, " is not valid JSON (", e.what(), "): delete it to time the tactics again");
+  }
+  EASTRT_CHECK(j.is_object() && j.value("format", "") == kFormatName, "timing cache ", path,
+               " is not an eastrt timing cache (no \"format\": \"", kFormatName, "\")");
+  EASTRT_CHECK(j.contains("version") && j.at("version").is_number_integer(), "timing cache ", path,
+               " has no format version");
+  const int version = j.at("version").get<int>();
+  EASTRT_CHECK(version == kFormatVersion, "timing cache ", path, " has format version ", version, "; this eastrt reads ",
+               kFormatVersion, ": delete it to time the tactics again");
+  EASTRT_CHECK(j.contains("entries") && j.at("entries").is_array(), "timing cache ", path, " has no \"entries\" list");
+  size_t index = 0;
+  for (const nlohmann::json& e : j.at("entries")) {
+    EASTRT_CHECK(e.is_object() && e.contains("device") && e.at("device").is_string() && e.contains("layer") &&
+                     e.at("layer").is_string() && e.contains("chosen") && e.contains("timed") &&
+                     e.at("timed").is_array(),
+                 "timing cache ", path, ": entry ", index, " lacks a device, layer, chosen tactic or timed list");
+    TimingEntry entry;
+    entry.chosen = tactic_from_json(e.at("chosen"), path, index);
+    for (const nlohmann::json& t : e.at("timed")) entry.timed.push_back(tactic_from_json(t, path, index));
+    cache.insert(e.at("device").get<std::string>(), e.at("layer").get<std::string>(), std::move(entry));
+    ++index;
+  }
+  return cache;
+}
+
+void TimingCache::save(const std::string& path) const {
+  nlohmann::json j;
+  j["format"] = kFormatName;
+  j["version"] = kFormatVersion;
+  j["entries"] = nlohmann::json::array();
+  for (const auto& [key, entry] : entries_) {
+    nlohmann::json timed = nlohmann::json::array();
+    for (const ConvTactic& t : entry.timed) timed.push_back(tactic_json(t));
+    j["entries"].push_back(
+        {{"device", key.first}, {"layer", key.second}, {"chosen", tactic_json(entry.chosen)}, {"timed", timed}});
+  }
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    EASTRT_CHECK(out.good(), "cannot write the timing cache ", temporary);
+    out << j.dump(1) << "\n";
+    EASTRT_CHECK(out.good(), "cannot write the timing cache ", temporary);
+  }
+  EASTRT_CHECK(std::rename(temporary.c_str(), path.c_str()) == 0, "cannot replace the timing cache ", path, " with ",
+               temporary);
+}
+
+const TimingEntry* TimingCache::find(const std::string& device, const std::string& layer) const {
+  const auto it = entries_.find({device, layer});
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+void TimingCache::insert(const std::string& device, const std::string& layer, TimingEntry entry) {
+  entries_[{device, layer}] = std::move(entry);
+}
+
+}  // namespace eastrt::gpu

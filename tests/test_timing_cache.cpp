@@ -1,0 +1,127 @@
+// The tactic timing cache file, host side (runs in CI without a GPU): what is written reads back the same,
+// lookups are per device and layer, and a file that is not a cache of this version is an error naming it.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "cuda/timing_cache.h"
+#include "test_support.h"
+
+using namespace eastrt::test_support;
+
+namespace eastrt::gpu {
+namespace {
+
+std::string temporary_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("eastrt_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+ConvTactic tactic(ConvTactic::Kind kind, int algo, int math, int64_t workspace, double ms) {
+  ConvTactic t;
+  t.kind = kind, t.algo = algo, t.math = math, t.workspace = workspace, t.ms = ms;
+  return t;
+}
+
+void expect_same(const ConvTactic& a, const ConvTactic& b) {
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.algo, b.algo);
+  EXPECT_EQ(a.math, b.math);
+  EXPECT_EQ(a.workspace, b.workspace);
+  EXPECT_DOUBLE_EQ(a.ms, b.ms);
+}
+
+TEST(TimingCache, DeviceKeyNamesGpuComputeCapabilityCudnnAndVersion) {
+  EXPECT_EQ(timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0"), "NVIDIA H200 sm_90 cudnn 91000 eastrt 0.1.0");
+  EXPECT_NE(timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0"), timing_device("NVIDIA H200", 9, 0, 91100, "0.1.0"));
+}
+
+TEST(TimingCache, RoundTripsEveryFieldAndLooksUpByDeviceAndLayer) {
+  const std::string path = temporary_path("round_trip.json");
+  std::remove(path.c_str());
+  const std::string h200 = timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0");
+  const std::string h100 = timing_device("NVIDIA H100 80GB HBM3", 9, 0, 91000, "0.1.0");
+  TimingCache cache = TimingCache::load(path);  // absent: empty, not an error
+  EXPECT_EQ(cache.size(), 0u);
+  TimingEntry a;
+  a.chosen = tactic(ConvTactic::Kind::kCudnnFused, 1, 1, 4096, 0.125);
+  a.timed = {a.chosen, tactic(ConvTactic::Kind::kCudnnSplit, 6, 1, 1 << 20, 0.25)};
+  TimingEntry b;
+  b.chosen = tactic(ConvTactic::Kind::kCudnnSplit, 0, 3, 0, 1.5);
+  b.timed = {b.chosen};
+  cache.insert(h200, "conv n2 h13 w17 c3", a);
+  cache.insert(h200, "conv n1 h8 w8 c64", b);
+  cache.insert(h100, "conv n2 h13 w17 c3", b);
+  cache.save(path);
+
+  const TimingCache back = TimingCache::load(path);
+  EXPECT_EQ(back.size(), 3u);
+  const TimingEntry* got = back.find(h200, "conv n2 h13 w17 c3");
+  ASSERT_NE(got, nullptr);
+  expect_same(got->chosen, a.chosen);
+  ASSERT_EQ(got->timed.size(), 2u);
+  expect_same(got->timed[1], a.timed[1]);
+  ASSERT_NE(back.find(h100, "conv n2 h13 w17 c3"), nullptr);
+  expect_same(back.find(h100, "conv n2 h13 w17 c3")->chosen, b.chosen);
+  EXPECT_EQ(back.find(h200, "conv n2 h13 w17 c4"), nullptr);
+  EXPECT_EQ(back.find(timing_device("NVIDIA H200", 9, 0, 91100, "0.1.0"), "conv n2 h13 w17 c3"), nullptr);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::remove(path.c_str());
+}
+
+TEST(TimingCache, CorruptForeignAndOtherVersionFilesAreErrorsNamingTheFile) {
+  const std::string path = temporary_path("corrupt.json");
+  const std::string entry =
+      R"({"device": "d", "layer": "l", "chosen": {"kind": 1, "algo": 1, "math": 1, "workspace": 0, "ms": 0.5},)"
+      R"( "timed": []})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "is not valid JSON"},
+      {"{\"format\": \"eastrt timing cache\", \"version\": 1, \"entries\": [", "is not valid JSON"},
+      {"\x89PNG\r\n\x1a\n", "is not valid JSON"},
+      {R"({"format": "eastrt plan", "version": 1, "entries": []})", "is not an eastrt timing cache"},
+      {R"([1, 2, 3])", "is not an eastrt timing cache"},
+      {R"({"format": "eastrt timing cache", "entries": []})", "has no format version"},
+      {R"({"format": "eastrt timing cache", "version": 2, "entries": []})", "has format version 2"},
+      {R"({"format": "eastrt timing cache", "version": 1})", "has no \"entries\" list"},
+      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d"}]})", "entry 0 lacks"},
+      {R"({"format": "eastrt timing cache", "version": 1, "entries": [)" + entry + "," +
+           R"({"device": "d", "layer": "m", "chosen": {"kind": 9, "algo": 1, "math": 1, "workspace": 0, "ms": 0.5},)"
+           R"( "timed": []}]})",
+       "entry 1 has a tactic of unknown kind 9"},
+      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+       R"("chosen": {"kind": 1, "algo": 1, "math": 1, "workspace": 0}, "timed": []}]})",
+       "without a numeric 'ms'"},
+      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+       R"("chosen": {"kind": 1, "algo": -3, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
+       "negative"},
+  };
+  for (const auto& [text, fragment] : cases) {
+    SCOPED_TRACE(text);
+    write_file(path, text);
+    const std::string message = error_of([&] { TimingCache::load(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << message;
+  }
+  // The well-formed single entry of the cases above does load.
+  write_file(path, R"({"format": "eastrt timing cache", "version": 1, "entries": [)" + entry + "]}");
+  EXPECT_EQ(TimingCache::load(path).size(), 1u);
+  std::remove(path.c_str());
+}
+
+TEST(TimingCache, UnwritableDestinationIsAnErrorNamingIt) {
+  const std::string path = temporary_path("no_such_dir") + "/cache.json";
+  const std::string message = error_of([&] { TimingCache().save(path); });
+  EXPECT_NE(message.find("cannot write the timing cache"), std::string::npos) << message;
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace eastrt::gpu
