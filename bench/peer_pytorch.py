@@ -162,6 +162,9 @@ def as_graph(fn, example):
 
 
 def commit():
+    # The commit eastrt was built from, when the caller knows it (a copied tree's git may say another).
+    if os.environ.get("EASTRT_COMMIT"):
+        return os.environ["EASTRT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               check=False).stdout.strip()

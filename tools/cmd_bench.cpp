@@ -180,7 +180,7 @@ int bench(const std::vector<std::string>& argv) {
 
   const double median = percentile(ms, 0.5);
   nlohmann::json line{{"date", utc_timestamp()},
-                      {"commit", git_commit()},
+                      {"commit", build_commit()},
                       {"gpu", gpu.name},
                       {"tool", "eastrt"},
                       {"engine", "gpu"},

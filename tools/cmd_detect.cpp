@@ -149,7 +149,7 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
                 network_alone > 0 ? 100.0 * end_to_end / network_alone : 0.0);
   }
   if (!record.empty()) {
-    nlohmann::json line = {{"benchmark", "detect"}, {"date", utc_timestamp()}, {"commit", git_commit()},
+    nlohmann::json line = {{"benchmark", "detect"}, {"date", utc_timestamp()}, {"commit", build_commit()},
                            {"engine", runner.description()}, {"cpu", cpu_name()}, {"model", description},
                            {"images", ok}, {"failed", st.failed}, {"seconds", seconds},
                            {"images_per_s", end_to_end}, {"network_images_per_s", network_alone},

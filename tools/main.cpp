@@ -5,6 +5,7 @@
 
 #include "command.h"
 #include "eastrt/error.h"
+#include "eastrt/run_record.h"
 
 namespace eastrt::tool {
 std::map<std::string, Command>& commands() {
@@ -29,7 +30,8 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (std::string(argv[1]) == "--version") {
-    std::cout << "eastrt " << EASTRT_VERSION << "\n";
+    const std::string commit = eastrt::build_commit();
+    std::cout << "eastrt " << EASTRT_VERSION << (commit.empty() ? "" : " (commit " + commit + ")") << "\n";
     return 0;
   }
   auto& table = eastrt::tool::commands();

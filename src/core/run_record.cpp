@@ -31,6 +31,14 @@ std::string git_commit(const std::string& directory) {
   return first_line_of_command("git -C '" + directory + "' rev-parse --short HEAD 2>/dev/null");
 }
 
+std::string build_commit() {
+#ifdef EASTRT_BUILD_COMMIT
+  return EASTRT_BUILD_COMMIT;
+#else
+  return "";
+#endif
+}
+
 std::string cpu_name() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   for (std::string line; std::getline(cpuinfo, line);)

@@ -27,7 +27,7 @@ using gpu::StepKind;
 using gpu::TimingCache;
 using gpu::TimingEntry;
 
-constexpr int kAlgorithmsTried = 4;  // of cuDNN's fastest, each run fused and split
+constexpr int kAlgorithmsTried = 8;  // of cuDNN's fastest (by its own, noisy, timing), each run fused and split
 // Candidates are timed in rounds, one run of each per round, and each keeps its median: a clock that
 // drifts during the timing (boost, thermal) then moves every candidate alike instead of favouring the ones
 // timed last, which timing each candidate's runs back to back did (FP16 batch 1 EAST varied 202-458
@@ -35,6 +35,10 @@ constexpr int kAlgorithmsTried = 4;  // of cuDNN's fastest, each run fused and s
 constexpr int kTimedRounds = 11;
 constexpr int kWarmupRuns = 3;        // untimed runs of each candidate first (its kernels loaded)
 constexpr double kWarmupSeconds = 0.3;  // of real work on the device before the first timing (clocks up)
+// Each timed run waits behind a busy kernel this long, so that the start event fires only once the run's
+// launches are queued: a small layer at batch 1 takes 10-30 us on the GPU, as much as its launch latency
+// (several kernels for a split tactic), which the events would otherwise add and a CUDA graph does not pay.
+constexpr int kQueueAheadMicroseconds = 100;
 
 // The most a candidate's output may differ from the reference tactic's (‖a − b‖ / ‖b‖): far above each
 // precision's rounding, far below a wrong result.
@@ -353,6 +357,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     std::vector<std::vector<double>> ms(kept.size());
     for (int round = 0; round < kTimedRounds; ++round) {
       for (size_t i = 0; i < kept.size(); ++i) {
+        cuda::launch_busy_wait(kQueueAheadMicroseconds, stream_);
         EASTRT_CUDA(cudaEventRecord(events.start, stream_));
         run(conv, step, index, kept[i], y_.get(), residual);
         EASTRT_CUDA(cudaEventRecord(events.stop, stream_));

@@ -810,6 +810,8 @@ std::vector<double> ExecutionContext::time_enqueue(int warmup, int iterations) {
   return ms;
 }
 
+constexpr int kProfileQueueAheadMicroseconds = 20000;  // enough for the host to queue every step
+
 std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) {
   EASTRT_CHECK(warmup >= 0 && iterations >= 1, "profile_steps: ", warmup, " warm-up and ", iterations, " timed runs");
   Impl& c = *impl_;
@@ -822,6 +824,9 @@ std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) 
   try {
     for (cudaEvent_t& e : events) EASTRT_CUDA(cudaEventCreate(&e));
     for (int i = 0; i < iterations; ++i) {
+      // The steps queue up behind a busy kernel, so that each one's events measure its device time, not the
+      // host's launch latency (which a CUDA graph does not pay, and which would swamp the small layers).
+      cuda::launch_busy_wait(kProfileQueueAheadMicroseconds, c.stream);
       EASTRT_CUDA(cudaEventRecord(events[0], c.stream));
       for (size_t s = 0; s < steps; ++s) {
         c.run_step(state, s, c.batch);

@@ -58,6 +58,11 @@ void launch_conv_epilogue(void* y, DType type, int64_t count, int64_t channels, 
 void launch_fill(void* y, DType type, int64_t count, float value, cudaStream_t stream);
 // Uniform values in [lo, hi) from a counter-based hash of (seed, index): the same on every run.
 void launch_fill_random(void* y, DType type, int64_t count, uint64_t seed, float lo, float hi, cudaStream_t stream);
+
+// ---- timing.cu ----
+
+// Occupies the stream for about `microseconds` (one thread spinning on the global timer).
+void launch_busy_wait(int microseconds, cudaStream_t stream);
 // Accumulates Σ(a − b)² into sums[0] and Σb² into sums[1] (device doubles, zeroed by the caller); NaN
 // anywhere makes sums[0] NaN.
 void launch_difference_norms(const void* a, const void* b, DType type, int64_t count, double* sums, cudaStream_t stream);
