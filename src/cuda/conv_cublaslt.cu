@@ -50,9 +50,8 @@ CublasLtConvolution::CublasLtConvolution(const ConvGeometry& geometry, DType typ
                                            : (relu ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_DEFAULT);
   EASTRT_CUBLAS(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
   if (bias) {
-    // The bias in the output's type (cuBLASLt's default for FP32 and FP16 outputs), said explicitly.
-    const cudaDataType_t bias_type = data;
-    EASTRT_CUBLAS(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+    // The bias is in the output's type: cuBLASLt's default bias type for FP32 and FP16 outputs, and what the
+    // weight upload stores (the step's storage type).
     EASTRT_CUBLAS(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_, sizeof bias_));
   }
   EASTRT_CUBLAS(cublasLtMatrixLayoutCreate(&a_, data, k, m, static_cast<int64_t>(k)));
