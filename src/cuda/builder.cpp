@@ -222,8 +222,12 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
     }
     Candidate c{false, {}, false, true};
     c.lt.algo = gpu::cublaslt_algo(t);
-    matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
-    if (!matmul_accepts(index, &c.lt) || c.lt.workspace > static_cast<size_t>(t.workspace)) return false;
+    try {
+      matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+      if (!matmul_accepts(index, &c.lt) || c.lt.workspace > static_cast<size_t>(t.workspace)) return false;
+    } catch (const Error&) {
+      return false;
+    }
     const bool ok = run(conv, step, index, c, y_.get(), step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return ok;
@@ -360,11 +364,20 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   // A 1x1 convolution as one matmul: each algorithm cuBLASLt's heuristic offers within the workspace (for
   // these shapes, types and 256-byte alignment; odd channel counts get fewer, or none) that it also takes
   // at batch 1.
+  // cuBLASLt is one source of candidates among others: if it cannot describe or rank this matmul at all,
+  // the layer goes without it (said in the report) rather than failing the build.
+  std::ostringstream report;
   if (gpu::cublaslt_applies(plan, step)) {
-    matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
-    for (const cuda::LtAlgorithm& a : matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried)) {
-      Candidate c{false, {}, false, true, a};
-      if (matmul_accepts(index, &c.lt)) candidates.push_back(c);
+    try {
+      matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+      int offered = 0;
+      for (const cuda::LtAlgorithm& a : matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried)) {
+        Candidate c{false, {}, false, true, a};
+        if (matmul_accepts(index, &c.lt)) candidates.push_back(c), ++offered;
+      }
+      if (offered == 0) report << "  cublaslt: no algorithm for this matmul within the workspace\n";
+    } catch (const Error& e) {
+      report << "  cublaslt: not offered (" << e.what() << ")\n";
     }
   }
 
@@ -380,7 +393,6 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
 
   // Every candidate once: refused by cuDNN, or wrong, or kept.
-  std::ostringstream report;
   std::vector<Candidate> kept;
   std::vector<ConvTactic> tactics;
   for (const Candidate& c : candidates) {

@@ -88,7 +88,8 @@ std::vector<LtAlgorithm> CublasLtConvolution::heuristic(cublasLtHandle_t handle,
   }
   cublasLtMatmulPreferenceDestroy(preference);
   std::vector<LtAlgorithm> algos;
-  // NOT_SUPPORTED: no algorithm for this problem (shapes, types, alignment), which is an empty answer.
+  // NOT_SUPPORTED: no algorithm for this problem (shapes, types, alignment), an empty answer; anything else
+  // is an error the caller reports.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) return algos;
   EASTRT_CUBLAS(status);
   for (int i = 0; i < returned; ++i) {
