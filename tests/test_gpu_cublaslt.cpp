@@ -152,7 +152,10 @@ TEST(GpuKernels, CublasLtConvolutionMatchesTheCpu) {
       const std::vector<cuda::LtAlgorithm> algos = matmul->heuristic(handle.get(), options.workspace_bytes, 4);
       const bool aligned = c.input[3] % 8 == 0 && c.k % 8 == 0;
       if (aligned || precision != Precision::kFp16) EXPECT_FALSE(algos.empty()) << "cuBLASLt offers no algorithm";
+      auto matmul1 = gpu::cublaslt_convolution(impl.plan, impl.plan.steps[i], impl.step_weights[i], 1);
       for (const cuda::LtAlgorithm& a : algos) {
+        size_t ignored = 0;
+        if (!matmul1->check(handle.get(), a.algo, &ignored)) continue;  // the builder would not offer it either
         std::unique_ptr<Engine> engine = with_matmul(*built, a, precision);
         const std::string tactic = gpu::describe(engine->impl().plan.steps[i].tactic);
         SCOPED_TRACE(tactic);
@@ -177,7 +180,8 @@ TEST(GpuKernels, CublasLtConvolutionMatchesTheCpu) {
       }
     }
   }
-  EXPECT_GT(checked, 20);
+  // At least one algorithm for each FP32 and TF32 case and each FP16 case with C and K multiples of 8.
+  EXPECT_GE(checked, 13);
 
   // Not offered: an activation after the epilogue (sigmoid), a 1x1 with stride 2, a 3x3.
   for (int variant = 0; variant < 3; ++variant) {
