@@ -292,6 +292,43 @@ TEST(GpuPlan, RoundTripsEveryField) {
   EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
 }
 
+// A cuBLASLt tactic keeps its algorithm's 64 opaque bytes, the cuBLASLt version and the configuration
+// through the plan file, and the steps after it read back as they were.
+TEST(GpuPlan, CublasLtTacticRoundTripsWithItsAlgorithm) {
+  std::mt19937 rng(4);
+  gpu::PlanData plan = lowered(small_network(rng), Precision::kTf32, 2);
+  gpu::ConvTactic t;
+  t.kind = gpu::ConvTactic::Kind::kCublasLt;
+  t.algo = 3, t.math = 77, t.workspace = 65536, t.ms = 0.0625;
+  t.lt.data = {0x0123456789abcdefull, 0xfedcba9876543210ull, 0, 1, 0x8000000000000000ull, 42, ~0ull, 7};
+  t.lt.version = 130100, t.lt.id = 21, t.lt.tile = 18, t.lt.stages = 9, t.lt.split_k = 2;
+  int forced = 0;
+  for (gpu::PlanStep& step : plan.steps)
+    if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) step.tactic = t, ++forced;
+  ASSERT_GT(forced, 0);
+  const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+  const gpu::ParsedPlan back = gpu::parse_plan(bytes, "lt.plan");
+  ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const gpu::ConvTactic& a = back.plan.steps[i].tactic;
+    const gpu::ConvTactic& b = plan.steps[i].tactic;
+    EXPECT_EQ(back.plan.steps[i].name, plan.steps[i].name);
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.algo, b.algo);
+    EXPECT_EQ(a.math, b.math);
+    EXPECT_EQ(a.workspace, b.workspace);
+    EXPECT_EQ(a.ms, b.ms);
+    EXPECT_EQ(a.lt.data, b.lt.data);
+    EXPECT_EQ(a.lt.version, b.lt.version);
+    EXPECT_EQ(a.lt.id, b.lt.id);
+    EXPECT_EQ(a.lt.tile, b.lt.tile);
+    EXPECT_EQ(a.lt.stages, b.lt.stages);
+    EXPECT_EQ(a.lt.split_k, b.lt.split_k);
+  }
+  EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+  EXPECT_EQ(gpu::describe(t), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
+}
+
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
 Network deconvolution_network(std::mt19937& rng, int batch = 2) {
   Network net;

@@ -116,6 +116,61 @@ TEST(TimingCache, CorruptForeignAndOtherVersionFilesAreErrorsNamingTheFile) {
   std::remove(path.c_str());
 }
 
+// A cuBLASLt tactic carries its algorithm's 64 opaque bytes (words with the top bit set included, which
+// JSON must keep as unsigned), the cuBLASLt version and the configuration: all of it comes back.
+ConvTactic cublaslt_tactic() {
+  ConvTactic t = tactic(ConvTactic::Kind::kCublasLt, 3, 77, 65536, 0.0625);
+  t.lt.data = {0x0123456789abcdefull, 0xfedcba9876543210ull, 0, 1, 0x8000000000000000ull, 42, 0xffffffffffffffffull, 7};
+  t.lt.version = 130100, t.lt.id = 21, t.lt.tile = 18, t.lt.stages = 9, t.lt.split_k = 2;
+  return t;
+}
+
+void expect_same_lt(const ConvTactic& a, const ConvTactic& b) {
+  expect_same(a, b);
+  EXPECT_EQ(a.lt.data, b.lt.data);
+  EXPECT_EQ(a.lt.version, b.lt.version);
+  EXPECT_EQ(a.lt.id, b.lt.id);
+  EXPECT_EQ(a.lt.tile, b.lt.tile);
+  EXPECT_EQ(a.lt.stages, b.lt.stages);
+  EXPECT_EQ(a.lt.split_k, b.lt.split_k);
+}
+
+TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
+  const std::string path = temporary_path("cublaslt.json");
+  std::remove(path.c_str());
+  TimingCache cache;
+  TimingEntry e;
+  e.chosen = cublaslt_tactic();
+  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.125), e.chosen};
+  cache.insert("d", "conv n2 h7 w9 c13 k11 r1 s1", e);
+  cache.save(path);
+  const TimingEntry* got = TimingCache::load(path).find("d", "conv n2 h7 w9 c13 k11 r1 s1");
+  ASSERT_NE(got, nullptr);
+  expect_same_lt(got->chosen, e.chosen);
+  ASSERT_EQ(got->timed.size(), 2u);
+  expect_same_lt(got->timed[1], e.chosen);
+  EXPECT_EQ(describe(got->chosen), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
+
+  // A cuBLASLt tactic without its algorithm, or with a short one, is an error naming the file.
+  const std::string head = R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+                           R"("chosen": {"kind": 4, "algo": 0, "math": 68, "workspace": 0, "ms": 1)";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {head + R"(}, "timed": []}]})", "without its 8 'cublaslt.data' words"},
+      {head + R"(, "cublaslt": {"data": [1, 2, 3], "version": 1, "id": 1, "tile": 1, "stages": 1, "split_k": 1}}, "timed": []}]})",
+       "without its 8 'cublaslt.data' words"},
+      {head + R"(, "cublaslt": {"data": [1, 2, 3, 4, 5, 6, 7, 8], "version": 1, "id": 1, "tile": 1, "stages": 1}}, "timed": []}]})",
+       "without an integer 'cublaslt.split_k'"},
+  };
+  for (const auto& [text, fragment] : cases) {
+    SCOPED_TRACE(text);
+    write_file(path, text);
+    const std::string message = error_of([&] { TimingCache::load(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << message;
+  }
+  std::remove(path.c_str());
+}
+
 TEST(TimingCache, UnwritableDestinationIsAnErrorNamingIt) {
   const std::string path = temporary_path("no_such_dir") + "/cache.json";
   const std::string message = error_of([&] { TimingCache().save(path); });

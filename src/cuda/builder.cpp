@@ -1,7 +1,8 @@
 // The GPU builder: passes, lowering to a plan, the weights on the device, then a tactic for every
 // convolution chosen by timing each candidate on this GPU (cuDNN's own search within the workspace limit,
 // then every algorithm it found run both fused and split, each checked against a reference output), or
-// taken from a timing cache that an earlier build on the same kind of GPU wrote.
+// taken from a timing cache that an earlier build on the same kind of GPU wrote. 1x1 convolutions also
+// time the algorithms cuBLASLt's heuristic offers for them as one matmul.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
 #include <chrono>
@@ -28,6 +29,7 @@ using gpu::TimingCache;
 using gpu::TimingEntry;
 
 constexpr int kAlgorithmsTried = 8;  // of cuDNN's fastest (by its own, noisy, timing), each run fused and split
+constexpr int kMatmulsTried = 6;     // of cuBLASLt's heuristic answer for a 1x1 convolution
 // Candidates are timed in rounds, one run of each per round, and each keeps its median: a clock that
 // drifts during the timing (boost, thermal) then moves every candidate alike instead of favouring the ones
 // timed last, which timing each candidate's runs back to back did (FP16 batch 1 EAST varied 202-458
@@ -76,6 +78,7 @@ class TacticTimer {
     EASTRT_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     EASTRT_CUDNN(cudnnCreate(&cudnn_));
     EASTRT_CUDNN(cudnnSetStream(cudnn_, stream_));
+    EASTRT_CUBLAS(cublasLtCreate(&cublaslt_));
     const PlanData& plan = engine.plan;
     size_t x_bytes = 256, y_bytes = 256, raw_bytes = 256;
     for (const PlanStep& step : plan.steps) {
@@ -94,6 +97,7 @@ class TacticTimer {
     sums_.allocate(2 * sizeof(double));
   }
   ~TacticTimer() {
+    cublasLtDestroy(cublaslt_);
     cudnnDestroy(cudnn_);
     cudaStreamDestroy(stream_);
   }
@@ -105,11 +109,14 @@ class TacticTimer {
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
   bool still_runs(size_t index, const ConvTactic& tactic);
+  bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
   struct Candidate {
     bool fused;
     cuda::ConvAlgorithm algo;
     bool direct = false;  // our direct convolution on raw_ (or x_ when the step has no explicit pad)
+    bool matmul = false;  // cuBLASLt's algorithm `lt` on matmul_ (x_, as the cuDNN tactics read)
+    cuda::LtAlgorithm lt{};
   };
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
@@ -122,6 +129,14 @@ class TacticTimer {
                                gpu::dtype(plan.tensors[step.outputs[0]].type),
                                gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
       return CUDNN_STATUS_SUCCESS;  // a failed launch throws
+    }
+    if (c.matmul) {
+      const cuda::ConvOperands o =
+          gpu::conv_operands(step, engine_.step_weights[index], false, x_.get(), residual ? residual_.get() : nullptr,
+                             y, c.lt.workspace ? workspace_.get() : nullptr, c.lt.workspace);
+      // A refusal reads as cuDNN's, which is what the callers test for.
+      return matmul_->run(cublaslt_, c.lt.algo, o, stream_) == CUBLAS_STATUS_SUCCESS ? CUDNN_STATUS_SUCCESS
+                                                                                   : CUDNN_STATUS_NOT_SUPPORTED;
     }
     conv.set_math(c.algo.math);
     // Exactly the workspace cuDNN said the algorithm needs: what the plan will provide, so that a tactic
@@ -144,6 +159,8 @@ class TacticTimer {
   const BuildOptions& options_;
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
+  cublasLtHandle_t cublaslt_ = nullptr;
+  std::unique_ptr<cuda::CublasLtConvolution> matmul_;  // the step being timed, at the largest batch
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
@@ -190,13 +207,34 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
   const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
   if (t.workspace > static_cast<int64_t>(workspace_.size())) return false;
-  cuda::CudnnConvolution conv(g, type, t.math);
+  // (A cuBLASLt tactic's math is a cuBLAS compute type, not a cuDNN math type; its conv is not used.)
+  cuda::CudnnConvolution conv(g, type, t.kind == ConvTactic::Kind::kCublasLt ? gpu::initial_math(step.precision) : t.math);
   if (t.kind == ConvTactic::Kind::kDirect) {
     const cuda::DirectConvArgs a = gpu::direct_conv_args(plan, step, plan.max_batch);
     if (!cuda::direct_conv_fits(a.c, a.k, a.r, a.s, std::get<ConvolutionParams>(step.params).groups)) return false;
     run(conv, step, index, {false, {}, true}, y_.get(), step.inputs.size() > 1);
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return true;
+  }
+  if (t.kind == ConvTactic::Kind::kCublasLt) {
+    if (!gpu::cublaslt_applies(plan, step) || t.math != cuda::cublaslt_compute_type(step.precision == Precision::kTf32))
+      return false;
+    try {
+      gpu::check_cublaslt_tactic(t, step.name, "timing cache");
+    } catch (const Error&) {
+      return false;
+    }
+    Candidate c{false, {}, false, true};
+    c.lt.algo = gpu::cublaslt_algo(t);
+    try {
+      matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+      if (!matmul_accepts(index, &c.lt) || c.lt.workspace > static_cast<size_t>(t.workspace)) return false;
+    } catch (const Error&) {
+      return false;
+    }
+    const bool ok = run(conv, step, index, c, y_.get(), step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return ok;
   }
   cuda::ConvAlgorithm algo;
   algo.algo = t.algo, algo.math = t.math, algo.memory = static_cast<size_t>(t.workspace);
@@ -209,6 +247,21 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
                       step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
   return ok;
+}
+
+// Whether cuBLASLt takes the algorithm at the largest batch (matmul_, made for this step) and at batch 1, the
+// two ends of the batches the engine runs (a context checks the one it prepares); `algo->workspace` becomes
+// the larger need.
+bool TacticTimer::matmul_accepts(size_t index, cuda::LtAlgorithm* algo) {
+  const PlanData& plan = engine_.plan;
+  size_t largest = 0, smallest = 0;
+  if (!matmul_->check(cublaslt_, algo->algo, &largest)) return false;
+  if (plan.max_batch > 1) {
+    auto one = gpu::cublaslt_convolution(plan, plan.steps[index], engine_.step_weights[index], 1);
+    if (!one->check(cublaslt_, algo->algo, &smallest)) return false;
+  }
+  algo->workspace = std::max(largest, smallest);
+  return algo->workspace <= workspace_.size();
 }
 
 ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::string& device, bool* timed,
@@ -312,11 +365,30 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
   if (cuda::direct_conv_fits(direct.c, direct.k, direct.r, direct.s, g.groups)) candidates.push_back({false, {}, true});
+  // A 1x1 convolution as one matmul: each algorithm cuBLASLt's heuristic offers within the workspace (for
+  // these shapes, types and 256-byte alignment; odd channel counts get fewer, or none) that it also takes
+  // at batch 1.
+  // cuBLASLt is one source of candidates among others: if it cannot describe or rank this matmul at all,
+  // the layer goes without it (said in the report) rather than failing the build.
+  std::ostringstream report;
+  if (gpu::cublaslt_applies(plan, step)) {
+    try {
+      matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+      int offered = 0;
+      for (const cuda::LtAlgorithm& a : matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried)) {
+        Candidate c{false, {}, false, true, a};
+        if (matmul_accepts(index, &c.lt)) candidates.push_back(c), ++offered;
+      }
+      if (offered == 0) report << "  cublaslt: no algorithm for this matmul within the workspace\n";
+    } catch (const Error& e) {
+      report << "  cublaslt: not offered (" << e.what() << ")\n";
+    }
+  }
 
   // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
   bool have_reference = false;
   for (const Candidate& c : candidates) {
-    if (c.fused || c.direct) continue;
+    if (c.fused || c.direct || c.matmul) continue;
     if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
       have_reference = true;
       break;
@@ -325,14 +397,17 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   EASTRT_CUDA(cudaStreamSynchronize(stream_));
 
   // Every candidate once: refused by cuDNN, or wrong, or kept.
-  std::ostringstream report;
   std::vector<Candidate> kept;
   std::vector<ConvTactic> tactics;
   for (const Candidate& c : candidates) {
     ConvTactic t;
-    t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
-    t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
-    t.workspace = c.direct ? 0 : static_cast<int64_t>(c.algo.memory);
+    if (c.matmul) {
+      t = gpu::cublaslt_tactic(c.lt, step.precision);
+    } else {
+      t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
+      t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
+      t.workspace = c.direct ? 0 : static_cast<int64_t>(c.algo.memory);
+    }
     if (run(conv, step, index, c, y_.get(), residual) != CUDNN_STATUS_SUCCESS) {
       report << "  " << gpu::describe(t) << ": refused\n";
       continue;
@@ -429,8 +504,10 @@ std::unique_ptr<Engine> Builder::build() {
     // Read before any timing, so that a bad cache file fails the build at once.
     std::optional<TimingCache> cache;
     if (!options_.timing_cache.empty()) cache = TimingCache::load(options_.timing_cache);
+    // The cuBLASLt version too: its algorithms (and their times) are its own.
     const std::string device = gpu::timing_device(gpu.name, gpu.major, gpu.minor, static_cast<long>(cudnnGetVersion()),
-                                                  EASTRT_VERSION);
+                                                  EASTRT_VERSION) +
+                               " cublaslt " + std::to_string(cublasLtGetVersion());
     TacticTimer timer(*impl, options_);
     std::ostream* log = options_.verbose ? &std::cerr : nullptr;
     for (size_t i = 0; i < impl->plan.steps.size(); ++i) {

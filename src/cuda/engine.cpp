@@ -78,6 +78,59 @@ cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weight
   return o;
 }
 
+bool cublaslt_applies(const PlanData& plan, const PlanStep& step) {
+  const bool whole = plan.tensors[step.inputs[0]].place != TensorPlace::kView &&
+                     plan.tensors[step.outputs[0]].place != TensorPlace::kView &&
+                     (step.inputs.size() < 2 || plan.tensors[step.inputs[1]].place != TensorPlace::kView);
+  return whole && cuda::cublaslt_conv_fits(conv_geometry(plan, step, plan.max_batch), conv_activation(step));
+}
+
+std::unique_ptr<cuda::CublasLtConvolution> cublaslt_convolution(const PlanData& plan, const PlanStep& step,
+                                                                const StepWeights& weights, int batch) {
+  return std::make_unique<cuda::CublasLtConvolution>(
+      conv_geometry(plan, step, batch), dtype(plan.tensors[step.outputs[0]].type),
+      cuda::cublaslt_compute_type(step.precision == Precision::kTf32), weights.has_bias ? weights.bias : nullptr,
+      step.inputs.size() > 1, conv_activation(step).type == 0);
+}
+
+cublasLtMatmulAlgo_t cublaslt_algo(const ConvTactic& tactic) {
+  cublasLtMatmulAlgo_t algo;
+  static_assert(sizeof algo.data == sizeof tactic.lt.data, "cublasLtMatmulAlgo_t is 8 uint64 words");
+  std::memcpy(algo.data, tactic.lt.data.data(), sizeof algo.data);
+  return algo;
+}
+
+ConvTactic cublaslt_tactic(const cuda::LtAlgorithm& a, Precision precision) {
+  ConvTactic t;
+  t.kind = ConvTactic::Kind::kCublasLt;
+  t.algo = a.rank;
+  t.math = cuda::cublaslt_compute_type(precision == Precision::kTf32);
+  t.workspace = static_cast<int64_t>(a.workspace);
+  std::memcpy(t.lt.data.data(), a.algo.data, sizeof a.algo.data);
+  t.lt.version = static_cast<int64_t>(cublasLtGetVersion());
+  t.lt.id = a.id, t.lt.tile = a.tile, t.lt.stages = a.stages, t.lt.split_k = a.split_k;
+  return t;
+}
+
+void check_cublaslt_tactic(const ConvTactic& t, const std::string& step, const std::string& where) {
+  const int64_t here = static_cast<int64_t>(cublasLtGetVersion());
+  EASTRT_CHECK(t.lt.version == here, where, ": convolution '", step, "' uses ", describe(t),
+               ", an algorithm of cuBLASLt ", t.lt.version, "; this is cuBLASLt ", here,
+               ", which may read it otherwise: build again with this cuBLASLt");
+  cuda::LtAlgorithm decoded;
+  decoded.algo = cublaslt_algo(t);
+  bool readable = true;
+  try {
+    cuda::describe_algorithm(&decoded);
+  } catch (const Error&) {
+    readable = false;
+  }
+  EASTRT_CHECK(readable && decoded.id == t.lt.id && decoded.tile == t.lt.tile && decoded.stages == t.lt.stages &&
+                   decoded.split_k == t.lt.split_k,
+               where, ": convolution '", step, "': the stored cuBLASLt algorithm does not decode to the ",
+               "configuration beside it (", describe(t), "): the file is corrupt");
+}
+
 }  // namespace gpu
 
 namespace {
@@ -212,6 +265,14 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
   impl->target = std::move(parsed.target);
   impl->device = 0;
   EASTRT_CUDA(cudaSetDevice(impl->device));
+  // A cuBLASLt algorithm is only good for the cuBLASLt that gave it: refused here, before anything runs
+  // (whether it runs at each batch is checked when a context prepares that batch).
+  for (const PlanStep& step : impl->plan.steps)
+    if (step.kind == gpu::StepKind::kLayer && step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
+      EASTRT_CHECK(step.layer_kind() == LayerKind::kConvolution && gpu::cublaslt_applies(impl->plan, step), "plan ",
+                   path, ": step '", step.name, "' has a cuBLASLt tactic but is not a 1x1 convolution it runs");
+      gpu::check_cublaslt_tactic(step.tactic, step.name, "plan " + path);
+    }
   impl->upload_weights();
   return std::make_unique<Engine>(std::move(impl));
 }
@@ -298,6 +359,7 @@ struct ExecutionContext::Impl {
   const PlanData& plan;
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
   DeviceBuffer arena, workspace;
   std::vector<DeviceBuffer> inputs, outputs;
   std::vector<PinnedBuffer> pinned_inputs, pinned_outputs;
@@ -312,6 +374,7 @@ struct ExecutionContext::Impl {
 
   struct BatchState {
     std::vector<std::unique_ptr<cuda::CudnnConvolution>> convs;  // per step, null for the others
+    std::vector<std::unique_ptr<cuda::CublasLtConvolution>> matmuls;  // per cuBLASLt step, null for the others
     cudaGraphExec_t graph = nullptr;
   };
   std::map<int, BatchState> batches;
@@ -332,6 +395,7 @@ ExecutionContext::Impl::Impl(Engine::Impl& e) : engine(e), plan(e.plan) {
   EASTRT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   EASTRT_CUDNN(cudnnCreate(&cudnn));
   EASTRT_CUDNN(cudnnSetStream(cudnn, stream));
+  EASTRT_CUBLAS(cublasLtCreate(&cublaslt));
   arena.allocate(std::max<size_t>(static_cast<size_t>(plan.arena_bytes), kAlignment));
   workspace.allocate(std::max<size_t>(static_cast<size_t>(plan.workspace_bytes), kAlignment));
   for (int id : plan.inputs) {
@@ -373,6 +437,7 @@ ExecutionContext::Impl::~Impl() {
   batches.clear();
   for (cudaEvent_t e : input_copied) cudaEventDestroy(e);
   if (image_copied) cudaEventDestroy(image_copied);
+  if (cublaslt) cublasLtDestroy(cublaslt);
   if (cudnn) cudnnDestroy(cudnn);
   if (stream) cudaStreamDestroy(stream);
 }
@@ -396,10 +461,23 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   if (found != batches.end()) return found->second;
   BatchState state;
   state.convs.resize(plan.steps.size());
+  state.matmuls.resize(plan.steps.size());
   size_t needed = 0;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
+      // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
+      // this one too, or the plan cannot run it.
+      auto matmul = gpu::cublaslt_convolution(plan, step, engine.step_weights[i], b);
+      size_t bytes = 0;
+      EASTRT_CHECK(matmul->check(cublaslt, gpu::cublaslt_algo(step.tactic), &bytes), "convolution '", step.name,
+                   "' (", gpu::describe(step.tactic), "): cuBLASLt does not accept the plan's algorithm at batch ", b,
+                   ": build the plan again");
+      needed = std::max(needed, bytes);
+      state.matmuls[i] = std::move(matmul);
+      continue;
+    }
     auto conv = std::make_unique<cuda::CudnnConvolution>(gpu::conv_geometry(plan, step, b),
                                                          gpu::dtype(plan.tensors[step.outputs[0]].type),
                                                          step.tactic.math);
@@ -449,6 +527,15 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
                          static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]), top, left,
                          static_cast<int>(padded[1]), static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
         x = ptr(step.padded_input);
+      }
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
+        const cuda::ConvOperands operands =
+            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), workspace.get(), workspace.size());
+        const cublasStatus_t status =
+            state.matmuls[index]->run(cublaslt, gpu::cublaslt_algo(step.tactic), operands, stream);
+        EASTRT_CHECK(status == CUBLAS_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                     ", batch ", b, "): cuBLASLt error ", static_cast<int>(status));
+        return;
       }
       const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kCudnnFused;
       const cuda::ConvOperands operands =

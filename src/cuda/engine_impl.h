@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "cuda/conv_cublaslt.h"
 #include "cuda/conv_cudnn.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -95,6 +96,21 @@ cuda::Activation conv_activation(const PlanStep& step);
 // The operands of a convolution step (bias as the tactic needs it).
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
                                  const void* residual, void* y, void* workspace, size_t workspace_bytes);
+
+// ---- the cuBLASLt tactic (1x1 convolutions as one matmul) ----
+
+// Whether the step can run as one cuBLASLt matmul: a 1x1, stride-1, unpadded, ungrouped convolution with
+// identity or ReLU after it, whose input and output are whole tensors (not channel views).
+bool cublaslt_applies(const PlanData& plan, const PlanStep& step);
+// The step's matmul at `batch`, in its precision's compute type, with the step's bias, residual and ReLU.
+std::unique_ptr<cuda::CublasLtConvolution> cublaslt_convolution(const PlanData& plan, const PlanStep& step,
+                                                                const StepWeights& weights, int batch);
+cublasLtMatmulAlgo_t cublaslt_algo(const ConvTactic& tactic);
+// The tactic's fields for a heuristic result: rank, compute type, the algorithm's bytes, this cuBLASLt's version.
+ConvTactic cublaslt_tactic(const cuda::LtAlgorithm& algo, Precision precision);
+// An Error naming `where` and the step unless the tactic's algorithm comes from this cuBLASLt version and its
+// bytes decode to the configuration stored beside them (a plan or cache from elsewhere, or corrupt).
+void check_cublaslt_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
 
 }  // namespace eastrt::gpu
 

@@ -23,6 +23,16 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
     case ConvTactic::Kind::kDirect: return "eastrt direct convolution, unpadded input";
+    case ConvTactic::Kind::kCublasLt: {
+      // cublasComputeType_t: CUBLAS_COMPUTE_32F is 68, CUBLAS_COMPUTE_32F_FAST_TF32 77.
+      out << "cublaslt#" << tactic.algo << " (algo " << tactic.lt.id << ", tile " << tactic.lt.tile << ", stages "
+          << tactic.lt.stages;
+      if (tactic.lt.split_k > 1) out << ", split-k " << tactic.lt.split_k;
+      out << (tactic.math == 77 ? ", tf32" : ", fp32 accumulation");
+      if (tactic.workspace > 0) out << ", " << (tactic.workspace + 1023) / 1024 << " KiB workspace";
+      out << ")";
+      return out.str();
+    }
   }
   static const char* maths[] = {"default", "tensor-op", "tensor-op-conversion", "fma"};
   if (tactic.math >= 0 && tactic.math < 4) out << " (" << maths[tactic.math] << " math";
@@ -293,6 +303,11 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
     w.u8(static_cast<uint8_t>(s.precision));
     w.u8(static_cast<uint8_t>(s.tactic.kind)), w.i32(s.tactic.algo), w.i32(s.tactic.math);
     w.i64(s.tactic.workspace), w.pod(s.tactic.ms);
+    if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
+      const ConvTactic::LtAlgo& lt = s.tactic.lt;
+      for (uint64_t v : lt.data) w.pod(v);
+      w.i64(lt.version), w.i32(lt.id), w.i32(lt.tile), w.i32(lt.stages), w.i32(lt.split_k);
+    }
     w.i32(s.padded_input);
   }
   w.ints(plan.inputs), w.ints(plan.outputs);
@@ -348,9 +363,16 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 3, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 4, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 5, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
+    if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
+      ConvTactic::LtAlgo& lt = s.tactic.lt;
+      for (uint64_t& v : lt.data) v = r.pod<uint64_t>("a cuBLASLt algorithm");
+      lt.version = r.i64("a cuBLASLt algorithm"), lt.id = r.i32("a cuBLASLt algorithm");
+      lt.tile = r.i32("a cuBLASLt algorithm"), lt.stages = r.i32("a cuBLASLt algorithm");
+      lt.split_k = r.i32("a cuBLASLt algorithm");
+    }
     s.padded_input = r.i32("a step");
     plan.steps.push_back(std::move(s));
   }

@@ -2,6 +2,7 @@
 // with the tactic chosen for each convolution), and the plan file that holds it with a versioned,
 // checksummed header naming the GPU it was built for. Host code only: it builds and runs without a GPU.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -46,13 +47,24 @@ struct ConvTactic {
     kCudnnFused = 1,  // cudnnConvolutionBiasActivationForward (ReLU or identity inside, others after it)
     kCudnnSplit = 2,  // cudnnConvolutionForward, then our epilogue kernel for bias, residual, activation
     kDirect = 3,      // our direct convolution for few input channels, on the unpadded input (conv_direct.cu)
+    kCublasLt = 4,    // 1x1 convolutions as one cublasLtMatmul, bias, residual and ReLU in its epilogue (conv_cublaslt.cu)
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN kinds; 0 for kDirect)
-  int math = 0;           // cudnnMathType_t the algorithm was timed with
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic)
+  int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built
+  // kCublasLt: the cublasLtMatmulAlgo_t as its 64 opaque bytes, used as they are by a loaded plan, with the
+  // cuBLASLt version that gave it (another version may read the bytes otherwise: the plan is refused) and
+  // the configuration they decode to (for reports, and checked against the bytes on load).
+  struct LtAlgo {
+    std::array<uint64_t, 8> data{};
+    int64_t version = 0;
+    int32_t id = 0, tile = 0, stages = 0, split_k = 1;
+  };
+  LtAlgo lt;
 };
+// "cudnn fused algo 1 (tensor-op math)", "cublaslt#3 (algo 21, tile 18, stages 9, tf32, 64 KiB workspace)", ...
 std::string describe(const ConvTactic& tactic);
 
 enum class StepKind : uint8_t { kLayer = 0, kCast = 1 };
@@ -91,7 +103,7 @@ struct PlanTarget {
   int major = 0, minor = 0;
 };
 
-inline constexpr uint32_t kPlanFormatVersion = 1;
+inline constexpr uint32_t kPlanFormatVersion = 2;  // 2: cuBLASLt tactics
 
 // The plan file: "EASTRTPL", format version, FNV-1a 64 checksum and size of the rest, then the target
 // (eastrt version, GPU name, compute capability) and the plan data, little-endian.

@@ -17,8 +17,14 @@ namespace {
 constexpr const char* kFormatName = "eastrt timing cache";
 
 nlohmann::json tactic_json(const ConvTactic& t) {
-  return {{"kind", static_cast<int>(t.kind)}, {"algo", t.algo}, {"math", t.math}, {"workspace", t.workspace},
-          {"ms", t.ms}};
+  nlohmann::json j = {{"kind", static_cast<int>(t.kind)}, {"algo", t.algo}, {"math", t.math},
+                      {"workspace", t.workspace}, {"ms", t.ms}};
+  if (t.kind == ConvTactic::Kind::kCublasLt) {
+    const ConvTactic::LtAlgo& lt = t.lt;
+    j["cublaslt"] = {{"data", lt.data}, {"version", lt.version}, {"id", lt.id}, {"tile", lt.tile},
+                     {"stages", lt.stages}, {"split_k", lt.split_k}};
+  }
+  return j;
 }
 
 ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, size_t index) {
@@ -30,7 +36,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   ConvTactic t;
   const int kind = field("kind").get<int>();
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   kind <= static_cast<int>(ConvTactic::Kind::kDirect),
+                   kind <= static_cast<int>(ConvTactic::Kind::kCublasLt),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = field("algo").get<int>();
@@ -39,6 +45,26 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   t.ms = field("ms").get<double>();
   EASTRT_CHECK(t.algo >= 0 && t.workspace >= 0 && t.ms >= 0, "timing cache ", path, ": entry ", index,
                " has a tactic with a negative algorithm, workspace or time");
+  if (t.kind == ConvTactic::Kind::kCublasLt) {
+    // The algorithm's 64 bytes as eight unsigned integers, and what they decode to.
+    const bool whole = j.contains("cublaslt") && j.at("cublaslt").is_object();
+    const nlohmann::json& lt = whole ? j.at("cublaslt") : j;
+    auto number = [&](const char* name) -> const nlohmann::json& {
+      EASTRT_CHECK(whole && lt.contains(name) && lt.at(name).is_number_integer(), "timing cache ", path, ": entry ",
+                   index, " has a cuBLASLt tactic without an integer 'cublaslt.", name, "'");
+      return lt.at(name);
+    };
+    EASTRT_CHECK(whole && lt.contains("data") && lt.at("data").is_array() && lt.at("data").size() == t.lt.data.size(),
+                 "timing cache ", path, ": entry ", index, " has a cuBLASLt tactic without its 8 'cublaslt.data' words");
+    for (size_t i = 0; i < t.lt.data.size(); ++i) {
+      EASTRT_CHECK(lt.at("data")[i].is_number_unsigned() || lt.at("data")[i].is_number_integer(), "timing cache ", path,
+                   ": entry ", index, " has a cuBLASLt algorithm word that is not an integer");
+      t.lt.data[i] = lt.at("data")[i].get<uint64_t>();
+    }
+    t.lt.version = number("version").get<int64_t>();
+    t.lt.id = number("id").get<int32_t>(), t.lt.tile = number("tile").get<int32_t>();
+    t.lt.stages = number("stages").get<int32_t>(), t.lt.split_k = number("split_k").get<int32_t>();
+  }
   return t;
 }
 
