@@ -28,7 +28,9 @@
 
 #include "eastrt/detector.h"
 #include "eastrt/east.h"
+#include "eastrt/gpu.h"
 #include "eastrt/http.h"
+#include "eastrt/pipeline.h"
 #include "eastrt/runner.h"
 #include "eastrt/serve.h"
 #include "eastrt/weights.h"
@@ -374,6 +376,68 @@ TEST(Serve, ExampleImagesGiveDetectsBoxes) {
       }
     }
     boxes += reference.boxes.size();
+  }
+  EXPECT_GT(boxes, 0u) << "the bundled model finds text in the examples";
+}
+
+// On the GPU (FP16, engines per size, candidates decoded there): the three examples sent at once form one
+// batch, and their boxes are those of detect's pipeline on the same runner (the same engine) for the files.
+TEST(GpuServe, ConcurrentExamplesGiveDetectsPipelineBoxes) {
+  const GpuInfo gpu = query_gpu();
+  if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";
+  const fs::path root = EASTRT_SOURCE_DIR;
+  std::vector<std::string> files, bodies;
+  for (int i = 1; i <= 3; ++i) {
+    files.push_back((root / "examples/images" / ("img_" + std::to_string(i) + ".jpg")).string());
+    std::ifstream in(files.back(), std::ios::binary);
+    bodies.emplace_back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  SafetensorsReader weights((root / "models/east.safetensors").string());
+  GpuRunnerOptions gpu_options;
+  gpu_options.build.precision = Precision::kFp16;
+  gpu_options.build.max_batch = 3;
+  gpu_options.slots = 2;
+  auto runner = make_gpu_runner(east::build(weights, {}), gpu_options);
+
+  std::vector<nlohmann::json> served(files.size());
+  {
+    serve::ServerOptions options;
+    options.max_batch = 3;
+    options.max_delay_ms = 5000;  // the batch leaves full
+    options.timeout_ms = 120000;  // the first request waits for the engine's build
+    serve::Server server(options, *runner);
+    std::vector<std::future<http::Response>> replies;
+    for (const std::string& body : bodies)
+      replies.push_back(std::async(std::launch::async, [&server, &body] { return post_detect(server.port(), body); }));
+    for (size_t i = 0; i < files.size(); ++i) {
+      const http::Response response = replies[i].get();
+      ASSERT_EQ(response.status, 200) << response.body;
+      served[i] = nlohmann::json::parse(response.body);
+      EXPECT_EQ(served[i]["batch"], 3);
+    }
+  }
+  east::PipelineOptions options;
+  options.max_batch = 3;
+  options.max_delay_ms = 5000;  // the batch leaves full, not when the first image has waited 10 ms
+  east::Pipeline pipeline(*runner, options);
+  ASSERT_TRUE(pipeline.decodes_on_device());
+  std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_files(files);
+  size_t boxes = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    SCOPED_TRACE(files[i]);
+    const east::PipelineResult want = futures[i].get();
+    ASSERT_TRUE(want.ok()) << want.error;
+    EXPECT_EQ(want.batch, 3);
+    ASSERT_EQ(served[i]["boxes"].size(), want.detection.boxes.size());
+    for (size_t b = 0; b < want.detection.boxes.size(); ++b) {
+      const east::Quad& q = want.detection.boxes[b];
+      EXPECT_FLOAT_EQ(served[i]["boxes"][b]["score"].get<float>(), q.score) << "box " << b;
+      for (int v = 0; v < 4; ++v) {
+        EXPECT_EQ(served[i]["boxes"][b]["points"][v][0].get<float>(), q.points[v].x) << "box " << b;
+        EXPECT_EQ(served[i]["boxes"][b]["points"][v][1].get<float>(), q.points[v].y) << "box " << b;
+      }
+    }
+    boxes += want.detection.boxes.size();
   }
   EXPECT_GT(boxes, 0u) << "the bundled model finds text in the examples";
 }
