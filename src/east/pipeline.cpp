@@ -135,7 +135,7 @@ struct Pipeline::Impl {
     return futures;
   }
 
-  // A failed job's result, for finish(): under the lock it was taken from the queues.
+  // Marks the job failed, and why; finish() then hands it to its future like any other.
   static void fail(Job& job, Failure failure, std::string error) {
     job.result.failure = failure;
     job.result.error = std::move(error);
@@ -151,8 +151,9 @@ struct Pipeline::Impl {
       if (job->result.failure == Failure::kDeadline) ++stats.expired;
       const StageTimes& t = job->result.times;
       StageTimes& s = stats.total;
-      s.decode_wait_ms += t.decode_wait_ms, s.decode_ms += t.decode_ms, s.preprocess_ms += t.preprocess_ms, s.batch_wait_ms += t.batch_wait_ms;
-      s.network_ms += t.network_ms, s.post_wait_ms += t.post_wait_ms, s.post_ms += t.post_ms;
+      s.decode_wait_ms += t.decode_wait_ms, s.decode_ms += t.decode_ms, s.preprocess_ms += t.preprocess_ms;
+      s.batch_wait_ms += t.batch_wait_ms, s.network_ms += t.network_ms, s.post_wait_ms += t.post_wait_ms;
+      s.post_ms += t.post_ms;
     }
     job->promise.set_value(std::move(job->result));
   }
