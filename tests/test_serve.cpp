@@ -637,6 +637,15 @@ TEST(ServeCli, ServesUntilSigtermThenExitsZero) {
   EXPECT_EQ(http::call("127.0.0.1", port, "GET", "/healthz").status, 200);
   EXPECT_EQ(post_detect(port, png_bytes(64, 64)).status, 200);
   EXPECT_EQ(http::call("127.0.0.1", port, "GET", "/").body, serve::web_page());
+  // eastrt loadtest against it: every request answered, the batches read from /metrics.
+  const test_support::ToolResult load = test_support::run_tool(
+      "loadtest --port " + std::to_string(port) + " --clients 4 --requests 12 --size 64x48 --json", false);
+  ASSERT_EQ(load.status, 0) << load.output;
+  const nlohmann::json report = nlohmann::json::parse(load.output);
+  EXPECT_EQ(report["requests"], 12);
+  EXPECT_EQ(report["status_200"], 12);
+  EXPECT_EQ(report["lost"], 0);
+  EXPECT_GE(report["mean_batch"].get<double>(), 1.0);
   kill(pid, SIGTERM);
   std::string rest;
   while (fgets(line, sizeof line, stdout_of_server)) rest += line;
