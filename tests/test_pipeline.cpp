@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "eastrt/detector.h"
 #include "eastrt/east.h"
@@ -155,6 +156,63 @@ TEST(Pipeline, ExampleImagesFromFilesEqualTheDetector) {
   EXPECT_EQ(index, paths.size());
   EXPECT_GT(boxes, 0u) << "the bundled model finds text in the examples";
   EXPECT_EQ(pipeline.stats().failed, 2);
+}
+
+std::vector<uint8_t> png_bytes(const east::Image& image) {
+  const fs::path path = fs::temp_directory_path() / ("eastrt_test_pipeline_" + std::to_string(getpid()) + ".png");
+  east::write_png(path.string(), image);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  fs::remove(path);
+  return bytes;
+}
+
+// What a service needs: a bound on the inputs waiting for the network, part-filled batches held for the delay
+// even when nothing is being decoded (released when the pipeline stops), and deadlines.
+TEST(Pipeline, BoundedSubmissionsHeldBatchesAndDeadlines) {
+  auto runner = make_cpu_runner(small_east(), CpuOptions{1});
+  const std::vector<uint8_t> bytes = png_bytes(random_image(40, 56, 7));
+  const auto later = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  std::vector<std::future<east::PipelineResult>> held;
+  {
+    east::PipelineOptions options;
+    options.max_batch = 4;
+    options.max_delay_ms = 600000;  // only stopping releases a part-filled batch
+    options.hold_partial_batches = true;
+    options.max_waiting = 2;
+    east::Pipeline pipeline(*runner, options);
+    for (int i = 0; i < 2; ++i) {
+      auto f = pipeline.try_submit_bytes(bytes, "held_" + std::to_string(i), later);
+      ASSERT_TRUE(f.has_value());
+      held.push_back(std::move(*f));
+    }
+    EXPECT_EQ(pipeline.waiting(), 2);
+    EXPECT_FALSE(pipeline.try_submit_bytes(bytes, "one too many", later).has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(held[0].wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "the batch was held";
+    EXPECT_EQ(pipeline.waiting(), 2);
+    // An input past its deadline is not run, whatever the bound.
+    auto expired = pipeline.try_submit_bytes(bytes, "late", std::chrono::steady_clock::now());
+    EXPECT_FALSE(expired.has_value()) << "the bound applies first";
+  }
+  for (auto& f : held) {
+    east::PipelineResult r = f.get();
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.batch, 2) << "both in the batch released at the stop";
+    EXPECT_EQ(r.failure, east::Failure::kNone);
+  }
+
+  east::Pipeline pipeline(*runner, {});
+  auto late = pipeline.try_submit_bytes(bytes, "late", std::chrono::steady_clock::now());
+  ASSERT_TRUE(late.has_value()) << "no bound by default";
+  east::PipelineResult r = late->get();
+  EXPECT_EQ(r.failure, east::Failure::kDeadline);
+  EXPECT_NE(r.error.find("deadline"), std::string::npos) << r.error;
+  east::PipelineResult bad = pipeline.try_submit_bytes({1, 2, 3}, "upload.jpg", later)->get();
+  EXPECT_EQ(bad.failure, east::Failure::kInput);
+  EXPECT_EQ(pipeline.stats().expired, 1);
+  EXPECT_EQ(pipeline.stats().failed, 2);
+  EXPECT_EQ(pipeline.stats().batches, 0);
 }
 
 TEST(Pipeline, RejectsBadOptionsAndNonEastNetworks) {

@@ -1,6 +1,6 @@
 // `eastrt serve`: the HTTP parser against malformed and fuzzed input, and the server in-process on loopback
-// (free ports) — detection equal to east::Detector's, batching, 503/504/413/400, metrics, graceful shutdown,
-// the tool's SIGTERM exit and the web page's self-test in headless Chromium.
+// (free ports) — detection equal to east::Detector's and `eastrt detect`'s, batching, 503/504/413/400, metrics,
+// graceful shutdown, the tool's SIGTERM exit and the web page's self-test in headless Chromium.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -29,8 +28,12 @@
 
 #include "eastrt/detector.h"
 #include "eastrt/east.h"
+#include "eastrt/gpu.h"
 #include "eastrt/http.h"
+#include "eastrt/pipeline.h"
+#include "eastrt/runner.h"
 #include "eastrt/serve.h"
+#include "eastrt/weights.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -67,7 +70,7 @@ serve::ServerOptions small_options() {
   return options;
 }
 
-// An engine that holds every batch until the test opens the gate, so queue states can be made at will.
+// A runner that holds every run until the test opens the gate, so queue states can be made at will.
 struct Gate {
   std::mutex mutex;
   std::condition_variable changed;
@@ -85,30 +88,28 @@ struct Gate {
   }
 };
 
-class GatedEngine : public serve::BatchEngine {
+class GatedRunner : public Runner {
  public:
-  explicit GatedEngine(Gate& gate) : gate_(gate) {}
-  std::string description() const override { return "gated test engine"; }
-  int max_batch() const override { return INT_MAX; }
-  east::ResizePlan plan(const east::Image& image) const override { return east::plan_resize(image.height, image.width); }
-  std::vector<serve::EastMaps> run(const std::vector<const east::Image*>& images, int height, int width,
-                                   serve::BatchTimes*) override {
+  explicit GatedRunner(Gate& gate) : gate_(gate) {}
+  std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) override {
+    const Shape& shape = inputs.at(east::kInputName).shape;  // [n, h, w, 3]
     std::unique_lock<std::mutex> lock(gate_.mutex);
     ++gate_.entered;
     gate_.changed.notify_all();
     gate_.changed.wait(lock, [&] { return gate_.open; });
     // All-zero maps: no pixel passes the threshold, so no boxes.
-    return std::vector<serve::EastMaps>(images.size(), {HostTensor({1, height / 4, width / 4, 1}),
-                                                        HostTensor({1, height / 4, width / 4, 5})});
+    return {{east::kScoreOutput, HostTensor({shape[0], shape[1] / 4, shape[2] / 4, 1})},
+            {east::kGeometryOutput, HostTensor({shape[0], shape[1] / 4, shape[2] / 4, 5})}};
   }
+  const Network& network() const override { return small_east(); }
+  std::string description() const override { return "a gated test runner"; }
+  bool on_gpu() const override { return false; }
 
  private:
   Gate& gate_;
 };
 
-serve::EngineFactory gated(Gate& gate) {
-  return [&gate](int) { return std::make_unique<GatedEngine>(gate); };
-}
+std::unique_ptr<Runner> cpu_runner(int threads) { return make_cpu_runner(small_east(), CpuOptions{threads}); }
 
 http::Response post_detect(int port, const std::string& body) {
   return http::call("127.0.0.1", port, "POST", "/detect", body, 20000);
@@ -297,7 +298,8 @@ TEST(HttpParser, FuzzedInputNeverCrashesOrOverruns) {
 
 TEST(Serve, DetectEqualsTheDetectorOnTheSameImage) {
   serve::ServerOptions options = small_options();
-  serve::Server server(options, serve::cpu_engines(small_east(), CpuOptions{2}));
+  auto runner = cpu_runner(2);
+  serve::Server server(options, *runner);
   east::Detector detector(small_east(), CpuOptions{2}, options.detect);
   for (auto [width, height] : {std::pair{96, 70}, std::pair{64, 64}}) {
     const std::string image = png_bytes(width, height);
@@ -323,11 +325,129 @@ TEST(Serve, DetectEqualsTheDetectorOnTheSameImage) {
   }
 }
 
+// The bundled model on the example images: serve answers with the boxes `eastrt detect` writes for the same
+// files and east::Detector finds in the same images (the EAST resize rule, the same pipeline).
+TEST(Serve, ExampleImagesGiveDetectsBoxes) {
+  const fs::path root = EASTRT_SOURCE_DIR;
+  const fs::path out = fs::temp_directory_path() / ("eastrt_test_serve_detect_" + std::to_string(getpid()));
+  std::vector<std::string> files;
+  for (int i = 1; i <= 3; ++i) files.push_back((root / "examples/images" / ("img_" + std::to_string(i) + ".jpg")).string());
+  std::string arguments = "detect --device cpu --threads 2 --json --force --out " + out.string();
+  for (const std::string& f : files) arguments += " " + f;
+  const test_support::ToolResult detected = test_support::run_tool(arguments, false);
+  fs::remove_all(out);
+  ASSERT_EQ(detected.status, 0) << detected.output;
+  const nlohmann::json want_json = nlohmann::json::parse(detected.output);
+  ASSERT_EQ(want_json.size(), files.size());
+
+  SafetensorsReader weights((root / "models/east.safetensors").string());
+  const Network network = east::build(weights, {});
+  serve::ServerOptions options;
+  options.max_batch = 2;
+  auto runner = make_cpu_runner(network, CpuOptions{2});
+  serve::Server server(options, *runner);
+  east::Detector detector(network, CpuOptions{2});
+  size_t boxes = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    SCOPED_TRACE(files[i]);
+    std::ifstream in(files[i], std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    const http::Response response = post_detect(server.port(), bytes);
+    ASSERT_EQ(response.status, 200) << response.body;
+    const nlohmann::json got = nlohmann::json::parse(response.body);
+    const nlohmann::json& want = want_json[i];
+    const east::Detection reference = detector.detect(east::decode_image(files[i]));
+    EXPECT_EQ(got["width"], want["width"]);
+    EXPECT_EQ(got["height"], want["height"]);
+    EXPECT_EQ(got["network_input"], want["network_input"]);
+    EXPECT_EQ(got["network_input"][0], reference.plan.height);
+    EXPECT_EQ(got["network_input"][1], reference.plan.width);
+    ASSERT_EQ(got["boxes"].size(), want["boxes"].size());
+    ASSERT_EQ(got["boxes"].size(), reference.boxes.size());
+    for (size_t b = 0; b < reference.boxes.size(); ++b) {
+      const nlohmann::json& g = got["boxes"][b];
+      EXPECT_FLOAT_EQ(g["score"].get<float>(), reference.boxes[b].score) << "box " << b;
+      EXPECT_FLOAT_EQ(g["score"].get<float>(), want["boxes"][b]["score"].get<float>()) << "box " << b;
+      for (int v = 0; v < 4; ++v) {
+        EXPECT_EQ(g["points"][v][0].get<float>(), reference.boxes[b].points[v].x) << "box " << b;
+        EXPECT_EQ(g["points"][v][1].get<float>(), reference.boxes[b].points[v].y) << "box " << b;
+        EXPECT_EQ(g["points"][v][0].get<float>(), want["boxes"][b]["points"][2 * v].get<float>()) << "box " << b;
+        EXPECT_EQ(g["points"][v][1].get<float>(), want["boxes"][b]["points"][2 * v + 1].get<float>()) << "box " << b;
+      }
+    }
+    boxes += reference.boxes.size();
+  }
+  EXPECT_GT(boxes, 0u) << "the bundled model finds text in the examples";
+}
+
+// On the GPU (FP16, engines per size, candidates decoded there): the three examples sent at once form one
+// batch, and their boxes are those of detect's pipeline on the same runner (the same engine) for the files.
+TEST(GpuServe, ConcurrentExamplesGiveDetectsPipelineBoxes) {
+  const GpuInfo gpu = query_gpu();
+  if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";
+  const fs::path root = EASTRT_SOURCE_DIR;
+  std::vector<std::string> files, bodies;
+  for (int i = 1; i <= 3; ++i) {
+    files.push_back((root / "examples/images" / ("img_" + std::to_string(i) + ".jpg")).string());
+    std::ifstream in(files.back(), std::ios::binary);
+    bodies.emplace_back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  SafetensorsReader weights((root / "models/east.safetensors").string());
+  GpuRunnerOptions gpu_options;
+  gpu_options.build.precision = Precision::kFp16;
+  gpu_options.build.max_batch = 3;
+  gpu_options.slots = 2;
+  auto runner = make_gpu_runner(east::build(weights, {}), gpu_options);
+
+  std::vector<nlohmann::json> served(files.size());
+  {
+    serve::ServerOptions options;
+    options.max_batch = 3;
+    options.max_delay_ms = 5000;  // the batch leaves full
+    options.timeout_ms = 120000;  // the first request waits for the engine's build
+    serve::Server server(options, *runner);
+    std::vector<std::future<http::Response>> replies;
+    for (const std::string& body : bodies)
+      replies.push_back(std::async(std::launch::async, [&server, &body] { return post_detect(server.port(), body); }));
+    for (size_t i = 0; i < files.size(); ++i) {
+      const http::Response response = replies[i].get();
+      ASSERT_EQ(response.status, 200) << response.body;
+      served[i] = nlohmann::json::parse(response.body);
+      EXPECT_EQ(served[i]["batch"], 3);
+    }
+  }
+  east::PipelineOptions options;
+  options.max_batch = 3;
+  options.max_delay_ms = 5000;  // the batch leaves full, not when the first image has waited 10 ms
+  east::Pipeline pipeline(*runner, options);
+  ASSERT_TRUE(pipeline.decodes_on_device());
+  std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_files(files);
+  size_t boxes = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    SCOPED_TRACE(files[i]);
+    const east::PipelineResult want = futures[i].get();
+    ASSERT_TRUE(want.ok()) << want.error;
+    EXPECT_EQ(want.batch, 3);
+    ASSERT_EQ(served[i]["boxes"].size(), want.detection.boxes.size());
+    for (size_t b = 0; b < want.detection.boxes.size(); ++b) {
+      const east::Quad& q = want.detection.boxes[b];
+      EXPECT_FLOAT_EQ(served[i]["boxes"][b]["score"].get<float>(), q.score) << "box " << b;
+      for (int v = 0; v < 4; ++v) {
+        EXPECT_EQ(served[i]["boxes"][b]["points"][v][0].get<float>(), q.points[v].x) << "box " << b;
+        EXPECT_EQ(served[i]["boxes"][b]["points"][v][1].get<float>(), q.points[v].y) << "box " << b;
+      }
+    }
+    boxes += want.detection.boxes.size();
+  }
+  EXPECT_GT(boxes, 0u) << "the bundled model finds text in the examples";
+}
+
 TEST(Serve, ConcurrentRequestsAreBatched) {
   serve::ServerOptions options = small_options();
   options.max_batch = 4;
   options.max_delay_ms = 1000;  // long enough for all four to arrive; a full batch goes at once
-  serve::Server server(options, serve::cpu_engines(small_east(), CpuOptions{2}));
+  auto runner = cpu_runner(2);
+  serve::Server server(options, *runner);
   const std::string image = png_bytes(64, 64, 3);
   std::vector<std::future<http::Response>> replies;
   for (int i = 0; i < 4; ++i) replies.push_back(std::async(std::launch::async, [&] { return post_detect(server.port(), image); }));
@@ -358,10 +478,11 @@ TEST(Serve, FullQueueAnswers503AtOnceAndLongWaitsAnswer504) {
   options.max_batch = 1;
   options.queue = 1;
   options.timeout_ms = 100;
-  serve::Server server(options, gated(gate));
+  GatedRunner runner(gate);
+  serve::Server server(options, runner);
   const std::string image = png_bytes(32, 32);
   auto first = std::async(std::launch::async, [&] { return post_detect(server.port(), image); });
-  ASSERT_TRUE(gate.wait_entered(1));  // the worker holds the first
+  ASSERT_TRUE(gate.wait_entered(1));  // the runner holds the first
   auto second = std::async(std::launch::async, [&] { return post_detect(server.port(), image); });
   ASSERT_TRUE(eventually([&] { return queue_depth(server.port()) == 1; }));  // the second waits in the queue
 
@@ -381,12 +502,17 @@ TEST(Serve, FullQueueAnswers503AtOnceAndLongWaitsAnswer504) {
   const std::string metrics = http::call("127.0.0.1", server.port(), "GET", "/metrics").body;
   EXPECT_EQ(metric(metrics, "eastrt_http_responses_total{status=\"503\"}"), 1);
   EXPECT_EQ(metric(metrics, "eastrt_http_responses_total{status=\"504\"}"), 1);
+  EXPECT_EQ(metric(metrics, "eastrt_expired_total"), 1);
+  EXPECT_EQ(metric(metrics, "eastrt_batch_size_count"), 1) << "the expired request never reached the runner";
+  std::lock_guard<std::mutex> lock(gate.mutex);
+  EXPECT_EQ(gate.entered, 1);
 }
 
 TEST(Serve, BadRequestsAreRefusedWithAMessage) {
   serve::ServerOptions options = small_options();
   options.max_body_bytes = 4096;
-  serve::Server server(options, serve::cpu_engines(small_east(), CpuOptions{1}));
+  auto runner = cpu_runner(1);
+  serve::Server server(options, *runner);
   const int port = server.port();
   auto error_of = [](const http::Response& r) { return nlohmann::json::parse(r.body)["error"].get<std::string>(); };
 
@@ -429,7 +555,8 @@ TEST(Serve, BadRequestsAreRefusedWithAMessage) {
 }
 
 TEST(Serve, HealthzAndPrometheusMetrics) {
-  serve::Server server(small_options(), serve::cpu_engines(small_east(), CpuOptions{1}));
+  auto runner = cpu_runner(1);
+  serve::Server server(small_options(), *runner);
   const http::Response health = http::call("127.0.0.1", server.port(), "GET", "/healthz");
   ASSERT_EQ(health.status, 200);
   EXPECT_EQ(nlohmann::json::parse(health.body)["status"], "ok");
@@ -467,7 +594,8 @@ TEST(Serve, ShutdownAnswersEveryAcceptedRequest) {
   Gate gate;
   serve::ServerOptions options = small_options();
   options.max_batch = 1;
-  auto server = std::make_unique<serve::Server>(options, gated(gate));
+  GatedRunner runner(gate);
+  auto server = std::make_unique<serve::Server>(options, runner);
   const int port = server->port();
   const std::string image = png_bytes(32, 32);
   std::vector<std::future<http::Response>> replies;
@@ -509,6 +637,15 @@ TEST(ServeCli, ServesUntilSigtermThenExitsZero) {
   EXPECT_EQ(http::call("127.0.0.1", port, "GET", "/healthz").status, 200);
   EXPECT_EQ(post_detect(port, png_bytes(64, 64)).status, 200);
   EXPECT_EQ(http::call("127.0.0.1", port, "GET", "/").body, serve::web_page());
+  // eastrt loadtest against it: every request answered, the batches read from /metrics.
+  const test_support::ToolResult load = test_support::run_tool(
+      "loadtest --port " + std::to_string(port) + " --clients 4 --requests 12 --size 64x48 --json", false);
+  ASSERT_EQ(load.status, 0) << load.output;
+  const nlohmann::json report = nlohmann::json::parse(load.output);
+  EXPECT_EQ(report["requests"], 12);
+  EXPECT_EQ(report["status_200"], 12);
+  EXPECT_EQ(report["lost"], 0);
+  EXPECT_GE(report["mean_batch"].get<double>(), 1.0);
   kill(pid, SIGTERM);
   std::string rest;
   while (fgets(line, sizeof line, stdout_of_server)) rest += line;
@@ -533,7 +670,8 @@ TEST(ServePage, SelfTestInHeadlessChromium) {
   serve::ServerOptions options = small_options();
   options.selftest_image = png_bytes(96, 64, 5);
   options.detect.score_threshold = 0.5f;  // enough boxes to draw
-  serve::Server server(options, serve::cpu_engines(small_east(), CpuOptions{2}));
+  auto runner = cpu_runner(2);
+  serve::Server server(options, *runner);
   const size_t boxes = nlohmann::json::parse(post_detect(server.port(), options.selftest_image).body)["boxes"].size();
 
   const fs::path profile = fs::temp_directory_path() / ("eastrt_test_chromium_" + std::to_string(getpid()));

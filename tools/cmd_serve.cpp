@@ -1,5 +1,6 @@
-// `eastrt serve`: the HTTP detection server on the GPU engine where there is a GPU, else the CPU engine;
-// runs until SIGINT or SIGTERM, then answers what it accepted and exits 0.
+// `eastrt serve`: the HTTP detection server on the pipeline and Runner `eastrt detect` uses (GPU engines per
+// input size where there is a GPU, else the CPU engine); runs until SIGINT or SIGTERM, then answers what it
+// accepted and exits 0.
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,8 @@
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/http.h"
+#include "eastrt/pipeline.h"
+#include "eastrt/runner.h"
 #include "eastrt/serve.h"
 #include "model_loader.h"
 
@@ -32,26 +35,36 @@ int serve(const std::vector<std::string>& argv) {
                         "Serves EAST detection over HTTP/1.1 with dynamic batching:\n"
                         "  POST /detect   the image bytes (JPEG, PNG, BMP) → JSON boxes, size and timings\n"
                         "  GET /          a page to try it in a browser;  GET /healthz;  GET /metrics (Prometheus)\n"
-                        "Runs on the GPU engine when there is a GPU (built at --input's size), else on the CPU\n"
-                        "engine (any size, the EAST resize rule). SIGINT or SIGTERM: stop accepting, answer what\n"
-                        "was accepted, exit 0.\n\n") +
+                        "Each image goes through the EAST resize rule and the pipeline of `eastrt detect`, so the\n"
+                        "boxes are detect's for the same image: decoded on worker threads, batched by network input\n"
+                        "size, on the GPU engine for that size (built on first use) where there is a GPU, else on the\n"
+                        "CPU engine. SIGINT or SIGTERM: stop accepting, answer what was accepted, exit 0.\n\n") +
                 kModelFlagsHelp +
-                "  --precision P         fp32 on the CPU; fp32, tf32 or fp16 on the GPU (default fp32)\n"
+                "  --precision P         fp32 on the CPU; fp32, tf32 or fp16 on the GPU (default: fp16 on the\n"
+                "                        GPU, as detect; fp32 on the CPU)\n"
                 "  --cpu                 use the CPU engine even where there is a GPU\n"
                 "  --host ADDR           numeric address to listen on (default 127.0.0.1)\n"
                 "  --port N              port (default 8080; 0: any free port, printed)\n"
-                "  --streams N           worker streams, each with its own engine (default 1)\n"
-                "  --threads N           CPU threads per stream (default: all cores / streams)\n"
+                "  --streams N           GPU: batches on the GPU at once, each on its own execution context\n"
+                "                        and stream (default 3); the CPU engine runs one at a time\n"
+                "  --workers N           threads decoding requests, and as many post-processing (default:\n"
+                "                        half the cores with the GPU, a quarter on the CPU)\n"
+                "  --threads N           CPU engine threads (default: all cores)\n"
                 "  --max-batch B         images per network run, at most (default 8)\n"
-                "  --max-delay-ms D      how long a batch waits for more after its first request (default 5)\n"
-                "  --queue N             requests that may wait; beyond, 503 at once (default 64)\n"
+                "  --max-delay-ms D      how long a batch that is not full waits for more after its first\n"
+                "                        image (default 5)\n"
+                "  --queue N             requests that may wait for the network; beyond, 503 at once\n"
+                "                        (default 64)\n"
                 "  --max-body-mb M       larger request bodies are 413 (default 16)\n"
-                "  --timeout-ms T        requests that waited longer in the queue are 504 (default 10000)\n"
+                "  --timeout-ms T        requests not on the network this long after arriving are 504\n"
+                "                        (default 10000)\n"
+                "  --warmup FILE         detect this image once before listening, so that the GPU engine for\n"
+                "                        its network input size is built before the first request\n"
                 "  --score-threshold T   score-map threshold (default 0.8)\n"
                 "  --nms-threshold T     locality-aware NMS IoU threshold (default 0.2)\n"
                 "  --selftest-image FILE served at /selftest-image for the page's self-test (/?selftest=1)\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--host", "--port", "--streams",
-             "--threads", "--max-batch", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
+             "--workers", "--threads", "--max-batch", "--warmup", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
              "--score-threshold", "--nms-threshold", "--selftest-image"},
             {"--cpu"});
   if (!args.parse(argv)) return 0;
@@ -60,7 +73,8 @@ int serve(const std::vector<std::string>& argv) {
   serve::ServerOptions options;
   options.host = args.get("--host", options.host);
   options.port = args.get_int("--port", 8080);
-  options.streams = args.get_int("--streams", options.streams);
+  options.streams = args.get_int("--streams", 3);
+  options.workers = args.get_int("--workers", 0);
   options.max_batch = args.get_int("--max-batch", options.max_batch);
   options.max_delay_ms = args.get_double("--max-delay-ms", options.max_delay_ms);
   options.queue = args.get_int("--queue", options.queue);
@@ -72,26 +86,37 @@ int serve(const std::vector<std::string>& argv) {
   options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", 0.2));
   EASTRT_CHECK(options.port >= 0 && options.port <= 65535, "--port must be in 0..65535");
   EASTRT_CHECK(options.streams >= 1, "--streams must be at least 1");
+  EASTRT_CHECK(options.workers >= 0, "--workers must be at least 0 (0: by the cores)");
   if (args.has("--selftest-image")) {
     options.selftest_image = read_file(args.get("--selftest-image"));
     EASTRT_CHECK(!options.selftest_image.empty(), "--selftest-image ", args.get("--selftest-image"), " is empty");
   }
 
   LoadedModel model = load_model(args);
-  const std::string precision = args.get("--precision", "fp32");
   const GpuInfo gpu = query_gpu();
-  serve::EngineFactory engines;
-  if (gpu.available && !args.has("--cpu")) {
-    BuildOptions build;
-    build.precision = parse_precision(precision);
-    build.max_batch = options.max_batch;
-    std::cerr << "eastrt serve: building the GPU engine on " << gpu.name << "\n";
-    engines = serve::gpu_engines(model.network, build);
+  const bool on_gpu = gpu.available && !args.has("--cpu");
+  const Precision precision = parse_precision(args.get("--precision", on_gpu ? "fp16" : "fp32"));
+  EASTRT_CHECK(on_gpu || precision == Precision::kFp32, "precision ", to_string(precision), " needs the GPU engine (",
+               gpu.available ? "--cpu was given" : gpu.reason, "); the CPU engine runs fp32");
+  std::unique_ptr<Runner> runner;
+  if (on_gpu) {
+    GpuRunnerOptions gpu_options;
+    gpu_options.build.precision = precision;
+    gpu_options.build.max_batch = options.max_batch;
+    gpu_options.slots = options.streams;
+    gpu_options.verbose = true;  // a line whenever an engine is built for a new input size
+    runner = make_gpu_runner(std::move(model.network), gpu_options);
   } else {
-    EASTRT_CHECK(precision == "fp32", "precision ", precision, " needs the GPU engine (",
-                 gpu.available ? "--cpu was given" : gpu.reason, "); the CPU engine runs fp32");
-    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    engines = serve::cpu_engines(model.network, CpuOptions{args.get_int("--threads", std::max(1, cores / options.streams))});
+    runner = make_cpu_runner(std::move(model.network), CpuOptions{args.get_int("--threads", 0)});
+  }
+  if (args.has("--warmup")) {
+    east::PipelineOptions warm;
+    warm.detect = options.detect;
+    east::Pipeline pipeline(*runner, warm);
+    const east::PipelineResult r = pipeline.submit_file(args.get("--warmup")).get();
+    EASTRT_CHECK(r.ok(), "--warmup: ", r.error);
+    std::cerr << "eastrt serve: warmed up on " << r.name << " (" << r.width << "x" << r.height << ", network input "
+              << r.detection.plan.height << "x" << r.detection.plan.width << ")\n";
   }
 
   // The signals are taken by sigwait below, so every thread the server starts must have them blocked.
@@ -102,7 +127,7 @@ int serve(const std::vector<std::string>& argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  serve::Server server(options, engines);
+  serve::Server server(options, *runner);
   if (!http::is_loopback(options.host))
     std::cerr << "eastrt serve: warning: listening on " << options.host << ", reachable beyond this machine\n";
   std::printf("eastrt serve: %s on %s; listening on http://%s:%d/\n", model.description.c_str(),

@@ -9,6 +9,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,14 @@ struct PipelineOptions {
   int post_workers = 0;      // threads decoding the output maps and running NMS; 0: as many as `workers`
   int in_flight = 0;         // batches on the network at once, at most the runner's slots; 0: all its slots
   // A batch that is not full leaves once its first image has waited this long, or at once when no image is
-  // being decoded (nothing could join it soon).
+  // being decoded (nothing could join it soon) unless hold_partial_batches.
   double max_delay_ms = 10;
+  // For a service, where the next request may arrive at any moment: a batch that is not full always waits out
+  // max_delay_ms (until the pipeline stops).
+  bool hold_partial_batches = false;
+  // Inputs waiting for the network (queued for a decoding thread, being decoded, or batched) at most;
+  // try_submit_bytes refuses more. 0: no bound.
+  int max_waiting = 0;
   int max_side = 2400;       // the resize rule's longest side
   DetectOptions detect;
   bool keep_images = false;  // results carry the decoded image (to draw on)
@@ -37,6 +44,7 @@ struct PipelineOptions {
 // Where one image's time went, in ms. network_ms is its batch's time shared out over the batch; on a runner
 // that resizes on the device, preprocessing is inside it and preprocess_ms is 0.
 struct StageTimes {
+  double decode_wait_ms = 0; // from submission to a decoding thread taking it
   double decode_ms = 0;      // reading and decoding the file
   double preprocess_ms = 0;  // the resize rule and resize on the CPU
   double batch_wait_ms = 0;  // from ready for the network to its batch starting
@@ -45,9 +53,14 @@ struct StageTimes {
   double post_ms = 0;        // decode of the maps (unless on the device), NMS, re-scoring
 };
 
+// Why an input has no boxes: its bytes are not an image, its deadline passed before its batch ran, the
+// network failed on its batch, or the post-processing failed.
+enum class Failure { kNone, kInput, kDeadline, kNetwork, kPostprocess };
+
 struct PipelineResult {
   std::string name;   // the path, or the name given with the bytes
   std::string error;  // why it failed ("" when detected): the file and what is wrong with it
+  Failure failure = Failure::kNone;
   int width = 0, height = 0;
   Detection detection;  // boxes and plan (its per-stage times as Detector's)
   StageTimes times;
@@ -60,6 +73,8 @@ struct PipelineResult {
 // batches of their run times (slots overlap, so it may exceed the wall time).
 struct PipelineStats {
   int64_t images = 0, failed = 0, batches = 0;
+  int64_t expired = 0;                // of the failed: past their deadline before their batch ran
+  std::vector<int64_t> batch_sizes;   // [n]: network runs of n images (size max_batch + 1)
   StageTimes total;
   double network_busy_ms = 0;
 };
@@ -78,8 +93,13 @@ class Pipeline {
   // Several at once, queued together: no batch leaves part-filled for want of the later ones.
   std::vector<std::future<PipelineResult>> submit_files(const std::vector<std::string>& paths);
   std::vector<std::future<PipelineResult>> submit_images(std::vector<Image> images, const std::vector<std::string>& names);
+  // For a service: nothing (the caller answers "busy") when max_waiting inputs already wait, else the bytes
+  // are queued. One still waiting for the network at `deadline` is not run: it fails with Failure::kDeadline.
+  std::optional<std::future<PipelineResult>> try_submit_bytes(std::vector<uint8_t> bytes, const std::string& name,
+                                                             std::chrono::steady_clock::time_point deadline);
 
   int pending() const;  // submitted, not yet finished
+  int waiting() const;  // submitted, not yet on the network (what max_waiting bounds)
   PipelineStats stats() const;
   const PipelineOptions& options() const;  // with the defaults filled in
   bool decodes_on_device() const;           // candidates decoded on the device (see device_decode)

@@ -19,6 +19,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+struct Deadline {};  // thrown inside a decoding thread for a job already past its deadline
+
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -32,6 +34,8 @@ struct Job {
   HostTensor score, geometry;  // geometry is empty when the candidates were decoded on the device
   std::vector<Quad> candidates;
   bool have_candidates = false;
+  Clock::time_point submitted;
+  Clock::time_point deadline = Clock::time_point::max();  // not run once this has passed
   Clock::time_point ready;     // entered the batcher, or the post queue
   PipelineResult result;
   std::promise<PipelineResult> promise;
@@ -54,6 +58,7 @@ struct Pipeline::Impl {
   std::condition_variable decode_cv, batch_cv, post_cv;
   std::deque<JobPtr> to_decode;
   int decoding = 0;                          // taken by a decoding thread, not yet in the batcher
+  int waiting = 0;                           // submitted, not yet taken into a batch (nor failed)
   std::map<std::pair<int, int>, Group> groups;  // by network height, width
   std::deque<JobPtr> to_post;
   bool decode_stop = false, network_stop = false, post_stop = false;
@@ -71,6 +76,8 @@ struct Pipeline::Impl {
     if (options.workers <= 0) options.workers = std::max(1, device_resize ? cores / 2 : cores / 4);
     if (options.post_workers <= 0) options.post_workers = options.workers;
     if (options.in_flight <= 0 || options.in_flight > runner.slots()) options.in_flight = runner.slots();
+    EASTRT_CHECK(options.max_waiting >= 0, "max_waiting must be at least 0 (0: no bound), not ", options.max_waiting);
+    stats.batch_sizes.assign(static_cast<size_t>(options.max_batch) + 1, 0);
     const Network& net = runner.network();
     EASTRT_CHECK(net.find_tensor(kInputName) && net.find_tensor(kScoreOutput) && net.find_tensor(kGeometryOutput),
                  "the pipeline needs an EAST network with input ", kInputName, " and outputs ", kScoreOutput, ", ",
@@ -103,21 +110,35 @@ struct Pipeline::Impl {
     return std::move(submit_all(std::move(jobs), {name}).front());
   }
 
-  std::vector<std::future<PipelineResult>> submit_all(std::vector<JobPtr> jobs, const std::vector<std::string>& names) {
+  // With `bounded`, nothing is queued (an empty result) when the jobs would take the waiting inputs past
+  // max_waiting.
+  std::vector<std::future<PipelineResult>> submit_all(std::vector<JobPtr> jobs, const std::vector<std::string>& names,
+                                                      bool bounded = false) {
     EASTRT_CHECK(jobs.size() == names.size(), "submit: ", jobs.size(), " inputs with ", names.size(), " names");
     std::vector<std::future<PipelineResult>> futures;
+    const Clock::time_point now = Clock::now();
     for (size_t i = 0; i < jobs.size(); ++i) {
       jobs[i]->result.name = names[i];
+      jobs[i]->submitted = now;
       futures.push_back(jobs[i]->promise.get_future());
     }
     {
       std::lock_guard<std::mutex> lock(mutex);
       EASTRT_CHECK(!decode_stop, "the pipeline is stopping");
+      const int count = static_cast<int>(jobs.size());
+      if (bounded && options.max_waiting > 0 && waiting + count > options.max_waiting) return {};
       for (JobPtr& job : jobs) to_decode.push_back(std::move(job));
-      pending += static_cast<int>(jobs.size());
+      pending += count;
+      waiting += count;
     }
     decode_cv.notify_all();
     return futures;
+  }
+
+  // Marks the job failed, and why; finish() then hands it to its future like any other.
+  static void fail(Job& job, Failure failure, std::string error) {
+    job.result.failure = failure;
+    job.result.error = std::move(error);
   }
 
   void finish(JobPtr job) {
@@ -127,10 +148,12 @@ struct Pipeline::Impl {
       --pending;
       ++stats.images;
       if (!job->result.ok()) ++stats.failed;
+      if (job->result.failure == Failure::kDeadline) ++stats.expired;
       const StageTimes& t = job->result.times;
       StageTimes& s = stats.total;
-      s.decode_ms += t.decode_ms, s.preprocess_ms += t.preprocess_ms, s.batch_wait_ms += t.batch_wait_ms;
-      s.network_ms += t.network_ms, s.post_wait_ms += t.post_wait_ms, s.post_ms += t.post_ms;
+      s.decode_wait_ms += t.decode_wait_ms, s.decode_ms += t.decode_ms, s.preprocess_ms += t.preprocess_ms;
+      s.batch_wait_ms += t.batch_wait_ms, s.network_ms += t.network_ms, s.post_wait_ms += t.post_wait_ms;
+      s.post_ms += t.post_ms;
     }
     job->promise.set_value(std::move(job->result));
   }
@@ -149,8 +172,11 @@ struct Pipeline::Impl {
         ++decoding;
       }
       bool ok = true;
+      const Clock::time_point start = Clock::now();
+      job->result.times.decode_wait_ms = ms_between(job->submitted, start);
       try {
-        const Clock::time_point start = Clock::now();
+        // Under overload a service's request may expire in this queue: no point decoding it.
+        if (start >= job->deadline) throw Deadline();
         if (!job->decoded)
           job->image = job->path.empty() ? decode_image(job->bytes.data(), job->bytes.size(), job->result.name)
                                          : decode_image(job->path);
@@ -167,13 +193,17 @@ struct Pipeline::Impl {
           job->result.detection.preprocess_ms = job->result.times.preprocess_ms;
           if (!options.keep_images) job->image = Image();
         }
+      } catch (const Deadline&) {
+        fail(*job, Failure::kDeadline, "its deadline passed before it was decoded");
+        ok = false;
       } catch (const std::exception& e) {
-        job->result.error = e.what();
+        fail(*job, Failure::kInput, e.what());
         ok = false;
       }
       {
         std::lock_guard<std::mutex> lock(mutex);
         --decoding;
+        if (!ok) --waiting;
         if (ok) {
           const ResizePlan& plan = job->result.detection.plan;
           Group& group = groups[{plan.height, plan.width}];
@@ -190,11 +220,32 @@ struct Pipeline::Impl {
   // ---- network threads, one per slot: batcher → runner → post queue
 
   // Under the lock: the batch to run now, if any; else the time to look again (max() for "when woken").
-  std::vector<JobPtr> take_batch(Clock::time_point* recheck) {
-    const bool nothing_coming = to_decode.empty() && decoding == 0;
+  // Batched jobs whose deadline has passed leave their groups into `expired`, for finish() after the lock.
+  std::vector<JobPtr> take_batch(Clock::time_point* recheck, std::vector<JobPtr>* expired) {
+    const bool nothing_coming = to_decode.empty() && decoding == 0 && (!options.hold_partial_batches || decode_stop);
     const auto delay = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double, std::milli>(options.max_delay_ms));
     const Clock::time_point now = Clock::now();
+    for (auto it = groups.begin(); it != groups.end();) {
+      std::vector<JobPtr>& jobs = it->second.jobs;
+      for (auto job = jobs.begin(); job != jobs.end();) {
+        if ((*job)->deadline > now) {
+          ++job;
+          continue;
+        }
+        (*job)->result.times.batch_wait_ms = ms_between((*job)->ready, now);
+        fail(**job, Failure::kDeadline, "its deadline passed while it waited for the network");
+        expired->push_back(std::move(*job));
+        job = jobs.erase(job);
+        --waiting;
+      }
+      if (jobs.empty()) {
+        it = groups.erase(it);
+      } else {
+        it->second.first = jobs.front()->ready;
+        ++it;
+      }
+    }
     auto chosen = groups.end();
     *recheck = Clock::time_point::max();
     for (auto it = groups.begin(); it != groups.end(); ++it) {
@@ -209,6 +260,7 @@ struct Pipeline::Impl {
     const size_t count = std::min(jobs.size(), static_cast<size_t>(options.max_batch));
     for (size_t i = 0; i < count; ++i) batch.push_back(std::move(jobs[i]));
     jobs.erase(jobs.begin(), jobs.begin() + static_cast<std::ptrdiff_t>(count));
+    waiting -= static_cast<int>(count);
     if (jobs.empty())
       groups.erase(chosen);
     else
@@ -218,21 +270,27 @@ struct Pipeline::Impl {
 
   void network_loop(int slot) {
     for (;;) {
-      std::vector<JobPtr> batch;
+      std::vector<JobPtr> batch, expired;
+      bool stop = false;
       {
         std::unique_lock<std::mutex> lock(mutex);
         for (;;) {
           Clock::time_point recheck;
-          batch = take_batch(&recheck);
-          if (!batch.empty()) break;
-          if (network_stop && groups.empty() && to_decode.empty() && decoding == 0) return;
+          batch = take_batch(&recheck, &expired);
+          if (!batch.empty() || !expired.empty()) break;
+          if (network_stop && groups.empty() && to_decode.empty() && decoding == 0) {
+            stop = true;
+            break;
+          }
           if (recheck == Clock::time_point::max())
             batch_cv.wait(lock);
           else
             batch_cv.wait_until(lock, recheck);
         }
       }
-      run_batch(slot, batch);
+      for (JobPtr& job : expired) finish(std::move(job));
+      if (stop) return;
+      if (!batch.empty()) run_batch(slot, batch);
     }
   }
 
@@ -281,13 +339,14 @@ struct Pipeline::Impl {
     {
       std::lock_guard<std::mutex> lock(mutex);
       ++stats.batches;
+      ++stats.batch_sizes[static_cast<size_t>(count)];
       stats.network_busy_ms += network_ms;
       for (JobPtr& job : batch) {
         job->result.times.batch_wait_ms = ms_between(job->ready, start);
         job->result.times.network_ms = network_ms / count;
         job->result.detection.network_ms = network_ms / count;
         job->result.batch = count;
-        job->result.error = error;
+        if (!error.empty()) fail(*job, Failure::kNetwork, error);
         if (!options.keep_images) job->image = Image();
         job->ready = done;
         to_post.push_back(std::move(job));
@@ -317,7 +376,7 @@ struct Pipeline::Impl {
                         ? boxes_from_candidates(job->candidates, job->score, d.plan.ratio_h, d.plan.ratio_w, options.detect)
                         : detect_boxes(job->score, job->geometry, d.plan.ratio_h, d.plan.ratio_w, options.detect);
         } catch (const std::exception& e) {
-          job->result.error = std::string("post-processing: ") + e.what();
+          fail(*job, Failure::kPostprocess, std::string("post-processing: ") + e.what());
         }
       }
       job->score = HostTensor();
@@ -371,6 +430,23 @@ std::vector<std::future<PipelineResult>> Pipeline::submit_images(std::vector<Ima
     jobs.back()->decoded = true;
   }
   return impl_->submit_all(std::move(jobs), names);
+}
+
+std::optional<std::future<PipelineResult>> Pipeline::try_submit_bytes(std::vector<uint8_t> bytes,
+                                                                     const std::string& name,
+                                                                     std::chrono::steady_clock::time_point deadline) {
+  std::vector<JobPtr> jobs;
+  jobs.push_back(std::make_unique<Job>());
+  jobs.back()->bytes = std::move(bytes);
+  jobs.back()->deadline = deadline;
+  std::vector<std::future<PipelineResult>> futures = impl_->submit_all(std::move(jobs), {name}, true);
+  if (futures.empty()) return std::nullopt;
+  return std::move(futures.front());
+}
+
+int Pipeline::waiting() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->waiting;
 }
 
 int Pipeline::pending() const {

@@ -9,25 +9,18 @@ namespace eastrt::serve {
 Histogram::Histogram(std::vector<double> upper_bounds)
     : bounds(std::move(upper_bounds)), counts(bounds.size() + 1, 0) {}
 
-void Histogram::observe(double value) {
+void Histogram::observe(double value, long times) {
   const size_t bucket = std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin();  // le: value <= bound
-  ++counts[bucket];
-  sum += value;
-  ++count;
+  counts[bucket] += times;
+  sum += value * static_cast<double>(times);
+  count += times;
 }
 
-Metrics::Metrics()
-    : batch_sizes_({1, 2, 4, 8, 16, 32, 64}),
-      latencies_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}) {}
+Metrics::Metrics() : latencies_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}) {}
 
 void Metrics::count_response(int status) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++responses_[status];
-}
-
-void Metrics::observe_batch(int images) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  batch_sizes_.observe(images);
 }
 
 void Metrics::observe_latency(double seconds) {
@@ -50,20 +43,36 @@ void render_histogram(std::ostringstream& out, const std::string& name, const st
 }
 }  // namespace
 
-std::string Metrics::render(size_t queue_depth, size_t queue_capacity) const {
+std::string Metrics::render(const east::PipelineStats& pipeline, int queue_depth, int queue_capacity) const {
+  Histogram batch_sizes({1, 2, 4, 8, 16, 32, 64});
+  for (size_t images = 1; images < pipeline.batch_sizes.size(); ++images)
+    if (pipeline.batch_sizes[images] > 0) batch_sizes.observe(static_cast<double>(images), pipeline.batch_sizes[images]);
   std::lock_guard<std::mutex> lock(mutex_);
   std::ostringstream out;
   out << "# HELP eastrt_http_responses_total HTTP responses sent, by status code.\n"
          "# TYPE eastrt_http_responses_total counter\n";
   for (const auto& [status, count] : responses_)
     out << "eastrt_http_responses_total{status=\"" << status << "\"} " << count << "\n";
-  render_histogram(out, "eastrt_batch_size", "Images per network run.", batch_sizes_);
+  render_histogram(out, "eastrt_batch_size", "Images per network run.", batch_sizes);
   render_histogram(out, "eastrt_detect_latency_seconds",
                    "Time from a detection request's arrival to its answer, for answered (200) requests.", latencies_);
-  out << "# HELP eastrt_queue_depth Requests waiting for a worker.\n# TYPE eastrt_queue_depth gauge\n"
+  out << "# HELP eastrt_queue_depth Requests waiting for the network (being decoded or in a batch not yet run).\n# TYPE eastrt_queue_depth gauge\n"
       << "eastrt_queue_depth " << queue_depth << "\n"
       << "# HELP eastrt_queue_capacity Requests that may wait; beyond, 503.\n# TYPE eastrt_queue_capacity gauge\n"
       << "eastrt_queue_capacity " << queue_capacity << "\n";
+  // Summed over images (network: over runs), so rate() over a window gives how busy each stage's threads were.
+  const east::StageTimes& t = pipeline.total;
+  out << "# HELP eastrt_stage_seconds_total Time spent per stage, summed over images (network: over runs).\n"
+         "# TYPE eastrt_stage_seconds_total counter\n";
+  const std::pair<const char*, double> stages[] = {
+      {"decode_wait", t.decode_wait_ms}, {"decode", t.decode_ms},   {"preprocess", t.preprocess_ms},
+      {"batch_wait", t.batch_wait_ms},   {"network", pipeline.network_busy_ms}, {"post_wait", t.post_wait_ms},
+      {"post", t.post_ms}};
+  for (const auto& [stage, ms] : stages)
+    out << "eastrt_stage_seconds_total{stage=\"" << stage << "\"} " << ms / 1000 << "\n";
+  out << "# HELP eastrt_expired_total Requests whose deadline passed before their batch ran (answered 504).\n"
+         "# TYPE eastrt_expired_total counter\n"
+      << "eastrt_expired_total " << pipeline.expired << "\n";
   return out.str();
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "eastrt/pipeline.h"
+
 namespace eastrt::serve {
 
 // Cumulative-bucket histogram as Prometheus defines it: counts per upper bound, plus a sum and a count.
@@ -15,21 +17,21 @@ struct Histogram {
   long count = 0;
 
   explicit Histogram(std::vector<double> upper_bounds);
-  void observe(double value);
+  void observe(double value, long times = 1);
 };
 
 class Metrics {
  public:
   Metrics();
   void count_response(int status);
-  void observe_batch(int images);         // one network run
   void observe_latency(double seconds);   // one answered (200) detection, arrival to answer
-  std::string render(size_t queue_depth, size_t queue_capacity) const;
+  // The pipeline's figures (batch sizes, stage times) come from its own totals, read at each scrape.
+  std::string render(const east::PipelineStats& pipeline, int queue_depth, int queue_capacity) const;
 
  private:
   mutable std::mutex mutex_;
   std::map<int, long> responses_;  // by status
-  Histogram batch_sizes_, latencies_;
+  Histogram latencies_;
 };
 
 }  // namespace eastrt::serve

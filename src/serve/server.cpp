@@ -1,5 +1,5 @@
-// The server: an acceptor thread, a thread per connection (parse, route, answer, keep-alive), one bounded
-// queue of detection jobs and a worker thread per stream that batches them onto its engine.
+// The server: an acceptor thread, a thread per connection (parse, route, answer, keep-alive), and the
+// detection pipeline, which every POST /detect enters with its bytes and a deadline and leaves through a future.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -10,9 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <future>
 #include <list>
 #include <map>
@@ -24,6 +22,7 @@
 
 #include "eastrt/error.h"
 #include "eastrt/http.h"
+#include "eastrt/pipeline.h"
 #include "eastrt/serve.h"
 #include "serve/metrics.h"
 
@@ -53,80 +52,6 @@ Reply error_reply(int status, const std::string& message, std::map<std::string, 
   return {status, "application/json", nlohmann::json{{"error", message}}.dump() + "\n", std::move(headers)};
 }
 
-// What a worker hands back for one job: the network's maps, or the answer when there are none (504, 500).
-// The connection thread decodes the maps into boxes, so that decoding, on the CPU, overlaps the next batch.
-struct NetworkOutcome {
-  std::optional<Reply> refusal;
-  EastMaps maps;
-  east::ResizePlan plan;
-  int batch = 0;
-  double queue_ms = 0, preprocess_ms = 0, network_ms = 0;
-};
-
-NetworkOutcome refused(Reply reply) {
-  NetworkOutcome outcome;
-  outcome.refusal = std::move(reply);
-  return outcome;
-}
-
-// One POST /detect between its connection thread and a worker.
-struct Job {
-  east::Image image;
-  Clock::time_point received, enqueued;
-  std::promise<NetworkOutcome> outcome;
-};
-using JobPtr = std::shared_ptr<Job>;
-
-class JobQueue {
- public:
-  explicit JobQueue(size_t capacity) : capacity_(capacity) {}
-
-  bool try_push(JobPtr job) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_ || jobs_.size() >= capacity_) return false;
-    jobs_.push_back(std::move(job));
-    ready_.notify_one();
-    return true;
-  }
-
-  // Waits for a first job, then takes more until max_batch or until max_delay after the first was queued
-  // (a job that already waited that long goes at once). Empty once closed and drained.
-  std::vector<JobPtr> take_batch(int max_batch, std::chrono::microseconds max_delay) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    ready_.wait(lock, [&] { return closed_ || !jobs_.empty(); });
-    std::vector<JobPtr> batch;
-    if (jobs_.empty()) return batch;
-    const Clock::time_point deadline = jobs_.front()->enqueued + max_delay;
-    while (static_cast<int>(batch.size()) < max_batch) {
-      if (jobs_.empty() && (closed_ || !ready_.wait_until(lock, deadline, [&] { return closed_ || !jobs_.empty(); })))
-        break;
-      if (jobs_.empty()) break;
-      batch.push_back(std::move(jobs_.front()));
-      jobs_.pop_front();
-    }
-    return batch;
-  }
-
-  void close() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closed_ = true;
-    ready_.notify_all();
-  }
-
-  size_t depth() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return jobs_.size();
-  }
-  size_t capacity() const { return capacity_; }
-
- private:
-  const size_t capacity_;
-  mutable std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<JobPtr> jobs_;
-  bool closed_ = false;
-};
-
 void send_all(int fd, const std::string& bytes) {
   for (size_t sent = 0; sent < bytes.size();) {
     const ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
@@ -152,24 +77,27 @@ void close_after_reply(int fd) {
   close(fd);
 }
 
-std::string detection_json(const std::vector<east::Quad>& boxes, const east::Image& image,
-                           const NetworkOutcome& outcome, double image_decode_ms, double box_decode_ms,
-                           double total_ms) {
+// The JSON of a detection. Its timings, per request: queue, waiting for a decoding thread, a batch and a
+// post-processing thread; preprocess, decoding the image (and resizing it, on the CPU); network, the whole run
+// of the batch it was in; decode, the boxes from the maps (decode on the CPU, or only NMS and re-scoring).
+std::string detection_json(const east::PipelineResult& r, double total_ms) {
   nlohmann::json list = nlohmann::json::array();
-  for (const east::Quad& q : boxes) {
+  for (const east::Quad& q : r.detection.boxes) {
     nlohmann::json points = nlohmann::json::array();
     for (const east::Point& p : q.points) points.push_back({p.x, p.y});
     list.push_back({{"points", points}, {"score", q.score}});
   }
+  const east::StageTimes& t = r.times;
   nlohmann::json out{{"boxes", list},
-                     {"width", image.width},
-                     {"height", image.height},
-                     {"batch", outcome.batch},
+                     {"width", r.width},
+                     {"height", r.height},
+                     {"network_input", {r.detection.plan.height, r.detection.plan.width}},
+                     {"batch", r.batch},
                      {"timings_ms",
-                      {{"queue", outcome.queue_ms},
-                       {"preprocess", image_decode_ms + outcome.preprocess_ms},
-                       {"network", outcome.network_ms},
-                       {"decode", box_decode_ms},
+                      {{"queue", t.decode_wait_ms + t.batch_wait_ms + t.post_wait_ms},
+                       {"preprocess", t.decode_ms + t.preprocess_ms},
+                       {"network", t.network_ms * r.batch},
+                       {"decode", t.post_ms},
                        {"total", total_ms}}}};
   return out.dump() + "\n";
 }
@@ -178,15 +106,13 @@ std::string detection_json(const std::vector<east::Quad>& boxes, const east::Ima
 
 struct Server::Impl {
   ServerOptions options;
-  std::vector<std::unique_ptr<BatchEngine>> engines;
+  std::unique_ptr<east::Pipeline> pipeline;  // until shutdown, used by the connection threads
   std::string description;
-  JobQueue queue;
   Metrics metrics;
   int listen_fd = -1, port = 0;
   int wake[2] = {-1, -1};  // written once at shutdown; its read end stays readable and wakes every poll
   std::atomic<bool> stopping{false};
   std::thread acceptor;
-  std::vector<std::thread> workers;
   struct Connection {
     std::thread thread;
     std::atomic<bool> done{false};
@@ -195,18 +121,32 @@ struct Server::Impl {
   std::mutex shutdown_mutex;
   bool shut_down = false;
 
-  Impl(ServerOptions o, const EngineFactory& factory)
-      : options(std::move(o)), queue(static_cast<size_t>(std::max(options.queue, 1))) {
-    EASTRT_CHECK(options.streams >= 1 && options.max_batch >= 1 && options.queue >= 1 && options.max_delay_ms >= 0 &&
-                     options.timeout_ms >= 1,
-                 "serve: streams, max batch, queue and timeout must be at least 1, max delay at least 0");
-    for (int s = 0; s < options.streams; ++s) engines.push_back(factory(s));
-    description = engines[0]->description();
-    if (options.streams > 1) description += " × " + std::to_string(options.streams) + " streams";
+  Impl(ServerOptions o, Runner& runner)
+      : options(checked(std::move(o))), pipeline(std::make_unique<east::Pipeline>(runner, pipeline_options(options))) {
+    description = runner.description() + "; " + pipeline->description();
     listen_on(options.host, options.port);
     EASTRT_CHECK(pipe2(wake, O_CLOEXEC) == 0, "serve: pipe: ", std::strerror(errno));
-    for (auto& engine : engines) workers.emplace_back([this, e = engine.get()] { work(*e); });
     acceptor = std::thread([this] { accept_loop(); });
+  }
+
+  static ServerOptions checked(ServerOptions o) {
+    EASTRT_CHECK(o.streams >= 0 && o.workers >= 0, "serve: streams and workers must be at least 0 (0: by the runner "
+                 "and the cores)");
+    EASTRT_CHECK(o.max_batch >= 1 && o.queue >= 1 && o.max_delay_ms >= 0 && o.timeout_ms >= 1,
+                 "serve: max batch, queue and timeout must be at least 1, max delay at least 0");
+    return o;
+  }
+
+  static east::PipelineOptions pipeline_options(const ServerOptions& o) {
+    east::PipelineOptions p;
+    p.max_batch = o.max_batch;
+    p.max_delay_ms = o.max_delay_ms;
+    p.hold_partial_batches = true;  // the next request may be on its way
+    p.max_waiting = o.queue;
+    p.in_flight = o.streams;
+    p.workers = o.workers;
+    p.detect = o.detect;
+    return p;
   }
 
   void listen_on(const std::string& host, int requested_port) {
@@ -341,7 +281,7 @@ struct Server::Impl {
       return {200, "application/json",
               nlohmann::json{{"status", stopping ? "stopping" : "ok"}, {"engine", description}}.dump() + "\n", {}};
     if (request.path == "/metrics")
-      return {200, "text/plain; version=0.0.4", metrics.render(queue.depth(), queue.capacity()), {}};
+      return {200, "text/plain; version=0.0.4", metrics.render(pipeline->stats(), pipeline->waiting(), options.queue), {}};
     if (options.selftest_image.empty())
       return error_reply(404, "no self-test image: start the server with --selftest-image FILE");
     return {200, "application/octet-stream", options.selftest_image, {{"Cache-Control", "no-store"}}};
@@ -349,76 +289,25 @@ struct Server::Impl {
 
   Reply detect(const http::Request& request, Clock::time_point received) {
     if (request.body.empty()) return error_reply(400, "empty body: POST the bytes of a JPEG, PNG or BMP image");
-    auto job = std::make_shared<Job>();
-    job->received = received;
-    try {
-      job->image = east::decode_image(reinterpret_cast<const uint8_t*>(request.body.data()), request.body.size(),
-                                      "request body");
-    } catch (const Error& e) {
-      return error_reply(400, e.what());
-    }
-    job->enqueued = Clock::now();
-    std::future<NetworkOutcome> future = job->outcome.get_future();
-    if (!queue.try_push(job))
-      return error_reply(503, "the queue is full (" + std::to_string(queue.capacity()) + " requests): retry later",
+    const Clock::time_point deadline = received + std::chrono::milliseconds(options.timeout_ms);
+    std::optional<std::future<east::PipelineResult>> future = pipeline->try_submit_bytes(
+        std::vector<uint8_t>(request.body.begin(), request.body.end()), "request body", deadline);
+    if (!future)
+      return error_reply(503, "the queue is full (" + std::to_string(options.queue) + " requests): retry later",
                          {{"Retry-After", "1"}});
-    const NetworkOutcome outcome = future.get();  // every queued job gets one: maps, or a 504 or 500
-    if (outcome.refusal) return *outcome.refusal;
-    const Clock::time_point decode_start = Clock::now();
-    const std::vector<east::Quad> boxes =
-        east::detect_boxes(outcome.maps.score, outcome.maps.geometry, outcome.plan.ratio_h, outcome.plan.ratio_w,
-                           options.detect);
-    const Clock::time_point done = Clock::now();
-    return {200, "application/json",
-            detection_json(boxes, job->image, outcome, ms_between(received, job->enqueued),
-                           ms_between(decode_start, done), ms_between(received, done)),
-            {}};
-  }
-
-  void work(BatchEngine& engine) {
-    const int max_batch = std::min(options.max_batch, engine.max_batch());
-    const auto delay = std::chrono::microseconds(static_cast<int64_t>(options.max_delay_ms * 1000));
-    for (std::vector<JobPtr> jobs; !(jobs = queue.take_batch(max_batch, delay)).empty();) run_batch(engine, jobs);
-  }
-
-  // Images of different sizes are grouped by their network input size, one network run per group, rather
-  // than padded to a common size: padding would change what the network sees at the image's right and
-  // bottom edges (and the re-scoring inside boxes), so a batched answer would differ from east::Detector's
-  // on the same image. The CPU engine runs any size at no cost; traffic of one image size, the common case
-  // for a service, batches fully either way.
-  void run_batch(BatchEngine& engine, const std::vector<JobPtr>& jobs) {
-    const Clock::time_point start = Clock::now();
-    std::map<std::pair<int, int>, std::vector<std::pair<JobPtr, east::ResizePlan>>> groups;
-    for (const JobPtr& job : jobs) {
-      const double waited = ms_between(job->enqueued, start);
-      if (waited > options.timeout_ms) {
-        const std::string message = "the request waited " + std::to_string(static_cast<int>(waited)) +
-                                    " ms in the queue, longer than the timeout of " +
-                                    std::to_string(options.timeout_ms) + " ms";
-        job->outcome.set_value(refused(error_reply(504, message)));
-        continue;
-      }
-      const east::ResizePlan plan = engine.plan(job->image);
-      groups[{plan.height, plan.width}].emplace_back(job, plan);
-    }
-    for (auto& [size, group] : groups) {
-      const Clock::time_point group_start = Clock::now();
-      std::vector<const east::Image*> images;
-      for (const auto& item : group) images.push_back(&item.first->image);
-      BatchTimes times;
-      std::vector<EastMaps> maps;
-      try {
-        maps = engine.run(images, size.first, size.second, &times);
-      } catch (const std::exception& e) {
-        for (auto& item : group) item.first->outcome.set_value(refused(error_reply(500, std::string("network: ") + e.what())));
-        continue;
-      }
-      metrics.observe_batch(static_cast<int>(group.size()));
-      for (size_t i = 0; i < group.size(); ++i) {
-        const auto& [job, plan] = group[i];
-        job->outcome.set_value({std::nullopt, std::move(maps[i]), plan, static_cast<int>(group.size()),
-                                ms_between(job->enqueued, group_start), times.preprocess_ms, times.network_ms});
-      }
+    const east::PipelineResult result = future->get();  // every submitted input gets one: boxes or a failure
+    const double total_ms = ms_between(received, Clock::now());
+    switch (result.failure) {
+      case east::Failure::kNone:
+        return {200, "application/json", detection_json(result, total_ms), {}};
+      case east::Failure::kInput:
+        return error_reply(400, result.error);
+      case east::Failure::kDeadline:
+        return error_reply(504, "the request waited " + std::to_string(static_cast<int>(total_ms)) +
+                                    " ms without reaching the network, longer than the timeout of " +
+                                    std::to_string(options.timeout_ms) + " ms");
+      default:
+        return error_reply(500, result.error);
     }
   }
 
@@ -429,16 +318,14 @@ struct Server::Impl {
     stopping = true;
     if (write(wake[1], "x", 1) < 0) {}  // a full pipe is already readable
     acceptor.join();
-    for (Connection& c : connections) c.thread.join();  // each answers what it accepted; workers still run
-    queue.close();
-    for (std::thread& w : workers) w.join();
+    for (Connection& c : connections) c.thread.join();  // each answers what it accepted; the pipeline still runs
+    pipeline.reset();                                   // nothing left in it; its threads stop
     close(wake[0]);
     close(wake[1]);
   }
 };
 
-Server::Server(ServerOptions options, const EngineFactory& engines)
-    : impl_(std::make_unique<Impl>(std::move(options), engines)) {}
+Server::Server(ServerOptions options, Runner& runner) : impl_(std::make_unique<Impl>(std::move(options), runner)) {}
 Server::~Server() { shutdown(); }
 int Server::port() const { return impl_->port; }
 const std::string& Server::engine_description() const { return impl_->description; }
