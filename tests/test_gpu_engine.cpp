@@ -510,9 +510,9 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
   }
 }
 
-// The direct convolution for few input channels, forced on every convolution of the plan (the builder
-// takes it only where it times fastest): unpadded input of 1-4 channels, asymmetric padding, outputs not a
-// multiple of 16, bias, residual and activations, batch > 1, in every precision.
+// The direct convolution, forced on every convolution of the plan (the builder takes it only where it
+// times fastest): unpadded input of 1-4 channels or depthwise, asymmetric padding, outputs not a multiple
+// of 16, bias, residual and activations, batch > 1, in every precision.
 TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(16);
@@ -521,18 +521,22 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
       {"3x3 1 channel, residual + ReLU", {2, 9, 13, 1}, 5, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
       {"5x5 4 channels, odd pad, sigmoid, 20 outputs", {2, 11, 7, 4}, 20, 5, 1, 1, 1, {0, 2, 3, 1}, true, ActivationType::kSigmoid, false, false},
       {"3x3/2 dilated 2 channels, no bias", {3, 15, 12, 2}, 17, 3, 2, 2, 1, {1, 1, 2, 2}, false, std::nullopt, false, false},
+      {"3x3 depthwise 24 channels, ReLU, batch norm", {2, 13, 17, 24}, 24, 3, 1, 1, 24, Padding::symmetric(1), true, ActivationType::kRelu, false, true},
+      {"5x5/2 depthwise 13 channels, asymmetric pad, residual", {3, 12, 15, 13}, 13, 5, 2, 1, 13, {1, 1, 2, 2}, true, std::nullopt, true, false},
   };
   for (const ConvCase& c : cases) {
     Network net;
     Tensor* x = net.add_input("x", c.input);
     ConvolutionParams p;
+    p.groups = c.groups;
     p.out_channels = c.k;
     p.kernel = {c.kernel, c.kernel};
     p.stride = {c.stride, c.stride};
     p.dilation = {c.dilation, c.dilation};
     p.padding = c.padding;
-    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
-    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
+    const int64_t per_group = c.input[3] / c.groups;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(per_group * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, per_group, c.kernel, c.kernel}, rng, -bound, bound);
     if (c.bias) p.bias = random_weights({c.k}, rng);
     Tensor* y = net.add_convolution(x, p, "conv");
     if (c.batch_norm)

@@ -1,5 +1,5 @@
-// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels), a tactic the builder
-// times against cuDNN: it reads the unpadded input, of either storage type, with any (asymmetric) padding
+// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels) or depthwise (PP-OCRv4's),
+// a tactic the builder times against cuDNN: it reads the unpadded input, of either storage type, with any (asymmetric) padding
 // decided in the kernel, so that neither the pad copy nor the channels padded to 8 cost anything; bias,
 // residual and activation in its epilogue, as conv_epilogue_kernel applies them.
 #include "cuda/cuda_check.h"
@@ -76,17 +76,60 @@ __global__ void direct_conv_kernel(const In* x, const T* filter, const T* bias, 
   }
 }
 
+// Depthwise: one thread per output element, channels fastest, so that a warp reads consecutive channels of
+// one pixel (coalesced, in either storage type) and the filter taps of consecutive channels. cuDNN's grouped
+// NHWC convolution is slow here (PP-OCRv4's 14 depthwise layers).
+template <typename In, typename T>
+__global__ void depthwise_conv_kernel(const In* x, const T* filter, const T* bias, const T* residual, T* y,
+                                      DirectConvArgs a, Activation act) {
+  const int64_t count = int64_t(a.n) * a.oh * a.ow * a.k;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int k = static_cast<int>(i % a.k);
+    const int64_t pixel = i / a.k;
+    const int ow = static_cast<int>(pixel % a.ow);
+    const int oh = static_cast<int>(pixel / a.ow % a.oh);
+    const int64_t n = pixel / (int64_t(a.ow) * a.oh);
+    float acc = 0.0f;
+    for (int r = 0; r < a.r; ++r) {
+      const int ih = oh * a.stride_h - a.pad_top + r * a.dilation_h;
+      if (ih < 0 || ih >= a.h) continue;
+      for (int s = 0; s < a.s; ++s) {
+        const int iw = ow * a.stride_w - a.pad_left + s * a.dilation_w;
+        if (iw < 0 || iw >= a.w) continue;
+        acc = fmaf(load(x, ((n * a.h + ih) * a.w + iw) * a.c + k), load(filter, (int64_t(k) * a.r + r) * a.s + s), acc);
+      }
+    }
+    if (bias) acc += load(bias, k);
+    if (residual) acc += load(residual, i);
+    store(y, i, activate(act, acc));
+  }
+}
+
 }  // namespace
 
 bool direct_conv_fits(int c, int k, int r, int s, int groups) {
+  if (groups > 1) return groups == c && c == k && r >= 1 && s >= 1;  // depthwise
   return groups == 1 && c >= 1 && c <= kDirectConvMaxChannels &&
          int64_t(r) * s * c * padded_outputs(k) * int64_t(sizeof(float)) <= kSharedBytes;
 }
 
 void launch_direct_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
                         DType type, const DirectConvArgs& a, Activation act, cudaStream_t stream) {
-  EASTRT_CHECK(direct_conv_fits(a.c, a.k, a.r, a.s, 1), "direct convolution: ", a.c, " channels, ", a.k, " outputs, ",
-               a.r, "x", a.s, " is beyond what it takes");
+  EASTRT_CHECK(direct_conv_fits(a.c, a.k, a.r, a.s, a.groups), "direct convolution: ", a.c, " channels, ", a.k,
+               " outputs, ", a.r, "x", a.s, ", ", a.groups, " groups is beyond what it takes");
+  if (a.groups > 1) {
+    const int64_t count = int64_t(a.n) * a.oh * a.ow * a.k;
+    if (count == 0) return;
+    dispatch_types(xt, type, [&](auto in, auto out) {
+      using In = decltype(in);
+      using T = decltype(out);
+      depthwise_conv_kernel<<<grid_for(count), kThreads, 0, stream>>>(
+          static_cast<const In*>(x), static_cast<const T*>(filter), static_cast<const T*>(bias),
+          static_cast<const T*>(residual), static_cast<T*>(y), a, act);
+    });
+    EASTRT_LAUNCHED("depthwise_conv_kernel");
+    return;
+  }
   const int64_t count = int64_t(a.n) * a.oh * a.ow * (padded_outputs(a.k) / kOutputsPerThread);
   if (count == 0) return;
   const size_t shared = size_t(a.r) * a.s * a.c * padded_outputs(a.k) * sizeof(float);

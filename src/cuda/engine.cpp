@@ -55,7 +55,10 @@ cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step
   a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
   a.k = p.out_channels, a.r = p.kernel[0], a.s = p.kernel[1];
   // The uploaded filter has as many channels per tap as the padded input, when there is one (zeros past c).
-  a.filter_c = step.padded_input >= 0 && p.groups == 1 ? static_cast<int>(plan.tensors[step.padded_input].shape[3]) : a.c;
+  a.groups = p.groups;
+  a.filter_c = p.groups > 1                 ? a.c / p.groups
+               : step.padded_input >= 0 ? static_cast<int>(plan.tensors[step.padded_input].shape[3])
+                                        : a.c;
   a.oh = static_cast<int>(out[1]), a.ow = static_cast<int>(out[2]);
   a.stride_h = p.stride[0], a.stride_w = p.stride[1];
   a.dilation_h = p.dilation[0], a.dilation_w = p.dilation[1];

@@ -136,10 +136,11 @@ void launch_east_candidates(const float* score, const float* geometry, int batch
 
 // A convolution for few input channels read unpadded (x of either type, any padding decided per tap),
 // with bias (k values or null), residual (y's shape, or null) and the activation after them. The filter is
-// KRSC in y's type with filter_c ≥ c channels per tap (the ones past c, zero padding, are not read).
+// KRSC in y's type with filter_c ≥ c channels per tap (the ones past c, zero padding, are not read). Also
+// depthwise (groups = c = k, any c): one channel per tap, filter_c = 1, one output channel per thread.
 struct DirectConvArgs {
   int n = 0, h = 0, w = 0, c = 0;
-  int k = 0, r = 1, s = 1, filter_c = 0;
+  int k = 0, r = 1, s = 1, filter_c = 0, groups = 1;
   int oh = 0, ow = 0;
   int stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
 };
