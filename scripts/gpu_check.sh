@@ -15,15 +15,17 @@ cd "$(dirname "$0")/.."
 if [[ ${1:-} == --prepare-carry ]]; then
   set -e
   command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build build-gpu -j"$(nproc)" --target eastrt eastrt_tests
+  # EASTRT_BUILD_DIR: a Release build folder to take the binaries from (default build-gpu/, built here).
+  bdir=${EASTRT_BUILD_DIR:-build-gpu}
+  cmake -S . -B "$bdir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$bdir" -j"$(nproc)" --target eastrt eastrt_tests
   rm -rf build-gpu/bundle && mkdir -p build-gpu/bundle/device-libs
-  strip -o build-gpu/bundle/eastrt build-gpu/eastrt
+  strip -o build-gpu/bundle/eastrt "$bdir/eastrt"
   # EASTRT_BUNDLE_TESTS=0 leaves the test program out (a detection-only run with more images).
-  [[ ${EASTRT_BUNDLE_TESTS:-1} == 0 ]] || strip -o build-gpu/bundle/eastrt_tests build-gpu/eastrt_tests
+  [[ ${EASTRT_BUNDLE_TESTS:-1} == 0 ]] || strip -o build-gpu/bundle/eastrt_tests "$bdir/eastrt_tests"
   # Everything but glibc, zlib, libstdc++ and the CUDA libraries (those come from the machine itself).
   ldd build-gpu/bundle/eastrt* | awk '$3 ~ /^\// {print $1, $3}' | sort -u |
-    grep -Ev '^(libc|libm|librt|libdl|libpthread|libresolv|libutil|libz|libstdc\+\+|libgcc_s|ld-linux|libcudnn|libcublas|libcudart)[.-]' |
+    grep -Ev '^(libc|libm|librt|libdl|libpthread|libresolv|libutil|libz|libstdc\+\+|libgcc_s|ld-linux|libcudnn|libcublas|libcublasLt|libcudart)[.-]' |
     while read -r name path; do cp -L "$path" "build-gpu/bundle/device-libs/$name"; done
   tar -cf - -C build-gpu/bundle . | xz -9 -T"$(nproc)" > build-gpu/device-bundle.tar.xz
   rm -rf build-gpu/bundle
@@ -212,10 +214,11 @@ fi
 if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
   phase "eastrt detect --bench: the overlapped pipeline on the held-out images, six times over (fp16)"
   sets=(gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images)
-  for config in "16 3" "16 1" "8 3"; do
-    set -- $config
-    (( $(left) < 60 )) && { echo "skipping batch $1, $2 in flight: too little time left"; continue; }
-    timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $1 --in-flight $2 \
+  # batch, contexts in flight, decoding threads (0: half the cores); EASTRT_PIPELINE_CONFIGS overrides.
+  for config in ${EASTRT_PIPELINE_CONFIGS:-"16,3,0" "16,1,0" "8,3,0"}; do
+    IFS=, read -r b f w <<< "$config"
+    (( $(left) < 60 )) && { echo "skipping batch $b, $f in flight, $w workers: too little time left"; continue; }
+    timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $b --in-flight $f --workers $w \
       --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 12
   done
   if (( $(left) > 60 )); then
@@ -235,6 +238,7 @@ if want serve && (( $(left) > 90 )); then
   # loadtest image's engine (img_251: 672x1280, the bench phase's size) before it listens.
   image=$(ls gpu-data/images/*.jpg 2>/dev/null | head -n 1)
   "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 3 --queue 256 \
+    ${EASTRT_SERVE_FLAGS:-} \
     ${image:+--warmup "$image"} > "$WORK/serve.log" 2>&1 &
   server=$!
   get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:18080$1', timeout=2).read().decode())"; }
@@ -267,6 +271,8 @@ for path in sys.argv[1:]:
         pass
 print(f"{'tool':<16} {'mode':<14} {'prec':<5} {'batch':>5} {'median ms':>10} {'images/s':>10}")
 for r in rows:
+    if "tool" not in r:  # detect --bench lines: their own table is in the log
+        continue
     mode = r.get("mode", "graph" if r.get("cuda_graph") else "launches")
     print(f"{r['tool']:<16} {mode:<14} {r['precision']:<5} {r['batch']:>5} {r['median_ms']:>10.3f} {r['images_per_s']:>10.1f}")
 EOF
