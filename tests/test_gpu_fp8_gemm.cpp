@@ -1,6 +1,6 @@
 // The FP8 E4M3 GEMM launcher (cuda/gemm_fp8.h) on the GPU against the CPU's fake-quantised reference: the
 // same E4M3 codes and scales dequantised on the host (eastrt/quant.h), multiplied in double, bias (FP16)
-// and ReLU added, then rounded as the output is (FP16, or E4M3 by the output's scale). Skipped without a GPU,
+// and ReLU added, then rounded to FP16 as the output is (E4M3 output is refused for now: gemm_fp8.cu). Skipped without a GPU,
 // and said so on GPUs before sm_89, which have no FP8 matmul.
 #ifdef EASTRT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -43,9 +43,6 @@ class DeviceMemory {
   std::vector<void*> blocks_;
 };
 
-// The magnitude order of an E4M3 code (0x80, -0, is 0): adjacent codes of one sign differ by one.
-int e4m3_rank(uint8_t code) { return (code & 0x80) && (code & 0x7f) ? -(code & 0x7f) : (code & 0x7f); }
-
 TEST(GpuKernels, Fp8GemmMatchesTheFakeQuantisedCpu) {
   const GpuInfo gpu = query_gpu();
   if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";
@@ -59,8 +56,7 @@ TEST(GpuKernels, Fp8GemmMatchesTheFakeQuantisedCpu) {
   const Case cases[] = {
       {"M 126 (2x7x9), 48 -> 32, bias + ReLU, FP16 out", 126, 48, 32, true, true, cuda::Fp8Output::kFloat16},
       {"M 65, 64 -> 48, no bias, FP16 out", 65, 64, 48, false, false, cuda::Fp8Output::kFloat16},
-      {"M 126, 48 -> 32, bias + ReLU, E4M3 out", 126, 48, 32, true, true, cuda::Fp8Output::kE4m3},
-      {"M 1000, 256 -> 128, bias, E4M3 out", 1000, 256, 128, true, false, cuda::Fp8Output::kE4m3},
+      {"M 1000, 256 -> 128, bias, FP16 out", 1000, 256, 128, true, false, cuda::Fp8Output::kFloat16},
   };
   cublasLtHandle_t handle = nullptr;
   ASSERT_EQ(cublasLtCreate(&handle), CUBLAS_STATUS_SUCCESS);
@@ -98,11 +94,7 @@ TEST(GpuKernels, Fp8GemmMatchesTheFakeQuantisedCpu) {
         want[i * c.n + j] = v;
         want_amax = std::max(want_amax, std::abs(v));
       }
-    // With the scale at exactly the largest value, 33 of 128 000 codes came back NaN or more than one code
-    // off on the H200 (not isolated; FP32 accumulation in another order landing past 448, where E4M3 has no
-    // finite code, is the likely cause). Calibrated scales come from statistics, not from the layer's own
-    // output: the largest value gets some headroom here, and saturation is for the builder to settle.
-    const float y_scale = static_cast<float>(want_amax / (quant::kE4m3Max * 0.9));
+    const float y_scale = static_cast<float>(want_amax / quant::kE4m3Max);  // unused by FP16 output
 
     DeviceMemory memory;
     cuda::Fp8GemmArgs args;
@@ -137,25 +129,30 @@ TEST(GpuKernels, Fp8GemmMatchesTheFakeQuantisedCpu) {
       EXPECT_EQ(nan, 0);
       // FP32 accumulation of exact products, rounded once to FP16: far below 1e-3.
       EXPECT_LE(std::sqrt(diff / norm), 1e-3);
-    } else {
-      std::vector<uint8_t> got(c.m * c.n);
-      ASSERT_EQ(cudaMemcpy(got.data(), args.y, y_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
-      int64_t same = 0, far = 0;
-      for (size_t i = 0; i < got.size(); ++i) {
-        const uint8_t expected = quant::float_to_e4m3(static_cast<float>(want[i] / y_scale));
-        const int d = std::abs(e4m3_rank(got[i]) - e4m3_rank(expected));
-        same += d == 0;
-        far += d > 1 || (got[i] & 0x7f) == 0x7f;  // NaN, or more than one code away
-      }
-      // Summation order moves a value across a rounding boundary only rarely, and then by one code.
-      EXPECT_EQ(far, 0);
-      EXPECT_GE(static_cast<double>(same) / got.size(), 0.98);
     }
   }
   cublasLtDestroy(handle);
 }
 
 // Shapes cuBLASLt's FP8 kernels do not take are an error saying so, before anything runs.
+// E4M3 output stays refused until it agrees with the reference (see gemm_fp8.cu).
+TEST(GpuKernels, Fp8GemmRefusesE4m3OutputForNow) {
+  cuda::Fp8GemmArgs args;
+  args.m = 16, args.k = 16, args.n = 16;
+  args.output = cuda::Fp8Output::kE4m3;
+  alignas(16) static uint8_t bytes[256];
+  float* scale = reinterpret_cast<float*>(bytes);
+  args.x = args.w = bytes;
+  args.y = bytes;
+  args.x_scale = args.w_scale = args.y_scale = scale;
+  try {
+    cuda::run_fp8_gemm(nullptr, args, scale, nullptr);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("E4M3 output is not enabled"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GpuKernels, Fp8GemmRefusesSizesNotMultiplesOf16) {
   cuda::Fp8GemmArgs args;
   args.m = 10, args.k = 24, args.n = 32;

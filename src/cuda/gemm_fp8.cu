@@ -40,6 +40,11 @@ cublasStatus_t run_fp8_gemm(cublasLtHandle_t handle, const Fp8GemmArgs& g, float
   EASTRT_CHECK(g.x && g.w && g.x_scale && g.w_scale && g.y && aligned16(g.x) && aligned16(g.w) && aligned16(g.y) &&
                    (!g.bias || aligned16(g.bias)),
                "FP8 GEMM: x, w, their scales and y must be given, and x, w, y and the bias 16-byte aligned");
+  // On an H200 (commit 7950241) E4M3 output gave 31 of 128 000 codes more than one code from the
+  // fake-quantised reference for M 1000, 256 -> 128 with bias and negative outputs (ReLU'd outputs agreed);
+  // the cause is not found, so E4M3 output stays off until it is.
+  EASTRT_CHECK(!fp8_out, "FP8 GEMM: E4M3 output is not enabled (it disagreed with the fake-quantised reference on "
+               "the H200); use FP16 output");
   EASTRT_CHECK(!fp8_out || (g.y_scale && d_scale_device), "FP8 GEMM: an E4M3 output needs its scale and scratch for 1/scale");
 
   // Column-major, as in conv_cublaslt.cu: D (n×m, ld n) = op(A)·B with A the filter (k×n, ld k, transposed)
