@@ -2,7 +2,10 @@
 // choices and their errors; on a GPU, per-size engines agree with the CPU engine (skipped without a GPU).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <optional>
 #include <random>
+#include <string>
 
 #include "eastrt/detector.h"
 #include "eastrt/east.h"
@@ -76,6 +79,32 @@ TEST(Runner, DeviceAndPrecisionChoices) {
     const std::string d = make_runner(small_east(), "gpu", Precision::kFp16)->description();
     EXPECT_NE(d.find("the GPU engine on " + gpu.name), std::string::npos) << d;
     EXPECT_NE(d.find("fp16"), std::string::npos) << d;
+  }
+}
+
+// The tools' timing cache: the variable when set (empty: none), else the XDG cache folder, else ~/.cache.
+TEST(Runner, DefaultTimingCacheFollowsTheEnvironment) {
+  struct Saved {
+    const char* name;
+    std::optional<std::string> value;
+  } saved[] = {{"EASTRT_TIMING_CACHE", {}}, {"XDG_CACHE_HOME", {}}, {"HOME", {}}};
+  for (Saved& s : saved)
+    if (const char* v = std::getenv(s.name)) s.value = v;
+  setenv("EASTRT_TIMING_CACHE", "/tmp/mine.json", 1);
+  EXPECT_EQ(default_timing_cache(), "/tmp/mine.json");
+  setenv("EASTRT_TIMING_CACHE", "", 1);
+  EXPECT_EQ(default_timing_cache(), "");
+  unsetenv("EASTRT_TIMING_CACHE");
+  setenv("XDG_CACHE_HOME", "/tmp/xdg", 1);
+  EXPECT_EQ(default_timing_cache(), "/tmp/xdg/eastrt/timing_cache.json");
+  unsetenv("XDG_CACHE_HOME");
+  setenv("HOME", "/home/someone", 1);
+  EXPECT_EQ(default_timing_cache(), "/home/someone/.cache/eastrt/timing_cache.json");
+  unsetenv("HOME");
+  EXPECT_EQ(default_timing_cache(), "");
+  for (const Saved& s : saved) {
+    if (s.value) setenv(s.name, s.value->c_str(), 1);
+    else unsetenv(s.name);
   }
 }
 

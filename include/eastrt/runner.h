@@ -64,8 +64,14 @@ struct GpuRunnerOptions {
 // Throws an Error when there is no usable GPU or eastrt was built without CUDA.
 std::unique_ptr<Runner> make_gpu_runner(Network network, GpuRunnerOptions options = {});
 
+// Where the tools keep tactic timings between runs, so that an engine for a size met before builds without
+// timing: $EASTRT_TIMING_CACHE (set but empty: none), else $XDG_CACHE_HOME/eastrt/timing_cache.json, else
+// $HOME/.cache/eastrt/timing_cache.json; "" when none of these is set.
+std::string default_timing_cache();
+
 // "gpu", "cpu" or "auto" (the GPU when query_gpu() finds one, else the CPU). The precision applies to the
-// GPU; the CPU runs fp32 and refuses another precision with an Error.
+// GPU, whose engines use default_timing_cache(); the CPU runs fp32 and refuses another precision with an
+// Error.
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision,
                                     CpuOptions cpu = {}, int max_batch = 1, int gpu_slots = 1);
 

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <list>
 #include <mutex>
@@ -237,6 +239,15 @@ std::unique_ptr<Runner> make_gpu_runner(Network network, GpuRunnerOptions option
   return std::make_unique<GpuRunner>(std::move(network), std::move(options));
 }
 
+std::string default_timing_cache() {
+  if (const char* chosen = std::getenv("EASTRT_TIMING_CACHE")) return chosen;
+  std::filesystem::path folder;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) folder = xdg;
+  else if (const char* home = std::getenv("HOME"); home && *home) folder = std::filesystem::path(home) / ".cache";
+  else return "";
+  return (folder / "eastrt" / "timing_cache.json").string();
+}
+
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
                                     int max_batch, int gpu_slots) {
   EASTRT_CHECK(device == "auto" || device == "gpu" || device == "cpu", "unknown device '", device,
@@ -252,6 +263,13 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
   options.build.precision = precision;
   options.build.max_batch = max_batch;
   options.slots = gpu_slots;
+  options.build.timing_cache = default_timing_cache();
+  if (const std::filesystem::path folder = std::filesystem::path(options.build.timing_cache).parent_path();
+      !folder.empty()) {
+    std::error_code error;  // a cache folder that cannot be made means timing every build, not failing
+    std::filesystem::create_directories(folder, error);
+    if (error) options.build.timing_cache.clear();
+  }
   return make_gpu_runner(std::move(network), options);
 }
 
