@@ -16,6 +16,7 @@
 
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
+#include "cuda/space_to_depth.h"
 #include "eastrt/cpu_engine.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/east.h"
@@ -327,6 +328,72 @@ TEST(GpuPlan, CublasLtTacticRoundTripsWithItsAlgorithm) {
   }
   EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
   EXPECT_EQ(gpu::describe(t), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
+}
+
+// A space-to-depth tactic (both kinds) reads back as it was written on a convolution it fits (small_network's
+// 3x3/2 on 5 channels), and a plan that puts it on one it does not fit (stride 1 here) is refused: its kernel
+// would read the wrong input.
+TEST(GpuPlan, SpaceToDepthTacticRoundTripsAndIsRefusedWhereItDoesNotFit) {
+  std::mt19937 rng(5);
+  for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kSpaceToDepthFused, gpu::ConvTactic::Kind::kSpaceToDepthSplit}) {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    gpu::ConvTactic t;
+    t.kind = kind;
+    t.algo = 1, t.math = 1, t.workspace = 3 << 20, t.ms = 0.125;
+    int forced = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+        ASSERT_TRUE(gpu::space_to_depth_applies(plan, step)) << step.name;
+        const gpu::SpaceToDepthShape xs = gpu::space_to_depth_shape(plan, step);
+        EXPECT_EQ(xs.c, 24) << "4 x 5 channels rounded up to 8 for FP16";
+        EXPECT_EQ(xs.r, 2);
+        step.tactic = t, ++forced;
+      }
+    ASSERT_EQ(forced, 1);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "s2d.plan");
+    ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      EXPECT_EQ(back.plan.steps[i].tactic.kind, plan.steps[i].tactic.kind);
+      EXPECT_EQ(back.plan.steps[i].tactic.algo, plan.steps[i].tactic.algo);
+      EXPECT_EQ(back.plan.steps[i].tactic.math, plan.steps[i].tactic.math);
+      EXPECT_EQ(back.plan.steps[i].tactic.workspace, plan.steps[i].tactic.workspace);
+      EXPECT_EQ(back.plan.steps[i].tactic.ms, plan.steps[i].tactic.ms);
+    }
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+    EXPECT_NE(gpu::describe(t).find("space-to-depth"), std::string::npos) << gpu::describe(t);
+  }
+  // The builder lets go of the explicit padded copy once a space-to-depth tactic is chosen; the activation
+  // buffer planned again no longer holds it and still keeps live tensors apart.
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    const int64_t before = plan.arena_bytes;
+    int released = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution && step.padded_input >= 0)
+        step.padded_input = -1, ++released;
+    ASSERT_EQ(released, 1) << "small_network's convolution pads asymmetrically";
+    gpu::plan_arena(plan);
+    EXPECT_LE(plan.arena_bytes, before);
+    expect_no_live_overlap(plan);
+  }
+  Network net = single_layer({2, 9, 11, 3}, [&](Network& n, Tensor* x) {
+    ConvolutionParams c;
+    c.out_channels = 4;
+    c.kernel = {3, 3};
+    c.padding = Padding::symmetric(1);
+    c.kernel_weights = random_weights({4, 3, 3, 3}, rng);
+    return n.add_convolution(x, c, "conv");
+  });
+  gpu::PlanData plan = lowered(net, Precision::kFp32, 2);
+  for (gpu::PlanStep& step : plan.steps)
+    if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+      EXPECT_FALSE(gpu::space_to_depth_applies(plan, step));
+      step.tactic.kind = gpu::ConvTactic::Kind::kSpaceToDepthSplit;
+    }
+  const std::string message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "misfit.plan"); });
+  EXPECT_NE(message.find("misfit.plan"), std::string::npos) << message;
+  EXPECT_NE(message.find("space-to-depth"), std::string::npos) << message;
 }
 
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
