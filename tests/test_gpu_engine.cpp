@@ -642,6 +642,95 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
   }
 }
 
+// The space-to-depth tactic, forced on the convolution with cuDNN's implicit GEMM algorithms (the ones every
+// configuration takes), fused and split: EAST's conv1 at a small size, 1 channel, 4 channels at odd sizes,
+// an even kernel, batch > 1, with and without bias, ReLU and a residual, in every precision.
+TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(17);
+  const ConvCase cases[] = {
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 64, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"5x5/2 on 1 channel, no bias, no activation", {2, 13, 11, 1}, 7, 5, 2, 1, 1, {1, 1, 2, 2}, false, std::nullopt, false, false},
+      {"3x3/2 on 4 channels, odd sizes, ReLU", {2, 9, 7, 4}, 5, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
+      {"3x3/2 on 2 channels, symmetric pad, residual + ReLU", {3, 11, 15, 2}, 17, 3, 2, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
+      {"4x4/2 on 8 channels, sigmoid after", {2, 10, 9, 8}, 12, 4, 2, 1, 1, {1, 1, 2, 2}, true, ActivationType::kSigmoid, false, false},
+  };
+  for (const ConvCase& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel, c.kernel};
+    p.stride = {c.stride, c.stride};
+    p.padding = c.padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_convolution(x, p, "conv");
+    if (c.batch_norm)
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+    if (c.residual) {
+      Tensor* r = net.add_input("r", y->shape);
+      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+    }
+    if (c.activation) y = net.add_activation(y, *c.activation, "act");
+    net.mark_output(y, "y");
+    for (Precision precision : kPrecisions) {
+      BuildOptions options;
+      options.precision = precision;
+      options.max_batch = static_cast<int>(c.input[0]);
+      const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
+      const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+      const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+      for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kSpaceToDepthSplit, gpu::ConvTactic::Kind::kSpaceToDepthFused}) {
+        const bool fused = kind == gpu::ConvTactic::Kind::kSpaceToDepthFused;
+        SCOPED_TRACE(std::string(c.what) + " at " + to_string(precision) + (fused ? ", fused" : ", split"));
+        gpu::ParsedPlan parsed = gpu::parse_plan(built, "s2d.plan");
+        int forced = 0;
+        for (gpu::PlanStep& step : parsed.plan.steps)
+          if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+            ASSERT_TRUE(gpu::space_to_depth_applies(parsed.plan, step));
+            step.tactic = {};
+            step.tactic.kind = kind;
+            // cudnnConvolutionFwdAlgo_t: IMPLICIT_GEMM 0, IMPLICIT_PRECOMP_GEMM 1 (the fused call takes an
+            // identity activation only with the latter, cuDNN's rule); cudnnMathType_t: tensor-op 1, FMA 3.
+            step.tactic.algo = fused ? 1 : 0;
+            step.tactic.math = precision == Precision::kFp32 ? 3 : 1;
+            step.tactic.workspace = 0;  // the context asks cuDNN and grows its workspace: X' plus cuDNN's
+            ++forced;
+          }
+        ASSERT_EQ(forced, 1);
+        std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "s2d.plan");
+        ASSERT_NE(engine->inspect().layers[0].tactic.find("space-to-depth"), std::string::npos)
+            << engine->inspect().layers[0].tactic;
+        auto context = engine->create_context();
+        context->poison();
+        const auto got = context->run(inputs);
+        EXPECT_EQ(nan_count(got.at("y")), 0);
+        EXPECT_LE(relative_error(got.at("y"), want), tolerance(precision));
+        // A smaller batch than the plan's largest reads only its own images.
+        if (c.input[0] > 1) {
+          std::map<std::string, HostTensor> one;
+          for (const auto& [name, t] : inputs) {
+            Shape shape = t.shape;
+            shape[0] = 1;
+            one[name] = HostTensor(shape, std::vector<float>(t.data.begin(), t.data.begin() + volume(shape)));
+          }
+          context->poison();
+          const HostTensor got_one = context->run(one).at("y");
+          Shape shape = want.shape;
+          shape[0] = 1;
+          EXPECT_EQ(nan_count(got_one), 0);
+          EXPECT_LE(relative_error(got_one, HostTensor(shape, std::vector<float>(want.data.begin(),
+                                                                                  want.data.begin() + volume(shape)))),
+                    tolerance(precision));
+        }
+      }
+    }
+  }
+}
+
 TEST(GpuKernels, PoolingMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(12);

@@ -159,4 +159,11 @@ void launch_direct_conv(const void* x, DType xt, const void* filter, const void*
 void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left, int oh,
                 int ow, int oc, cudaStream_t stream);
 
+// ---- space_to_depth.cu ----
+
+// y [n, oh, ow, oc] = the 2x2 space-to-depth of x [n, h, w, c] padded by `top` and `left` (zeros elsewhere,
+// and in channels 4c..oc): y[n, i, j, (py*2 + px)*c + ch] = x[n, 2i+py-top, 2j+px-left, ch].
+void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left,
+                           int oh, int ow, int oc, cudaStream_t stream);
+
 }  // namespace eastrt::cuda
