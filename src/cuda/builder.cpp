@@ -422,25 +422,31 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
       report << "  space-to-depth: not offered (X' needs " << xs_bytes << " bytes, the workspace limit is "
              << workspace_.size() << ")\n";
     } else {
-      const size_t limit = workspace_.size() - xs_bytes;
-      s2d_conv_ = std::make_unique<cuda::CudnnConvolution>(gpu::space_to_depth_geometry(plan, step, plan.max_batch),
-                                                           type, gpu::initial_math(step.precision));
-      gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
-      std::vector<cuda::ConvAlgorithm> s2d_algos =
-          options_.time_tactics
-              ? s2d_conv_->find(cudnn_, workspace_.get(), engine_.step_weights[index].s2d_filter, y_.get(),
-                                workspace_.as<uint8_t>() + xs_bytes, limit)
-              : s2d_conv_->heuristic(cudnn_, limit);
-      s2d_algos = usable_algorithms(*s2d_conv_, s2d_algos, strict, limit);
-      if (static_cast<int>(s2d_algos.size()) > kAlgorithmsTried) s2d_algos.resize(kAlgorithmsTried);
-      if (s2d_algos.empty()) report << "  space-to-depth: cuDNN has no algorithm for it within the workspace\n";
-      for (const cuda::ConvAlgorithm& a : s2d_algos)
-        for (bool fused : {false, true}) {
-          if (fused && act.type != 0 && a.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) continue;
-          Candidate c{fused, a};
-          c.s2d = true;
-          candidates.push_back(c);
-        }
+      // Like cuBLASLt, one source of candidates among others: if cuDNN cannot describe or search it, the
+      // layer goes without it (said in the report).
+      try {
+        const size_t limit = workspace_.size() - xs_bytes;
+        s2d_conv_ = std::make_unique<cuda::CudnnConvolution>(gpu::space_to_depth_geometry(plan, step, plan.max_batch),
+                                                             type, gpu::initial_math(step.precision));
+        gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
+        std::vector<cuda::ConvAlgorithm> s2d_algos =
+            options_.time_tactics
+                ? s2d_conv_->find(cudnn_, workspace_.get(), engine_.step_weights[index].s2d_filter, y_.get(),
+                                  workspace_.as<uint8_t>() + xs_bytes, limit)
+                : s2d_conv_->heuristic(cudnn_, limit);
+        s2d_algos = usable_algorithms(*s2d_conv_, s2d_algos, strict, limit);
+        if (static_cast<int>(s2d_algos.size()) > kAlgorithmsTried) s2d_algos.resize(kAlgorithmsTried);
+        if (s2d_algos.empty()) report << "  space-to-depth: cuDNN has no algorithm for it within the workspace\n";
+        for (const cuda::ConvAlgorithm& a : s2d_algos)
+          for (bool fused : {false, true}) {
+            if (fused && act.type != 0 && a.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) continue;
+            Candidate c{fused, a};
+            c.s2d = true;
+            candidates.push_back(c);
+          }
+      } catch (const Error& e) {
+        report << "  space-to-depth: not offered (" << e.what() << ")\n";
+      }
     }
   }
   // A 1x1 convolution as one matmul: each algorithm cuBLASLt's heuristic offers within the workspace (for
