@@ -16,6 +16,7 @@
 
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
+#include "cuda/space_to_depth.h"
 #include "eastrt/cpu_engine.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/east.h"
@@ -329,6 +330,72 @@ TEST(GpuPlan, CublasLtTacticRoundTripsWithItsAlgorithm) {
   EXPECT_EQ(gpu::describe(t), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
 }
 
+// A space-to-depth tactic (both kinds) reads back as it was written on a convolution it fits (small_network's
+// 3x3/2 on 5 channels), and a plan that puts it on one it does not fit (stride 1 here) is refused: its kernel
+// would read the wrong input.
+TEST(GpuPlan, SpaceToDepthTacticRoundTripsAndIsRefusedWhereItDoesNotFit) {
+  std::mt19937 rng(5);
+  for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kSpaceToDepthFused, gpu::ConvTactic::Kind::kSpaceToDepthSplit}) {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    gpu::ConvTactic t;
+    t.kind = kind;
+    t.algo = 1, t.math = 1, t.workspace = 3 << 20, t.ms = 0.125;
+    int forced = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+        ASSERT_TRUE(gpu::space_to_depth_applies(plan, step)) << step.name;
+        const gpu::SpaceToDepthShape xs = gpu::space_to_depth_shape(plan, step);
+        EXPECT_EQ(xs.c, 24) << "4 x 5 channels rounded up to 8 for FP16";
+        EXPECT_EQ(xs.r, 2);
+        step.tactic = t, ++forced;
+      }
+    ASSERT_EQ(forced, 1);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "s2d.plan");
+    ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      EXPECT_EQ(back.plan.steps[i].tactic.kind, plan.steps[i].tactic.kind);
+      EXPECT_EQ(back.plan.steps[i].tactic.algo, plan.steps[i].tactic.algo);
+      EXPECT_EQ(back.plan.steps[i].tactic.math, plan.steps[i].tactic.math);
+      EXPECT_EQ(back.plan.steps[i].tactic.workspace, plan.steps[i].tactic.workspace);
+      EXPECT_EQ(back.plan.steps[i].tactic.ms, plan.steps[i].tactic.ms);
+    }
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+    EXPECT_NE(gpu::describe(t).find("space-to-depth"), std::string::npos) << gpu::describe(t);
+  }
+  // The builder lets go of the explicit padded copy once a space-to-depth tactic is chosen; the activation
+  // buffer planned again no longer holds it and still keeps live tensors apart.
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    const int64_t before = plan.arena_bytes;
+    int released = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution && step.padded_input >= 0)
+        step.padded_input = -1, ++released;
+    ASSERT_EQ(released, 1) << "small_network's convolution pads asymmetrically";
+    gpu::plan_arena(plan);
+    EXPECT_LE(plan.arena_bytes, before);
+    expect_no_live_overlap(plan);
+  }
+  Network net = single_layer({2, 9, 11, 3}, [&](Network& n, Tensor* x) {
+    ConvolutionParams c;
+    c.out_channels = 4;
+    c.kernel = {3, 3};
+    c.padding = Padding::symmetric(1);
+    c.kernel_weights = random_weights({4, 3, 3, 3}, rng);
+    return n.add_convolution(x, c, "conv");
+  });
+  gpu::PlanData plan = lowered(net, Precision::kFp32, 2);
+  for (gpu::PlanStep& step : plan.steps)
+    if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+      EXPECT_FALSE(gpu::space_to_depth_applies(plan, step));
+      step.tactic.kind = gpu::ConvTactic::Kind::kSpaceToDepthSplit;
+    }
+  const std::string message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "misfit.plan"); });
+  EXPECT_NE(message.find("misfit.plan"), std::string::npos) << message;
+  EXPECT_NE(message.find("space-to-depth"), std::string::npos) << message;
+}
+
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
 Network deconvolution_network(std::mt19937& rng, int batch = 2) {
   Network net;
@@ -571,6 +638,98 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
       const auto got = context->run(inputs);
       EXPECT_EQ(nan_count(got.at("y")), 0);
       EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
+    }
+  }
+}
+
+// The space-to-depth tactic, forced on the convolution with cuDNN's implicit GEMM algorithms (the ones every
+// configuration takes), fused and split: EAST's conv1 at a small size, 1 channel, 4 channels at odd sizes,
+// an even kernel, batch > 1, with and without bias, ReLU and a residual, in every precision.
+TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(17);
+  const ConvCase cases[] = {
+      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 64, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
+      {"5x5/2 on 1 channel, no bias, no activation", {2, 13, 11, 1}, 7, 5, 2, 1, 1, {1, 1, 2, 2}, false, std::nullopt, false, false},
+      {"3x3/2 on 4 channels, odd sizes, ReLU", {2, 9, 7, 4}, 5, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
+      {"3x3/2 on 2 channels, symmetric pad, residual + ReLU", {3, 11, 15, 2}, 17, 3, 2, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
+      {"4x4/2 on 8 channels, sigmoid after", {2, 10, 9, 8}, 12, 4, 2, 1, 1, {1, 1, 2, 2}, true, ActivationType::kSigmoid, false, false},
+  };
+  for (const ConvCase& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams p;
+    p.out_channels = c.k;
+    p.kernel = {c.kernel, c.kernel};
+    p.stride = {c.stride, c.stride};
+    p.padding = c.padding;
+    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
+    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
+    if (c.bias) p.bias = random_weights({c.k}, rng);
+    Tensor* y = net.add_convolution(x, p, "conv");
+    if (c.batch_norm)
+      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                        "bn");
+    if (c.residual) {
+      Tensor* r = net.add_input("r", y->shape);
+      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+    }
+    if (c.activation) y = net.add_activation(y, *c.activation, "act");
+    net.mark_output(y, "y");
+    for (Precision precision : kPrecisions) {
+      BuildOptions options;
+      options.precision = precision;
+      options.max_batch = static_cast<int>(c.input[0]);
+      const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
+      const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+      const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+      for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kSpaceToDepthSplit, gpu::ConvTactic::Kind::kSpaceToDepthFused}) {
+        const bool fused = kind == gpu::ConvTactic::Kind::kSpaceToDepthFused;
+        SCOPED_TRACE(std::string(c.what) + " at " + to_string(precision) + (fused ? ", fused" : ", split"));
+        gpu::ParsedPlan parsed = gpu::parse_plan(built, "s2d.plan");
+        int forced = 0;
+        for (gpu::PlanStep& step : parsed.plan.steps)
+          if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+            ASSERT_TRUE(gpu::space_to_depth_applies(parsed.plan, step));
+            step.tactic = {};
+            step.tactic.kind = kind;
+            // cudnnConvolutionFwdAlgo_t: IMPLICIT_GEMM 0, IMPLICIT_PRECOMP_GEMM 1 (the fused call takes an
+            // identity activation only with the latter, cuDNN's rule); cudnnMathType_t: tensor-op 1, FMA 3.
+            step.tactic.algo = fused ? 1 : 0;
+            step.tactic.math = precision == Precision::kFp32 ? 3 : 1;
+            step.tactic.workspace = 0;  // the context asks cuDNN and grows its workspace: X' plus cuDNN's
+            ++forced;
+          }
+        ASSERT_EQ(forced, 1);
+        std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "s2d.plan");
+        const EngineInfo info = engine->inspect();
+        const auto conv = std::find_if(info.layers.begin(), info.layers.end(),
+                                       [](const EngineLayerInfo& l) { return l.kind == "Convolution"; });
+        ASSERT_NE(conv, info.layers.end());
+        EXPECT_NE(conv->tactic.find("space-to-depth"), std::string::npos) << conv->tactic;
+        auto context = engine->create_context();
+        context->poison();
+        const auto got = context->run(inputs);
+        EXPECT_EQ(nan_count(got.at("y")), 0);
+        EXPECT_LE(relative_error(got.at("y"), want), tolerance(precision));
+        // A smaller batch than the plan's largest reads only its own images.
+        if (c.input[0] > 1) {
+          std::map<std::string, HostTensor> one;
+          for (const auto& [name, t] : inputs) {
+            Shape shape = t.shape;
+            shape[0] = 1;
+            one[name] = HostTensor(shape, std::vector<float>(t.data.begin(), t.data.begin() + volume(shape)));
+          }
+          context->poison();
+          const HostTensor got_one = context->run(one).at("y");
+          Shape shape = want.shape;
+          shape[0] = 1;
+          EXPECT_EQ(nan_count(got_one), 0);
+          EXPECT_LE(relative_error(got_one, HostTensor(shape, std::vector<float>(want.data.begin(),
+                                                                                  want.data.begin() + volume(shape)))),
+                    tolerance(precision));
+        }
+      }
     }
   }
 }

@@ -53,7 +53,9 @@ TEST(TimingCache, RoundTripsEveryFieldAndLooksUpByDeviceAndLayer) {
   EXPECT_EQ(cache.size(), 0u);
   TimingEntry a;
   a.chosen = tactic(ConvTactic::Kind::kCudnnFused, 1, 1, 4096, 0.125);
-  a.timed = {a.chosen, tactic(ConvTactic::Kind::kCudnnSplit, 6, 1, 1 << 20, 0.25)};
+  a.timed = {a.chosen, tactic(ConvTactic::Kind::kCudnnSplit, 6, 1, 1 << 20, 0.25),
+             tactic(ConvTactic::Kind::kSpaceToDepthFused, 1, 1, 3 << 20, 0.0625),
+             tactic(ConvTactic::Kind::kSpaceToDepthSplit, 0, 3, 1 << 21, 0.5)};
   TimingEntry b;
   b.chosen = tactic(ConvTactic::Kind::kCudnnSplit, 0, 3, 0, 1.5);
   b.timed = {b.chosen};
@@ -67,8 +69,8 @@ TEST(TimingCache, RoundTripsEveryFieldAndLooksUpByDeviceAndLayer) {
   const TimingEntry* got = back.find(h200, "conv n2 h13 w17 c3");
   ASSERT_NE(got, nullptr);
   expect_same(got->chosen, a.chosen);
-  ASSERT_EQ(got->timed.size(), 2u);
-  expect_same(got->timed[1], a.timed[1]);
+  ASSERT_EQ(got->timed.size(), 4u);
+  for (size_t i = 1; i < 4; ++i) expect_same(got->timed[i], a.timed[i]);
   ASSERT_NE(back.find(h100, "conv n2 h13 w17 c3"), nullptr);
   expect_same(back.find(h100, "conv n2 h13 w17 c3")->chosen, b.chosen);
   EXPECT_EQ(back.find(h200, "conv n2 h13 w17 c4"), nullptr);

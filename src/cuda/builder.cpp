@@ -2,7 +2,8 @@
 // convolution chosen by timing each candidate on this GPU (cuDNN's own search within the workspace limit,
 // then every algorithm it found run both fused and split, each checked against a reference output), or
 // taken from a timing cache that an earlier build on the same kind of GPU wrote. 1x1 convolutions also
-// time the algorithms cuBLASLt's heuristic offers for them as one matmul.
+// time the algorithms cuBLASLt's heuristic offers for them as one matmul; stride-2 convolutions on few
+// channels also time cuDNN's algorithms for the equivalent stride-1 convolution on their space-to-depth.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
 #include <chrono>
@@ -117,7 +118,13 @@ class TacticTimer {
     bool direct = false;  // our direct convolution on raw_ (or x_ when the step has no explicit pad)
     bool matmul = false;  // cuBLASLt's algorithm `lt` on matmul_ (x_, as the cuDNN tactics read)
     cuda::LtAlgorithm lt{};
+    // cuDNN's `algo` on s2d_conv_ after our space-to-depth of raw_ (or x_) into the workspace; algo.memory
+    // is cuDNN's part, after X'.
+    bool s2d = false;
   };
+  std::vector<cuda::ConvAlgorithm> usable_algorithms(cuda::CudnnConvolution& conv, std::vector<cuda::ConvAlgorithm> algos,
+                                                     bool strict, size_t limit);
+  const void* unpadded_input(const PlanStep& step) const { return step.padded_input >= 0 ? raw_.get() : x_.get(); }
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
     if (c.direct) {
@@ -129,6 +136,18 @@ class TacticTimer {
                                gpu::dtype(plan.tensors[step.outputs[0]].type),
                                gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
       return CUDNN_STATUS_SUCCESS;  // a failed launch throws
+    }
+    if (c.s2d) {
+      const PlanData& plan = engine_.plan;
+      const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
+      gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
+      s2d_conv_->set_math(c.algo.math);
+      cuda::ConvOperands o = gpu::conv_operands(step, engine_.step_weights[index], c.fused, workspace_.get(),
+                                                residual ? residual_.get() : nullptr, y,
+                                                c.algo.memory ? workspace_.as<uint8_t>() + xs_bytes : nullptr,
+                                                c.algo.memory);
+      o.w = engine_.step_weights[index].s2d_filter;
+      return s2d_conv_->run(cudnn_, c.fused, c.algo.algo, o, gpu::conv_activation(step), stream_);
     }
     if (c.matmul) {
       const cuda::ConvOperands o =
@@ -161,6 +180,7 @@ class TacticTimer {
   cudnnHandle_t cudnn_ = nullptr;
   cublasLtHandle_t cublaslt_ = nullptr;
   std::unique_ptr<cuda::CublasLtConvolution> matmul_;  // the step being timed, at the largest batch
+  std::unique_ptr<cuda::CudnnConvolution> s2d_conv_;    // its space-to-depth convolution, at the largest batch
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
@@ -215,6 +235,24 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
     run(conv, step, index, {false, {}, true}, y_.get(), step.inputs.size() > 1);
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return true;
+  }
+  if (gpu::is_space_to_depth(t.kind)) {
+    if (!gpu::space_to_depth_applies(plan, step) || !engine_.step_weights[index].s2d_filter) return false;
+    const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
+    s2d_conv_ = std::make_unique<cuda::CudnnConvolution>(gpu::space_to_depth_geometry(plan, step, plan.max_batch), type,
+                                                         t.math);
+    Candidate c{t.kind == ConvTactic::Kind::kSpaceToDepthFused, {}};
+    c.s2d = true;
+    c.algo.algo = t.algo, c.algo.math = t.math;
+    try {
+      c.algo.memory = s2d_conv_->workspace_size(cudnn_, t.algo);
+    } catch (const Error&) {
+      return false;
+    }
+    if (xs_bytes + c.algo.memory > static_cast<size_t>(t.workspace)) return false;
+    const bool ok = run(conv, step, index, c, y_.get(), step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return ok;
   }
   if (t.kind == ConvTactic::Kind::kCublasLt) {
     if (!gpu::cublaslt_applies(plan, step) || t.math != cuda::cublaslt_compute_type(step.precision == Precision::kTf32))
@@ -273,7 +311,9 @@ ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::stri
   const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
   const std::string signature =
       conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), type, step.precision, gpu::conv_activation(step),
-                     engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size());
+                     engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size()) +
+      // The candidates include space-to-depth: an entry timed without it (an earlier build) is not taken.
+      (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "");
   if (const TimingEntry* entry = cache->find(device, signature)) {
     if (still_runs(index, entry->chosen)) {
       *timed = false;
@@ -287,6 +327,46 @@ ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::stri
   entry.chosen = time_candidates(index, &entry.timed, log);
   cache->insert(device, signature, entry);
   return entry.chosen;
+}
+
+// The algorithms of `algos` (cuDNN's answer for `conv`) that a plan may use, each once with the math it will
+// run with and its workspace for that math, within `limit`.
+std::vector<cuda::ConvAlgorithm> TacticTimer::usable_algorithms(cuda::CudnnConvolution& conv,
+                                                                std::vector<cuda::ConvAlgorithm> algos, bool strict,
+                                                                size_t limit) {
+  // Runs must be reproducible (a context, a replayed graph and a reloaded plan give the same bits).
+  algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return !a.deterministic; }),
+              algos.end());
+  // A strict float32 engine keeps to plain FMA arithmetic: no Winograd transforms (whose error grows beyond
+  // ordinary summation), and every algorithm runs with FMA math, whatever cuDNN reports it searched with,
+  // so no TF32 either.
+  // TF32 and FP16 engines run every algorithm with tensor-op math: cuDNN's search also reports its
+  // default-math variants, which for FP16 keep off the tensor cores, and on an H200 such a variant was
+  // chosen by a noisy timing at twice the tensor-op time (docs/PERFORMANCE.md).
+  if (strict)
+    algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return is_winograd(a.algo); }),
+                algos.end());
+  {
+    std::vector<cuda::ConvAlgorithm> unique;
+    for (cuda::ConvAlgorithm a : algos) {
+      a.math = strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+      if (std::none_of(unique.begin(), unique.end(), [&](const cuda::ConvAlgorithm& u) { return u.algo == a.algo; }))
+        unique.push_back(a);
+    }
+    algos = unique;
+  }
+  // The workspace each needs with the math it will run with (asked again: cuDNN may have searched another).
+  std::vector<cuda::ConvAlgorithm> sized;
+  for (cuda::ConvAlgorithm a : algos) {
+    try {
+      conv.set_math(a.math);
+      a.memory = conv.workspace_size(cudnn_, a.algo);
+    } catch (const Error&) {
+      continue;  // this algorithm does not take this configuration
+    }
+    if (a.memory <= limit) sized.push_back(a);
+  }
+  return sized;
 }
 
 ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log) {
@@ -318,40 +398,8 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
       options_.time_tactics ? conv.find(cudnn_, x_.get(), engine_.step_weights[index].filter, y_.get(), workspace_.get(),
                                         workspace_.size())
                             : conv.heuristic(cudnn_, workspace_.size());
-  // Runs must be reproducible (a context, a replayed graph and a reloaded plan give the same bits).
-  algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return !a.deterministic; }),
-              algos.end());
-  // A strict float32 engine keeps to plain FMA arithmetic: no Winograd transforms (whose error grows beyond
-  // ordinary summation), and every algorithm runs with FMA math, whatever cuDNN reports it searched with,
-  // so no TF32 either.
-  // TF32 and FP16 engines run every algorithm with tensor-op math: cuDNN's search also reports its
-  // default-math variants, which for FP16 keep off the tensor cores, and on an H200 such a variant was
-  // chosen by a noisy timing at twice the tensor-op time (docs/PERFORMANCE.md).
   const bool strict = step.precision == Precision::kFp32;
-  if (strict)
-    algos.erase(std::remove_if(algos.begin(), algos.end(), [](const cuda::ConvAlgorithm& a) { return is_winograd(a.algo); }),
-                algos.end());
-  {
-    std::vector<cuda::ConvAlgorithm> unique;
-    for (cuda::ConvAlgorithm a : algos) {
-      a.math = strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
-      if (std::none_of(unique.begin(), unique.end(), [&](const cuda::ConvAlgorithm& u) { return u.algo == a.algo; }))
-        unique.push_back(a);
-    }
-    algos = unique;
-  }
-  // The workspace each needs with the math it will run with (asked again: cuDNN may have searched another).
-  std::vector<cuda::ConvAlgorithm> sized;
-  for (cuda::ConvAlgorithm a : algos) {
-    try {
-      conv.set_math(a.math);
-      a.memory = conv.workspace_size(cudnn_, a.algo);
-    } catch (const Error&) {
-      continue;  // this algorithm does not take this configuration
-    }
-    if (a.memory <= workspace_.size()) sized.push_back(a);
-  }
-  algos = sized;
+  algos = usable_algorithms(conv, algos, strict, workspace_.size());
   if (static_cast<int>(algos.size()) > kAlgorithmsTried) algos.resize(kAlgorithmsTried);
   EASTRT_CHECK(!algos.empty(), "GPU builder: convolution '", step.name, "' (", g.n, "x", g.h, "x", g.w, "x", g.c, " → ",
                g.k, " channels, ", g.r, "x", g.s, ", ", to_string(step.precision),
@@ -365,12 +413,47 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
   if (cuda::direct_conv_fits(direct.c, direct.k, direct.r, direct.s, g.groups)) candidates.push_back({false, {}, true});
+  std::ostringstream report;
+  // Space-to-depth: cuDNN's algorithms for the stride-1 convolution on X', searched on X' of this input,
+  // within what the workspace leaves after X'.
+  if (gpu::space_to_depth_applies(plan, step) && engine_.step_weights[index].s2d_filter) {
+    const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
+    if (xs_bytes >= workspace_.size()) {
+      report << "  space-to-depth: not offered (X' needs " << xs_bytes << " bytes, the workspace limit is "
+             << workspace_.size() << ")\n";
+    } else {
+      // Like cuBLASLt, one source of candidates among others: if cuDNN cannot describe or search it, the
+      // layer goes without it (said in the report).
+      try {
+        const size_t limit = workspace_.size() - xs_bytes;
+        s2d_conv_ = std::make_unique<cuda::CudnnConvolution>(gpu::space_to_depth_geometry(plan, step, plan.max_batch),
+                                                             type, gpu::initial_math(step.precision));
+        gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
+        std::vector<cuda::ConvAlgorithm> s2d_algos =
+            options_.time_tactics
+                ? s2d_conv_->find(cudnn_, workspace_.get(), engine_.step_weights[index].s2d_filter, y_.get(),
+                                  workspace_.as<uint8_t>() + xs_bytes, limit)
+                : s2d_conv_->heuristic(cudnn_, limit);
+        s2d_algos = usable_algorithms(*s2d_conv_, s2d_algos, strict, limit);
+        if (static_cast<int>(s2d_algos.size()) > kAlgorithmsTried) s2d_algos.resize(kAlgorithmsTried);
+        if (s2d_algos.empty()) report << "  space-to-depth: cuDNN has no algorithm for it within the workspace\n";
+        for (const cuda::ConvAlgorithm& a : s2d_algos)
+          for (bool fused : {false, true}) {
+            if (fused && act.type != 0 && a.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) continue;
+            Candidate c{fused, a};
+            c.s2d = true;
+            candidates.push_back(c);
+          }
+      } catch (const Error& e) {
+        report << "  space-to-depth: not offered (" << e.what() << ")\n";
+      }
+    }
+  }
   // A 1x1 convolution as one matmul: each algorithm cuBLASLt's heuristic offers within the workspace (for
   // these shapes, types and 256-byte alignment; odd channel counts get fewer, or none) that it also takes
   // at batch 1.
   // cuBLASLt is one source of candidates among others: if it cannot describe or rank this matmul at all,
   // the layer goes without it (said in the report) rather than failing the build.
-  std::ostringstream report;
   if (gpu::cublaslt_applies(plan, step)) {
     try {
       matmul_ = gpu::cublaslt_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
@@ -388,7 +471,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
   bool have_reference = false;
   for (const Candidate& c : candidates) {
-    if (c.fused || c.direct || c.matmul) continue;
+    if (c.fused || c.direct || c.matmul || c.s2d) continue;
     if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
       have_reference = true;
       break;
@@ -403,6 +486,10 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     ConvTactic t;
     if (c.matmul) {
       t = gpu::cublaslt_tactic(c.lt, step.precision);
+    } else if (c.s2d) {
+      t.kind = c.fused ? ConvTactic::Kind::kSpaceToDepthFused : ConvTactic::Kind::kSpaceToDepthSplit;
+      t.algo = c.algo.algo, t.math = c.algo.math;
+      t.workspace = static_cast<int64_t>(gpu::space_to_depth_bytes(plan, step, plan.max_batch) + c.algo.memory);
     } else {
       t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
       t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
@@ -521,6 +608,14 @@ std::unique_ptr<Engine> Builder::build() {
     }
     if (cache && stats_.convolutions_timed > 0) cache->save(options_.timing_cache);
   }
+  // A space-to-depth tactic reads the unpadded input: the explicit padded copy goes, and with it its place
+  // in the activation buffer (at batch 16 on EAST's conv1 in FP16, 8 channels at full size, twice X').
+  // The direct tactic keeps it: its filter's channel count follows the padded input.
+  bool released = false;
+  for (PlanStep& step : impl->plan.steps)
+    if (step.kind == StepKind::kLayer && gpu::is_space_to_depth(step.tactic.kind) && step.padded_input >= 0)
+      step.padded_input = -1, released = true;
+  if (released) gpu::plan_arena(impl->plan);
   impl->plan.workspace_bytes = workspace;
   return std::make_unique<Engine>(std::move(impl));
 }

@@ -81,6 +81,32 @@ cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weight
   return o;
 }
 
+cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
+  const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
+  const Shape& out = plan.tensors[step.outputs[0]].shape;
+  cuda::ConvGeometry g;
+  g.n = batch, g.h = xs.h, g.w = xs.w, g.c = xs.c;
+  g.k = std::get<ConvolutionParams>(step.params).out_channels, g.r = xs.r, g.s = xs.s;
+  g.oh = static_cast<int>(out[1]), g.ow = static_cast<int>(out[2]);
+  return g;
+}
+
+size_t space_to_depth_bytes(const PlanData& plan, const PlanStep& step, int batch) {
+  const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
+  const size_t bytes = size_t(batch) * xs.h * xs.w * xs.c * storage_size(plan.tensors[step.outputs[0]].type);
+  return (bytes + 255) / 256 * 256;
+}
+
+void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
+                           cudaStream_t stream) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
+  const SpaceToDepthShape s = space_to_depth_shape(plan, step);
+  cuda::launch_space_to_depth(x, dtype(plan.tensors[step.inputs[0]].type), xs, dtype(plan.tensors[step.outputs[0]].type),
+                              batch, static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
+                              p.padding.top, p.padding.left, s.h, s.w, s.c, stream);
+}
+
 bool cublaslt_applies(const PlanData& plan, const PlanStep& step) {
   const bool whole = plan.tensors[step.inputs[0]].place != TensorPlace::kView &&
                      plan.tensors[step.outputs[0]].place != TensorPlace::kView &&
@@ -177,7 +203,7 @@ void Engine::Impl::upload_weights() {
   // Offsets into one blob, patched into pointers once the blob is on the device.
   struct Slot {
     size_t step;
-    int field;  // 0 filter, 1 bias, 2 scale, 3 shift, 4 power
+    int field;  // 0 filter, 1 bias, 2 scale, 3 shift, 4 power, 5 space-to-depth filter
     size_t offset;
   };
   std::vector<uint8_t> blob;
@@ -206,6 +232,22 @@ void Engine::Impl::upload_weights() {
       slots.push_back({i, 1, blob.size()});
       append_values(blob, bias, type);
       step_weights[i].has_bias = p.bias != nullptr;
+      // The space-to-depth filter, for a builder that may time the tactic (no tactic yet) or a plan that
+      // chose it.
+      if (gpu::space_to_depth_applies(plan, step) &&
+          (step.tactic.kind == gpu::ConvTactic::Kind::kUnset || gpu::is_space_to_depth(step.tactic.kind))) {
+        const gpu::SpaceToDepthShape xs = gpu::space_to_depth_shape(plan, step);
+        const HostTensor kcrs = gpu::space_to_depth_filter(*p.kernel_weights, xs.c);
+        std::vector<float> rearranged(kcrs.data.size());
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t c = 0; c < xs.c; ++c)
+            for (int64_t r = 0; r < xs.r; ++r)
+              for (int64_t q = 0; q < xs.s; ++q)
+                rearranged[static_cast<size_t>(((k * xs.r + r) * xs.s + q) * xs.c + c)] =
+                    kcrs.data[static_cast<size_t>(((k * xs.c + c) * xs.r + r) * xs.s + q)];
+        slots.push_back({i, 5, blob.size()});
+        append_values(blob, rearranged, type);
+      }
     } else if (step.layer_kind() == LayerKind::kDeconvolution) {
       // Our kernel reads the filter as [R][S][C][K/groups] and the bias in float32 for every storage type.
       const auto& p = std::get<DeconvolutionParams>(step.params);
@@ -250,6 +292,7 @@ void Engine::Impl::upload_weights() {
       case 1: w.bias = p; break;
       case 2: w.scale = static_cast<float*>(p); break;
       case 3: w.shift = static_cast<float*>(p); break;
+      case 5: w.s2d_filter = p; break;
       default: w.power = static_cast<float*>(p); break;
     }
   }
@@ -325,7 +368,8 @@ EngineInfo Engine::inspect() const {
       l.precision = to_string(step.precision);
       if (step.layer_kind() == LayerKind::kConvolution) {
         l.tactic = gpu::describe(step.tactic);
-        if (step.padded_input >= 0 && step.tactic.kind != gpu::ConvTactic::Kind::kDirect)
+        if (step.padded_input >= 0 && step.tactic.kind != gpu::ConvTactic::Kind::kDirect &&
+            !gpu::is_space_to_depth(step.tactic.kind))
           l.tactic += " after an explicit pad";
         l.tactic_ms = step.tactic.ms;
       } else if (step.layer_kind() == LayerKind::kResize && out.place == TensorPlace::kView) {
@@ -481,10 +525,13 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       state.matmuls[i] = std::move(matmul);
       continue;
     }
-    auto conv = std::make_unique<cuda::CudnnConvolution>(gpu::conv_geometry(plan, step, b),
-                                                         gpu::dtype(plan.tensors[step.outputs[0]].type),
-                                                         step.tactic.math);
-    needed = std::max(needed, conv->workspace_size(cudnn, step.tactic.algo));
+    const bool s2d = gpu::is_space_to_depth(step.tactic.kind);
+    auto conv = std::make_unique<cuda::CudnnConvolution>(
+        s2d ? gpu::space_to_depth_geometry(plan, step, b) : gpu::conv_geometry(plan, step, b),
+        gpu::dtype(plan.tensors[step.outputs[0]].type), step.tactic.math);
+    // Space-to-depth: X' first in the workspace, cuDNN's after it.
+    needed = std::max(needed, (s2d ? gpu::space_to_depth_bytes(plan, step, b) : 0) +
+                                  conv->workspace_size(cudnn, step.tactic.algo));
     state.convs[i] = std::move(conv);
   }
   if (needed > workspace.size()) {
@@ -519,6 +566,20 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
         cuda::launch_direct_conv(x, type(step.inputs[0]), w.filter, w.has_bias ? w.bias : nullptr, residual,
                                  element_ptr(out), type(out), gpu::direct_conv_args(plan, step, b),
                                  gpu::conv_activation(step), stream);
+        return;
+      }
+      if (gpu::is_space_to_depth(step.tactic.kind)) {
+        // X' from the unpadded input (the lowering's explicit pad is not used), then the stride-1 convolution.
+        const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, b);
+        gpu::launch_space_to_depth(plan, step, x, workspace.get(), b, stream);
+        const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthFused;
+        cuda::ConvOperands operands = gpu::conv_operands(step, w, fused, workspace.get(), residual, element_ptr(out),
+                                                         workspace.as<uint8_t>() + xs_bytes, workspace.size() - xs_bytes);
+        operands.w = w.s2d_filter;
+        const cudnnStatus_t status =
+            state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), stream);
+        EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                     ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
         return;
       }
       if (step.padded_input >= 0) {

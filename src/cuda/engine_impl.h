@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/plan.h"
+#include "cuda/space_to_depth.h"
 #include "eastrt/gpu_engine.h"
 
 namespace eastrt::gpu {
@@ -74,6 +75,7 @@ inline cuda::DType dtype(StorageType type) {
 // One step's parameters on the device (null where the step has none).
 struct StepWeights {
   void* filter = nullptr;  // convolution: KRSC in the step's storage type; deconvolution: RSCK', float32
+  void* s2d_filter = nullptr;  // convolution the space-to-depth tactic may run: the stride-1 filter, KRSC
   void* bias = nullptr;    // convolution: K values in the step's storage type (zeros when the layer has none);
                            // deconvolution: K float32 values, or null
   bool has_bias = false;
@@ -96,6 +98,16 @@ cuda::Activation conv_activation(const PlanStep& step);
 // The operands of a convolution step (bias as the tactic needs it).
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
                                  const void* residual, void* y, void* workspace, size_t workspace_bytes);
+
+// ---- the space-to-depth tactic (space_to_depth.h) ----
+
+// The stride-1 unpadded convolution on X' at `batch`.
+cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch);
+// X' at `batch`, rounded up to 256 bytes: the start of the workspace, cuDNN's own workspace after it.
+size_t space_to_depth_bytes(const PlanData& plan, const PlanStep& step, int batch);
+// Writes X' of `x` (input 0 as the plan holds it, unpadded) into `xs`.
+void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
+                           cudaStream_t stream);
 
 // ---- the cuBLASLt tactic (1x1 convolutions as one matmul) ----
 

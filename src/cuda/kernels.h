@@ -1,6 +1,7 @@
 // The GPU engine's own kernels, one launcher per operation, type-erased (float32 or float16 storage on
 // each side, computed in float32). Implemented one family per file: elementwise.cu, pooling.cu, resize.cu,
-// concat.cu, deconvolution.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu. C++17 (nvcc compiles the users).
+// concat.cu, deconvolution.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu and
+// space_to_depth.cu. C++17 (nvcc compiles the users).
 // Every launcher checks its launch; every tensor is NHWC or flat and dense unless a stride says otherwise.
 #pragma once
 #include <cuda_runtime.h>
@@ -158,5 +159,12 @@ void launch_direct_conv(const void* x, DType xt, const void* filter, const void*
 // tensor in FP16 needs this one pass and no cast before it.
 void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left, int oh,
                 int ow, int oc, cudaStream_t stream);
+
+// ---- space_to_depth.cu ----
+
+// y [n, oh, ow, oc] = the 2x2 space-to-depth of x [n, h, w, c] padded by `top` and `left` (zeros elsewhere,
+// and in channels 4c..oc): y[n, i, j, (py*2 + px)*c + ch] = x[n, 2i+py-top, 2j+px-left, ch].
+void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left,
+                           int oh, int ow, int oc, cudaStream_t stream);
 
 }  // namespace eastrt::cuda

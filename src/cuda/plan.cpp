@@ -1,6 +1,7 @@
 // The plan file: its header checks and the byte format of every tensor, step and layer parameter the GPU
 // engine runs (see plan.h). Host code only.
 #include "cuda/plan.h"
+#include "cuda/space_to_depth.h"
 
 #include <cstring>
 #include <sstream>
@@ -23,6 +24,10 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
     case ConvTactic::Kind::kDirect: return "eastrt direct convolution, unpadded input";
+    case ConvTactic::Kind::kSpaceToDepthFused: out << "eastrt space-to-depth + cudnn fused algo " << tactic.algo; break;
+    case ConvTactic::Kind::kSpaceToDepthSplit:
+      out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
+      break;
     case ConvTactic::Kind::kCublasLt: {
       // cublasComputeType_t: CUBLAS_COMPUTE_32F is 68, CUBLAS_COMPUTE_32F_FAST_TF32 77.
       out << "cublaslt#" << tactic.algo << " (algo " << tactic.lt.id << ", tile " << tactic.lt.tile << ", stages "
@@ -335,6 +340,10 @@ void check_indices(const PlanData& plan) {
           out[3] != p.out_channels)
         throw_error("deconvolution step '", s.name, "' does not fit its tensors");
     }
+    // After the deconvolution check's style: a tactic on a layer it cannot run would read out of bounds.
+    if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
+      throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",
+                  "convolution on at most ", kSpaceToDepthMaxChannels / 4, " channels of whole tensors");
   }
   for (int id : plan.inputs) if (!valid(id)) throw_error("an input binding names tensor ", id);
   for (int id : plan.outputs) if (!valid(id)) throw_error("an output binding names tensor ", id);
@@ -363,7 +372,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 3, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 5, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 7, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {

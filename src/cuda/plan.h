@@ -48,9 +48,14 @@ struct ConvTactic {
     kCudnnSplit = 2,  // cudnnConvolutionForward, then our epilogue kernel for bias, residual, activation
     kDirect = 3,      // our direct convolution for few input channels, on the unpadded input (conv_direct.cu)
     kCublasLt = 4,    // 1x1 convolutions as one cublasLtMatmul, bias, residual and ReLU in its epilogue (conv_cublaslt.cu)
+    // Stride-2 convolutions on few channels: our kernel writes the 2x2 space-to-depth X' of the unpadded input
+    // into the workspace, then cuDNN runs the equivalent stride-1 convolution on it, fused or split as above
+    // (space_to_depth.h). `workspace` counts X' and cuDNN's workspace after it.
+    kSpaceToDepthFused = 5,
+    kSpaceToDepthSplit = 6,
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic)
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic)
   int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built
@@ -103,7 +108,11 @@ struct PlanTarget {
   int major = 0, minor = 0;
 };
 
-inline constexpr uint32_t kPlanFormatVersion = 2;  // 2: cuBLASLt tactics
+inline constexpr uint32_t kPlanFormatVersion = 3;  // 2: cuBLASLt tactics; 3: space-to-depth tactics
+
+inline bool is_space_to_depth(ConvTactic::Kind kind) {
+  return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit;
+}
 
 // The plan file: "EASTRTPL", format version, FNV-1a 64 checksum and size of the rest, then the target
 // (eastrt version, GPU name, compute capability) and the plan data, little-endian.
@@ -131,6 +140,11 @@ uint64_t fnv1a64(const uint8_t* data, size_t size);
 // buffer. `network` is after the passes, with the input shapes at the largest batch. Throws an Error naming
 // the layer for anything the GPU engine does not run.
 PlanData lower_network(const Network& network, const BuildOptions& options);
+
+// Places every arena tensor that a step touches (input, output or padded input) in the activation buffer,
+// sharing memory by lifetime, and sets arena_bytes. lower_network ends with it; the builder runs it again
+// once tactics that read the unpadded input have let go of a padded copy.
+void plan_arena(PlanData& plan);
 
 // The first and last step touching each arena tensor's storage (a concatenation and the views into it
 // share one); -1 for tensors not in the arena. Used by the planner and by the tests that check it.

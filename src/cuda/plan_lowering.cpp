@@ -219,6 +219,11 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
     plan.steps.push_back(std::move(cast));
   }
 
+  plan_arena(plan);
+  return plan;
+}
+
+void plan_arena(PlanData& plan) {
   // The activation buffer: every arena tensor (a concatenation with its views as one) for the steps it lives.
   const std::vector<Lifetime> life = arena_lifetimes(plan);
   std::vector<BufferRequest> requests;
@@ -231,7 +236,6 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
   const MemoryPlan memory = plan_memory(requests);
   for (size_t i = 0; i < owners.size(); ++i) plan.tensors[owners[i]].offset = memory.offsets[i];
   plan.arena_bytes = memory.total_bytes;
-  return plan;
 }
 
 }  // namespace eastrt::gpu

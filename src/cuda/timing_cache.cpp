@@ -36,7 +36,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   ConvTactic t;
   const int kind = field("kind").get<int>();
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   kind <= static_cast<int>(ConvTactic::Kind::kCublasLt),
+                   kind <= static_cast<int>(ConvTactic::Kind::kSpaceToDepthSplit),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = field("algo").get<int>();
