@@ -31,31 +31,6 @@ using namespace eastrt::test_support;
 namespace eastrt {
 namespace {
 
-const GpuInfo& the_gpu() {
-  static const GpuInfo info = query_gpu();
-  return info;
-}
-
-#define REQUIRE_GPU()                                                                                   \
-  do {                                                                                                  \
-    if (!the_gpu().available) GTEST_SKIP() << "no usable GPU (" << the_gpu().reason << "): GPU test skipped"; \
-  } while (0)
-
-double tolerance(Precision p) {
-  switch (p) {
-    case Precision::kFp32: return 1e-5;
-    case Precision::kTf32: return 1e-3;
-    case Precision::kFp16: return 1e-2;
-  }
-  return 0;
-}
-
-constexpr Precision kPrecisions[] = {Precision::kFp32, Precision::kTf32, Precision::kFp16};
-
-int64_t nan_count(const HostTensor& t) {
-  return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });
-}
-
 struct OneByOne {
   const char* what;
   Shape input;  // N, H, W, C

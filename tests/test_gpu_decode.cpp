@@ -72,17 +72,6 @@ TEST(GpuDecode, CandidatesEqualTheCpuDecode) {
             std::string::npos);
 }
 
-Network small_east() {
-  east::NetworkOptions options{1, 64, 96, 8};
-  return east::build(east::random_weights(options, 5), options);
-}
-
-east::Image random_image(int height, int width, uint32_t seed) {
-  std::mt19937 rng(seed);
-  east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
-  for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng() & 0xff);
-  return image;
-}
 
 // run_images packs a batch of images of different source sizes into one pinned buffer and resizes them on
 // the GPU: the same outputs as run() on the batch resized by the CPU (bit-exact inputs), on every slot.

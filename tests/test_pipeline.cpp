@@ -20,17 +20,6 @@ namespace fs = std::filesystem;
 namespace eastrt {
 namespace {
 
-Network small_east() {
-  east::NetworkOptions options{1, 64, 96, 8};
-  return east::build(east::random_weights(options, 5), options);
-}
-
-east::Image random_image(int height, int width, uint32_t seed) {
-  std::mt19937 rng(seed);
-  east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
-  for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng() & 0xff);
-  return image;
-}
 
 // An 8-bit copy of `image` at another size (the network-input resize, rounded back to bytes).
 east::Image scaled(const east::Image& image, int height, int width) {

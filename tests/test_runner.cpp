@@ -18,17 +18,6 @@ using namespace eastrt::test_support;
 namespace eastrt {
 namespace {
 
-Network small_east() {
-  east::NetworkOptions options{1, 64, 96, 8};
-  return east::build(east::random_weights(options, 5), options);
-}
-
-east::Image random_image(int height, int width, uint32_t seed) {
-  std::mt19937 rng(seed);
-  east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
-  for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng() & 0xff);
-  return image;
-}
 
 void expect_same_boxes(const east::Detection& a, const east::Detection& b) {
   EXPECT_EQ(a.plan.height, b.plan.height);

@@ -1,4 +1,5 @@
-// What many test files need: run the built tool, seeded random tensors, and an Error's message.
+// What many test files need: run the built tool, seeded random tensors and images, a small EAST, the GPU
+// or a skip, and an Error's message.
 #pragma once
 #include <sys/wait.h>
 
@@ -11,7 +12,11 @@
 #include <random>
 #include <string>
 
+#include "eastrt/detector_ops.h"
+#include "eastrt/east.h"
 #include "eastrt/error.h"
+#include "eastrt/gpu.h"
+#include "eastrt/gpu_engine.h"
 #include "eastrt/tensor.h"
 
 namespace eastrt::test_support {
@@ -67,4 +72,46 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+// EAST at 1/8 of its width, seeded random weights, 64x96 (runs at any size).
+inline Network small_east() {
+  east::NetworkOptions options{1, 64, 96, 8};
+  return east::build(east::random_weights(options, 5), options);
+}
+
+inline east::Image random_image(int height, int width, uint32_t seed) {
+  std::mt19937 rng(seed);
+  east::Image image{width, height, std::vector<uint8_t>(size_t(width) * height * 3)};
+  for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng() & 0xff);
+  return image;
+}
+
+// The bounds for a GPU kernel against the CPU reference (relative error), by precision.
+inline double tolerance(Precision p) {
+  switch (p) {
+    case Precision::kFp32: return 1e-5;
+    case Precision::kTf32: return 1e-3;
+    case Precision::kFp16: return 1e-2;
+  }
+  return 0;
+}
+
+inline constexpr Precision kPrecisions[] = {Precision::kFp32, Precision::kTf32, Precision::kFp16};
+
+inline int64_t nan_count(const HostTensor& t) {
+  return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });
+}
+
+// The GPU this process sees, queried once.
+inline const GpuInfo& the_gpu() {
+  static const GpuInfo info = query_gpu();
+  return info;
+}
+
 }  // namespace eastrt::test_support
+
+// Skips a GPU test, saying why, where there is no usable GPU.
+#define REQUIRE_GPU()                                                                                   \
+  do {                                                                                                  \
+    if (!::eastrt::test_support::the_gpu().available)                                                   \
+      GTEST_SKIP() << "no usable GPU (" << ::eastrt::test_support::the_gpu().reason << "): GPU test skipped"; \
+  } while (0)
