@@ -1,5 +1,7 @@
 // A small command-line parser shared by the subcommands: declared flags only, unknown ones are an error.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
@@ -31,6 +33,14 @@ class Args {
 
 // "a,b,,c" → {"a", "b", "c"}: the comma-separated lists flags take (--outputs A,B).
 std::vector<std::string> split_list(const std::string& text);
+
+// The p-quantile (0 ≤ p ≤ 1) of the values by the nearest-rank rule; 0 for none. p = 0 is the smallest.
+inline double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
+  return values[std::min(std::max<size_t>(i, 1), values.size()) - 1];
+}
 
 inline bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;

@@ -30,12 +30,6 @@ std::map<std::string, Precision> parse_layer_precisions(const std::string& text)
 
 namespace {
 
-double percentile(std::vector<double> sorted, double p) {
-  std::sort(sorted.begin(), sorted.end());
-  const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size()))) - 1;
-  return sorted[std::min(i, sorted.size() - 1)];
-}
-
 // The weights the benchmarked EAST uses, as a safetensors file with TF-slim names: a peer (PyTorch) loads
 // them to run the very same network.
 void save_weights(const Args& args, const std::string& path) {

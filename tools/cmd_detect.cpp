@@ -183,8 +183,7 @@ int detect(const std::vector<std::string>& argv) {
   EASTRT_CHECK(workers >= 0, "--workers must be at least 0 (0: by the cores), not ", workers);
   EASTRT_CHECK(in_flight >= 1, "--in-flight must be at least 1, not ", in_flight);
   const bool bench = args.has("--bench");
-  std::vector<std::string> model_argv;
-  if (!args.has("--model") && !args.has("--builtin")) model_argv = {"--model", bundled_model()};
+  std::vector<std::string> model_argv;  // load_model falls back to the bundled model
   for (const char* flag : {"--model", "--builtin", "--width-divisor"})
     if (args.has(flag)) model_argv.insert(model_argv.end(), {flag, args.get(flag)});
   model_argv.insert(model_argv.end(), {"--input", args.get("--input", "1x64x64x3")});

@@ -49,13 +49,6 @@ std::string synthetic_png(int width, int height) {
   return bytes;
 }
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t i = static_cast<size_t>(std::ceil(p * static_cast<double>(values.size())));
-  return values[std::min(std::max<size_t>(i, 1), values.size()) - 1];
-}
-
 // The value of an unlabelled sample line "name value" in Prometheus text, or NaN.
 double metric(const std::string& text, const std::string& name) {
   std::istringstream lines(text);

@@ -93,22 +93,13 @@ int serve(const std::vector<std::string>& argv) {
   }
 
   LoadedModel model = load_model(args);
-  const GpuInfo gpu = query_gpu();
-  const bool on_gpu = gpu.available && !args.has("--cpu");
-  const Precision precision = parse_precision(args.get("--precision", on_gpu ? "fp16" : "fp32"));
-  EASTRT_CHECK(on_gpu || precision == Precision::kFp32, "precision ", to_string(precision), " needs the GPU engine (",
-               gpu.available ? "--cpu was given" : gpu.reason, "); the CPU engine runs fp32");
-  std::unique_ptr<Runner> runner;
-  if (on_gpu) {
-    GpuRunnerOptions gpu_options;
-    gpu_options.build.precision = precision;
-    gpu_options.build.max_batch = options.max_batch;
-    gpu_options.slots = options.streams;
-    gpu_options.verbose = true;  // a line whenever an engine is built for a new input size
-    runner = make_gpu_runner(std::move(model.network), gpu_options);
-  } else {
-    runner = make_cpu_runner(std::move(model.network), CpuOptions{args.get_int("--threads", 0)});
-  }
+  const std::string device = args.has("--cpu") ? "cpu" : "auto";
+  const Precision precision =
+      parse_precision(args.get("--precision", device == "auto" && query_gpu().available ? "fp16" : "fp32"));
+  // One GPU engine per input size (a line whenever one is built), tactics in the default timing cache.
+  std::unique_ptr<Runner> runner = make_runner(std::move(model.network), device, precision,
+                                               CpuOptions{args.get_int("--threads", 0)}, options.max_batch,
+                                               options.streams, /*verbose=*/true);
   if (args.has("--warmup")) {
     east::PipelineOptions warm;
     warm.detect = options.detect;

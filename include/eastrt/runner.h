@@ -73,6 +73,6 @@ std::string default_timing_cache();
 // GPU, whose engines use default_timing_cache(); the CPU runs fp32 and refuses another precision with an
 // Error.
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision,
-                                    CpuOptions cpu = {}, int max_batch = 1, int gpu_slots = 1);
+                                    CpuOptions cpu = {}, int max_batch = 1, int gpu_slots = 1, bool verbose = false);
 
 }  // namespace eastrt

@@ -130,8 +130,7 @@ class TacticTimer {
     if (c.direct) {
       const PlanData& plan = engine_.plan;
       const gpu::StepWeights& w = engine_.step_weights[index];
-      const bool padded = step.padded_input >= 0;
-      cuda::launch_direct_conv(padded ? raw_.get() : x_.get(), gpu::dtype(plan.tensors[step.inputs[0]].type), w.filter,
+      cuda::launch_direct_conv(unpadded_input(step), gpu::dtype(plan.tensors[step.inputs[0]].type), w.filter,
                                w.has_bias ? w.bias : nullptr, residual ? residual_.get() : nullptr, y,
                                gpu::dtype(plan.tensors[step.outputs[0]].type),
                                gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
@@ -385,10 +384,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     const cuda::DType raw_type = gpu::dtype(plan.tensors[step.inputs[0]].type);
     cuda::launch_fill_random(raw_.get(), raw_type, int64_t(direct.n) * direct.h * direct.w * direct.c, 3000 + index,
                              -1.0f, 1.0f, stream_);
-    const auto& p = std::get<ConvolutionParams>(step.params);
-    cuda::launch_pad(raw_.get(), raw_type, x_.get(), type, g.n, direct.h, direct.w, direct.c,
-                     p.padding.top - std::min(p.padding.top, p.padding.bottom),
-                     p.padding.left - std::min(p.padding.left, p.padding.right), g.h, g.w, g.c, stream_);
+    gpu::launch_explicit_pad(plan, step, raw_.get(), x_.get(), g.n, stream_);
   }
   if (residual) cuda::launch_fill_random(residual_.get(), type, y_count, 2000 + index, -1.0f, 1.0f, stream_);
   EASTRT_CUDA(cudaStreamSynchronize(stream_));

@@ -107,6 +107,19 @@ void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const voi
                               p.padding.top, p.padding.left, s.h, s.w, s.c, stream);
 }
 
+void launch_explicit_pad(const PlanData& plan, const PlanStep& step, const void* x, void* padded, int batch,
+                         cudaStream_t stream) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
+  const Shape& out = plan.tensors[step.padded_input].shape;
+  // cuDNN pads min(before, after) itself; the copy holds the rest of the before side.
+  const int top = p.padding.top - std::min(p.padding.top, p.padding.bottom);
+  const int left = p.padding.left - std::min(p.padding.left, p.padding.right);
+  cuda::launch_pad(x, dtype(plan.tensors[step.inputs[0]].type), padded, dtype(plan.tensors[step.padded_input].type),
+                   batch, static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]), top, left,
+                   static_cast<int>(out[1]), static_cast<int>(out[2]), static_cast<int>(out[3]), stream);
+}
+
 bool cublaslt_applies(const PlanData& plan, const PlanStep& step) {
   const bool whole = plan.tensors[step.inputs[0]].place != TensorPlace::kView &&
                      plan.tensors[step.outputs[0]].place != TensorPlace::kView &&
@@ -175,6 +188,18 @@ using gpu::TensorPlace;
 constexpr size_t kAlignment = 256;
 size_t aligned(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
 
+// A KCRS filter as cuDNN's NHWC filters want it, KRSC, with `channels` (>= C) per tap: the ones past C zero.
+std::vector<float> kcrs_to_krsc(const HostTensor& kcrs, int64_t channels) {
+  const int64_t K = kcrs.shape[0], C = kcrs.shape[1], R = kcrs.shape[2], S = kcrs.shape[3];
+  std::vector<float> krsc(static_cast<size_t>(K * R * S * channels), 0.0f);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t q = 0; q < S; ++q)
+          krsc[static_cast<size_t>(((k * R + r) * S + q) * channels + c)] = kcrs.data[((k * C + c) * R + r) * S + q];
+  return krsc;
+}
+
 void append_values(std::vector<uint8_t>& blob, const std::vector<float>& values, gpu::StorageType type) {
   if (type == gpu::StorageType::kFloat32) {
     const auto* p = reinterpret_cast<const uint8_t*>(values.data());
@@ -216,17 +241,11 @@ void Engine::Impl::upload_weights() {
       const auto& p = std::get<ConvolutionParams>(step.params);
       const gpu::StorageType type = plan.tensors[step.outputs[0]].type;
       const Shape& s = p.kernel_weights->shape;  // K, C/groups, R, S
-      const int64_t K = s[0], C = s[1], R = s[2], S = s[3];
+      const int64_t K = s[0], C = s[1];
       // cuDNN's NHWC filters are KRSC; channels the lowering padded (a padded input wider than C) are zero.
       const int64_t CP = step.padded_input >= 0 && p.groups == 1 ? plan.tensors[step.padded_input].shape[3] : C;
-      std::vector<float> krsc(static_cast<size_t>(K * R * S * CP), 0.0f);
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t r = 0; r < R; ++r)
-            for (int64_t q = 0; q < S; ++q)
-              krsc[((k * R + r) * S + q) * CP + c] = p.kernel_weights->data[((k * C + c) * R + r) * S + q];
       slots.push_back({i, 0, blob.size()});
-      append_values(blob, krsc, type);
+      append_values(blob, kcrs_to_krsc(*p.kernel_weights, CP), type);
       std::vector<float> bias(static_cast<size_t>(K), 0.0f);
       if (p.bias) bias = p.bias->data;
       slots.push_back({i, 1, blob.size()});
@@ -237,16 +256,8 @@ void Engine::Impl::upload_weights() {
       if (gpu::space_to_depth_applies(plan, step) &&
           (step.tactic.kind == gpu::ConvTactic::Kind::kUnset || gpu::is_space_to_depth(step.tactic.kind))) {
         const gpu::SpaceToDepthShape xs = gpu::space_to_depth_shape(plan, step);
-        const HostTensor kcrs = gpu::space_to_depth_filter(*p.kernel_weights, xs.c);
-        std::vector<float> rearranged(kcrs.data.size());
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t c = 0; c < xs.c; ++c)
-            for (int64_t r = 0; r < xs.r; ++r)
-              for (int64_t q = 0; q < xs.s; ++q)
-                rearranged[static_cast<size_t>(((k * xs.r + r) * xs.s + q) * xs.c + c)] =
-                    kcrs.data[static_cast<size_t>(((k * xs.c + c) * xs.r + r) * xs.s + q)];
         slots.push_back({i, 5, blob.size()});
-        append_values(blob, rearranged, type);
+        append_values(blob, kcrs_to_krsc(gpu::space_to_depth_filter(*p.kernel_weights, xs.c), xs.c), type);
       }
     } else if (step.layer_kind() == LayerKind::kDeconvolution) {
       // Our kernel reads the filter as [R][S][C][K/groups] and the bias in float32 for every storage type.
@@ -559,7 +570,6 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
   const gpu::StepWeights& w = engine.step_weights[index];
   switch (step.layer_kind()) {
     case LayerKind::kConvolution: {
-      const auto& p = std::get<ConvolutionParams>(step.params);
       const void* x = ptr(step.inputs[0]);
       const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {
@@ -583,13 +593,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
         return;
       }
       if (step.padded_input >= 0) {
-        const Shape& in = plan.tensors[step.inputs[0]].shape;
-        const Shape& padded = plan.tensors[step.padded_input].shape;
-        const int top = p.padding.top - std::min(p.padding.top, p.padding.bottom);
-        const int left = p.padding.left - std::min(p.padding.left, p.padding.right);
-        cuda::launch_pad(x, type(step.inputs[0]), element_ptr(step.padded_input), type(step.padded_input), b,
-                         static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]), top, left,
-                         static_cast<int>(padded[1]), static_cast<int>(padded[2]), static_cast<int>(padded[3]), stream);
+        gpu::launch_explicit_pad(plan, step, x, element_ptr(step.padded_input), b, stream);
         x = ptr(step.padded_input);
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {

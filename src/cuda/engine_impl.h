@@ -106,6 +106,10 @@ cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep&
 // X' at `batch`, rounded up to 256 bytes: the start of the workspace, cuDNN's own workspace after it.
 size_t space_to_depth_bytes(const PlanData& plan, const PlanStep& step, int batch);
 // Writes X' of `x` (input 0 as the plan holds it, unpadded) into `xs`.
+// The explicit pad copy of a convolution step with padded_input: the asymmetric part of its padding and
+// the channels rounded up, in the padded tensor's type.
+void launch_explicit_pad(const PlanData& plan, const PlanStep& step, const void* x, void* padded, int batch,
+                         cudaStream_t stream);
 void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
                            cudaStream_t stream);
 

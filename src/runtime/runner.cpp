@@ -249,7 +249,7 @@ std::string default_timing_cache() {
 }
 
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
-                                    int max_batch, int gpu_slots) {
+                                    int max_batch, int gpu_slots, bool verbose) {
   EASTRT_CHECK(device == "auto" || device == "gpu" || device == "cpu", "unknown device '", device,
                "' (choose auto, gpu or cpu)");
   const bool gpu = device == "gpu" || (device == "auto" && query_gpu().available);
@@ -263,6 +263,7 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
   options.build.precision = precision;
   options.build.max_batch = max_batch;
   options.slots = gpu_slots;
+  options.verbose = verbose;
   options.build.timing_cache = default_timing_cache();
   if (const std::filesystem::path folder = std::filesystem::path(options.build.timing_cache).parent_path();
       !folder.empty()) {
