@@ -6,7 +6,8 @@
 #
 # EASTRT_PREBUILT=DIR skips the build and uses the eastrt and eastrt_tests in DIR/device-bundle.tar.xz
 # (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
-# EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer").
+# EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer"; also "quant":
+# INT8/FP8 against FP16 on the bundled model).
 # `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle,
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
 set -uo pipefail
@@ -186,12 +187,35 @@ if want profile; then
   fi
 fi
 
+if want quant && [[ -f models/east.safetensors ]]; then
+  phase "INT8 and FP8 against FP16: the bundled EAST with its calibration caches, 672x1280"
+  for batch in 16 1; do
+    for precision in fp16 int8 fp8; do
+      (( $(left) < 90 )) && { echo "skipping $precision batch $batch: too little time left"; continue; }
+      cache=()
+      [[ $precision != fp16 ]] && cache=(--calib-cache models/east.$precision.cache)
+      timeout 120 "$BIN/eastrt" bench --model models/east.safetensors --input ${batch}x672x1280x3 --precision $precision \
+        "${cache[@]}" --batch $batch --iterations $(( batch == 1 ? 200 : 40 )) --warmup 10 --cuda-graph \
+        --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
+    done
+  done
+  for precision in int8 fp8; do
+    (( $(left) < 90 )) && continue
+    timeout 90 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
+      --calib-cache models/east.$precision.cache --batch 16 --iterations 20 --warmup 5 --profile \
+      --profile-json "$WORK/profile_${precision}_b16.json" 2>&1 | head -n 80
+  done
+fi
+
 if want eval && [[ -d gpu-data/images ]]; then
   phase "detection on the GPU: the bundled EAST and PP-OCRv4 on $(ls gpu-data/images | wc -l) held-out ICDAR 2015 images"
-  for precision in fp16 fp32; do
+  # EASTRT_EVAL_PRECISIONS: e.g. "fp32 tf32 fp16 int8 fp8" (int8/fp8 with the bundled model's calibration cache).
+  for precision in ${EASTRT_EVAL_PRECISIONS:-fp16 fp32}; do
     [[ -f models/east.safetensors ]] || { echo "skipping EAST: models/east.safetensors did not travel"; break; }
     (( $(left) < 45 )) && { echo "skipping EAST $precision: too little time left"; continue; }
-    timeout 120 "$BIN/eastrt" detect --device gpu --precision $precision --out /tmp/east_$precision --force \
+    cache=()
+    [[ $precision == int8 || $precision == fp8 ]] && cache=(--calib-cache models/east.$precision.cache)
+    timeout 120 "$BIN/eastrt" detect --device gpu --precision $precision "${cache[@]}" --out /tmp/east_$precision --force \
       gpu-data/images 2>&1 | tail -n 2
     echo "EAST $precision: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_$precision --json 2>&1)"
     cp -r /tmp/east_$precision "$WORK/"
@@ -213,7 +237,8 @@ fi
 
 if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
   phase "eastrt detect --bench: the overlapped pipeline on the held-out images, six times over (fp16)"
-  sets=(gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images)
+  # EASTRT_PIPELINE_SETS: the folders to run (default: the held-out slice six times over).
+  read -r -a sets <<< "${EASTRT_PIPELINE_SETS:-gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images}"
   # batch, contexts in flight, decoding threads (0: half the cores); EASTRT_PIPELINE_CONFIGS overrides.
   for config in ${EASTRT_PIPELINE_CONFIGS:-"16,3,0" "16,1,0" "8,3,0"}; do
     IFS=, read -r b f w <<< "$config"
