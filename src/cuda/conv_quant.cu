@@ -260,11 +260,11 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     const uint8_t* sa = tile_a[step & 1];
     const uint8_t* sb = tile_b[step & 1];
 #pragma unroll
-    for (int kk = 0; kk < kStageK; kk += 32) {
+    for (int k32 = 0; k32 < kStageK; k32 += 32) {  // the two mma steps of a stage
       uint32_t fa[kTilesM][4], fb[kTilesN][2];
 #pragma unroll
       for (int mt = 0; mt < kTilesM; ++mt) {
-        const uint8_t* p = sa + (warp_m + mt * 16 + g) * kRowBytes + kk + t * 4;
+        const uint8_t* p = sa + (warp_m + mt * 16 + g) * kRowBytes + k32 + t * 4;
         fa[mt][0] = *reinterpret_cast<const uint32_t*>(p);
         fa[mt][1] = *reinterpret_cast<const uint32_t*>(p + 8 * kRowBytes);
         fa[mt][2] = *reinterpret_cast<const uint32_t*>(p + 16);
@@ -272,7 +272,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
       }
 #pragma unroll
       for (int nt = 0; nt < kTilesN; ++nt) {
-        const uint8_t* p = sb + (warp_n + nt * 8 + g) * kRowBytes + kk + t * 4;
+        const uint8_t* p = sb + (warp_n + nt * 8 + g) * kRowBytes + k32 + t * 4;
         fb[nt][0] = *reinterpret_cast<const uint32_t*>(p);
         fb[nt][1] = *reinterpret_cast<const uint32_t*>(p + 16);
       }
