@@ -566,10 +566,27 @@ TEST(Quant, CalibrateAndBuildCommands) {
   EXPECT_EQ(read.images, 3);
   EXPECT_EQ(read.calibrator, Calibrator::kPercentile);
 
-  // build reads (and checks) the cache, then says plainly that the GPU side is missing.
-  r = test_support::run_tool("build " + model + " --precision int8 --calib-cache " + cache + " -o x.plan");
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("INT8/FP8 GPU kernels are not implemented yet"), std::string::npos) << r.output;
+  // build reads and checks the cache before it looks for a GPU, then builds the plan on one.
+  const std::string plan = (dir.path / "east.int8.plan").string();
+  r = test_support::run_tool("build " + model + " --precision int8 --calib-cache " + cache + " -o " + plan);
+  EXPECT_NE(r.output.find("calibration cache " + cache + ":"), std::string::npos) << r.output;
+  if (test_support::the_gpu().available) {
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(fs::exists(plan)) << r.output;
+    EXPECT_NE(r.output.find("engine: int8"), std::string::npos) << r.output;
+  } else {
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("no usable GPU"), std::string::npos) << r.output;
+  }
+  r = test_support::run_tool("build " + model + " --precision int8 -o x.plan");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("--calib-cache FILE"), std::string::npos) << r.output;
+  r = test_support::run_tool("bench " + model + " --precision fp8");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("needs a calibration cache: give --calib-cache FILE"), std::string::npos) << r.output;
+  r = test_support::run_tool("detect --builtin east --width-divisor 8 --device gpu --precision int8 x.png");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("needs a calibration cache: give --calib-cache FILE"), std::string::npos) << r.output;
   r = test_support::run_tool("build " + model + " --precision fp8 --calib-cache " + cache + " -o x.plan");
   EXPECT_NE(r.output.find("holds int8 ranges"), std::string::npos) << r.output;
   r = test_support::run_tool("build --builtin east --width-divisor 4 --input 1x64x64x3 --precision int8 --calib-cache " +

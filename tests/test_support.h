@@ -91,6 +91,8 @@ inline double tolerance(Precision p) {
     case Precision::kFp32: return 1e-5;
     case Precision::kTf32: return 1e-3;
     case Precision::kFp16: return 1e-2;
+    case Precision::kInt8:  // against FakeQuantEngine, the fake-quantised CPU (not against FP32)
+    case Precision::kFp8: return 1e-2;
   }
   return 0;
 }

@@ -40,32 +40,38 @@ std::map<std::string, Precision> parse_layer_precisions(const std::string& text)
 
 namespace {
 
-// INT8/FP8: the calibration the GPU kernels will need, made or checked now, so that the day they exist
-// the cache is ready; the engine itself cannot be built yet, and the command says so and fails.
-int build_quantized(const Args& args, quant::QuantType precision) {
-  EASTRT_CHECK(args.has("--calib-cache"),
-               "--precision ", quant::to_string(precision), " needs a calibration cache: give --calib-cache FILE "
-               "(made by eastrt calibrate, or made here from --calib DIR)");
+// INT8/FP8: the calibration cache the engine is built with: --calib-cache when the file exists (checked
+// against the model), or null.
+std::shared_ptr<const quant::CalibrationCache> existing_calibration(const Args& args, const LoadedModel& model,
+                                                                    quant::QuantType precision) {
   const std::string path = args.get("--calib-cache");
-  LoadedModel model = load_model(args);
-  if (std::ifstream(path).good()) {
-    const quant::CalibrationCache cache = quant::read_cache(path);
-    quant::check_cache_matches(cache, path, model.network, precision);
-    std::cout << "calibration cache " << path << ": " << cache.tensors.size() << " tensors, "
-              << quant::to_string(cache.calibrator) << ", " << cache.images << " images, "
-              << cache.keep_high_precision.size() << " layers kept in high precision\n";
+  if (!path.empty() && std::ifstream(path).good()) {
+    auto cache = std::make_shared<quant::CalibrationCache>(quant::read_cache(path));
+    quant::check_cache_matches(*cache, path, model.network, precision);
+    std::cout << "calibration cache " << path << ": " << cache->tensors.size() << " tensors, "
+              << quant::to_string(cache->calibrator) << ", " << cache->images << " images, "
+              << cache->keep_high_precision.size() << " layers kept in high precision\n";
     if (args.has("--calib"))
       std::cout << "(the cache exists, so --calib was not run; remove " << path << " to calibrate again)\n";
-  } else {
-    EASTRT_CHECK(args.has("--calib"), "calibration cache ", path,
-                 " does not exist: give --calib DIR to make it (or make it with eastrt calibrate)");
-    const CalibrationOutcome outcome = calibrate_from_flags(args, model, precision);
-    print_ranges(std::cout, outcome);
+    return cache;
+  }
+  return nullptr;
+}
+
+// Else made from --calib (and written to --calib-cache when given).
+std::shared_ptr<const quant::CalibrationCache> new_calibration(const Args& args, const LoadedModel& model,
+                                                               quant::QuantType precision) {
+  const std::string path = args.get("--calib-cache");
+  EASTRT_CHECK(args.has("--calib"), "--precision ", quant::to_string(precision), " needs a calibration: give ",
+               path.empty() ? "--calib DIR (images to calibrate on) or --calib-cache FILE (made by eastrt calibrate)"
+                            : "--calib DIR to make " + path + " (it does not exist), or make it with eastrt calibrate");
+  const CalibrationOutcome outcome = calibrate_from_flags(args, model, precision);
+  print_ranges(std::cout, outcome);
+  if (!path.empty()) {
     quant::write_cache(path, outcome.cache);
     std::cout << "wrote calibration cache " << path << "\n";
   }
-  throw_error("INT8/FP8 GPU kernels are not implemented yet: no plan was written (the calibration cache ", path,
-              " is ready for them; the CPU has the fake-quantised reference, see docs/QUANTIZATION.md)");
+  return std::make_shared<quant::CalibrationCache>(outcome.cache);
 }
 
 int build(const std::vector<std::string>& argv) {
@@ -76,10 +82,11 @@ int build(const std::vector<std::string>& argv) {
                         "activation memory plan and, for every convolution, the fastest correct tactic timed\n"
                         "here. A plan runs only on the GPU model it was built on.\n\n") +
                 kModelFlagsHelp +
-                "  --precision P         fp32 (strict, no TF32), tf32 or fp16 (default fp32); int8 and fp8\n"
-                "                        calibrate (or check --calib-cache) and then stop: their GPU kernels\n"
-                "                        are not implemented yet\n"
-                "  --calib-cache FILE    int8/fp8: the calibration cache to use, or to write from --calib\n" +
+                "  --precision P         fp32 (strict, no TF32), tf32, fp16, int8 or fp8 (default fp32); int8\n"
+                "                        and fp8 quantise the convolutions with a calibration cache, the\n"
+                "                        other layers and the cache's kept layers run in fp16\n"
+                "  --calib-cache FILE    int8/fp8: the calibration cache to use, or to write from --calib\n"
+                "                        (without one, --calib DIR calibrates in memory)\n" +
                 std::string(kCalibrationFlagsHelp) +
                 "  --max-batch N         the largest batch the engine runs (default: the input's)\n"
                 "  --workspace MB        the most workspace one convolution tactic may use (default 256)\n"
@@ -97,15 +104,17 @@ int build(const std::vector<std::string>& argv) {
             {"--heuristic", "--verbose", "--json", "--allow-held-out"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
-  if (const std::string p = args.get("--precision"); p == "int8" || p == "fp8")
-    return build_quantized(args, quant::parse_quant_type(p));
   EASTRT_CHECK(args.has("--output"), "no plan file: give -o PLAN");
-  const GpuInfo gpu = query_gpu();
-  EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): a plan is built on the GPU it will run on");
-
-  LoadedModel model = load_model(args);
   BuildOptions options;
   options.precision = parse_precision(args.get("--precision", "fp32"));
+  const bool quantized = is_quantized(options.precision);
+  const quant::QuantType quant_type = options.precision == Precision::kFp8 ? quant::QuantType::kFp8 : quant::QuantType::kInt8;
+  LoadedModel model = load_model(args);
+  // An existing cache is checked before anything else (cheap); calibrating waits until there is a GPU.
+  if (quantized) options.calibration = existing_calibration(args, model, quant_type);
+  const GpuInfo gpu = query_gpu();
+  EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): a plan is built on the GPU it will run on");
+  if (quantized && !options.calibration) options.calibration = new_calibration(args, model, quant_type);
   const Tensor& input = model.network.tensor(model.network.inputs().at(0));
   options.max_batch = args.get_int("--max-batch", static_cast<int>(input.shape.at(0)));
   const int workspace_mb = args.get_int("--workspace", 256);
@@ -134,6 +143,7 @@ int build(const std::vector<std::string>& argv) {
     out["build_s"] = seconds;
     out["gpu"] = info.gpu_name;
     out["precision"] = to_string(info.precision);
+    if (!info.model_fingerprint.empty()) out["calibration"] = {{"model", info.model_fingerprint}, {"calibrator", info.calibrator}};
     out["max_batch"] = info.max_batch;
     out["layers"] = info.layers.size();
     out["passes"] = info.passes;
@@ -144,7 +154,8 @@ int build(const std::vector<std::string>& argv) {
     out["convolutions_from_cache"] = builder.stats().convolutions_from_cache;
     for (const EngineLayerInfo& l : info.layers)
       out["layer_list"].push_back({{"name", l.name}, {"kind", l.kind}, {"precision", l.precision},
-                                   {"tactic", l.tactic}, {"tactic_ms", l.tactic_ms}, {"shape", l.output_shape}});
+                                   {"tactic", l.tactic}, {"tactic_ms", l.tactic_ms}, {"shape", l.output_shape},
+                                   {"note", l.note}});
     std::cout << out.dump(2) << "\n";
     return 0;
   }

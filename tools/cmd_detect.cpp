@@ -51,7 +51,8 @@ const char* const kUsage =
     "  --draw                also write <name>.png with the boxes drawn\n"
     "  --json                print the boxes of every image as JSON on stdout\n"
     "  --device D            auto (the GPU if there is one, else the CPU), gpu or cpu (default: auto)\n"
-    "  --precision P         fp32, tf32 or fp16 (default: fp16 on the GPU; the CPU runs fp32)\n"
+    "  --precision P         fp32, tf32, fp16, int8 or fp8 (default: fp16 on the GPU; the CPU runs fp32)\n"
+    "  --calib-cache FILE    int8/fp8: the calibration cache (made by eastrt calibrate)\n"
     "  --batch N             EAST: images of one size run through the network N at a time (default 1)\n"
     "  --workers N           EAST: threads decoding images, and as many post-processing (default: half\n"
     "                        the cores each with the GPU, a quarter on the CPU)\n"
@@ -168,7 +169,7 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
 int detect(const std::vector<std::string>& argv) {
   Args args(kUsage,
             {"--model", "--builtin", "--out", "--device", "--precision", "--batch", "--threads", "--score-threshold",
-             "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record"},
+             "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record", "--calib-cache"},
             {"--force", "--draw", "--json", "--bench", "--cpu-decode"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(!args.positional().empty(), "no input images (eastrt detect --help)");
@@ -177,6 +178,9 @@ int detect(const std::vector<std::string>& argv) {
                "' (choose auto, gpu or cpu)");
   const bool on_gpu = device == "gpu" || (device == "auto" && query_gpu().available);
   const Precision precision = parse_precision(args.get("--precision", on_gpu ? "fp16" : "fp32"));
+  EASTRT_CHECK(!is_quantized(precision) || args.has("--calib-cache"), "--precision ", to_string(precision),
+               " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
+  const std::string calibration_cache = args.get("--calib-cache");
   const int batch = args.get_int("--batch", 1);
   EASTRT_CHECK(batch >= 1, "--batch must be at least 1, not ", batch);
   const int workers = args.get_int("--workers", 0), in_flight = args.get_int("--in-flight", 3);
@@ -262,7 +266,8 @@ int detect(const std::vector<std::string>& argv) {
   const CpuOptions cpu{args.get_int("--threads", 0), false};
   double seconds = 0;
   if (is_db) {
-    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, 1);
+    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, 1, 1, false,
+                              calibration_cache);
     engine = runner->description();
     db::Detector detector(std::move(runner));
     description = "DBNet (PP-OCRv4 det post-processing) from " + model.description;
@@ -282,7 +287,8 @@ int detect(const std::vector<std::string>& argv) {
     seconds = elapsed();
   } else {
     description = model.description;
-    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, batch, in_flight);
+    auto runner = make_runner(std::move(model.network), on_gpu ? "gpu" : "cpu", precision, cpu, batch, in_flight,
+                              false, calibration_cache);
     engine = runner->description();
 
     east::PipelineOptions options;

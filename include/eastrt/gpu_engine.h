@@ -17,18 +17,30 @@ namespace east {
 struct Image;
 struct Quad;
 }
+namespace quant {
+struct CalibrationCache;
+}
 
-enum class Precision { kFp32, kTf32, kFp16 };
-const char* to_string(Precision precision);     // "fp32", "tf32", "fp16"
+// kInt8 and kFp8 (E4M3) engines run their convolutions on 8-bit tensors with the ranges of a calibration
+// cache (docs/QUANTIZATION.md); every other layer, and the convolutions kept in high precision, in FP16.
+enum class Precision { kFp32, kTf32, kFp16, kInt8, kFp8 };
+const char* to_string(Precision precision);     // "fp32", "tf32", "fp16", "int8", "fp8"
 Precision parse_precision(const std::string& text);  // inverse; throws an Error naming the choices
+inline bool is_quantized(Precision precision) { return precision == Precision::kInt8 || precision == Precision::kFp8; }
 
 struct BuildOptions {
   Precision precision = Precision::kFp32;
   int max_batch = 1;                          // the engine runs any batch from 1 to this
   size_t workspace_bytes = size_t(256) << 20;  // the most one convolution tactic may use
   // Per-layer precision, by the name of a layer of the network as given (after the passes a fused layer
-  // keeps the convolution's name).
+  // keeps the convolution's name). In an INT8/FP8 engine a convolution given fp16 (or fp32, tf32) is kept
+  // in that precision, as the cache's `layer` lines keep theirs in FP16.
   std::map<std::string, Precision> layer_precisions;
+  // INT8/FP8: the calibration cache (quant::CalibrationCache of this network and precision), in memory or
+  // read from the file `calibration_cache` when `calibration` is null. Either is required; the builder
+  // refuses a cache of another model or precision (quant::check_cache_matches).
+  std::shared_ptr<const quant::CalibrationCache> calibration;
+  std::string calibration_cache;
   int device = 0;
   // Time every candidate tactic (the point of building on the target GPU); off: cuDNN's heuristic choice.
   bool time_tactics = true;
@@ -48,8 +60,9 @@ struct BuildStats {
 struct EngineLayerInfo {
   std::string name;
   std::string kind;       // "Convolution", "Resize", ..., "Cast" for conversions the builder inserted
-  std::string precision;  // "fp32", "tf32", "fp16"
+  std::string precision;  // "fp32", "tf32", "fp16", "int8", "fp8"
   std::string tactic;     // convolutions: "cudnn fused algo 1", "cudnn algo 6 + epilogue"; others: the kernel
+  std::string note;       // why the builder chose otherwise than asked ("kept in fp16: ..."), or empty
   double tactic_ms = 0;   // the chosen tactic's time when built (convolutions), 0 otherwise
   std::vector<Shape> input_shapes;
   Shape output_shape;     // at the largest batch
@@ -61,6 +74,8 @@ struct EngineInfo {
   std::string eastrt_version;
   Precision precision = Precision::kFp32;
   int max_batch = 1;
+  // INT8/FP8: the calibration cache's model fingerprint and calibrator ("entropy", "percentile 99.99").
+  std::string model_fingerprint, calibrator;
   std::vector<std::string> passes;  // "fold_batch_norm: 60 rewrites", ...
   std::vector<EngineLayerInfo> layers;
   int64_t weight_bytes = 0;      // on the device

@@ -4,10 +4,12 @@
 // taken from a timing cache that an earlier build on the same kind of GPU wrote. 1x1 convolutions also
 // time the algorithms cuBLASLt's heuristic offers for them as one matmul; stride-2 convolutions on few
 // channels also time cuDNN's algorithms for the equivalent stride-1 convolution on their space-to-depth.
+// INT8/FP8 convolutions time the variants of the 8-bit kernel (conv_quant.h) instead.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -50,6 +52,10 @@ double tactic_tolerance(Precision precision) {
     case Precision::kFp32: return 1e-4;
     case Precision::kTf32: return 1e-2;
     case Precision::kFp16: return 3e-2;
+    // 8-bit variants accumulate the same codes (INT8 exactly, FP8 in another order): their outputs differ
+    // at most where a value rounds to a neighbouring code.
+    case Precision::kInt8:
+    case Precision::kFp8: return 1e-2;
   }
   return 1e-2;
 }
@@ -81,13 +87,18 @@ class TacticTimer {
     EASTRT_CUDNN(cudnnSetStream(cudnn_, stream_));
     EASTRT_CUBLAS(cublasLtCreate(&cublaslt_));
     const PlanData& plan = engine.plan;
-    size_t x_bytes = 256, y_bytes = 256, raw_bytes = 256;
+    size_t x_bytes = 256, y_bytes = 256, raw_bytes = 256, float_bytes = 0;
     for (const PlanStep& step : plan.steps) {
       if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+      if (is_quantized(step.precision))
+        for (int id : {step.inputs[0], step.outputs[0]})
+          float_bytes = std::max(float_bytes, static_cast<size_t>(plan.tensors[id].elements()) * sizeof(float));
       const int in = step.padded_input >= 0 ? step.padded_input : step.inputs[0];
       x_bytes = std::max(x_bytes, static_cast<size_t>(plan.tensors[in].bytes()));
       raw_bytes = std::max(raw_bytes, static_cast<size_t>(plan.tensors[step.inputs[0]].bytes()));
       y_bytes = std::max(y_bytes, static_cast<size_t>(plan.tensors[step.outputs[0]].bytes()));
+      // An 8-bit convolution's residual may be wider than its output (FP16 beside 8-bit codes).
+      if (step.inputs.size() > 1) y_bytes = std::max(y_bytes, static_cast<size_t>(plan.tensors[step.inputs[1]].bytes()));
     }
     x_.allocate(x_bytes);
     raw_.allocate(raw_bytes);
@@ -96,6 +107,8 @@ class TacticTimer {
     residual_.allocate(y_bytes);
     workspace_.allocate(std::max<size_t>(options.workspace_bytes, 256));
     sums_.allocate(2 * sizeof(double));
+    float_a_.allocate(float_bytes);
+    float_b_.allocate(float_bytes);
   }
   ~TacticTimer() {
     cublasLtDestroy(cublaslt_);
@@ -109,6 +122,16 @@ class TacticTimer {
 
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
+  ConvTactic time_quant_variants(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
+  // Warm-up runs, then kTimedRounds rounds of one run of each candidate; tactics[i].ms = candidate i's median.
+  void time_rounds(std::vector<ConvTactic>& tactics, const std::function<void(size_t)>& run_candidate);
+  // The fastest of `tactics` (all of them in the report), or an Error with the report when there is none.
+  ConvTactic fastest(const PlanStep& step, const std::string& shape, const std::vector<ConvTactic>& tactics,
+                     std::ostringstream& report, std::vector<ConvTactic>* timed, std::ostream* log);
+  // Random values in `t`'s storage type at `dst` (8-bit: codes over the whole range of its scale).
+  void fill_random(void* dst, const gpu::PlanTensor& t, uint64_t seed);
+  // The tensor `t` held at `src` as float32 at `dst`.
+  void to_float(const void* src, const gpu::PlanTensor& t, float* dst);
   bool still_runs(size_t index, const ConvTactic& tactic);
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
@@ -183,6 +206,7 @@ class TacticTimer {
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
+  DeviceBuffer float_a_, float_b_;  // 8-bit steps: float32 staging for random codes and compared outputs
   bool warm_ = false;
 };
 
@@ -206,13 +230,13 @@ void TacticTimer::warm_up() {
 
 // What a convolution's candidates and their times depend on: shapes, parameters, storage type, precision,
 // the epilogue, and the workspace limit (a larger one admits other algorithms).
-std::string conv_signature(const cuda::ConvGeometry& g, cuda::DType type, Precision precision,
+std::string conv_signature(const cuda::ConvGeometry& g, const std::string& types, Precision precision,
                            const cuda::Activation& act, bool bias, bool residual, size_t workspace_limit) {
   std::ostringstream out;
   out << "conv n" << g.n << " h" << g.h << " w" << g.w << " c" << g.c << " k" << g.k << " r" << g.r << " s" << g.s
       << " oh" << g.oh << " ow" << g.ow << " pad" << g.pad_h << "," << g.pad_w << " stride" << g.stride_h << ","
       << g.stride_w << " dilation" << g.dilation_h << "," << g.dilation_w << " groups" << g.groups << " "
-      << (type == cuda::DType::kF16 ? "f16" : "f32") << " " << to_string(precision) << " act" << act.type << ","
+      << types << " " << to_string(precision) << " act" << act.type << ","
       << act.alpha << "," << act.beta << (bias ? " bias" : "") << (residual ? " residual" : "") << " workspace"
       << workspace_limit;
   return out.str();
@@ -223,6 +247,21 @@ std::string conv_signature(const cuda::ConvGeometry& g, cuda::DType type, Precis
 bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   const PlanData& plan = engine_.plan;
   const PlanStep& step = plan.steps[index];
+  if (is_quantized(step.precision)) {
+    if (t.kind != ConvTactic::Kind::kQuant) return false;
+    try {
+      gpu::check_quant_tactic(t, step.name, "timing cache");
+    } catch (const Error&) {
+      return false;
+    }
+    const cuda::QuantConvArgs args =
+        gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch, x_.get(),
+                                 step.inputs.size() > 1 ? residual_.get() : nullptr, y_.get());
+    if (!cuda::quant_conv_variant_applies(args, t.algo)) return false;
+    cuda::launch_quant_conv(args, t.algo, stream_);
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return true;
+  }
   const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
   const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
   if (t.workspace > static_cast<int64_t>(workspace_.size())) return false;
@@ -307,9 +346,18 @@ ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::stri
   const PlanStep& step = plan.steps[index];
   *timed = options_.time_tactics;  // the heuristic's choice is not timed, and not cached
   if (!cache || !options_.time_tactics) return time_candidates(index, nullptr, log);
-  const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
+  // The storage types: FP16/FP32 steps keep one type throughout; an 8-bit step's input, residual and output
+  // may each differ (and its precision, int8 or fp8, is in the signature too).
+  std::string types;
+  if (is_quantized(step.precision)) {
+    types = std::string(gpu::to_string(plan.tensors[step.inputs[0]].type)) + ">" +
+            gpu::to_string(plan.tensors[step.outputs[0]].type);
+    if (step.inputs.size() > 1) types += std::string(" residual-") + gpu::to_string(plan.tensors[step.inputs[1]].type);
+  } else {
+    types = gpu::dtype(plan.tensors[step.outputs[0]].type) == cuda::DType::kF16 ? "f16" : "f32";
+  }
   const std::string signature =
-      conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), type, step.precision, gpu::conv_activation(step),
+      conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), types, step.precision, gpu::conv_activation(step),
                      engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size()) +
       // The candidates include space-to-depth: an entry timed without it (an earlier build) is not taken.
       (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "");
@@ -371,6 +419,7 @@ std::vector<cuda::ConvAlgorithm> TacticTimer::usable_algorithms(cuda::CudnnConvo
 ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log) {
   const PlanData& plan = engine_.plan;
   const PlanStep& step = plan.steps[index];
+  if (is_quantized(step.precision)) return time_quant_variants(index, timed, log);
   const cuda::DType type = gpu::dtype(plan.tensors[step.outputs[0]].type);
   const cuda::ConvGeometry g = gpu::conv_geometry(plan, step, plan.max_batch);
   const int64_t x_count = int64_t(g.n) * g.h * g.w * g.c, y_count = int64_t(g.n) * g.oh * g.ow * g.k;
@@ -508,28 +557,38 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     if (!options_.time_tactics) break;  // the heuristic's first choice that runs
   }
 
-  if (options_.time_tactics && !kept.empty()) {
-    for (const Candidate& c : kept)
-      for (int i = 0; i < kWarmupRuns; ++i) run(conv, step, index, c, y_.get(), residual);
-    Events events;
-    std::vector<std::vector<double>> ms(kept.size());
-    for (int round = 0; round < kTimedRounds; ++round) {
-      for (size_t i = 0; i < kept.size(); ++i) {
-        cuda::launch_busy_wait(kQueueAheadMicroseconds, stream_);
-        EASTRT_CUDA(cudaEventRecord(events.start, stream_));
-        run(conv, step, index, kept[i], y_.get(), residual);
-        EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
-        EASTRT_CUDA(cudaEventSynchronize(events.stop));
-        float elapsed = 0;
-        EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
-        ms[i].push_back(elapsed);
-      }
-    }
-    for (size_t i = 0; i < kept.size(); ++i) {
-      std::sort(ms[i].begin(), ms[i].end());
-      tactics[i].ms = ms[i][ms[i].size() / 2];
+  if (options_.time_tactics && !kept.empty())
+    time_rounds(tactics, [&](size_t i) { run(conv, step, index, kept[i], y_.get(), residual); });
+  std::ostringstream shape;
+  shape << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " → " << g.k << ", " << g.r << "x" << g.s << "/" << g.stride_h;
+  return fastest(step, shape.str(), tactics, report, timed, log);
+}
+
+void TacticTimer::time_rounds(std::vector<ConvTactic>& tactics, const std::function<void(size_t)>& run_candidate) {
+  for (size_t i = 0; i < tactics.size(); ++i)
+    for (int r = 0; r < kWarmupRuns; ++r) run_candidate(i);
+  Events events;
+  std::vector<std::vector<double>> ms(tactics.size());
+  for (int round = 0; round < kTimedRounds; ++round) {
+    for (size_t i = 0; i < tactics.size(); ++i) {
+      cuda::launch_busy_wait(kQueueAheadMicroseconds, stream_);
+      EASTRT_CUDA(cudaEventRecord(events.start, stream_));
+      run_candidate(i);
+      EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
+      EASTRT_CUDA(cudaEventSynchronize(events.stop));
+      float elapsed = 0;
+      EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
+      ms[i].push_back(elapsed);
     }
   }
+  for (size_t i = 0; i < tactics.size(); ++i) {
+    std::sort(ms[i].begin(), ms[i].end());
+    tactics[i].ms = ms[i][ms[i].size() / 2];
+  }
+}
+
+ConvTactic TacticTimer::fastest(const PlanStep& step, const std::string& shape, const std::vector<ConvTactic>& tactics,
+                                std::ostringstream& report, std::vector<ConvTactic>* timed, std::ostream* log) {
   ConvTactic best;
   for (const ConvTactic& t : tactics) {
     report << "  " << gpu::describe(t) << ": " << t.ms << " ms\n";
@@ -538,10 +597,78 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   if (timed) *timed = tactics;
   EASTRT_CHECK(best.kind != ConvTactic::Kind::kUnset, "GPU builder: convolution '", step.name,
                "': no tactic ran correctly:\n", report.str());
-  if (log) *log << "tactics for " << step.name << " (" << g.n << "x" << g.h << "x" << g.w << "x" << g.c << " → " << g.k
-                << ", " << g.r << "x" << g.s << "/" << g.stride_h << "):\n" << report.str() << "  chosen: "
+  if (log) *log << "tactics for " << step.name << " (" << shape << "):\n" << report.str() << "  chosen: "
                 << gpu::describe(best) << "\n";
   return best;
+}
+
+void TacticTimer::fill_random(void* dst, const gpu::PlanTensor& t, uint64_t seed) {
+  if (!gpu::is_8bit(t.type)) {
+    cuda::launch_fill_random(dst, gpu::dtype(t.type), t.elements(), seed, -1.0f, 1.0f, stream_);
+    return;
+  }
+  const float amax = t.scale * (t.type == gpu::StorageType::kInt8 ? 127.0f : 448.0f);
+  cuda::launch_fill_random(float_a_.get(), cuda::DType::kF32, t.elements(), seed, -amax, amax, stream_);
+  cuda::launch_quantize(float_a_.get(), cuda::QType::kF32, dst, gpu::qtype(t.type), t.elements(), t.scale, stream_);
+}
+
+void TacticTimer::to_float(const void* src, const gpu::PlanTensor& t, float* dst) {
+  if (gpu::is_8bit(t.type))
+    cuda::launch_dequantize(src, gpu::qtype(t.type), dst, cuda::QType::kF32, t.elements(), t.scale, stream_);
+  else
+    cuda::launch_cast(src, gpu::dtype(t.type), dst, cuda::DType::kF32, t.elements(), stream_);
+}
+
+// The 8-bit kernel's variants that take the step, each checked against the first (its output as float32)
+// and timed like the other tactics.
+ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic>* timed, std::ostream* log) {
+  const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[index];
+  const gpu::PlanTensor& y = plan.tensors[step.outputs[0]];
+  const bool residual = step.inputs.size() > 1;
+  if (options_.time_tactics) warm_up();  // before the fills: it overwrites the buffers
+  fill_random(x_.get(), plan.tensors[step.inputs[0]], 1000 + index);
+  if (residual) fill_random(residual_.get(), plan.tensors[step.inputs[1]], 2000 + index);
+  EASTRT_CUDA(cudaStreamSynchronize(stream_));
+  const cuda::QuantConvArgs args = gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch,
+                                                            x_.get(), residual ? residual_.get() : nullptr, y_.get());
+  cuda::QuantConvArgs reference_args = args;
+  reference_args.y = reference_.get();
+
+  std::ostringstream report;
+  std::vector<ConvTactic> tactics;
+  bool have_reference = false;
+  for (int v = 0; v < cuda::quant_conv_variants(); ++v) {
+    ConvTactic t;
+    t.kind = ConvTactic::Kind::kQuant;
+    t.algo = v, t.math = 0, t.workspace = 0;
+    t.variant_name = cuda::quant_conv_variant_name(v);
+    if (!cuda::quant_conv_variant_applies(args, v)) {
+      report << "  " << gpu::describe(t) << ": does not apply\n";
+      continue;
+    }
+    if (!have_reference) {
+      cuda::launch_quant_conv(reference_args, v, stream_);
+      to_float(reference_.get(), y, float_b_.as<float>());
+      have_reference = true;
+    }
+    cuda::launch_quant_conv(args, v, stream_);
+    to_float(y_.get(), y, float_a_.as<float>());
+    const double diff = relative_difference(float_a_.get(), float_b_.get(), cuda::DType::kF32, y.elements());
+    if (!(diff <= tactic_tolerance(step.precision))) {
+      report << "  " << gpu::describe(t) << ": rejected, differs from the first variant by " << diff << "\n";
+      continue;
+    }
+    tactics.push_back(t);
+    if (!options_.time_tactics) break;  // untimed: the first variant that applies
+  }
+  if (options_.time_tactics && !tactics.empty())
+    time_rounds(tactics, [&](size_t i) { cuda::launch_quant_conv(args, tactics[i].algo, stream_); });
+  std::ostringstream shape;
+  shape << args.n << "x" << args.h << "x" << args.w << "x" << args.c << " → " << args.k << ", " << args.r << "x"
+        << args.s << "/" << args.stride_h << ", " << gpu::to_string(plan.tensors[step.inputs[0]].type) << "→"
+        << gpu::to_string(y.type);
+  return fastest(step, shape.str(), tactics, report, timed, log);
 }
 
 }  // namespace
@@ -557,6 +684,8 @@ std::unique_ptr<Engine> Builder::build() {
                                    [&](const Layer& l) { return l.name == name; });
     EASTRT_CHECK(known, "GPU builder: a precision is given for layer '", name, "', which the network does not have");
   }
+  // INT8/FP8: the calibration cache, checked against the network as given (its fingerprint).
+  if (is_quantized(options_.precision)) options_.calibration = gpu::calibration_for(network_, options_);
   EASTRT_CUDA(cudaSetDevice(options_.device));
 
   // Every input at the largest batch at once (one at a time, two inputs would disagree in between).

@@ -12,6 +12,7 @@
 
 #include "cuda/east_candidates.h"
 #include "cuda/engine_impl.h"
+#include "eastrt/calibration.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
@@ -79,6 +80,25 @@ cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weight
   o.workspace = workspace;
   o.workspace_bytes = workspace_bytes;
   return o;
+}
+
+cuda::QuantConvArgs quant_conv_operands(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                        int batch, const void* x, const void* residual, void* y) {
+  cuda::QuantConvArgs a = quant_conv_args(plan, step, batch);
+  a.x = x, a.filter = weights.filter, a.scale = weights.scale;
+  a.bias = weights.has_bias ? static_cast<const float*>(weights.bias) : nullptr;
+  a.residual = residual, a.y = y;
+  return a;
+}
+
+void check_quant_tactic(const ConvTactic& t, const std::string& step, const std::string& where) {
+  const int variants = cuda::quant_conv_variants();
+  EASTRT_CHECK(t.algo >= 0 && t.algo < variants && t.variant_name == cuda::quant_conv_variant_name(t.algo), where,
+               ": convolution '", step, "' uses ", describe(t), ", which this eastrt's 8-bit kernel does not have (",
+               variants, " variants", t.algo >= 0 && t.algo < variants ? std::string(", this one is ") +
+                                                                           cuda::quant_conv_variant_name(t.algo)
+                                                                     : std::string(),
+               "): build again");
 }
 
 cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
@@ -237,7 +257,35 @@ void Engine::Impl::upload_weights() {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     if (step.kind != StepKind::kLayer) continue;
-    if (step.layer_kind() == LayerKind::kConvolution) {
+    if (step.layer_kind() == LayerKind::kConvolution && is_quantized(step.precision)) {
+      // 8-bit codes per output channel with quant::weight_scales and the rounding of fake_quantize_weights
+      // (so the engine computes what FakeQuantEngine does), KRSC; scale[k] = s_x · s_w[k] and the bias in
+      // float32 for the kernel's epilogue.
+      const auto& p = std::get<ConvolutionParams>(step.params);
+      const quant::QuantType qt = step.precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8;
+      const int64_t K = p.kernel_weights->shape[0], C = p.kernel_weights->shape[1];
+      const std::vector<float> s_w = quant::weight_scales(*p.kernel_weights, qt);
+      const std::vector<float> krsc = kcrs_to_krsc(*p.kernel_weights, C);
+      const size_t per_k = krsc.size() / static_cast<size_t>(K);
+      slots.push_back({i, 0, blob.size()});
+      for (size_t k = 0; k < static_cast<size_t>(K); ++k)
+        for (size_t j = 0; j < per_k; ++j) {
+          const float v = krsc[k * per_k + j];
+          blob.push_back(qt == quant::QuantType::kInt8 ? static_cast<uint8_t>(quant::quantize_int8(v, s_w[k]))
+                                                        : quant::float_to_e4m3(v / s_w[k]));
+        }
+      blob.resize(aligned(blob.size()), 0);
+      const float s_x = plan.tensors[step.inputs[0]].scale;
+      std::vector<float> scale(static_cast<size_t>(K));
+      for (size_t k = 0; k < scale.size(); ++k) scale[k] = s_x * s_w[k];
+      slots.push_back({i, 2, blob.size()});
+      append_values(blob, scale, gpu::StorageType::kFloat32);
+      if (p.bias) {
+        slots.push_back({i, 1, blob.size()});
+        append_values(blob, p.bias->data, gpu::StorageType::kFloat32);
+      }
+      step_weights[i].has_bias = p.bias != nullptr;
+    } else if (step.layer_kind() == LayerKind::kConvolution) {
       const auto& p = std::get<ConvolutionParams>(step.params);
       const gpu::StorageType type = plan.tensors[step.outputs[0]].type;
       const Shape& s = p.kernel_weights->shape;  // K, C/groups, R, S
@@ -330,6 +378,13 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
                    path, ": step '", step.name, "' has a cuBLASLt tactic but is not a 1x1 convolution it runs");
       gpu::check_cublaslt_tactic(step.tactic, step.name, "plan " + path);
     }
+  for (const PlanStep& step : impl->plan.steps)
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) {
+      gpu::check_quant_tactic(step.tactic, step.name, "plan " + path);
+      const std::string why = gpu::quant_conv_refusal(impl->plan, step);
+      EASTRT_CHECK(why.empty(), "plan ", path, ": step '", step.name, "' has an 8-bit tactic the kernel refuses (",
+                   why, ")");
+    }
   impl->upload_weights();
   return std::make_unique<Engine>(std::move(impl));
 }
@@ -362,18 +417,21 @@ EngineInfo Engine::inspect() const {
   info.eastrt_version = impl_->target.eastrt_version;
   info.precision = plan.precision;
   info.max_batch = plan.max_batch;
+  info.model_fingerprint = plan.model_fingerprint, info.calibrator = plan.calibrator;
   info.passes = plan.passes;
   for (const PlanStep& step : plan.steps) {
     EngineLayerInfo l;
     l.name = step.name;
+    l.note = step.note;
     const PlanTensor& out = plan.tensors[step.outputs[0]];
     l.output_shape = out.shape;
     for (int id : step.inputs) l.input_shapes.push_back(plan.tensors[id].shape);
     if (step.kind == StepKind::kCast) {
       l.kind = "Cast";
       l.precision = gpu::to_string(out.type);
-      l.tactic = std::string("eastrt cast ") + gpu::to_string(plan.tensors[step.inputs[0]].type) + "→" +
-                 gpu::to_string(out.type);
+      const PlanTensor& in = plan.tensors[step.inputs[0]];
+      const char* what = gpu::is_8bit(out.type) ? "quantize " : gpu::is_8bit(in.type) ? "dequantize " : "cast ";
+      l.tactic = std::string("eastrt ") + what + gpu::to_string(in.type) + "→" + gpu::to_string(out.type);
     } else {
       l.kind = to_string(step.layer_kind());
       l.precision = to_string(step.precision);
@@ -524,6 +582,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) continue;  // no handle, no workspace
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
       // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
       // this one too, or the plan cannot run it.
@@ -564,7 +623,15 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
   const PlanTensor& y = plan.tensors[out];
   const int64_t count = per_batch(y) * b;
   if (step.kind == StepKind::kCast) {
-    cuda::launch_cast(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, stream);
+    const PlanTensor& x = plan.tensors[step.inputs[0]];
+    if (gpu::is_8bit(y.type))
+      cuda::launch_quantize(ptr(step.inputs[0]), gpu::qtype(x.type), element_ptr(out), gpu::qtype(y.type), count,
+                            y.scale, stream);
+    else if (gpu::is_8bit(x.type))
+      cuda::launch_dequantize(ptr(step.inputs[0]), gpu::qtype(x.type), element_ptr(out), gpu::qtype(y.type), count,
+                              x.scale, stream);
+    else
+      cuda::launch_cast(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, stream);
     return;
   }
   const gpu::StepWeights& w = engine.step_weights[index];
@@ -572,6 +639,11 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
     case LayerKind::kConvolution: {
       const void* x = ptr(step.inputs[0]);
       const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) {
+        cuda::launch_quant_conv(gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)),
+                                step.tactic.algo, stream);
+        return;
+      }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {
         cuda::launch_direct_conv(x, type(step.inputs[0]), w.filter, w.has_bias ? w.bias : nullptr, residual,
                                  element_ptr(out), type(out), gpu::direct_conv_args(plan, step, b),
@@ -1010,7 +1082,8 @@ std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) 
 
 void ExecutionContext::poison(float value) {
   Impl& c = *impl_;
-  // All-ones bytes are NaN in float32 and float16 alike, whatever type each arena tensor has.
+  // All-ones bytes are NaN in float32, float16 and E4M3 alike, whatever type each arena tensor has (in INT8
+  // they are the code −1: an unwritten INT8 tensor shows only through the values it gives).
   EASTRT_CUDA(cudaMemsetAsync(c.arena.get(), 0xff, c.arena.size(), c.stream));
   for (size_t i = 0; i < c.outputs.size(); ++i)
     cuda::launch_fill(c.outputs[i].get(), cuda::DType::kF32, static_cast<int64_t>(c.outputs[i].size() / sizeof(float)),

@@ -11,7 +11,9 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/plan.h"
+#include "cuda/plan_quant.h"
 #include "cuda/space_to_depth.h"
+#include "eastrt/error.h"
 #include "eastrt/gpu_engine.h"
 
 namespace eastrt::gpu {
@@ -68,7 +70,10 @@ class CudaBuffer {
 using DeviceBuffer = CudaBuffer<Memory::kDevice>;
 using PinnedBuffer = CudaBuffer<Memory::kPinnedHost>;
 
+// The element type of an FP16/FP32 tensor for the kernels that read those; 8-bit tensors go only to the 8-bit
+// convolution and the casts (plan_quant.h's qtype).
 inline cuda::DType dtype(StorageType type) {
+  EASTRT_CHECK(!is_8bit(type), "an ", to_string(type), " tensor reached a kernel that reads FP16/FP32 (a lowering bug)");
   return type == StorageType::kFloat16 ? cuda::DType::kF16 : cuda::DType::kF32;
 }
 
@@ -79,7 +84,8 @@ struct StepWeights {
   void* bias = nullptr;    // convolution: K values in the step's storage type (zeros when the layer has none);
                            // deconvolution: K float32 values, or null
   bool has_bias = false;
-  float* scale = nullptr;  // Scale layers, float32
+  float* scale = nullptr;  // Scale layers, float32; INT8/FP8 convolutions: s_x · s_w[k] (their filter is 8-bit
+                           // codes, KRSC, and their bias float32)
   float* shift = nullptr;
   float* power = nullptr;
 };
@@ -94,6 +100,13 @@ cuda::ConvGeometry conv_geometry(const PlanData& plan, const PlanStep& step, int
 // The same convolution for the direct tactic: on input 0 as it is (unpadded, its own type), padding per tap.
 cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step, int batch);
 cuda::Activation conv_activation(const PlanStep& step);
+
+// An INT8/FP8 convolution step's kernel arguments at `batch` with its weights and these operands.
+cuda::QuantConvArgs quant_conv_operands(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                        int batch, const void* x, const void* residual, void* y);
+// An Error naming `where` and the step unless this build's 8-bit kernel has the tactic's variant under the
+// same name (a plan or timing cache from an eastrt whose kernel was built otherwise).
+void check_quant_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
 
 // The operands of a convolution step (bias as the tactic needs it).
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,

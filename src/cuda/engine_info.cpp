@@ -12,6 +12,8 @@ const char* to_string(Precision precision) {
     case Precision::kFp32: return "fp32";
     case Precision::kTf32: return "tf32";
     case Precision::kFp16: return "fp16";
+    case Precision::kInt8: return "int8";
+    case Precision::kFp8: return "fp8";
   }
   return "?";
 }
@@ -20,7 +22,9 @@ Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::kFp32;
   if (text == "tf32") return Precision::kTf32;
   if (text == "fp16") return Precision::kFp16;
-  throw_error("unknown precision '", text, "' (there is: fp32, tf32, fp16)");
+  if (text == "int8") return Precision::kInt8;
+  if (text == "fp8") return Precision::kFp8;
+  throw_error("unknown precision '", text, "' (there is: fp32, tf32, fp16, int8, fp8)");
 }
 
 std::string to_text(const EngineInfo& info) {
@@ -35,6 +39,8 @@ std::string to_text(const EngineInfo& info) {
       << info.eastrt_version << "\n";
   for (const auto& [name, shape] : info.inputs) out << "input  " << name << " " << to_string(shape) << " fp32\n";
   for (const auto& [name, shape] : info.outputs) out << "output " << name << " " << to_string(shape) << " fp32\n";
+  if (!info.model_fingerprint.empty())
+    out << "calibration: model " << info.model_fingerprint << ", " << info.calibrator << "\n";
   for (const std::string& p : info.passes) out << "pass   " << p << "\n";
   out << "memory: weights " << mib(info.weight_bytes) << ", activations " << mib(info.activation_bytes)
       << ", workspace " << mib(info.workspace_bytes) << ", bindings " << mib(info.io_bytes) << " per context\n";
@@ -43,6 +49,7 @@ std::string to_text(const EngineInfo& info) {
     out << "  " << std::left << std::setw(56) << l.name << " " << std::setw(13) << l.kind << " " << std::setw(4)
         << l.precision << " " << to_string(l.output_shape) << "  " << l.tactic;
     if (l.tactic_ms > 0) out << std::fixed << std::setprecision(3) << "  " << l.tactic_ms << " ms";
+    if (!l.note.empty()) out << "  (" << l.note << ")";
     out << "\n";
   }
   return out.str();

@@ -3,6 +3,7 @@
 #include "cuda/plan.h"
 #include "cuda/space_to_depth.h"
 
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <type_traits>
@@ -11,10 +12,25 @@
 
 namespace eastrt::gpu {
 
-size_t storage_size(StorageType type) { return type == StorageType::kFloat16 ? 2 : 4; }
-const char* to_string(StorageType type) { return type == StorageType::kFloat16 ? "fp16" : "fp32"; }
+size_t storage_size(StorageType type) {
+  return type == StorageType::kFloat32 ? 4 : type == StorageType::kFloat16 ? 2 : 1;
+}
+const char* to_string(StorageType type) {
+  switch (type) {
+    case StorageType::kFloat32: return "fp32";
+    case StorageType::kFloat16: return "fp16";
+    case StorageType::kInt8: return "int8";
+    case StorageType::kFp8: return "fp8";
+  }
+  return "?";
+}
 StorageType storage_type(Precision precision) {
-  return precision == Precision::kFp16 ? StorageType::kFloat16 : StorageType::kFloat32;
+  switch (precision) {
+    case Precision::kFp16: return StorageType::kFloat16;
+    case Precision::kInt8: return StorageType::kInt8;
+    case Precision::kFp8: return StorageType::kFp8;
+    default: return StorageType::kFloat32;
+  }
 }
 
 std::string describe(const ConvTactic& tactic) {
@@ -24,6 +40,10 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
     case ConvTactic::Kind::kDirect: return "eastrt direct convolution, unpadded input";
+    case ConvTactic::Kind::kQuant:
+      out << "eastrt 8-bit convolution variant " << tactic.algo;
+      if (!tactic.variant_name.empty()) out << " (" << tactic.variant_name << ")";
+      return out.str();
     case ConvTactic::Kind::kSpaceToDepthFused: out << "eastrt space-to-depth + cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kSpaceToDepthSplit:
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
@@ -298,7 +318,7 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
   w.i64(static_cast<int64_t>(plan.tensors.size()));
   for (const PlanTensor& t : plan.tensors) {
     w.str(t.name), w.shape(t.shape), w.u8(static_cast<uint8_t>(t.type)), w.u8(static_cast<uint8_t>(t.place));
-    w.i64(t.offset), w.i32(t.view_of), w.i64(t.channel_offset);
+    w.i64(t.offset), w.i32(t.view_of), w.i64(t.channel_offset), w.f32(t.scale);
   }
   w.i64(static_cast<int64_t>(plan.steps.size()));
   for (const PlanStep& s : plan.steps) {
@@ -313,11 +333,14 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
       for (uint64_t v : lt.data) w.pod(v);
       w.i64(lt.version), w.i32(lt.id), w.i32(lt.tile), w.i32(lt.stages), w.i32(lt.split_k);
     }
+    if (s.tactic.kind == ConvTactic::Kind::kQuant) w.str(s.tactic.variant_name);
     w.i32(s.padded_input);
+    w.str(s.note);
   }
   w.ints(plan.inputs), w.ints(plan.outputs);
   w.i64(static_cast<int64_t>(plan.passes.size()));
   for (const std::string& p : plan.passes) w.str(p);
+  w.str(plan.model_fingerprint), w.str(plan.calibrator);
 }
 
 void check_indices(const PlanData& plan) {
@@ -326,6 +349,8 @@ void check_indices(const PlanData& plan) {
   for (const PlanTensor& t : plan.tensors) {
     if (t.place == TensorPlace::kView && !valid(t.view_of)) throw_error("tensor '", t.name, "' views a tensor that does not exist");
     if (t.shape.empty()) throw_error("tensor '", t.name, "' has no shape");
+    if (is_8bit(t.type) && !(t.scale > 0 && std::isfinite(t.scale)))
+      throw_error("8-bit tensor '", t.name, "' has the scale ", t.scale);
   }
   for (const PlanStep& s : plan.steps) {
     for (int id : s.inputs) if (!valid(id)) throw_error("step '", s.name, "' reads tensor ", id, " of ", n);
@@ -344,6 +369,19 @@ void check_indices(const PlanData& plan) {
     if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
       throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",
                   "convolution on at most ", kSpaceToDepthMaxChannels / 4, " channels of whole tensors");
+    // Only an INT8/FP8 convolution step reads 8-bit tensors (the other kernels read FP16/FP32), its input 0
+    // always 8-bit; only it may have the 8-bit kernel's tactic.
+    const bool quant_conv = s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution &&
+                            is_quantized(s.precision);
+    if (quant_conv && !is_8bit(plan.tensors[s.inputs.at(0)].type))
+      throw_error("INT8/FP8 convolution step '", s.name, "' reads the ", to_string(plan.tensors[s.inputs[0]].type),
+                  " tensor '", plan.tensors[s.inputs[0]].name, "'");
+    if (s.kind == StepKind::kLayer && !quant_conv)
+      for (int id : s.inputs)
+        if (is_8bit(plan.tensors[id].type))
+          throw_error("step '", s.name, "' (", to_string(s.precision), ") reads the 8-bit tensor '", plan.tensors[id].name, "'");
+    if ((s.tactic.kind == ConvTactic::Kind::kQuant) != (quant_conv && s.tactic.kind != ConvTactic::Kind::kUnset))
+      throw_error("step '", s.name, "' has the tactic ", describe(s.tactic), " as a ", to_string(s.precision), " step");
   }
   for (int id : plan.inputs) if (!valid(id)) throw_error("an input binding names tensor ", id);
   for (int id : plan.outputs) if (!valid(id)) throw_error("an output binding names tensor ", id);
@@ -352,16 +390,17 @@ void check_indices(const PlanData& plan) {
 
 PlanData read_plan_data(ByteReader& r) {
   PlanData plan;
-  plan.precision = checked_enum<Precision>(r.u8("precision"), 3, "the precision");
+  plan.precision = checked_enum<Precision>(r.u8("precision"), 5, "the precision");
   plan.max_batch = r.i32("max batch");
   plan.workspace_limit = r.i64("workspace"), plan.workspace_bytes = r.i64("workspace"), plan.arena_bytes = r.i64("arena");
   const int64_t tensors = r.count("tensors", 1);
   for (int64_t i = 0; i < tensors; ++i) {
     PlanTensor t;
     t.name = r.str("a tensor name"), t.shape = r.shape("a tensor shape");
-    t.type = checked_enum<StorageType>(r.u8("a tensor type"), 2, "a tensor type");
+    t.type = checked_enum<StorageType>(r.u8("a tensor type"), 4, "a tensor type");
     t.place = checked_enum<TensorPlace>(r.u8("a tensor place"), 4, "a tensor place");
     t.offset = r.i64("a tensor offset"), t.view_of = r.i32("a tensor view"), t.channel_offset = r.i64("a tensor view");
+    t.scale = r.f32("a tensor scale");
     plan.tensors.push_back(std::move(t));
   }
   const int64_t steps = r.count("steps", 1);
@@ -371,8 +410,8 @@ PlanData read_plan_data(ByteReader& r) {
     s.kind = checked_enum<StepKind>(r.u8("a step kind"), 2, "a step kind");
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
-    s.precision = checked_enum<Precision>(r.u8("a step precision"), 3, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 7, "a tactic kind");
+    s.precision = checked_enum<Precision>(r.u8("a step precision"), 5, "a step precision");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 8, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
@@ -382,12 +421,15 @@ PlanData read_plan_data(ByteReader& r) {
       lt.tile = r.i32("a cuBLASLt algorithm"), lt.stages = r.i32("a cuBLASLt algorithm");
       lt.split_k = r.i32("a cuBLASLt algorithm");
     }
+    if (s.tactic.kind == ConvTactic::Kind::kQuant) s.tactic.variant_name = r.str("an 8-bit convolution variant");
     s.padded_input = r.i32("a step");
+    s.note = r.str("a step note");
     plan.steps.push_back(std::move(s));
   }
   plan.inputs = r.ints("input bindings"), plan.outputs = r.ints("output bindings");
   const int64_t passes = r.count("passes", 1);
   for (int64_t i = 0; i < passes; ++i) plan.passes.push_back(r.str("a pass report"));
+  plan.model_fingerprint = r.str("the calibration's model"), plan.calibrator = r.str("the calibrator");
   check_indices(plan);
   return plan;
 }

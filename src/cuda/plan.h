@@ -16,10 +16,12 @@ namespace eastrt::gpu {
 using ::eastrt::to_string;  // gpu::to_string(StorageType) must not hide the IR's overloads
 
 // How a tensor is stored on the device. TF32 engines store float32 (TF32 is a convolution math mode).
-enum class StorageType : uint8_t { kFloat32 = 0, kFloat16 = 1 };
+// kInt8 and kFp8 hold symmetric codes (quant.h) of value / PlanTensor::scale.
+enum class StorageType : uint8_t { kFloat32 = 0, kFloat16 = 1, kInt8 = 2, kFp8 = 3 };
 size_t storage_size(StorageType type);
-const char* to_string(StorageType type);
-StorageType storage_type(Precision precision);
+const char* to_string(StorageType type);  // "fp32", "fp16", "int8", "fp8"
+StorageType storage_type(Precision precision);  // int8 and fp8: the 8-bit type
+inline bool is_8bit(StorageType type) { return type == StorageType::kInt8 || type == StorageType::kFp8; }
 
 enum class TensorPlace : uint8_t {
   kArena = 0,   // in the context's activation buffer at `offset` bytes
@@ -36,6 +38,7 @@ struct PlanTensor {
   int64_t offset = 0;
   int view_of = -1;
   int64_t channel_offset = 0;
+  float scale = 0;  // 8-bit types: the calibration cache's scale of the tensor (value = code · scale); else 0
 
   int64_t elements() const { return volume(shape); }
   int64_t bytes() const { return elements() * static_cast<int64_t>(storage_size(type)); }
@@ -53,6 +56,9 @@ struct ConvTactic {
     // (space_to_depth.h). `workspace` counts X' and cuDNN's workspace after it.
     kSpaceToDepthFused = 5,
     kSpaceToDepthSplit = 6,
+    // INT8/FP8 convolutions: our implicit GEMM on 8-bit input and weights with the whole epilogue, written in
+    // the output tensor's type (conv_quant.h); `algo` is the kernel's variant (tile configuration).
+    kQuant = 7,
   };
   Kind kind = Kind::kUnset;
   int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic)
@@ -68,10 +74,15 @@ struct ConvTactic {
     int32_t id = 0, tile = 0, stages = 0, split_k = 1;
   };
   LtAlgo lt;
+  // kQuant: quant_conv_variant_name(algo) when built; a loaded plan whose name differs from this build's
+  // variant `algo` (a kernel built otherwise) is refused.
+  std::string variant_name;
 };
 // "cudnn fused algo 1 (tensor-op math)", "cublaslt#3 (algo 21, tile 18, stages 9, tf32, 64 KiB workspace)", ...
 std::string describe(const ConvTactic& tactic);
 
+// kCast converts input 0 to the output's storage type: FP16 <-> FP32, and to or from an 8-bit type, which
+// quantises (saturating, round to nearest even) or dequantises with the 8-bit tensor's scale.
 enum class StepKind : uint8_t { kLayer = 0, kCast = 1 };
 
 struct PlanStep {
@@ -85,6 +96,7 @@ struct PlanStep {
   // Convolutions with asymmetric padding or FP16 channels not a multiple of 8: the explicitly padded copy of
   // input 0 (borders beyond the symmetric part, channels up to the multiple) that cuDNN reads instead.
   int padded_input = -1;
+  std::string note;  // why the step runs otherwise than the engine's precision asks ("kept in fp16: ...")
 
   LayerKind layer_kind() const { return static_cast<LayerKind>(params.index()); }
 };
@@ -99,6 +111,8 @@ struct PlanData {
   std::vector<PlanStep> steps;
   std::vector<int> inputs, outputs;  // plan tensor ids, in binding order
   std::vector<std::string> passes;   // what the passes did, for inspect
+  // INT8/FP8: the calibration cache's model fingerprint and calibrator, for inspect.
+  std::string model_fingerprint, calibrator;
 };
 
 // The GPU a plan is for, as its header records it.
@@ -108,7 +122,9 @@ struct PlanTarget {
   int major = 0, minor = 0;
 };
 
-inline constexpr uint32_t kPlanFormatVersion = 3;  // 2: cuBLASLt tactics; 3: space-to-depth tactics
+// 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
+// step notes, the calibration's fingerprint)
+inline constexpr uint32_t kPlanFormatVersion = 4;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit;
@@ -139,7 +155,20 @@ uint64_t fnv1a64(const uint8_t* data, size_t size);
 // channels of the concatenation in place, pads asymmetric convolutions explicitly, and plans the activation
 // buffer. `network` is after the passes, with the input shapes at the largest batch. Throws an Error naming
 // the layer for anything the GPU engine does not run.
+//
+// INT8/FP8 (options.calibration set; see calibration_for): the tensors quant::quantized_tensors lists are
+// stored 8-bit with the cache's scale unless one of their convolutions is kept (the cache's `layer` lines,
+// a per-layer precision, or a convolution the 8-bit kernel does not take, which the step's note says), in
+// which case all of them are kept, as FakeQuantEngine does; the other tensors are FP16. A quantised
+// convolution reads its 8-bit input and writes its output's type itself; any other producer of an 8-bit
+// tensor writes FP16 and a cast quantises it, and any other reader of one reads one shared dequantised
+// FP16 copy, so that every reader sees the stored values.
 PlanData lower_network(const Network& network, const BuildOptions& options);
+
+// The calibration an INT8/FP8 build uses: options.calibration, or the file options.calibration_cache,
+// checked against `network` as given (before the passes) with quant::check_cache_matches. Null for other
+// precisions; an Error (naming the option and eastrt's --calib-cache) when an INT8/FP8 build has neither.
+std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& network, const BuildOptions& options);
 
 // Places every arena tensor that a step touches (input, output or padded input) in the activation buffer,
 // sharing memory by lifetime, and sets arena_bytes. lower_network ends with it; the builder runs it again

@@ -1,12 +1,18 @@
-// Lowering an optimised Network to a plan without tactics: storage types, casts, in-place concatenation
-// views, explicit padding (asymmetric borders, FP16 channels to a multiple of 8), and the activation memory
-// plan (see plan.h).
+// Lowering an optimised Network to a plan without tactics: storage types (8-bit where an INT8/FP8 engine
+// quantises), casts, in-place concatenation views, explicit padding (asymmetric borders, FP16 channels to a
+// multiple of 8), and the activation memory plan (see plan.h).
 #include <algorithm>
 #include <map>
+#include <set>
+#include <sstream>
 
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
+#include "eastrt/calibration.h"
 #include "eastrt/error.h"
+#ifdef EASTRT_HAVE_CUDA
+#include "cuda/plan_quant.h"
+#endif
 
 namespace eastrt::gpu {
 namespace {
@@ -51,7 +57,39 @@ std::vector<Lifetime> arena_lifetimes(const PlanData& plan) {
   return life;
 }
 
-PlanData lower_network(const Network& network, const BuildOptions& options) {
+namespace {
+
+// What an INT8/FP8 engine quantises: the 8-bit tensors with their scales, the convolutions the 8-bit kernel
+// runs, and why each other convolution is kept.
+struct Quantization {
+  StorageType type = StorageType::kInt8;
+  std::map<int, float> scales;             // network tensor id → scale, for the tensors stored 8-bit
+  std::set<std::string> layers;            // convolutions run on 8-bit tensors
+  std::map<std::string, std::string> kept;  // convolution → why it is kept in high precision
+};
+
+// The quantised tensors and layers for a set of kept convolutions, closed as FakeQuantEngine closes it: a
+// kept convolution leaves its input tensor unquantised, and so every convolution reading that tensor.
+void close_quantization(const Network& network, const quant::CalibrationCache& cache, Quantization& q) {
+  q.scales.clear(), q.layers.clear();
+  for (const quant::QuantizedTensor& t : quant::quantized_tensors(network)) {
+    std::string kept_by;
+    for (const std::string& c : t.consumers)
+      if (kept_by.empty() && q.kept.count(c)) kept_by = c;
+    if (!kept_by.empty()) {
+      for (const std::string& c : t.consumers)
+        if (!q.kept.count(c)) q.kept[c] = "kept: it reads '" + t.name + "' with " + kept_by + ", which is kept";
+      continue;
+    }
+    const quant::TensorRange* range = cache.find(t.name);
+    EASTRT_CHECK(range, "GPU builder: the calibration cache has no range for tensor '", t.name, "' (the input of ",
+                 t.consumers[0], ")");
+    q.scales[t.id] = range->scale;
+    q.layers.insert(t.consumers.begin(), t.consumers.end());
+  }
+}
+
+PlanData lower(const Network& network, const BuildOptions& options, const Quantization* q) {
   EASTRT_CHECK(options.max_batch >= 1, "GPU builder: max_batch must be at least 1, got ", options.max_batch);
   PlanData plan;
   plan.precision = options.precision;
@@ -60,9 +98,18 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
   const int64_t batch = options.max_batch;
   const std::vector<Layer>& layers = network.layers();
 
+  // In an INT8/FP8 engine the quantised convolutions run in its precision and every other layer in FP16,
+  // or in its per-layer precision.
   auto precision_of = [&](const Layer& layer) {
     auto found = options.layer_precisions.find(layer.name);
-    return found == options.layer_precisions.end() ? options.precision : found->second;
+    if (!q) return found == options.layer_precisions.end() ? options.precision : found->second;
+    if (q->layers.count(layer.name)) return options.precision;
+    return found == options.layer_precisions.end() || is_quantized(found->second) ? Precision::kFp16 : found->second;
+  };
+  auto scale_of = [&](int tensor) {
+    if (!q) return 0.0f;
+    auto found = q->scales.find(tensor);
+    return found == q->scales.end() ? 0.0f : found->second;
   };
   auto batch_major = [&](const Tensor& t, const std::string& what) {
     EASTRT_CHECK(!t.shape.empty() && t.shape[0] == batch, "GPU builder: ", what, " '", t.name, "' has shape ",
@@ -76,18 +123,31 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
     for (int id : layer.inputs) ++readers[static_cast<size_t>(id)];
   }
 
-  // Plan tensors for the inputs and every layer output, typed by their producer's precision.
+  // Plan tensors for the inputs and every layer output, typed by their producer's precision. plan_id is
+  // what readers read: for an 8-bit tensor its codes, a copy beside the binding when it is an input or an
+  // output. written is what the producer writes: an 8-bit tensor's FP16 values before the cast that
+  // quantises them, unless the producer is a quantised convolution, which writes the codes itself.
   std::vector<int> plan_id(static_cast<size_t>(network.tensor_count()), -1);
+  std::vector<int> written(plan_id.size(), -1), binding(plan_id.size(), -1);
   auto add_tensor = [&](PlanTensor t) {
     plan.tensors.push_back(std::move(t));
     return static_cast<int>(plan.tensors.size()) - 1;
+  };
+  auto arena_copy = [&](int id, const std::string& name, StorageType type, float scale) {
+    PlanTensor t = plan.tensors[id];
+    t.name = name, t.type = type, t.scale = scale;
+    t.place = TensorPlace::kArena;
+    t.offset = 0, t.view_of = -1, t.channel_offset = 0;
+    return add_tensor(t);
   };
   for (size_t i = 0; i < network.inputs().size(); ++i) {
     const Tensor& t = network.tensor(network.inputs()[i]);
     batch_major(t, "input");
     EASTRT_CHECK(!t.is_output, "GPU builder: input '", t.name, "' is also an output; the GPU engine does not copy inputs to outputs");
-    plan_id[t.id] = add_tensor({t.name, t.shape, StorageType::kFloat32, TensorPlace::kInput, static_cast<int64_t>(i)});
+    binding[t.id] = written[t.id] = plan_id[t.id] =
+        add_tensor({t.name, t.shape, StorageType::kFloat32, TensorPlace::kInput, static_cast<int64_t>(i)});
     plan.inputs.push_back(plan_id[t.id]);
+    if (scale_of(t.id) > 0) plan_id[t.id] = arena_copy(binding[t.id], t.name + "/" + to_string(q->type), q->type, scale_of(t.id));
   }
   std::map<int, int> output_binding;
   for (size_t i = 0; i < network.outputs().size(); ++i) output_binding[network.outputs()[i]] = static_cast<int>(i);
@@ -95,16 +155,29 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
     const Tensor& t = network.tensor(layer.outputs.at(0));
     EASTRT_CHECK(layer.outputs.size() == 1, "GPU builder: layer '", layer.name, "' has ", layer.outputs.size(), " outputs");
     batch_major(t, "tensor");
-    PlanTensor pt{t.name, t.shape, storage_type(precision_of(layer)), TensorPlace::kArena, 0};
+    const Precision precision = precision_of(layer);
+    const float scale = scale_of(t.id);
+    // A quantised convolution writes its output's own type: 8-bit, or FP16 (float32 into a binding).
+    PlanTensor pt{t.name, t.shape, is_quantized(precision) ? StorageType::kFloat16 : storage_type(precision),
+                  TensorPlace::kArena, 0};
     if (t.is_output) {
       pt.type = StorageType::kFloat32;
       pt.place = TensorPlace::kOutput;
       pt.offset = output_binding.at(t.id);
     }
-    plan_id[t.id] = add_tensor(pt);
+    const int id = add_tensor(pt);
+    written[t.id] = plan_id[t.id] = id;
+    if (scale > 0) {
+      if (t.is_output) binding[t.id] = id, plan_id[t.id] = arena_copy(id, t.name + "/" + to_string(q->type), q->type, scale);
+      else plan.tensors[id].type = q->type, plan.tensors[id].scale = scale;
+      written[t.id] = is_quantized(precision)
+                          ? plan_id[t.id]
+                          : arena_copy(plan_id[t.id], t.name + "/" + to_string(storage_type(precision)),
+                                       storage_type(precision), 0.0f);
+    }
   }
   plan.outputs.resize(network.outputs().size());
-  for (const auto& [id, binding] : output_binding) plan.outputs[binding] = plan_id[id];
+  for (const auto& [id, index] : output_binding) plan.outputs[index] = binding[id] >= 0 ? binding[id] : plan_id[id];
 
   // A Resize read only by a channel Concatenation writes straight into its channels of the concatenation
   // (EAST's ×2 upsampling before each merge), so the concatenation copies only its other inputs.
@@ -117,42 +190,51 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
       const Tensor& in = network.tensor(id);
       const bool once = std::count(layer.inputs.begin(), layer.inputs.end(), id) == 1;
       if (in.producer >= 0 && layers[in.producer].kind() == LayerKind::kResize && readers[id] == 1 && once &&
-          !in.is_output) {
+          !in.is_output && written[id] == plan_id[id]) {
         PlanTensor& view = plan.tensors[plan_id[id]];
         view.place = TensorPlace::kView;
-        view.view_of = plan_id[out.id];
+        view.view_of = written[out.id];
         view.channel_offset = channel;
-        view.type = plan.tensors[plan_id[out.id]].type;
+        view.type = plan.tensors[written[out.id]].type;
       }
       channel += in.shape[3];
     }
   }
 
-  // Steps, with casts where a convolution needs its operands in its own type (cuDNN takes one type for
-  // input, residual and output); one cast per tensor and type, shared by its readers.
+  // Casts: where a layer needs its operand in another type (cuDNN takes one type for input, residual and
+  // output; no kernel but the 8-bit convolution reads 8-bit codes), one cast per tensor and type, shared by
+  // its readers; and where a producer's values become an 8-bit tensor or an 8-bit tensor a float binding.
+  auto add_cast = [&](int from, int to, const std::string& name) {
+    PlanStep cast;
+    cast.name = name;
+    cast.kind = StepKind::kCast;
+    cast.inputs = {from};
+    cast.outputs = {to};
+    const StorageType type = plan.tensors[to].type;
+    cast.precision = type == StorageType::kFloat16 ? Precision::kFp16
+                     : type == StorageType::kFloat32 ? Precision::kFp32
+                                                      : options.precision;
+    plan.steps.push_back(std::move(cast));
+  };
   std::map<std::pair<int, StorageType>, int> casts;
   auto cast_to = [&](int id, StorageType type) {
     if (plan.tensors[id].type == type) return id;
     auto found = casts.find({id, type});
     if (found != casts.end()) return found->second;
-    PlanTensor converted = plan.tensors[id];
-    converted.name += std::string("/to_") + to_string(type);
-    converted.type = type;
-    converted.place = TensorPlace::kArena;
-    converted.offset = 0;
-    converted.view_of = -1;
-    converted.channel_offset = 0;
-    const int cid = add_tensor(converted);
-    PlanStep cast;
-    cast.name = plan.tensors[cid].name;
-    cast.kind = StepKind::kCast;
-    cast.inputs = {id};
-    cast.outputs = {cid};
-    cast.precision = type == StorageType::kFloat16 ? Precision::kFp16 : Precision::kFp32;
-    plan.steps.push_back(std::move(cast));
+    const int cid = arena_copy(id, plan.tensors[id].name + "/to_" + to_string(type), type, 0.0f);
+    add_cast(id, cid, plan.tensors[cid].name);
     casts[{id, type}] = cid;
     return cid;
   };
+  // What a layer other than a quantised convolution reads: the tensor, or for an 8-bit one its FP16 copy.
+  auto readable = [&](int id) { return is_8bit(plan.tensors[id].type) ? cast_to(id, StorageType::kFloat16) : id; };
+  // After the producer of network tensor t: its 8-bit codes from what it wrote, its binding from the codes.
+  auto finish = [&](int t) {
+    if (written[t] != plan_id[t]) add_cast(written[t], plan_id[t], plan.tensors[plan_id[t]].name + "/quantize");
+    if (binding[t] >= 0 && binding[t] != plan_id[t] && plan.tensors[binding[t]].place == TensorPlace::kOutput)
+      add_cast(plan_id[t], binding[t], plan.tensors[binding[t]].name + "/dequantize");
+  };
+  for (int id : network.inputs()) finish(id);
 
   for (const Layer& layer : layers) {
     PlanStep step;
@@ -160,15 +242,29 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
     step.kind = StepKind::kLayer;
     step.params = layer.params;
     step.precision = precision_of(layer);
-    const int out = plan_id[layer.outputs[0]];
+    if (q && q->kept.count(layer.name)) step.note = q->kept.at(layer.name);
+    const int t = layer.outputs[0];
+    const int out = written[t];
     if (layer.kind() == LayerKind::kConcatenation) {
       const int axis = normalized_axis(layer.as<ConcatenationParams>().axis, plan.tensors[out].shape.size());
       EASTRT_CHECK(axis > 0, "GPU builder: layer '", layer.name, "' concatenates along the batch, which the GPU engine does not");
     }
     if (layer.kind() != LayerKind::kConvolution) {
-      for (int id : layer.inputs) step.inputs.push_back(plan_id[id]);
+      for (int id : layer.inputs) step.inputs.push_back(readable(plan_id[id]));
       step.outputs = {out};
       plan.steps.push_back(std::move(step));
+      finish(t);
+      continue;
+    }
+    if (is_quantized(step.precision)) {
+      // The 8-bit kernel reads the codes of its input and its residual as stored (8-bit, FP16 or float32),
+      // pads itself and writes the output's type.
+      for (int id : layer.inputs) step.inputs.push_back(plan_id[id]);
+      EASTRT_CHECK(is_8bit(plan.tensors[step.inputs[0]].type), "GPU builder: quantised convolution '", layer.name,
+                   "' has an unquantised input (a lowering bug)");
+      step.outputs = {out};
+      plan.steps.push_back(std::move(step));
+      finish(t);
       continue;
     }
 
@@ -184,7 +280,7 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
     const int64_t extra_c = type == StorageType::kFloat16 && conv.groups == 1 && channels % 8 ? 8 - channels % 8 : 0;
     const bool pad = extra_h || extra_w || extra_c;
     for (size_t i = 0; i < layer.inputs.size(); ++i)
-      step.inputs.push_back(i == 0 && pad ? plan_id[layer.inputs[0]] : cast_to(plan_id[layer.inputs[i]], type));
+      step.inputs.push_back(i == 0 && pad ? readable(plan_id[layer.inputs[0]]) : cast_to(plan_id[layer.inputs[i]], type));
     if (pad) {
       PlanTensor padded = plan.tensors[step.inputs[0]];
       padded.name = layer.name + "/padded_input";
@@ -193,34 +289,87 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
       padded.shape[2] += extra_w;
       padded.shape[3] += extra_c;
       padded.place = TensorPlace::kArena;
-      padded.offset = 0, padded.view_of = -1, padded.channel_offset = 0;
+      padded.offset = 0, padded.view_of = -1, padded.channel_offset = 0, padded.scale = 0;
       step.padded_input = add_tensor(padded);
     }
     if (plan.tensors[out].type == type) {
       step.outputs = {out};
       plan.steps.push_back(std::move(step));
+      finish(t);
       continue;
     }
     // A half-precision convolution whose output is a float32 binding: it writes a half tensor, cast after.
-    PlanTensor result = plan.tensors[out];
-    result.name = layer.name + "/" + to_string(type);
-    result.type = type;
-    result.place = TensorPlace::kArena;
-    result.offset = 0, result.view_of = -1, result.channel_offset = 0;
-    const int rid = add_tensor(result);
+    const int rid = arena_copy(out, layer.name + "/" + to_string(type), type, 0.0f);
     step.outputs = {rid};
     plan.steps.push_back(std::move(step));
-    PlanStep cast;
-    cast.name = layer.name + "/to_" + to_string(plan.tensors[out].type);
-    cast.kind = StepKind::kCast;
-    cast.inputs = {rid};
-    cast.outputs = {out};
-    cast.precision = Precision::kFp32;
-    plan.steps.push_back(std::move(cast));
+    add_cast(rid, out, layer.name + "/to_" + to_string(plan.tensors[out].type));
+    finish(t);
   }
 
   plan_arena(plan);
   return plan;
+}
+
+}  // namespace
+
+std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& network, const BuildOptions& options) {
+  if (!is_quantized(options.precision)) return nullptr;
+  const quant::QuantType type = options.precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8;
+  std::shared_ptr<const quant::CalibrationCache> cache = options.calibration;
+  std::string path = "<memory>";
+  if (!cache) {
+    EASTRT_CHECK(!options.calibration_cache.empty(), "GPU builder: a ", to_string(options.precision),
+                 " engine needs a calibration cache (eastrt: --calib-cache FILE, made by eastrt calibrate; "
+                 "BuildOptions::calibration or calibration_cache)");
+    path = options.calibration_cache;
+    cache = std::make_shared<const quant::CalibrationCache>(quant::read_cache(path));
+  }
+  quant::check_cache_matches(*cache, path, network, type);
+  return cache;
+}
+
+PlanData lower_network(const Network& network, const BuildOptions& options) {
+  for (const auto& [name, precision] : options.layer_precisions)
+    EASTRT_CHECK(!is_quantized(precision) || precision == options.precision, "GPU builder: layer '", name, "' is given ",
+                 to_string(precision), " in a ", to_string(options.precision), " engine; ",
+                 "8-bit layers need an engine of that precision (and its calibration cache)");
+  if (!is_quantized(options.precision)) return lower(network, options, nullptr);
+#ifndef EASTRT_HAVE_CUDA
+  throw_error("GPU builder: ", to_string(options.precision), " engines need eastrt built with CUDA");
+#else
+  EASTRT_CHECK(options.calibration, "GPU builder: a ", to_string(options.precision),
+               " plan needs its calibration cache (eastrt: --calib-cache FILE)");
+  const quant::CalibrationCache& cache = *options.calibration;
+  Quantization q;
+  q.type = storage_type(options.precision);
+  for (const std::string& layer : cache.keep_high_precision) q.kept[layer] = "kept by the calibration cache";
+  for (const auto& [name, precision] : options.layer_precisions)
+    if (!is_quantized(precision)) q.kept[name] = std::string("kept: per-layer precision ") + to_string(precision);
+  // The kernel's answer depends on the final types around each convolution (its output 8-bit or not), which
+  // depend on what is kept: lower, keep what the kernel refuses, and lower again until it takes every one.
+  for (;;) {
+    close_quantization(network, cache, q);
+    PlanData plan = lower(network, options, &q);
+    bool refused = false;
+    for (const PlanStep& step : plan.steps) {
+      if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution || !is_quantized(step.precision))
+        continue;
+      const std::string why = quant_conv_refusal(plan, step);
+      if (why.empty()) continue;
+      q.kept[step.name] = std::string("kept: the ") + to_string(options.precision) + " kernel does not take it (" + why + ")";
+      refused = true;
+    }
+    if (refused) continue;
+    plan.model_fingerprint = cache.model_fingerprint;
+    plan.calibrator = quant::to_string(cache.calibrator);
+    if (cache.calibrator == quant::Calibrator::kPercentile) {
+      std::ostringstream share;
+      share << " " << cache.percentile;
+      plan.calibrator += share.str();
+    }
+    return plan;
+  }
+#endif
 }
 
 void plan_arena(PlanData& plan) {

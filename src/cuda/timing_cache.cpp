@@ -24,6 +24,7 @@ nlohmann::json tactic_json(const ConvTactic& t) {
     j["cublaslt"] = {{"data", lt.data}, {"version", lt.version}, {"id", lt.id}, {"tile", lt.tile},
                      {"stages", lt.stages}, {"split_k", lt.split_k}};
   }
+  if (t.kind == ConvTactic::Kind::kQuant) j["variant"] = t.variant_name;
   return j;
 }
 
@@ -36,7 +37,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   ConvTactic t;
   const int kind = field("kind").get<int>();
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   kind <= static_cast<int>(ConvTactic::Kind::kSpaceToDepthSplit),
+                   kind <= static_cast<int>(ConvTactic::Kind::kQuant),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = field("algo").get<int>();
@@ -64,6 +65,11 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
     t.lt.version = number("version").get<int64_t>();
     t.lt.id = number("id").get<int32_t>(), t.lt.tile = number("tile").get<int32_t>();
     t.lt.stages = number("stages").get<int32_t>(), t.lt.split_k = number("split_k").get<int32_t>();
+  }
+  if (t.kind == ConvTactic::Kind::kQuant) {
+    EASTRT_CHECK(j.contains("variant") && j.at("variant").is_string(), "timing cache ", path, ": entry ", index,
+                 " has an 8-bit convolution tactic without its 'variant' name");
+    t.variant_name = j.at("variant").get<std::string>();
   }
   return t;
 }

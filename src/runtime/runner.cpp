@@ -13,6 +13,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "eastrt/calibration.h"
 #include "eastrt/detector.h"
 #include "eastrt/east.h"
 #include "eastrt/error.h"
@@ -249,7 +250,7 @@ std::string default_timing_cache() {
 }
 
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
-                                    int max_batch, int gpu_slots, bool verbose) {
+                                    int max_batch, int gpu_slots, bool verbose, const std::string& calibration_cache) {
   EASTRT_CHECK(device == "auto" || device == "gpu" || device == "cpu", "unknown device '", device,
                "' (choose auto, gpu or cpu)");
   const bool gpu = device == "gpu" || (device == "auto" && query_gpu().available);
@@ -260,6 +261,15 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
     return make_cpu_runner(std::move(network), cpu);
   }
   GpuRunnerOptions options;
+  if (is_quantized(precision)) {
+    // Read and checked once, now, rather than at the first image of each size.
+    EASTRT_CHECK(!calibration_cache.empty(), "precision ", to_string(precision),
+                 " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
+    auto cache = std::make_shared<quant::CalibrationCache>(quant::read_cache(calibration_cache));
+    quant::check_cache_matches(*cache, calibration_cache, network,
+                               precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8);
+    options.build.calibration = std::move(cache);
+  }
   options.build.precision = precision;
   options.build.max_batch = max_batch;
   options.slots = gpu_slots;

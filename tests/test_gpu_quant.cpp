@@ -1,0 +1,405 @@
+// Tests of the INT8/FP8 GPU engine (docs/QUANTIZATION.md). Without a GPU: the lowering of the small EAST at
+// int8 (which tensors are 8-bit, where the quantise and dequantise casts are, what is kept in FP16 and
+// why, agreement with FakeQuantEngine on what is quantised), the errors, and the plan file. On the GPU: the
+// engine at int8 and fp8 against quant::FakeQuantEngine (the fake-quantised CPU) on random input, outputs
+// poisoned first, batch 1 and 3 of an engine of max batch 4 under a CUDA graph, kept layers, a reloaded plan.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "cuda/plan.h"
+#include "eastrt/calibration.h"
+#include "eastrt/east.h"
+#include "eastrt/error.h"
+#include "eastrt/gpu_engine.h"
+#include "passes/passes.h"
+#include "test_support.h"
+#ifdef EASTRT_HAVE_CUDA
+#include "cuda/plan_quant.h"
+#endif
+
+using namespace eastrt::test_support;
+
+namespace eastrt {
+namespace {
+
+constexpr const char* kConv1 = "resnet_v1_50/conv1/Conv2D";  // 3 input channels: no 8-bit kernel takes it
+
+quant::QuantType quant_type(Precision p) { return p == Precision::kFp8 ? quant::QuantType::kFp8 : quant::QuantType::kInt8; }
+
+HostTensor random_images(int batch, uint32_t seed) {
+  std::mt19937 rng(seed);
+  return random_tensor({batch, 64, 96, 3}, rng, 0.0f, 255.0f);
+}
+
+// A cache for the small EAST calibrated on three random images (pixels 0..255), as eastrt calibrate makes it.
+std::shared_ptr<quant::CalibrationCache> calibrated(const Network& network, Precision precision) {
+  quant::ActivationStatistics statistics(network, 2, 512);
+  for (uint32_t seed = 1; seed <= 3; ++seed) statistics.add_batch(random_images(1, seed));
+  return std::make_shared<quant::CalibrationCache>(
+      quant::make_cache(network, statistics, quant_type(precision), quant::Calibrator::kMinMax));
+}
+
+// The plan the Builder lowers (passes, shapes at the largest batch), without a GPU.
+gpu::PlanData lowered(const Network& given, BuildOptions options) {
+  options.calibration = gpu::calibration_for(given, options);
+  Network net = given;
+  for (int id : net.inputs()) net.tensor(id).shape[0] = options.max_batch;
+  net.infer_shapes();
+  passes::run_default_passes(net);
+  return gpu::lower_network(net, options);
+}
+
+BuildOptions int8_options(std::shared_ptr<const quant::CalibrationCache> cache, int max_batch = 2) {
+  BuildOptions options;
+  options.precision = Precision::kInt8;
+  options.max_batch = max_batch;
+  options.calibration = std::move(cache);
+  return options;
+}
+
+bool is_conv(const gpu::PlanStep& s) { return s.kind == gpu::StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution; }
+
+const gpu::PlanStep* find_step(const gpu::PlanData& plan, const std::string& name) {
+  for (const gpu::PlanStep& s : plan.steps)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+// The convolutions the plan keeps in high precision.
+std::set<std::string> kept_convolutions(const gpu::PlanData& plan) {
+  std::set<std::string> kept;
+  for (const gpu::PlanStep& s : plan.steps)
+    if (is_conv(s) && !is_quantized(s.precision)) kept.insert(s.name);
+  return kept;
+}
+
+// What the plan must be for FakeQuantEngine's semantics: every 8-bit tensor written once (by a quantised
+// convolution or a quantise cast from FP16/FP32), read as codes only by quantised convolutions, and by
+// everything else through at most one dequantised copy; the arena never overlaps live tensors.
+void expect_consistent(const gpu::PlanData& plan) {
+  std::map<int, int> writers, dequantized;
+  for (const gpu::PlanStep& s : plan.steps) {
+    const int out = s.outputs[0];
+    const bool quant_conv = is_conv(s) && is_quantized(s.precision);
+    if (gpu::is_8bit(plan.tensors[out].type)) {
+      ++writers[out];
+      EXPECT_TRUE(quant_conv || (s.kind == gpu::StepKind::kCast && !gpu::is_8bit(plan.tensors[s.inputs[0]].type)))
+          << s.name << " writes the 8-bit " << plan.tensors[out].name;
+    }
+    if (s.kind == gpu::StepKind::kCast && gpu::is_8bit(plan.tensors[s.inputs[0]].type)) ++dequantized[s.inputs[0]];
+    if (quant_conv) {
+      EXPECT_TRUE(gpu::is_8bit(plan.tensors[s.inputs[0]].type)) << s.name;
+      EXPECT_LT(s.padded_input, 0) << s.name << ": the 8-bit kernel pads itself";
+#ifdef EASTRT_HAVE_CUDA
+      EXPECT_EQ(gpu::quant_conv_refusal(plan, s), "") << s.name;
+#endif
+    } else if (s.kind == gpu::StepKind::kLayer) {
+      for (int id : s.inputs) EXPECT_FALSE(gpu::is_8bit(plan.tensors[id].type)) << s.name << " reads " << plan.tensors[id].name;
+    }
+  }
+  for (size_t id = 0; id < plan.tensors.size(); ++id) {
+    const gpu::PlanTensor& t = plan.tensors[id];
+    if (!gpu::is_8bit(t.type)) {
+      EXPECT_EQ(t.scale, 0.0f) << t.name;
+      continue;
+    }
+    EXPECT_GT(t.scale, 0.0f) << t.name;
+    EXPECT_EQ(t.place, gpu::TensorPlace::kArena) << t.name;
+    EXPECT_EQ(writers[static_cast<int>(id)], 1) << t.name;
+    EXPECT_LE(dequantized[static_cast<int>(id)], 1) << t.name << ": one dequantised copy for all readers";
+  }
+  for (int id : plan.outputs) EXPECT_EQ(plan.tensors[id].type, gpu::StorageType::kFloat32);
+  const auto life = gpu::arena_lifetimes(plan);
+  for (size_t a = 0; a < plan.tensors.size(); ++a)
+    for (size_t b = a + 1; b < plan.tensors.size(); ++b) {
+      if (life[a].first < 0 || life[b].first < 0 || life[a].last < life[b].first || life[b].last < life[a].first) continue;
+      const auto &ta = plan.tensors[a], &tb = plan.tensors[b];
+      EXPECT_TRUE(ta.offset + ta.bytes() <= tb.offset || tb.offset + tb.bytes() <= ta.offset)
+          << ta.name << " and " << tb.name << " overlap while both alive";
+    }
+}
+
+#ifdef EASTRT_HAVE_CUDA
+
+TEST(GpuQuantLowering, SmallEastInt8StoresConvolutionInputsIn8BitAsFakeQuantDoes) {
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  const gpu::PlanData plan = lowered(network, int8_options(cache));
+  EXPECT_EQ(plan.precision, Precision::kInt8);
+  EXPECT_EQ(plan.model_fingerprint, cache->model_fingerprint);
+  EXPECT_EQ(plan.calibrator, "minmax");
+  expect_consistent(plan);
+
+  // conv1 reads the 3-channel image: kept in FP16, the step says why, and its input stays float32.
+  const gpu::PlanStep* conv1 = find_step(plan, kConv1);
+  ASSERT_TRUE(conv1);
+  EXPECT_EQ(conv1->precision, Precision::kFp16);
+  EXPECT_NE(conv1->note.find("kernel does not take it"), std::string::npos) << conv1->note;
+  EXPECT_EQ(plan.tensors[conv1->inputs[0]].type, gpu::StorageType::kFloat32);
+
+  // Every kept convolution says why; the quantised tensors are exactly FakeQuantEngine's with that kept set.
+  const std::set<std::string> kept = kept_convolutions(plan);
+  for (const gpu::PlanStep& s : plan.steps)
+    if (is_conv(s) && kept.count(s.name)) EXPECT_FALSE(s.note.empty()) << s.name;
+  const quant::FakeQuantEngine fake(network, *cache, quant::FakeQuantOptions{1, kept, std::nullopt});
+  std::set<std::string> quantized;
+  for (const gpu::PlanStep& s : plan.steps)
+    if (is_conv(s) && is_quantized(s.precision)) quantized.insert(s.name);
+  EXPECT_EQ(quantized, std::set<std::string>(fake.quantized_layers().begin(), fake.quantized_layers().end()));
+  EXPECT_GT(quantized.size(), 10u) << "the small EAST has convolutions on 16+ channels; too few quantised";
+  EXPECT_EQ(fake.high_precision_layers(), kept);
+
+  // Each quantised tensor is one 8-bit tensor under its own name with the cache's scale, read by its
+  // convolutions as codes; the others are FP16 (or float32 bindings).
+  const Network prepared = quant::prepare_network(network);
+  int eight_bit = 0, quantize_casts = 0, dequantize_casts = 0;
+  for (const quant::QuantizedTensor& t : quant::quantized_tensors(prepared)) {
+    const bool quantized_tensor = !kept.count(t.consumers[0]);
+    const auto found = std::find_if(plan.tensors.begin(), plan.tensors.end(),
+                                    [&](const gpu::PlanTensor& p) { return p.name == t.name; });
+    ASSERT_NE(found, plan.tensors.end()) << t.name;
+    const int id = static_cast<int>(found - plan.tensors.begin());
+    EXPECT_EQ(gpu::is_8bit(found->type), quantized_tensor) << t.name;
+    if (!quantized_tensor) continue;
+    ++eight_bit;
+    EXPECT_EQ(found->type, gpu::StorageType::kInt8) << t.name;
+    EXPECT_EQ(found->scale, cache->find(t.name)->scale) << t.name;
+    for (const std::string& c : t.consumers) EXPECT_EQ(find_step(plan, c)->inputs[0], id) << c;
+  }
+  for (const gpu::PlanStep& s : plan.steps) {
+    if (s.kind != gpu::StepKind::kCast) continue;
+    quantize_casts += gpu::is_8bit(plan.tensors[s.outputs[0]].type);
+    dequantize_casts += gpu::is_8bit(plan.tensors[s.inputs[0]].type);
+  }
+  EXPECT_GT(eight_bit, 10);
+  // The pooling after conv1 and the feature-fusion concatenations write FP16 that a cast quantises; the
+  // 8-bit outputs of the backbone that a pooling, a kept convolution or a concatenation reads are dequantised.
+  EXPECT_GT(quantize_casts, 0);
+  EXPECT_GT(dequantize_casts, 0);
+}
+
+TEST(GpuQuantLowering, KeptLayersAndOverridesStayFp16WithTheirReaders) {
+  const Network network = small_east();
+  auto cache = calibrated(network, Precision::kInt8);
+  const gpu::PlanData plain = lowered(network, int8_options(cache));
+  // Two convolutions the plain build quantises: one kept by the cache, one by a per-layer precision.
+  std::vector<std::string> quantized;
+  for (const gpu::PlanStep& s : plain.steps)
+    if (is_conv(s) && is_quantized(s.precision)) quantized.push_back(s.name);
+  ASSERT_GE(quantized.size(), 4u);
+  const std::string by_cache = quantized[1], by_option = quantized[quantized.size() - 2];
+  cache->keep_high_precision = {by_cache};
+  BuildOptions options = int8_options(cache);
+  options.layer_precisions[by_option] = Precision::kFp32;
+  const gpu::PlanData plan = lowered(network, options);
+  expect_consistent(plan);
+
+  const gpu::PlanStep* a = find_step(plan, by_cache);
+  const gpu::PlanStep* b = find_step(plan, by_option);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->precision, Precision::kFp16);
+  EXPECT_EQ(a->note, "kept by the calibration cache");
+  EXPECT_EQ(b->precision, Precision::kFp32);
+  EXPECT_EQ(b->note, "kept: per-layer precision fp32");
+  EXPECT_FALSE(gpu::is_8bit(plan.tensors[a->inputs[0]].type));
+  EXPECT_FALSE(gpu::is_8bit(plan.tensors[b->inputs[0]].type));
+  // Whatever else reads a kept layer's input is kept with it (EAST's heads share theirs), as FakeQuant does.
+  const std::set<std::string> kept = kept_convolutions(plan);
+  std::set<std::string> asked = kept_convolutions(plain);
+  asked.insert(by_cache), asked.insert(by_option);
+  const quant::FakeQuantEngine fake(network, *cache, quant::FakeQuantOptions{1, asked, std::nullopt});
+  EXPECT_EQ(fake.high_precision_layers(), kept);
+  for (const std::string& name : kept)
+    if (!kept_convolutions(plain).count(name) && name != by_cache && name != by_option)
+      EXPECT_NE(find_step(plan, name)->note.find("which is kept"), std::string::npos) << name;
+}
+
+TEST(GpuQuantLowering, ErrorsNameTheCacheTheModelAndThePrecision) {
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  BuildOptions none;
+  none.precision = Precision::kInt8;
+  EXPECT_NE(error_of([&] { gpu::calibration_for(network, none); }).find("--calib-cache FILE"), std::string::npos);
+  none.calibration_cache = "/nonexistent/east.cache";
+  EXPECT_NE(error_of([&] { gpu::calibration_for(network, none); }).find("/nonexistent/east.cache"), std::string::npos);
+
+  east::NetworkOptions wider{1, 64, 96, 4};
+  const Network other = east::build(east::random_weights(wider, 5), wider);
+  EXPECT_NE(error_of([&] { gpu::calibration_for(other, int8_options(cache)); }).find("was made for model"),
+            std::string::npos);
+  BuildOptions fp8 = int8_options(cache);
+  fp8.precision = Precision::kFp8;
+  EXPECT_NE(error_of([&] { gpu::calibration_for(network, fp8); }).find("holds int8 ranges"), std::string::npos);
+
+  BuildOptions fp16;
+  fp16.precision = Precision::kFp16;
+  fp16.layer_precisions[kConv1] = Precision::kInt8;
+  EXPECT_NE(error_of([&] { lowered(network, fp16); }).find("is given int8 in a fp16 engine"), std::string::npos);
+  EXPECT_EQ(calibrated(network, Precision::kFp8)->precision, quant::QuantType::kFp8);
+  EXPECT_EQ(parse_precision("int8"), Precision::kInt8);
+  EXPECT_EQ(parse_precision("fp8"), Precision::kFp8);
+  EXPECT_STREQ(to_string(Precision::kFp8), "fp8");
+}
+
+TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kFp8);
+  BuildOptions options = int8_options(cache);
+  options.precision = Precision::kFp8;
+  gpu::PlanData plan = lowered(network, options);
+  for (gpu::PlanStep& s : plan.steps)
+    if (is_conv(s) && is_quantized(s.precision)) {
+      s.tactic.kind = gpu::ConvTactic::Kind::kQuant;
+      s.tactic.algo = 2, s.tactic.ms = 0.125, s.tactic.variant_name = "128x64 s3";
+    }
+  const gpu::PlanTarget target{EASTRT_VERSION, "NVIDIA H200", 9, 0};
+  const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, target);
+  const gpu::ParsedPlan back = gpu::parse_plan(bytes, "east.fp8.plan");
+  EXPECT_EQ(back.plan.precision, Precision::kFp8);
+  EXPECT_EQ(back.plan.model_fingerprint, cache->model_fingerprint);
+  EXPECT_EQ(back.plan.calibrator, "minmax");
+  ASSERT_EQ(back.plan.tensors.size(), plan.tensors.size());
+  int fp8 = 0;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    EXPECT_EQ(back.plan.tensors[i].type, plan.tensors[i].type) << plan.tensors[i].name;
+    EXPECT_EQ(back.plan.tensors[i].scale, plan.tensors[i].scale) << plan.tensors[i].name;
+    fp8 += plan.tensors[i].type == gpu::StorageType::kFp8;
+  }
+  EXPECT_GT(fp8, 10);
+  ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    EXPECT_EQ(back.plan.steps[i].note, plan.steps[i].note);
+    EXPECT_EQ(back.plan.steps[i].precision, plan.steps[i].precision);
+    EXPECT_EQ(back.plan.steps[i].tactic.kind, plan.steps[i].tactic.kind);
+    EXPECT_EQ(back.plan.steps[i].tactic.variant_name, plan.steps[i].tactic.variant_name);
+  }
+  EXPECT_EQ(gpu::describe(find_step(back.plan, plan.steps.back().name)->tactic), gpu::describe(plan.steps.back().tactic));
+  EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+
+  // An 8-bit tactic on a kept convolution would read FP16 as codes: refused as corrupt.
+  gpu::PlanData wrong = plan;
+  for (gpu::PlanStep& s : wrong.steps)
+    if (s.name == kConv1) s.tactic = plan.steps[0].tactic, s.tactic.kind = gpu::ConvTactic::Kind::kQuant;
+  EXPECT_NE(error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, target), "wrong.plan"); }).find(kConv1),
+            std::string::npos);
+  // A plan of the format before 8-bit tensors: refused by its version, asking for a new build.
+  std::vector<uint8_t> old = bytes;
+  old[8] = 3;
+  const std::string message = error_of([&] { gpu::parse_plan(old, "old.plan"); });
+  EXPECT_NE(message.find("plan format version 3"), std::string::npos) << message;
+  EXPECT_NE(message.find("build the plan again"), std::string::npos) << message;
+}
+
+#endif  // EASTRT_HAVE_CUDA
+
+// ---------------------------------------------------------------- on the GPU
+
+// The engine against the fake-quantised CPU with the engine's own kept set, image by image; every output
+// written (poisoned with NaN first). The message also gives FakeQuant's error against FP32, so that a
+// failure tells a wrong kernel from a bound too tight for this network.
+void expect_matches_fake_quant(const Network& network, const quant::CalibrationCache& cache, Engine& engine,
+                               ExecutionContext& context, int batch, uint32_t seed) {
+  std::set<std::string> kept;
+  int quantized = 0;
+  for (const EngineLayerInfo& l : engine.inspect().layers) {
+    if (l.kind != "Convolution") continue;
+    if (l.precision == "fp16" || l.precision == "fp32") kept.insert(l.name);
+    else {
+      ++quantized;
+      EXPECT_NE(l.tactic.find("eastrt 8-bit convolution variant"), std::string::npos) << l.name << ": " << l.tactic;
+    }
+  }
+  EXPECT_GT(quantized, 0);
+  quant::FakeQuantEngine fake(network, cache, quant::FakeQuantOptions{2, kept, std::nullopt});
+  CpuEngine fp32(quant::prepare_network(network), CpuOptions{2, false, false});
+  const HostTensor input = random_images(batch, seed);
+  context.poison();
+  const auto got = context.run({{east::kInputName, input}});
+  for (int i = 0; i < batch; ++i) {
+    HostTensor one({1, 64, 96, 3});
+    std::copy_n(input.data.begin() + i * one.size(), one.size(), one.data.begin());
+    const auto want = fake.run({{east::kInputName, one}});
+    const auto exact = fp32.run({{east::kInputName, one}});
+    for (const auto& [name, w] : want) {
+      const HostTensor& g = got.at(name);
+      ASSERT_EQ(g.shape[0], batch) << name;
+      HostTensor slice(w.shape);
+      std::copy_n(g.data.begin() + i * slice.size(), slice.size(), slice.data.begin());
+      EXPECT_EQ(nan_count(slice), 0) << name << " image " << i << " of " << batch << ": not fully written";
+      EXPECT_LE(relative_error(slice, w), tolerance(engine.precision()))
+          << name << " image " << i << " of " << batch << " at " << to_string(engine.precision())
+          << "; FakeQuant vs FP32: " << relative_error(w, exact.at(name)) << ", GPU vs FP32: "
+          << relative_error(slice, exact.at(name));
+    }
+  }
+}
+
+TEST(GpuQuantEngine, SmallEastInt8AndFp8MatchTheFakeQuantisedCpu) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  for (Precision precision : {Precision::kInt8, Precision::kFp8}) {
+    SCOPED_TRACE(to_string(precision));
+    const auto cache = calibrated(network, precision);
+    BuildOptions options;
+    options.precision = precision;
+    options.max_batch = 4;
+    options.calibration = cache;
+    std::unique_ptr<Engine> engine = Builder(network, options).build();
+    EXPECT_EQ(engine->inspect().model_fingerprint, cache->model_fingerprint);
+    auto context = engine->create_context();
+    context->set_cuda_graph(true);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 1, 11);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 3, 12);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 1, 13);  // the batch-1 graph replayed
+  }
+}
+
+TEST(GpuQuantEngine, KeptLayersMatchTheFakeQuantisedCpu) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  auto cache = calibrated(network, Precision::kInt8);
+  // Two convolutions the 8-bit kernel would take kept, as a sensitivity pass (the cache) and a per-layer
+  // precision would: the first and the last it takes.
+  std::vector<std::string> quantized;
+  for (const gpu::PlanStep& s : lowered(network, int8_options(cache)).steps)
+    if (is_conv(s) && is_quantized(s.precision)) quantized.push_back(s.name);
+  ASSERT_GE(quantized.size(), 2u);
+  cache->keep_high_precision = {quantized.front()};
+  BuildOptions options;
+  options.precision = Precision::kInt8;
+  options.max_batch = 4;
+  options.calibration = cache;
+  options.layer_precisions[quantized.back()] = Precision::kFp16;
+  std::unique_ptr<Engine> engine = Builder(network, options).build();
+  std::set<std::string> kept;
+  for (const EngineLayerInfo& l : engine->inspect().layers)
+    if (l.kind == "Convolution" && l.precision == "fp16") kept.insert(l.name);
+  EXPECT_TRUE(kept.count(quantized.front())) << quantized.front();
+  EXPECT_TRUE(kept.count(quantized.back())) << quantized.back();
+  auto context = engine->create_context();
+  expect_matches_fake_quant(network, *cache, *engine, *context, 3, 21);
+}
+
+TEST(GpuQuantEngine, ReloadedPlanRunsTheSame) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  BuildOptions options;
+  options.precision = Precision::kInt8;
+  options.max_batch = 2;
+  options.calibration = cache;
+  std::unique_ptr<Engine> engine = Builder(network, options).build();
+  std::unique_ptr<Engine> loaded = Engine::deserialize(engine->serialize(), "int8.plan");
+  EXPECT_EQ(loaded->precision(), Precision::kInt8);
+  const HostTensor input = random_images(2, 31);
+  const auto a = engine->create_context()->run({{east::kInputName, input}});
+  const auto b = loaded->create_context()->run({{east::kInputName, input}});
+  for (const auto& [name, t] : a) EXPECT_EQ(relative_error(b.at(name), t), 0.0) << name;
+}
+
+}  // namespace
+}  // namespace eastrt
