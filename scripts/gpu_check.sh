@@ -7,7 +7,8 @@
 # EASTRT_PREBUILT=DIR skips the build and uses the eastrt and eastrt_tests in DIR/device-bundle.tar.xz
 # (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
 # EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer"; also "quant":
-# INT8/FP8 against FP16 on the bundled model).
+# INT8/FP8 against FP16 on the bundled model; "qselect": F1 of the calibration caches in gpu-data/caches on
+# the training-split images in gpu-data/select).
 # `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle,
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
 set -uo pipefail
@@ -204,6 +205,27 @@ if want quant && [[ -f models/east.safetensors ]]; then
     timeout 90 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
       --calib-cache models/east.$precision.cache --batch 16 --iterations 20 --warmup 5 --profile \
       --profile-json "$WORK/profile_${precision}_b16.json" 2>&1 | head -n 80
+  done
+fi
+
+sel=${EASTRT_SELECT_DIR:-gpu-data/select}
+if want qselect && [[ -d $sel/images ]]; then
+  # Choosing a calibration for the bundled model on training-split images (EASTRT_SELECT_DIR, default
+  # gpu-data/select: ICDAR 2015 img_1.. with their gt),
+  # never on the held-out ones: F1 of every cache in gpu-data/caches against FP32 and FP16.
+  phase "calibration choice on $(ls $sel/images | wc -l) training-split images"
+  for precision in fp32 fp16; do
+    timeout 90 "$BIN/eastrt" detect --device gpu --precision $precision --out /tmp/sel_$precision --force \
+      $sel/images 2>&1 | tail -n 1
+    echo "select $precision: $("$BIN/eastrt" eval --gt $sel/gt --det /tmp/sel_$precision --json 2>&1)"
+  done
+  for cache in gpu-data/caches/*.cache; do
+    (( $(left) < 40 )) && { echo "skipping $cache: too little time left"; continue; }
+    name=$(basename "$cache" .cache)
+    precision=$(sed -n 's/^precision //p' "$cache")
+    timeout 90 "$BIN/eastrt" detect --device gpu --precision $precision --calib-cache "$cache" --out "/tmp/sel_$name" \
+      --force $sel/images 2>&1 | tail -n 1
+    echo "select $name: $("$BIN/eastrt" eval --gt $sel/gt --det "/tmp/sel_$name" --json 2>&1)"
   done
 fi
 
