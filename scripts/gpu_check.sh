@@ -9,7 +9,8 @@
 # EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer"; also "quant":
 # INT8/FP8 against FP16 on the bundled model; "qselect": F1 of the calibration caches in gpu-data/caches on
 # the training-split images in gpu-data/select).
-# `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle,
+# `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle (with
+# libnvjpeg.so.13 from the nvidia-nvjpeg wheel, which eastrt opens at run time for the GPU's JPEG decoder),
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,22 @@ if [[ ${1:-} == --prepare-carry ]]; then
   ldd build-gpu/bundle/eastrt* | awk '$3 ~ /^\// {print $1, $3}' | sort -u |
     grep -Ev '^(libc|libm|librt|libdl|libpthread|libresolv|libutil|libz|libstdc\+\+|libgcc_s|ld-linux|libcudnn|libcublas|libcublasLt|libcudart)[.-]' |
     while read -r name path; do cp -L "$path" "build-gpu/bundle/device-libs/$name"; done
+  # nvJPEG is dlopen'ed, so ldd does not list it: the wheel's copy, downloaded once into build-gpu/nvjpeg/.
+  nvjpeg=build-gpu/nvjpeg/libnvjpeg.so.13
+  if [[ ! -f $nvjpeg ]]; then
+    rm -rf build-gpu/nvjpeg-download && mkdir -p build-gpu/nvjpeg-download build-gpu/nvjpeg
+    if python3 -m pip download --quiet --no-deps --only-binary=:all: --dest build-gpu/nvjpeg-download 'nvidia-nvjpeg>=13,<14' &&
+       wheel=$(ls build-gpu/nvjpeg-download/*.whl 2>/dev/null | head -n 1) && [[ -n $wheel ]] &&
+       member=$(python3 -c 'import sys, zipfile; print(next(n for n in zipfile.ZipFile(sys.argv[1]).namelist() if n.endswith("/libnvjpeg.so.13")))' "$wheel") &&
+       python3 -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' "$wheel" "$member" "$nvjpeg"; then
+      echo "libnvjpeg.so.13 from $(basename "$wheel")"
+    else
+      rm -f "$nvjpeg"
+      echo "warning: could not get libnvjpeg.so.13 from the nvidia-nvjpeg wheel; the bundle goes without it (JPEGs decode on the CPU there)" >&2
+    fi
+    rm -rf build-gpu/nvjpeg-download
+  fi
+  [[ -f $nvjpeg ]] && cp "$nvjpeg" build-gpu/bundle/device-libs/
   tar -cf - -C build-gpu/bundle . | xz -9 -T"$(nproc)" > build-gpu/device-bundle.tar.xz
   rm -rf build-gpu/bundle
   # Data for the evaluation phase (git-ignored gpu-data/): a held-out ICDAR 2015 slice (never trained on)
@@ -117,6 +134,15 @@ if [[ $BIN != build-device && -f $BIN/device-bundle.tar.xz && ! -x $BIN/eastrt ]
   tar -xJf "$BIN/device-bundle.tar.xz" -C "$BIN" || echo "could not unpack $BIN/device-bundle.tar.xz"
 fi
 [[ $BIN != build-device && -d $BIN/device-libs ]] && export LD_LIBRARY_PATH=$PWD/$BIN/device-libs:$LD_LIBRARY_PATH
+# nvJPEG, which eastrt opens at run time: a build made here takes the carried bundle's copy, else that of an
+# nvidia-nvjpeg wheel installed on this machine.
+if [[ $BIN == build-device && -f build-gpu/device-bundle.tar.xz ]] &&
+   tar -xJf build-gpu/device-bundle.tar.xz -C "$WORK" ./device-libs/libnvjpeg.so.13 2>/dev/null; then
+  export LD_LIBRARY_PATH=$WORK/device-libs:$LD_LIBRARY_PATH
+fi
+NVJPEG_WHEEL=$(python3 -c 'import nvidia.nvjpeg as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null || true)
+[[ -n $NVJPEG_WHEEL ]] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$NVJPEG_WHEEL
+for d in ${LD_LIBRARY_PATH//:/ }; do [[ -f $d/libnvjpeg.so.13 ]] && { echo "nvJPEG from $d"; break; }; done
 "$BIN/eastrt" --version || { echo "the eastrt tool does not start"; ldd "$BIN/eastrt" | grep "not found"; exit 1; }
 EASTRT_COMMIT=$("$BIN/eastrt" --version | sed -n 's/.*(commit \(.*\))/\1/p')
 export EASTRT_COMMIT
@@ -258,15 +284,18 @@ if want eval && [[ -d gpu-data/images ]]; then
 fi
 
 if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
-  phase "eastrt detect --bench: the overlapped pipeline on the held-out images, six times over (fp16)"
+  phase "eastrt detect --bench: the overlapped pipeline (fp16), JPEGs decoded by libjpeg (cpu) and by nvJPEG beside it (auto)"
   # EASTRT_PIPELINE_SETS: the folders to run (default: the held-out slice six times over).
   read -r -a sets <<< "${EASTRT_PIPELINE_SETS:-gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images gpu-data/images}"
   # batch, contexts in flight, decoding threads (0: half the cores); EASTRT_PIPELINE_CONFIGS overrides.
   for config in ${EASTRT_PIPELINE_CONFIGS:-"16,3,0" "16,1,0" "8,3,0"}; do
     IFS=, read -r b f w <<< "$config"
-    (( $(left) < 60 )) && { echo "skipping batch $b, $f in flight, $w workers: too little time left"; continue; }
-    timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $b --in-flight $f --workers $w \
-      --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 12
+    for decoder in cpu auto; do
+      (( $(left) < 60 )) && { echo "skipping batch $b, $f in flight, $w workers, decoder $decoder: too little time left"; continue; }
+      echo "--- batch $b, $f in flight, $w workers, decoder $decoder"
+      timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $b --in-flight $f --workers $w \
+        --decoder $decoder --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 15
+    done
   done
   if (( $(left) > 60 )); then
     timeout 90 "$BIN/eastrt" detect --bench --cpu-decode --device gpu --precision fp16 --batch 16 \
@@ -280,21 +309,26 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
 fi
 
 if want serve && (( $(left) > 90 )); then
-  phase "eastrt serve on the GPU (bundled model, fp16) under eastrt loadtest, 64 clients"
+  phase "eastrt serve on the GPU (bundled model, fp16) under eastrt loadtest, 64 clients, decoder cpu then auto"
   # The server runs the pipeline of detect (engines per input size, built on first use): --warmup builds the
   # loadtest image's engine (img_251: 672x1280, the bench phase's size) before it listens.
   image=$(ls gpu-data/images/*.jpg 2>/dev/null | head -n 1)
-  "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 3 --queue 256 \
-    ${EASTRT_SERVE_FLAGS:-} \
-    ${image:+--warmup "$image"} > "$WORK/serve.log" 2>&1 &
-  server=$!
   get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:18080$1', timeout=2).read().decode())"; }
-  for _ in $(seq 120); do get /healthz >/dev/null 2>&1 && break; sleep 0.5; done
-  timeout 60 "$BIN/eastrt" loadtest --port 18080 --clients 64 --requests 3000 --duration-s 40 \
-    ${image:+--image "$image"} 2>&1 | tee -a "$WORK/loadtest.log"
-  get /metrics 2>/dev/null | grep -vE "^#" | grep -E "batch|responses|stage|expired" | head -n 40
-  kill -TERM $server; wait $server; echo "serve exit status $?"
-  tail -n 5 "$WORK/serve.log"
+  for decoder in cpu auto; do
+    (( $(left) < 50 )) && { echo "skipping serve with decoder $decoder: too little time left"; continue; }
+    echo "--- serve --decoder $decoder"
+    "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 3 --queue 256 \
+      --decoder $decoder ${EASTRT_SERVE_FLAGS:-} \
+      ${image:+--warmup "$image"} > "$WORK/serve_$decoder.log" 2>&1 &
+    server=$!
+    for _ in $(seq 120); do get /healthz >/dev/null 2>&1 && break; sleep 0.5; done
+    timeout 45 "$BIN/eastrt" loadtest --port 18080 --clients 64 --requests 3000 --duration-s 20 \
+      ${image:+--image "$image"} 2>&1 | tee -a "$WORK/loadtest.log"
+    get /metrics 2>/dev/null | grep -vE "^#" | grep -E "batch|responses|stage|expired|decoded" | head -n 40
+    kill -TERM $server; wait $server; echo "serve exit status $?"
+    grep -m1 "listening" "$WORK/serve_$decoder.log"
+    tail -n 3 "$WORK/serve_$decoder.log"
+  done
 fi
 
 if want peer; then

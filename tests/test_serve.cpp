@@ -405,6 +405,7 @@ TEST(GpuServe, ConcurrentExamplesGiveDetectsPipelineBoxes) {
     options.max_batch = 3;
     options.max_delay_ms = 5000;  // the batch leaves full
     options.timeout_ms = 120000;  // the first request waits for the engine's build
+    options.decoder = east::Decoder::kCpu;  // box for box: nvJPEG's pixels differ from libjpeg's a little
     serve::Server server(options, *runner);
     std::vector<std::future<http::Response>> replies;
     for (const std::string& body : bodies)
@@ -419,6 +420,7 @@ TEST(GpuServe, ConcurrentExamplesGiveDetectsPipelineBoxes) {
   east::PipelineOptions options;
   options.max_batch = 3;
   options.max_delay_ms = 5000;  // the batch leaves full, not when the first image has waited 10 ms
+  options.decoder = east::Decoder::kCpu;
   east::Pipeline pipeline(*runner, options);
   ASSERT_TRUE(pipeline.decodes_on_device());
   std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_files(files);

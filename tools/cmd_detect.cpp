@@ -61,6 +61,10 @@ const char* const kUsage =
     "                        the engines), show where the time went and the network alone at the same\n"
     "                        batch; writes result files only with --out\n"
     "  --record FILE         with --bench: append the figures as one JSON line to FILE\n"
+    "  --decoder D           EAST: where JPEGs are decoded: auto (the GPU's hardware JPEG decoder, nvJPEG,\n"
+    "                        beside the CPU threads when the network runs on a GPU that has one; else the\n"
+    "                        CPU), cpu (libjpeg only) or gpu (nvJPEG for every JPEG it takes, libjpeg for\n"
+    "                        the rest; an error where nvJPEG cannot run) (default: auto)\n"
     "  --cpu-decode          EAST on the GPU: copy both maps back and decode them on the CPU threads\n"
     "                        (default: candidate quads decoded on the GPU, only those copied back)\n"
     "  --threads N           CPU threads (default: all)\n"
@@ -130,7 +134,13 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
     std::printf("%-34s %12.1f %10.3f %8.2f of %d\n", name, total, total * per, wall_ms > 0 ? total / wall_ms : 0.0,
                 threads);
   };
-  row("decode (file to RGB)", st.total.decode_ms, o.workers);
+  std::printf("decoders: %s\n", pipeline.decoder_description().c_str());
+  row("decode on the CPU (file to RGB)", st.cpu_decode_ms, o.workers);
+  if (pipeline.decodes_jpegs_on_gpu())
+    row("decode on the GPU (nvJPEG batches)", st.gpu_decode_busy_ms, o.gpu_decode_threads);
+  std::printf("images decoded: %lld by libjpeg, %lld by nvJPEG (%lld passed from the GPU threads to libjpeg)\n",
+              static_cast<long long>(st.decoded_on_cpu), static_cast<long long>(st.decoded_on_gpu),
+              static_cast<long long>(st.gpu_declined));
   if (runner.resizes_images())
     std::printf("%-34s %12s %10s %14s\n", "preprocess", "on the GPU", "", "(in network)");
   else
@@ -158,7 +168,10 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
                            {"in_flight", o.in_flight}, {"workers", o.workers}, {"post_workers", o.post_workers},
                            {"network_runs", st.batches}, {"decode_ms", st.total.decode_ms},
                            {"preprocess_ms", st.total.preprocess_ms}, {"network_busy_ms", st.network_busy_ms},
-                           {"post_ms", st.total.post_ms}, {"decode_on_gpu", pipeline.decodes_on_device()}, {"batch_wait_ms", st.total.batch_wait_ms},
+                           {"post_ms", st.total.post_ms}, {"decode_on_gpu", pipeline.decodes_on_device()},
+                           {"decoder", to_string(o.decoder)}, {"decoders", pipeline.decoder_description()},
+                           {"decoded_on_cpu", st.decoded_on_cpu}, {"decoded_on_gpu", st.decoded_on_gpu},
+                           {"cpu_decode_ms", st.cpu_decode_ms}, {"gpu_decode_busy_ms", st.gpu_decode_busy_ms}, {"batch_wait_ms", st.total.batch_wait_ms},
                            {"post_wait_ms", st.total.post_wait_ms}};
     std::ofstream out(record, std::ios::app);
     out << line.dump() << "\n";
@@ -169,7 +182,8 @@ void report_bench(const east::Pipeline& pipeline, Runner& runner, double seconds
 int detect(const std::vector<std::string>& argv) {
   Args args(kUsage,
             {"--model", "--builtin", "--out", "--device", "--precision", "--batch", "--threads", "--score-threshold",
-             "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record", "--calib-cache"},
+             "--nms-threshold", "--input", "--width-divisor", "--workers", "--in-flight", "--record", "--calib-cache",
+             "--decoder"},
             {"--force", "--draw", "--json", "--bench", "--cpu-decode"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(!args.positional().empty(), "no input images (eastrt detect --help)");
@@ -300,6 +314,7 @@ int detect(const std::vector<std::string>& argv) {
     options.max_delay_ms = 200;
     options.keep_images = draw;
     options.device_decode = !args.has("--cpu-decode");
+    options.decoder = east::parse_decoder(args.get("--decoder", "auto"));
     options.detect.score_threshold = static_cast<float>(args.get_double("--score-threshold", options.detect.score_threshold));
     options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", options.detect.nms_threshold));
     std::vector<std::string> paths;
@@ -310,6 +325,7 @@ int detect(const std::vector<std::string>& argv) {
       east::detect_in_order(warm_up, paths, [](east::PipelineResult&) {});
     }
     east::Pipeline pipeline(*runner, options);
+    engine += "; decoders: " + pipeline.decoder_description();
     start = std::chrono::steady_clock::now();
     east::detect_in_order(pipeline, paths, emit);
     seconds = elapsed();

@@ -50,6 +50,9 @@ int serve(const std::vector<std::string>& argv) {
                 "  --workers N           threads decoding requests, and as many post-processing (default:\n"
                 "                        half the cores with the GPU, a quarter on the CPU)\n"
                 "  --threads N           CPU engine threads (default: all cores)\n"
+                "  --decoder D           where JPEGs are decoded: auto (the GPU's hardware JPEG decoder,\n"
+                "                        nvJPEG, beside the CPU threads where there is one), cpu or gpu (nvJPEG\n"
+                "                        for every JPEG it takes; an error where it cannot run) (default: auto)\n"
                 "  --max-batch B         images per network run, at most (default 8)\n"
                 "  --max-delay-ms D      how long a batch that is not full waits for more after its first\n"
                 "                        image (default 5)\n"
@@ -65,7 +68,7 @@ int serve(const std::vector<std::string>& argv) {
                 "  --selftest-image FILE served at /selftest-image for the page's self-test (/?selftest=1)\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--host", "--port", "--streams",
              "--workers", "--threads", "--max-batch", "--warmup", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
-             "--score-threshold", "--nms-threshold", "--selftest-image"},
+             "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder"},
             {"--cpu"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
@@ -82,6 +85,7 @@ int serve(const std::vector<std::string>& argv) {
   EASTRT_CHECK(body_mb > 0 && body_mb <= 1024, "--max-body-mb must be in (0, 1024], got ", body_mb);
   options.max_body_bytes = static_cast<size_t>(body_mb * (1 << 20));
   options.timeout_ms = args.get_int("--timeout-ms", options.timeout_ms);
+  options.decoder = east::parse_decoder(args.get("--decoder", "auto"));
   options.detect.score_threshold = static_cast<float>(args.get_double("--score-threshold", 0.8));
   options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", 0.2));
   EASTRT_CHECK(options.port >= 0 && options.port <= 65535, "--port must be in 0..65535");
@@ -103,6 +107,7 @@ int serve(const std::vector<std::string>& argv) {
   if (args.has("--warmup")) {
     east::PipelineOptions warm;
     warm.detect = options.detect;
+    warm.decoder = options.decoder;
     east::Pipeline pipeline(*runner, warm);
     const east::PipelineResult r = pipeline.submit_file(args.get("--warmup")).get();
     EASTRT_CHECK(r.ok(), "--warmup: ", r.error);

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,14 @@ namespace eastrt::east {
 // ---- Images ----
 
 // 8-bit RGB, rows top to bottom, pixels interleaved (HWC).
+struct DeviceImage;  // eastrt/gpu_jpeg.h
 struct Image {
   int width = 0;
   int height = 0;
   std::vector<uint8_t> rgb;  // width * height * 3
+  // The same pixels in GPU memory when the GPU's JPEG decoder made them (rgb is then empty unless a host copy
+  // was asked for); the GPU runner resizes from here. CPU code reads only rgb.
+  std::shared_ptr<const DeviceImage> device;
 };
 
 // The largest image (width × height) the decoder accepts, so that a forged header cannot exhaust memory.

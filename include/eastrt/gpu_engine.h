@@ -144,7 +144,8 @@ class ExecutionContext {
   // input binding's height and width, into image `index` of the batch, as float RGB 0..255.
   void set_input_image(const std::string& name, int index, const east::Image& image);
   // The same for a whole batch: images 0..n-1 (any sizes) packed into one pinned buffer, copied to the device
-  // in one transfer and resized there; the batch becomes n.
+  // in one transfer and resized there; the batch becomes n. An image decoded on the GPU (Image::device, on
+  // this engine's device) is resized from there and not copied; its `consumed` event is recorded after.
   void set_input_images(const std::string& name, const std::vector<const east::Image*>& images);
   void set_batch(int batch);
   int batch() const;

@@ -18,6 +18,15 @@
 
 namespace eastrt::east {
 
+// Where JPEGs are decoded. kCpu: libjpeg on the decoding threads. kGpu: the GPU's hardware JPEG decoder
+// (nvJPEG, eastrt/gpu_jpeg.h) on gpu_decode_threads threads taking batches from the queue the decoding threads
+// take from; the CPU threads then decode only what it does not take (PNG, BMP, progressive, grey or CMYK
+// JPEGs, truncated files, a batch nvJPEG failed), and an Error names why when the GPU decoder cannot be used.
+// kAuto: both share the JPEGs when the runner resizes on a GPU that has the decoder, else the CPU alone.
+enum class Decoder { kAuto, kCpu, kGpu };
+const char* to_string(Decoder decoder);         // "auto", "cpu", "gpu"
+Decoder parse_decoder(const std::string& text);  // inverse; throws an Error naming the choices
+
 struct PipelineOptions {
   int max_batch = 1;         // images per network run, at most
   int workers = 0;           // threads decoding images (and resizing them, on the CPU); 0: half the cores when
@@ -35,17 +44,19 @@ struct PipelineOptions {
   int max_waiting = 0;
   int max_side = 2400;       // the resize rule's longest side
   DetectOptions detect;
-  bool keep_images = false;  // results carry the decoded image (to draw on)
+  bool keep_images = false;  // results carry the decoded image (to draw on; GPU-decoded ones are copied back)
   // On a runner that decodes_on_device(), the decode up to the candidate quads runs there and only the
   // score map and the candidates come back; off: both maps come back and the CPU threads decode them.
   bool device_decode = true;
+  Decoder decoder = Decoder::kAuto;
+  int gpu_decode_threads = 2;  // with the GPU decoder: threads feeding it batches, each with its own nvJPEG state
 };
 
 // Where one image's time went, in ms. network_ms is its batch's time shared out over the batch; on a runner
 // that resizes on the device, preprocessing is inside it and preprocess_ms is 0.
 struct StageTimes {
   double decode_wait_ms = 0; // from submission to a decoding thread taking it
-  double decode_ms = 0;      // reading and decoding the file
+  double decode_ms = 0;      // reading and decoding the file (on the GPU: its batch's time shared out)
   double preprocess_ms = 0;  // the resize rule and resize on the CPU
   double batch_wait_ms = 0;  // from ready for the network to its batch starting
   double network_ms = 0;
@@ -66,6 +77,7 @@ struct PipelineResult {
   StageTimes times;
   int batch = 0;        // images in the network run that held this one
   Image image;          // with PipelineOptions::keep_images
+  bool decoded_on_gpu = false;  // by the GPU's JPEG decoder, not libjpeg
   bool ok() const { return error.empty(); }
 };
 
@@ -77,6 +89,11 @@ struct PipelineStats {
   std::vector<int64_t> batch_sizes;   // [n]: network runs of n images (size max_batch + 1)
   StageTimes total;
   double network_busy_ms = 0;
+  // Images decoded by each decoder (inputs given decoded, and those that failed, in neither), and the time it
+  // took: summed over images on the CPU, over batches (the GPU threads' busy time) on the GPU.
+  int64_t decoded_on_cpu = 0, decoded_on_gpu = 0;
+  double cpu_decode_ms = 0, gpu_decode_busy_ms = 0;
+  int64_t gpu_declined = 0;  // inputs the GPU decoding threads took and passed to the CPU decoder
 };
 
 class Pipeline {
@@ -105,6 +122,10 @@ class Pipeline {
   bool decodes_on_device() const;           // candidates decoded on the device (see device_decode)
   // "batch 16, 3 in flight, 4 decoding and 4 post-processing threads"
   std::string description() const;
+  // Which decoders run: "nvJPEG 13.0.1, hardware backend on 2 threads, and libjpeg on 8 threads", or
+  // "libjpeg on 8 threads (GPU decoder: why not)"
+  std::string decoder_description() const;
+  bool decodes_jpegs_on_gpu() const;
 
   struct Impl;
 

@@ -22,6 +22,9 @@ class Runner {
   // "the CPU engine, 2 threads, fp32" or "the GPU engine on NVIDIA H200 (sm_90), fp16"
   virtual std::string description() const = 0;
   virtual bool on_gpu() const = 0;
+  // The CUDA device it runs on, -1 for none: images decoded on this device (Image::device) can go straight
+  // into run_images and run_to_candidates when it also resizes_images().
+  virtual int gpu_device() const { return -1; }
 
   // Independent execution slots: run_images calls on different slots may run at once, from different
   // threads (a GPU runner gives each slot its own execution context and stream); calls on one slot, and

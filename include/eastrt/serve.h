@@ -7,6 +7,7 @@
 #include <string>
 
 #include "eastrt/detector_ops.h"
+#include "eastrt/pipeline.h"
 #include "eastrt/runner.h"
 
 namespace eastrt::serve {
@@ -22,6 +23,7 @@ struct ServerOptions {
   size_t max_body_bytes = 16 << 20;  // larger bodies are 413
   int timeout_ms = 10000;          // a request not on the network this long after it arrived is answered 504
   east::DetectOptions detect;
+  east::Decoder decoder = east::Decoder::kAuto;  // where JPEG requests are decoded (east::PipelineOptions)
   std::string selftest_image;      // bytes served at GET /selftest-image for the page's self-test ("" → 404)
 };
 

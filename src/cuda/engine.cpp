@@ -16,6 +16,7 @@
 #include "eastrt/detector_ops.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
+#include "eastrt/gpu_jpeg.h"
 
 namespace eastrt {
 namespace gpu {
@@ -891,17 +892,22 @@ void ExecutionContext::set_input_images(const std::string& name, const std::vect
   EASTRT_CHECK(!images.empty() && static_cast<int64_t>(images.size()) <= t.shape[0], "a batch of ", images.size(),
                " images: the engine takes 1 to ", t.shape[0]);
   const int height = static_cast<int>(t.shape[1]), width = static_cast<int>(t.shape[2]);
-  // Layout of the staging buffer: per image its pixels, then its taps, each part aligned.
+  // Layout of the staging buffer: per image its pixels (unless they are on the device already, decoded
+  // there), then its taps, each part aligned.
   std::vector<std::vector<int>> taps;
   std::vector<size_t> offsets;
   size_t total = 0;
   for (const east::Image* image : images) {
+    const east::DeviceImage* on_device = image ? image->device.get() : nullptr;
     EASTRT_CHECK(image && image->width > 0 && image->height > 0 &&
-                     image->rgb.size() == static_cast<size_t>(image->width) * image->height * 3,
-                 "set_input_images: an image is ", image ? image->width : 0, "x", image ? image->height : 0);
+                     (on_device ? on_device->width == image->width && on_device->height == image->height &&
+                                      on_device->device == c.engine.device
+                                : image->rgb.size() == static_cast<size_t>(image->width) * image->height * 3),
+                 "set_input_images: an image is ", image ? image->width : 0, "x", image ? image->height : 0,
+                 on_device ? " on another device or of another size than its pixels" : "");
     taps.push_back(cuda::linear_resize_taps(image->height, image->width, height, width));
     offsets.push_back(total);
-    total += aligned(image->rgb.size());
+    if (!on_device) total += aligned(image->rgb.size());
     offsets.push_back(total);
     total += aligned(taps.back().size() * sizeof(int));
   }
@@ -913,7 +919,7 @@ void ExecutionContext::set_input_images(const std::string& name, const std::vect
   }
   auto* pinned = static_cast<uint8_t*>(c.image_pinned.get());
   for (size_t i = 0; i < images.size(); ++i) {
-    std::memcpy(pinned + offsets[2 * i], images[i]->rgb.data(), images[i]->rgb.size());
+    if (!images[i]->device) std::memcpy(pinned + offsets[2 * i], images[i]->rgb.data(), images[i]->rgb.size());
     std::memcpy(pinned + offsets[2 * i + 1], taps[i].data(), taps[i].size() * sizeof(int));
   }
   EASTRT_CUDA(cudaMemcpyAsync(c.image_device.get(), pinned, total, cudaMemcpyHostToDevice, c.stream));
@@ -921,8 +927,13 @@ void ExecutionContext::set_input_images(const std::string& name, const std::vect
   auto* device = c.image_device.as<uint8_t>();
   for (size_t i = 0; i < images.size(); ++i) {
     float* dst = c.inputs[input].as<float>() + static_cast<int64_t>(i) * height * width * 3;
-    cuda::launch_preprocess(device + offsets[2 * i], images[i]->height, images[i]->width,
+    const east::DeviceImage* on_device = images[i]->device.get();
+    // A decoded image's decoder waited for its decode before handing it over, so no event to wait on here.
+    const uint8_t* pixels = on_device ? on_device->pixels : device + offsets[2 * i];
+    cuda::launch_preprocess(pixels, images[i]->height, images[i]->width,
                             reinterpret_cast<const int*>(device + offsets[2 * i + 1]), dst, height, width, c.stream);
+    // Its buffer may be decoded into again once the resize has read it.
+    if (on_device) EASTRT_CUDA(cudaEventRecord(static_cast<cudaEvent_t>(on_device->consumed), c.stream));
   }
   set_batch(static_cast<int>(images.size()));
 }

@@ -19,7 +19,7 @@ double since(std::chrono::steady_clock::time_point start) {
 // DetResizeForTest.image_padding: tiny images go into a black canvas of at least 32 × 32.
 Image pad_small(const Image& image) {
   if (image.height + image.width >= 64) return image;
-  Image padded{std::max(image.width, 32), std::max(image.height, 32), {}};
+  Image padded{std::max(image.width, 32), std::max(image.height, 32), {}, {}};
   padded.rgb.assign(size_t(padded.width) * padded.height * 3, 0);
   for (int y = 0; y < image.height; ++y)
     std::copy_n(image.rgb.begin() + size_t(y) * image.width * 3, size_t(image.width) * 3,

@@ -1,18 +1,23 @@
-// The overlapped detection pipeline: a queue of inputs for the decoding threads, a batcher holding the decoded
-// images by network size, one network thread per slot taking batches from it, and a queue of output maps for
-// the post-processing threads. One mutex guards all of it: every critical section is a few pointer moves.
+// The overlapped detection pipeline: a queue of inputs for the decoding threads (libjpeg ones, and GPU ones that
+// take JPEGs a batch at a time and pass back what the hardware decoder does not take through a second queue),
+// a batcher holding the decoded images by network size, one network thread per slot taking batches from it,
+// and a queue of output maps for the post-processing threads. One mutex guards all of it: every critical
+// section is a few pointer moves.
 #include "eastrt/pipeline.h"
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "eastrt/east.h"
 #include "eastrt/error.h"
+#include "eastrt/gpu_jpeg.h"
 
 namespace eastrt::east {
 namespace {
@@ -26,7 +31,7 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 }
 
 struct Job {
-  std::string path;            // read from here, or
+  std::string path;            // read from here (unless a GPU decoding thread already read it into bytes), or
   std::vector<uint8_t> bytes;  // decoded from these, or
   bool decoded = false;        // `image` is given
   Image image;
@@ -39,6 +44,7 @@ struct Job {
   Clock::time_point ready;     // entered the batcher, or the post queue
   PipelineResult result;
   std::promise<PipelineResult> promise;
+  enum class DecodedBy { kNone, kCpu, kGpu } decoded_by = DecodedBy::kNone;
 };
 using JobPtr = std::unique_ptr<Job>;
 
@@ -47,7 +53,30 @@ struct Group {
   Clock::time_point first;  // when its oldest image arrived
 };
 
+// The whole file, or false (the CPU decoder then reads it again and says what is wrong).
+bool read_file(const std::string& path, std::vector<uint8_t>* bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  bytes->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return !in.bad();
+}
+
 }  // namespace
+
+const char* to_string(Decoder decoder) {
+  switch (decoder) {
+    case Decoder::kAuto: return "auto";
+    case Decoder::kCpu: return "cpu";
+    case Decoder::kGpu: return "gpu";
+  }
+  return "?";
+}
+
+Decoder parse_decoder(const std::string& text) {
+  for (Decoder d : {Decoder::kAuto, Decoder::kCpu, Decoder::kGpu})
+    if (text == to_string(d)) return d;
+  throw_error("unknown decoder '", text, "' (choose auto, cpu or gpu)");
+}
 
 struct Pipeline::Impl {
   Runner& runner;
@@ -57,6 +86,7 @@ struct Pipeline::Impl {
   mutable std::mutex mutex;
   std::condition_variable decode_cv, batch_cv, post_cv;
   std::deque<JobPtr> to_decode;
+  std::deque<JobPtr> to_cpu;                 // passed on by a GPU decoding thread, for the CPU decoder
   int decoding = 0;                          // taken by a decoding thread, not yet in the batcher
   int waiting = 0;                           // submitted, not yet taken into a batch (nor failed)
   std::map<std::pair<int, int>, Group> groups;  // by network height, width
@@ -66,6 +96,10 @@ struct Pipeline::Impl {
   PipelineStats stats;
 
   std::vector<std::thread> decoders, networks, posters;
+  std::vector<std::unique_ptr<GpuJpegDecoder>> gpu_decoders;  // one per GPU decoding thread
+  std::string gpu_unavailable;  // why there are none, when the decoder is not kCpu
+  bool cpu_takes_jpegs = true;  // the CPU threads take any input, not only what the GPU threads pass on
+  int gpu_running = 0;          // GPU decoding threads not yet finished (they may still pass inputs on)
 
   Impl(Runner& r, PipelineOptions o)
       : runner(r), options(o), device_resize(r.resizes_images()),
@@ -82,9 +116,36 @@ struct Pipeline::Impl {
     EASTRT_CHECK(net.find_tensor(kInputName) && net.find_tensor(kScoreOutput) && net.find_tensor(kGeometryOutput),
                  "the pipeline needs an EAST network with input ", kInputName, " and outputs ", kScoreOutput, ", ",
                  kGeometryOutput);
+    make_gpu_decoders();
+    gpu_running = static_cast<int>(gpu_decoders.size());
     for (int i = 0; i < options.workers; ++i) decoders.emplace_back([this] { decode_loop(); });
+    for (auto& decoder : gpu_decoders) decoders.emplace_back([this, d = decoder.get()] { gpu_decode_loop(*d); });
     for (int i = 0; i < options.in_flight; ++i) networks.emplace_back([this, i] { network_loop(i); });
     for (int i = 0; i < options.post_workers; ++i) posters.emplace_back([this] { post_loop(); });
+  }
+
+  void make_gpu_decoders() {
+    if (options.decoder == Decoder::kCpu) return;
+    EASTRT_CHECK(options.gpu_decode_threads >= 1, "the GPU decoder needs at least one thread, not ",
+                 options.gpu_decode_threads);
+    const int device = runner.gpu_device();
+    if (device < 0 || !device_resize) {
+      gpu_unavailable = "the network does not run on a GPU";
+    } else {
+      gpu_unavailable = gpu_jpeg_unavailable(device);
+      if (gpu_unavailable.empty()) {
+        try {
+          for (int i = 0; i < options.gpu_decode_threads; ++i)
+            gpu_decoders.push_back(std::make_unique<GpuJpegDecoder>(device, std::max(options.max_batch, 4)));
+        } catch (const std::exception& e) {
+          gpu_decoders.clear();
+          gpu_unavailable = e.what();
+        }
+      }
+    }
+    EASTRT_CHECK(gpu_decoders.size() > 0 || options.decoder != Decoder::kGpu, "decoder gpu: ", gpu_unavailable,
+                 " (choose decoder auto or cpu)");
+    cpu_takes_jpegs = gpu_decoders.empty() || options.decoder == Decoder::kAuto;
   }
 
   ~Impl() {
@@ -142,7 +203,11 @@ struct Pipeline::Impl {
   }
 
   void finish(JobPtr job) {
-    if (options.keep_images) job->result.image = std::move(job->image);
+    if (options.keep_images) {
+      job->result.image = std::move(job->image);
+      job->result.image.device.reset();  // its host copy is there; the device buffer goes back to its pool
+    }
+    job->result.decoded_on_gpu = job->decoded_by == Job::DecodedBy::kGpu;
     {
       std::lock_guard<std::mutex> lock(mutex);
       --pending;
@@ -154,21 +219,42 @@ struct Pipeline::Impl {
       s.decode_wait_ms += t.decode_wait_ms, s.decode_ms += t.decode_ms, s.preprocess_ms += t.preprocess_ms;
       s.batch_wait_ms += t.batch_wait_ms, s.network_ms += t.network_ms, s.post_wait_ms += t.post_wait_ms;
       s.post_ms += t.post_ms;
+      if (job->decoded_by == Job::DecodedBy::kCpu) ++stats.decoded_on_cpu, stats.cpu_decode_ms += t.decode_ms;
+      if (job->decoded_by == Job::DecodedBy::kGpu) ++stats.decoded_on_gpu;
     }
     job->promise.set_value(std::move(job->result));
   }
 
   // ---- decoding threads: file → image → plan (→ resized input on the CPU) → batcher
 
+  // Under the lock: whether a CPU decoding thread has an input to take.
+  bool cpu_has_work() const {
+    if (!to_cpu.empty()) return true;
+    if (cpu_takes_jpegs) return !to_decode.empty();
+    return std::any_of(to_decode.begin(), to_decode.end(), [](const JobPtr& j) { return j->decoded; });
+  }
+
+  // Under the lock, with cpu_has_work(): what the GPU threads passed on first, then the queue (only inputs given
+  // decoded when the GPU decoder takes every JPEG).
+  JobPtr take_cpu_job() {
+    std::deque<JobPtr>& queue = to_cpu.empty() ? to_decode : to_cpu;
+    auto it = queue.begin();
+    if (&queue == &to_decode && !cpu_takes_jpegs)
+      it = std::find_if(queue.begin(), queue.end(), [](const JobPtr& j) { return j->decoded; });
+    JobPtr job = std::move(*it);
+    queue.erase(it);
+    return job;
+  }
+
   void decode_loop() {
     for (;;) {
       JobPtr job;
       {
         std::unique_lock<std::mutex> lock(mutex);
-        decode_cv.wait(lock, [&] { return decode_stop || !to_decode.empty(); });
-        if (to_decode.empty()) return;
-        job = std::move(to_decode.front());
-        to_decode.pop_front();
+        // A GPU thread still running may yet pass inputs on.
+        decode_cv.wait(lock, [&] { return cpu_has_work() || (decode_stop && gpu_running == 0); });
+        if (!cpu_has_work()) return;
+        job = take_cpu_job();
         ++decoding;
       }
       bool ok = true;
@@ -177,9 +263,12 @@ struct Pipeline::Impl {
       try {
         // Under overload a service's request may expire in this queue: no point decoding it.
         if (start >= job->deadline) throw Deadline();
-        if (!job->decoded)
-          job->image = job->path.empty() ? decode_image(job->bytes.data(), job->bytes.size(), job->result.name)
-                                         : decode_image(job->path);
+        if (!job->decoded) {
+          job->image = job->path.empty() || !job->bytes.empty()
+                           ? decode_image(job->bytes.data(), job->bytes.size(), job->result.name)
+                           : decode_image(job->path);
+          job->decoded_by = Job::DecodedBy::kCpu;
+        }
         job->bytes = {};
         job->result.width = job->image.width;
         job->result.height = job->image.height;
@@ -217,12 +306,112 @@ struct Pipeline::Impl {
     }
   }
 
+  // ---- GPU decoding threads: a batch of files → nvJPEG → device images → batcher (the rest → to_cpu)
+
+  bool gpu_has_work() const {
+    return std::any_of(to_decode.begin(), to_decode.end(), [](const JobPtr& j) { return !j->decoded; });
+  }
+
+  void gpu_decode_loop(GpuJpegDecoder& decoder) {
+    for (;;) {
+      std::vector<JobPtr> jobs;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        decode_cv.wait(lock, [&] { return decode_stop || gpu_has_work(); });
+        if (!gpu_has_work()) {
+          --gpu_running;
+          lock.unlock();
+          decode_cv.notify_all();  // the CPU threads wait for the last one before they stop
+          batch_cv.notify_all();
+          return;
+        }
+        // Whatever is queued, up to a batch: waiting for more would only delay these.
+        for (auto it = to_decode.begin(); it != to_decode.end() && static_cast<int>(jobs.size()) < decoder.max_batch();) {
+          if ((*it)->decoded) {
+            ++it;
+            continue;
+          }
+          jobs.push_back(std::move(*it));
+          it = to_decode.erase(it);
+        }
+        decoding += static_cast<int>(jobs.size());
+      }
+      const Clock::time_point start = Clock::now();
+      enum class Next { kCpu, kExpired, kDecoded };
+      std::vector<Next> next(jobs.size(), Next::kCpu);
+      std::vector<GpuJpegDecoder::Input> inputs;
+      std::vector<size_t> sent;  // the job of each input
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        Job& job = *jobs[i];
+        job.result.times.decode_wait_ms = ms_between(job.submitted, start);
+        if (start >= job.deadline) {
+          fail(job, Failure::kDeadline, "its deadline passed before it was decoded");
+          next[i] = Next::kExpired;
+          continue;
+        }
+        if (job.bytes.empty() && !job.path.empty() && !read_file(job.path, &job.bytes)) continue;
+        inputs.push_back({job.bytes.data(), job.bytes.size()});
+        sent.push_back(i);
+      }
+      std::vector<GpuJpegDecoder::Output> decoded;
+      if (!inputs.empty()) {
+        try {
+          decoded = decoder.decode(inputs, options.keep_images);
+        } catch (const std::exception&) {
+          decoded.assign(inputs.size(), {});  // a CUDA failure: libjpeg still decodes them
+        }
+      }
+      const Clock::time_point done = Clock::now();
+      int on_gpu = 0;
+      for (size_t k = 0; k < decoded.size(); ++k) on_gpu += decoded[k].decoded ? 1 : 0;
+      for (size_t k = 0; k < decoded.size(); ++k) {
+        if (!decoded[k].decoded) continue;
+        Job& job = *jobs[sent[k]];
+        job.image = std::move(decoded[k].image);
+        job.bytes = {};
+        job.decoded_by = Job::DecodedBy::kGpu;
+        job.result.width = job.image.width;
+        job.result.height = job.image.height;
+        job.result.times.decode_ms = ms_between(start, done) / on_gpu;
+        job.result.detection.plan = plan_resize(job.image.height, job.image.width, options.max_side);
+        next[sent[k]] = Next::kDecoded;
+      }
+      std::vector<JobPtr> expired;
+      bool passed_on = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        stats.gpu_decode_busy_ms += ms_between(start, done);
+        for (size_t i = 0; i < jobs.size(); ++i) {
+          --decoding;
+          if (next[i] == Next::kExpired) {
+            --waiting;
+            expired.push_back(std::move(jobs[i]));
+          } else if (next[i] == Next::kCpu) {
+            ++stats.gpu_declined;
+            to_cpu.push_back(std::move(jobs[i]));
+            passed_on = true;
+          } else {
+            const ResizePlan& plan = jobs[i]->result.detection.plan;
+            Group& group = groups[{plan.height, plan.width}];
+            jobs[i]->ready = Clock::now();
+            if (group.jobs.empty()) group.first = jobs[i]->ready;
+            group.jobs.push_back(std::move(jobs[i]));
+          }
+        }
+      }
+      if (passed_on) decode_cv.notify_all();
+      batch_cv.notify_all();
+      for (JobPtr& job : expired) finish(std::move(job));
+    }
+  }
+
   // ---- network threads, one per slot: batcher → runner → post queue
 
   // Under the lock: the batch to run now, if any; else the time to look again (max() for "when woken").
   // Batched jobs whose deadline has passed leave their groups into `expired`, for finish() after the lock.
   std::vector<JobPtr> take_batch(Clock::time_point* recheck, std::vector<JobPtr>* expired) {
-    const bool nothing_coming = to_decode.empty() && decoding == 0 && (!options.hold_partial_batches || decode_stop);
+    const bool nothing_coming =
+        to_decode.empty() && to_cpu.empty() && decoding == 0 && (!options.hold_partial_batches || decode_stop);
     const auto delay = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double, std::milli>(options.max_delay_ms));
     const Clock::time_point now = Clock::now();
@@ -278,7 +467,7 @@ struct Pipeline::Impl {
           Clock::time_point recheck;
           batch = take_batch(&recheck, &expired);
           if (!batch.empty() || !expired.empty()) break;
-          if (network_stop && groups.empty() && to_decode.empty() && decoding == 0) {
+          if (network_stop && groups.empty() && to_decode.empty() && to_cpu.empty() && decoding == 0) {
             stop = true;
             break;
           }
@@ -461,12 +650,23 @@ PipelineStats Pipeline::stats() const {
 
 const PipelineOptions& Pipeline::options() const { return impl_->options; }
 bool Pipeline::decodes_on_device() const { return impl_->device_decode; }
+bool Pipeline::decodes_jpegs_on_gpu() const { return !impl_->gpu_decoders.empty(); }
+
+std::string Pipeline::decoder_description() const {
+  const Impl& i = *impl_;
+  const std::string cpu = "libjpeg on " + std::to_string(i.options.workers) + " threads";
+  if (i.gpu_decoders.empty())
+    return cpu + (i.options.decoder == Decoder::kCpu ? "" : " (GPU decoder: " + i.gpu_unavailable + ")");
+  return i.gpu_decoders.front()->description() + " on " + std::to_string(i.gpu_decoders.size()) + " threads, " +
+         (i.cpu_takes_jpegs ? "and " : "with for what it does not take ") + cpu;
+}
 
 std::string Pipeline::description() const {
   const PipelineOptions& o = impl_->options;
   return "batch " + std::to_string(o.max_batch) + ", " + std::to_string(o.in_flight) + " in flight, " +
          std::to_string(o.workers) + " decoding and " + std::to_string(o.post_workers) + " post-processing threads" +
-         (impl_->device_decode ? ", candidates decoded on the GPU" : "");
+         (impl_->device_decode ? ", candidates decoded on the GPU" : "") +
+         (impl_->gpu_decoders.empty() ? "" : ", JPEGs decoded on the GPU too");
 }
 
 void detect_in_order(Pipeline& pipeline, const std::vector<std::string>& paths,

@@ -166,6 +166,7 @@ class GpuRunner : public Runner {
   const Network& network() const override { return network_; }
   std::string description() const override { return description_; }
   bool on_gpu() const override { return true; }
+  int gpu_device() const override { return options_.build.device; }
   int slots() const override { return options_.slots; }
   bool resizes_images() const override { return true; }
 

@@ -70,6 +70,10 @@ std::string Metrics::render(const east::PipelineStats& pipeline, int queue_depth
       {"post", t.post_ms}};
   for (const auto& [stage, ms] : stages)
     out << "eastrt_stage_seconds_total{stage=\"" << stage << "\"} " << ms / 1000 << "\n";
+  out << "# HELP eastrt_images_decoded_total Images decoded, by decoder (libjpeg on the CPU, nvJPEG on the GPU).\n"
+         "# TYPE eastrt_images_decoded_total counter\n"
+      << "eastrt_images_decoded_total{decoder=\"cpu\"} " << pipeline.decoded_on_cpu << "\n"
+      << "eastrt_images_decoded_total{decoder=\"gpu\"} " << pipeline.decoded_on_gpu << "\n";
   out << "# HELP eastrt_expired_total Requests whose deadline passed before their batch ran (answered 504).\n"
          "# TYPE eastrt_expired_total counter\n"
       << "eastrt_expired_total " << pipeline.expired << "\n";

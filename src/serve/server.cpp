@@ -123,7 +123,8 @@ struct Server::Impl {
 
   Impl(ServerOptions o, Runner& runner)
       : options(checked(std::move(o))), pipeline(std::make_unique<east::Pipeline>(runner, pipeline_options(options))) {
-    description = runner.description() + "; " + pipeline->description();
+    description = runner.description() + "; " + pipeline->description() + "; decoders: " +
+                  pipeline->decoder_description();
     listen_on(options.host, options.port);
     EASTRT_CHECK(pipe2(wake, O_CLOEXEC) == 0, "serve: pipe: ", std::strerror(errno));
     acceptor = std::thread([this] { accept_loop(); });
@@ -146,6 +147,7 @@ struct Server::Impl {
     p.in_flight = o.streams;
     p.workers = o.workers;
     p.detect = o.detect;
+    p.decoder = o.decoder;
     return p;
   }
 
