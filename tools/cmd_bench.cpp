@@ -92,7 +92,8 @@ int bench(const std::vector<std::string>& argv) {
                 kModelFlagsHelp +
                 "  --plan PLAN           a plan from `eastrt build` instead of building here\n"
                 "  --precision P         fp32, tf32, fp16, int8 or fp8 when building (default fp32)\n"
-                "  --calib-cache FILE    int8/fp8: the calibration cache (made by eastrt calibrate)\n"
+                "  --calib-cache FILE    int8/fp8: the calibration cache (made by eastrt calibrate; default for the\n"
+                "                        bundled model: models/east.int8.cache / east.fp8.cache shipped beside it)\n"
                 "  --batch N             images per batch (default 1)\n"
                 "  --max-batch N         the engine's largest batch when building (default --batch)\n"
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
@@ -115,9 +116,8 @@ int bench(const std::vector<std::string>& argv) {
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
-  if (!args.has("--plan") && is_quantized(parse_precision(args.get("--precision", "fp32"))))
-    EASTRT_CHECK(args.has("--calib-cache"), "--precision ", args.get("--precision"),
-                 " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
+  const std::string calibration_cache =
+      args.has("--plan") ? "" : calibration_cache_for(args, parse_precision(args.get("--precision", "fp32")));
   const GpuInfo gpu = query_gpu();
   EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): eastrt bench times the GPU engine");
 
@@ -148,7 +148,7 @@ int bench(const std::vector<std::string>& argv) {
     options.workspace_bytes = static_cast<size_t>(workspace_mb) << 20;
     options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
     options.timing_cache = args.get("--timing-cache");
-    options.calibration_cache = args.get("--calib-cache");
+    options.calibration_cache = calibration_cache;
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -41,11 +41,15 @@ std::map<std::string, Precision> parse_layer_precisions(const std::string& text)
 namespace {
 
 // INT8/FP8: the calibration cache the engine is built with: --calib-cache when the file exists (checked
-// against the model), or null.
+// against the model), or null when --calib is to make one; an Error naming the flags when there is neither.
 std::shared_ptr<const quant::CalibrationCache> existing_calibration(const Args& args, const LoadedModel& model,
                                                                     quant::QuantType precision) {
   const std::string path = args.get("--calib-cache");
-  if (!path.empty() && std::ifstream(path).good()) {
+  const bool exists = !path.empty() && std::ifstream(path).good();
+  EASTRT_CHECK(exists || args.has("--calib"), "--precision ", quant::to_string(precision), " needs a calibration: give ",
+               path.empty() ? "--calib DIR (images to calibrate on) or --calib-cache FILE (made by eastrt calibrate)"
+                            : "--calib DIR to make " + path + " (it does not exist), or make it with eastrt calibrate");
+  if (exists) {
     auto cache = std::make_shared<quant::CalibrationCache>(quant::read_cache(path));
     quant::check_cache_matches(*cache, path, model.network, precision);
     std::cout << "calibration cache " << path << ": " << cache->tensors.size() << " tensors, "
@@ -62,9 +66,6 @@ std::shared_ptr<const quant::CalibrationCache> existing_calibration(const Args& 
 std::shared_ptr<const quant::CalibrationCache> new_calibration(const Args& args, const LoadedModel& model,
                                                                quant::QuantType precision) {
   const std::string path = args.get("--calib-cache");
-  EASTRT_CHECK(args.has("--calib"), "--precision ", quant::to_string(precision), " needs a calibration: give ",
-               path.empty() ? "--calib DIR (images to calibrate on) or --calib-cache FILE (made by eastrt calibrate)"
-                            : "--calib DIR to make " + path + " (it does not exist), or make it with eastrt calibrate");
   const CalibrationOutcome outcome = calibrate_from_flags(args, model, precision);
   print_ranges(std::cout, outcome);
   if (!path.empty()) {

@@ -52,7 +52,8 @@ const char* const kUsage =
     "  --json                print the boxes of every image as JSON on stdout\n"
     "  --device D            auto (the GPU if there is one, else the CPU), gpu or cpu (default: auto)\n"
     "  --precision P         fp32, tf32, fp16, int8 or fp8 (default: fp16 on the GPU; the CPU runs fp32)\n"
-    "  --calib-cache FILE    int8/fp8: the calibration cache (made by eastrt calibrate)\n"
+    "  --calib-cache FILE    int8/fp8: the calibration cache (made by eastrt calibrate; default for the\n"
+    "                        bundled model: models/east.int8.cache / east.fp8.cache shipped beside it)\n"
     "  --batch N             EAST: images of one size run through the network N at a time (default 1)\n"
     "  --workers N           EAST: threads decoding images, and as many post-processing (default: half\n"
     "                        the cores each with the GPU, a quarter on the CPU)\n"
@@ -192,9 +193,7 @@ int detect(const std::vector<std::string>& argv) {
                "' (choose auto, gpu or cpu)");
   const bool on_gpu = device == "gpu" || (device == "auto" && query_gpu().available);
   const Precision precision = parse_precision(args.get("--precision", on_gpu ? "fp16" : "fp32"));
-  EASTRT_CHECK(!is_quantized(precision) || args.has("--calib-cache"), "--precision ", to_string(precision),
-               " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
-  const std::string calibration_cache = args.get("--calib-cache");
+  const std::string calibration_cache = calibration_cache_for(args, precision);
   const int batch = args.get_int("--batch", 1);
   EASTRT_CHECK(batch >= 1, "--batch must be at least 1, not ", batch);
   const int workers = args.get_int("--workers", 0), in_flight = args.get_int("--in-flight", 3);

@@ -40,8 +40,10 @@ int serve(const std::vector<std::string>& argv) {
                         "size, on the GPU engine for that size (built on first use) where there is a GPU, else on the\n"
                         "CPU engine. SIGINT or SIGTERM: stop accepting, answer what was accepted, exit 0.\n\n") +
                 kModelFlagsHelp +
-                "  --precision P         fp32 on the CPU; fp32, tf32 or fp16 on the GPU (default: fp16 on the\n"
-                "                        GPU, as detect; fp32 on the CPU)\n"
+                "  --precision P         fp32 on the CPU; fp32, tf32, fp16, int8 or fp8 on the GPU (default:\n"
+                "                        fp16 on the GPU, as detect; fp32 on the CPU)\n"
+                "  --calib-cache FILE    int8/fp8: the calibration cache (default for the bundled model: the\n"
+                "                        one shipped beside it, models/east.int8.cache / east.fp8.cache)\n"
                 "  --cpu                 use the CPU engine even where there is a GPU\n"
                 "  --host ADDR           numeric address to listen on (default 127.0.0.1)\n"
                 "  --port N              port (default 8080; 0: any free port, printed)\n"
@@ -66,7 +68,7 @@ int serve(const std::vector<std::string>& argv) {
                 "  --score-threshold T   score-map threshold (default 0.8)\n"
                 "  --nms-threshold T     locality-aware NMS IoU threshold (default 0.2)\n"
                 "  --selftest-image FILE served at /selftest-image for the page's self-test (/?selftest=1)\n",
-            {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--host", "--port", "--streams",
+            {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--calib-cache", "--host", "--port", "--streams",
              "--workers", "--threads", "--max-batch", "--warmup", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
              "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder"},
             {"--cpu"});
@@ -103,7 +105,8 @@ int serve(const std::vector<std::string>& argv) {
   // One GPU engine per input size (a line whenever one is built), tactics in the default timing cache.
   std::unique_ptr<Runner> runner = make_runner(std::move(model.network), device, precision,
                                                CpuOptions{args.get_int("--threads", 0)}, options.max_batch,
-                                               options.streams, /*verbose=*/true);
+                                               options.streams, /*verbose=*/true,
+                                               calibration_cache_for(args, precision));
   if (args.has("--warmup")) {
     east::PipelineOptions warm;
     warm.detect = options.detect;

@@ -59,6 +59,18 @@ std::string bundled_model() {
   return path.string();
 }
 
+std::string calibration_cache_for(const Args& args, Precision precision) {
+  if (!is_quantized(precision)) return "";
+  if (args.has("--calib-cache")) return args.get("--calib-cache");
+  if (!args.has("--model") && !args.has("--builtin")) {
+    const std::filesystem::path shipped = std::filesystem::path(bundled_model()).parent_path() /
+                                          (std::string("east.") + to_string(precision) + ".cache");
+    if (std::filesystem::exists(shipped)) return shipped.string();
+  }
+  throw_error("--precision ", to_string(precision),
+              " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
+}
+
 LoadedModel load_model(const Args& args) {
   const Shape input = parse_shape(args.get("--input", "1x672x1280x3"));
   const std::string builtin = args.get("--builtin");

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "args.h"
+#include "eastrt/gpu_engine.h"
 #include "eastrt/network.h"
 
 namespace eastrt::tool {
@@ -26,5 +27,10 @@ struct LoadedModel {
 // tool is in (the build or install folder).
 LoadedModel load_model(const Args& args);
 std::string bundled_model();
+
+// The calibration cache an INT8/FP8 engine is built with: --calib-cache FILE, else for the bundled model (no
+// --model, no --builtin) the one shipped beside it, models/east.<int8|fp8>.cache. An Error naming the flag
+// when there is neither; "" for the other precisions.
+std::string calibration_cache_for(const Args& args, Precision precision);
 
 }  // namespace eastrt::tool

@@ -66,8 +66,9 @@ struct QuantConvArgs {
 // that a pixel's channels are whole 16-byte copies), any k, any r, s, strides, paddings ≥ 0; x and the filter
 // 16-byte aligned.
 
-// Whether launch_quant_conv takes these arguments (channel counts, types, activation); when it does not,
-// `why` (if given) says what is refused.
+// Whether launch_quant_conv takes these arguments (channel counts, types, activation) on the current GPU;
+// when it does not, `why` (if given) says what is refused. Without any GPU it answers for the arguments
+// alone (plans lowered on the host, in tests).
 bool quant_conv_supports(const QuantConvArgs& args, const char** why = nullptr);
 
 // Tile configurations of the kernel the builder may time against each other: 0 .. quant_conv_variants() − 1.
