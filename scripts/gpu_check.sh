@@ -251,8 +251,21 @@ if want qselect && [[ -d $sel/images ]]; then
     precision=$(sed -n 's/^precision //p' "$cache")
     timeout 90 "$BIN/eastrt" detect --device gpu --precision $precision --calib-cache "$cache" --out "/tmp/sel_$name" \
       --force $sel/images 2>&1 | tail -n 1
-    echo "select $name: $("$BIN/eastrt" eval --gt $sel/gt --det "/tmp/sel_$name" --json 2>&1)"
+    result=$("$BIN/eastrt" eval --gt $sel/gt --det "/tmp/sel_$name" --json 2>&1)
+    echo "select $name: $result"
+    hmean=$(sed -n 's/.*"hmean": *\([0-9.e-]*\).*/\1/p' <<< "$result")
+    echo "$precision ${hmean:-0} $cache" >> "$WORK/select.txt"
   done
+  # EASTRT_SELECT_APPLY=1: the best cache of each precision on these images becomes the model's shipped one
+  # (models/east.<precision>.cache) for the phases after this one; the choice is printed.
+  if [[ ${EASTRT_SELECT_APPLY:-0} == 1 && -f $WORK/select.txt ]]; then
+    for precision in int8 fp8; do
+      best=$(awk -v p=$precision '$1 == p' "$WORK/select.txt" | sort -k2,2gr -s | head -n 1)
+      [[ -n $best ]] || continue
+      echo "chosen for $precision (hmean on the training-split images): $best"
+      cp "${best##* }" models/east.$precision.cache
+    done
+  fi
 fi
 
 if want eval && [[ -d gpu-data/images ]]; then

@@ -300,8 +300,15 @@ TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
 // ---------------------------------------------------------------- on the GPU
 
 // The engine against the fake-quantised CPU with the engine's own kept set, image by image; every output
-// written (poisoned with NaN first). The message also gives FakeQuant's error against FP32, so that a
-// failure tells a wrong kernel from a bound too tight for this network.
+// written (poisoned with NaN first).
+//
+// How close: the layers agree with the fake-quantised reference to the code (GpuQuantConv.*), but on this
+// random-weight network a code that flips between the two (the GPU stores the high-precision tensors in
+// FP16, the reference in FP32, and a value near a rounding boundary lands on either side) is amplified
+// downstream as much as quantisation itself is: measured on an H200, FakeQuant and the GPU are each 10-30 %
+// (relative L2) from FP32 at the outputs and about as far from each other. So the bound is relative to the
+// quantisation's own effect e = |FakeQuant − FP32|: the GPU must be within 1.25 e + 0.01 of FP32 and within
+// 1.5 e + 0.01 of FakeQuant. A wrong scale, cast, residual or tensor type gives errors near 1 and fails.
 void expect_matches_fake_quant(const Network& network, const quant::CalibrationCache& cache, Engine& engine,
                                ExecutionContext& context, int batch, uint32_t seed) {
   std::set<std::string> kept;
@@ -331,10 +338,13 @@ void expect_matches_fake_quant(const Network& network, const quant::CalibrationC
       HostTensor slice(w.shape);
       std::copy_n(g.data.begin() + i * slice.size(), slice.size(), slice.data.begin());
       EXPECT_EQ(nan_count(slice), 0) << name << " image " << i << " of " << batch << ": not fully written";
-      EXPECT_LE(relative_error(slice, w), tolerance(engine.precision()))
-          << name << " image " << i << " of " << batch << " at " << to_string(engine.precision())
-          << "; FakeQuant vs FP32: " << relative_error(w, exact.at(name)) << ", GPU vs FP32: "
-          << relative_error(slice, exact.at(name));
+      const double e = relative_error(w, exact.at(name)), gpu_vs_fp32 = relative_error(slice, exact.at(name));
+      const std::string where = name + " image " + std::to_string(i) + " of " + std::to_string(batch) + " at " +
+                                to_string(engine.precision()) + "; FakeQuant vs FP32: " + std::to_string(e) +
+                                ", GPU vs FP32: " + std::to_string(gpu_vs_fp32);
+      EXPECT_LT(e, 0.5) << where << " (the reference's own quantisation error: the calibration is broken)";
+      EXPECT_LE(gpu_vs_fp32, 1.25 * e + 0.01) << where;
+      EXPECT_LE(relative_error(slice, w), 1.5 * e + 0.01) << where;
     }
   }
 }
