@@ -91,6 +91,14 @@ const ConvCase kCases[] = {
     {"3x3/1, 64 -> 72 into channels 8.. of 80, E4M3 residual, FP32 out", 13, 19, 64, 72, 3, 1, true, false,
      Residual::kE4m3, QType::kF32, 80, 8},
     {"1x1, 32 -> 136, ReLU, E4M3 out", 13, 19, 32, 136, 1, 1, true, true, Residual::kNone, QType::kE4m3},
+    // 128-channel stages (c a multiple of 128), k 64 under the 128x64 tile, vector epilogues and their tails.
+    {"3x3/1, 128 -> 64, FP16 residual, ReLU, INT8 out", 13, 19, 128, 64, 3, 1, true, true, Residual::kF16,
+     QType::kInt8},
+    {"1x1, 256 -> 136 into channels 8.. of 160, E4M3 residual, FP32 out", 13, 19, 256, 136, 1, 1, true, false,
+     Residual::kE4m3, QType::kF32, 160, 8},
+    {"3x3/2 SAME, 384 -> 200, INT8 residual, ReLU, FP16 out", 13, 19, 384, 200, 3, 2, true, true, Residual::kInt8,
+     QType::kF16},
+    {"1x1, 128 -> 13, no bias, E4M3 out", 13, 19, 128, 13, 1, 1, false, false, Residual::kNone, QType::kE4m3},
 };
 
 // TF SAME: out = ceil(in / stride), the padding's extra row or column at the bottom / right.
@@ -382,8 +390,13 @@ void run_cases(QType in) {
     }
     EXPECT_GE(ran, 1) << "no variant applies";
   }
+  // Every variant that takes this input type (some are INT8 only) ran on some case.
+  cuda::QuantConvArgs large;
+  large.n = 1, large.h = large.w = large.oh = large.ow = 64, large.c = large.k = 128, large.in_type = in;
   for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant)
-    EXPECT_GE(runs_per_variant[variant], 1) << cuda::quant_conv_variant_name(variant) << " was never tested";
+    if (cuda::quant_conv_variant_applies(large, variant))
+      EXPECT_GE(runs_per_variant[variant], 1) << cuda::quant_conv_variant_name(variant) << " was never tested";
+  EXPECT_TRUE(cuda::quant_conv_variant_applies(large, cuda::quant_conv_variants() - 1));
 }
 
 TEST(GpuQuantConv, Int8MatchesTheIntegerReference) {

@@ -2,15 +2,19 @@
 // m16n8k32), and the quantise / dequantise passes with src/quant/quantize.cpp's rounding.
 //
 // GEMM view: M = n·oh·ow output pixels (rows of A), N = k output channels (columns of B), reduction over
-// (tap, channel). A block computes a BM × BN tile; each step of the reduction is one filter tap and 64 of
-// its channels, so that both operands are contiguous along the reduction (x is NHWC, the filter KRSC) and
-// every row of a stage is four 16-byte cp.async copies, zero-filled where the tap falls in the padding, the
-// pixel or the output channel is past the end, or the channels run out (c is a multiple of 16).
+// (tap, channel). A block computes a BM × BN tile; each step of the reduction is one filter tap and KS (64, or
+// 128 where c is a multiple of 128) of its channels, so that both operands are contiguous along the
+// reduction (x is NHWC, the filter KRSC) and every row of a stage is KS / 16 16-byte cp.async copies,
+// zero-filled where the tap falls in the padding, the pixel or the output channel is past the end, or the
+// channels run out (c is a multiple of 16). Stages go round a ring of kStages buffers (one barrier a step),
+// fragments come from shared memory by ldmatrix, and the finished tile goes back through shared memory so
+// that the epilogue reads and writes 8 channels at once.
 #include "cuda/conv_quant.h"
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
@@ -23,11 +27,12 @@
 namespace eastrt::cuda {
 namespace {
 
-constexpr int kStageK = 64;  // bytes (= channels) of the reduction per stage
-// Shared rows are 80 bytes apart, not 64: a fragment load reads 4 bytes at row g (0..7), byte 4·t (t 0..3),
-// i.e. word 20·g + t, and 20·g mod 32 = 0, 20, 8, 28, 16, 4, 24, 12 puts the 32 lanes on 32 different
-// banks (with 64 bytes, rows g and g + 2 would collide). 80 keeps every 16-byte copy aligned.
-constexpr int kRowBytes = kStageK + 16;
+constexpr int kStages = 3;  // the cp.async ring: two stages in flight while the third is consumed
+// A stage's shared rows are KS + 16 bytes apart: ldmatrix reads 8 rows of 16 bytes at a time, and with a
+// pitch of 80 (5 · 16) or 144 (9 · 16) bytes those 8 rows start in 8 different 16-byte bank groups
+// (5·i mod 8 and 9·i mod 8 are permutations of 0..7); every 16-byte copy stays aligned.
+template <int KS>
+constexpr int kRowBytes = KS + 16;
 constexpr int kOutsideRow = -(1 << 29);  // the input row of a pixel past the end: never inside x
 
 // ---- Device pieces ----
@@ -102,27 +107,6 @@ __device__ __forceinline__ float e4m3_value(uint8_t code) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));  // exact: E4M3 ⊂ FP16
 }
 
-// One value of the epilogue before the output's conversion, in the order the header states (explicit
-// roundings, so that nvcc cannot contract them into other FMAs than this one).
-__device__ __forceinline__ float epilogue_value(const QuantConvArgs& a, float acc, int64_t pixel, int kk) {
-  float v = __fmaf_rn(acc, __ldg(a.scale + kk), a.bias ? __ldg(a.bias + kk) : 0.0f);
-  if (a.residual) {
-    const int64_t at = pixel * a.k + kk;
-    float r;
-    switch (a.residual_type) {
-      case QType::kInt8:
-        r = __fmul_rn(static_cast<float>(static_cast<const int8_t*>(a.residual)[at]), a.residual_scale);
-        break;
-      case QType::kE4m3: r = __fmul_rn(e4m3_value(static_cast<const uint8_t*>(a.residual)[at]), a.residual_scale); break;
-      case QType::kF16: r = __half2float(static_cast<const __half*>(a.residual)[at]); break;
-      default: r = static_cast<const float*>(a.residual)[at]; break;
-    }
-    v = __fadd_rn(v, r);
-  }
-  if (a.act.type == 0) v = v > 0.0f ? v : 0.0f;
-  return v;
-}
-
 __device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at, float v) {
   switch (a.out_type) {
     case QType::kInt8: static_cast<int8_t*>(a.y)[at] = int8_code(__fdiv_rn(v, a.out_scale)); break;
@@ -132,46 +116,134 @@ __device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at,
   }
 }
 
-// Two adjacent channels in one store; `at` is even and y aligned to two elements (the host checked).
-__device__ __forceinline__ void store_output_pair(const QuantConvArgs& a, int64_t at, float v0, float v1) {
-  switch (a.out_type) {
-    case QType::kInt8: {
-      const uint8_t c0 = static_cast<uint8_t>(int8_code(__fdiv_rn(v0, a.out_scale)));
-      const uint8_t c1 = static_cast<uint8_t>(int8_code(__fdiv_rn(v1, a.out_scale)));
-      reinterpret_cast<uint16_t*>(static_cast<uint8_t*>(a.y) + at)[0] = static_cast<uint16_t>(c0 | (c1 << 8));
-      break;
-    }
-    case QType::kE4m3: {
-      const uint8_t c0 = e4m3_code(__fdiv_rn(v0, a.out_scale)), c1 = e4m3_code(__fdiv_rn(v1, a.out_scale));
-      reinterpret_cast<uint16_t*>(static_cast<uint8_t*>(a.y) + at)[0] = static_cast<uint16_t>(c0 | (c1 << 8));
-      break;
-    }
-    case QType::kF16:
-      reinterpret_cast<__half2*>(static_cast<__half*>(a.y) + at)[0] = __halves2half2(__float2half_rn(v0), __float2half_rn(v1));
-      break;
-    default: reinterpret_cast<float2*>(static_cast<float*>(a.y) + at)[0] = make_float2(v0, v1); break;
+// ---- The convolution ----
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+#endif
+}
+
+// The residual's value at element `at`, in the header's order: code · residual_scale, or the value.
+__device__ __forceinline__ float residual_value(const QuantConvArgs& a, int64_t at) {
+  switch (a.residual_type) {
+    case QType::kInt8:
+      return __fmul_rn(static_cast<float>(static_cast<const int8_t*>(a.residual)[at]), a.residual_scale);
+    case QType::kE4m3: return __fmul_rn(e4m3_value(static_cast<const uint8_t*>(a.residual)[at]), a.residual_scale);
+    case QType::kF16: return __half2float(static_cast<const __half*>(a.residual)[at]);
+    default: return static_cast<const float*>(a.residual)[at];
   }
 }
 
-// ---- The convolution ----
+// Eight residual values at `at` (a multiple of 8, the residual aligned to 8 elements: the host checked).
+__device__ __forceinline__ void residual_values8(const QuantConvArgs& a, int64_t at, float (&r)[8]) {
+  switch (a.residual_type) {
+    case QType::kInt8:
+    case QType::kE4m3: {
+      const uint2 word = *reinterpret_cast<const uint2*>(static_cast<const uint8_t*>(a.residual) + at);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t code = static_cast<uint8_t>((j < 4 ? word.x : word.y) >> (8 * (j % 4)));
+        const float value =
+            a.residual_type == QType::kInt8 ? static_cast<float>(static_cast<int8_t>(code)) : e4m3_value(code);
+        r[j] = __fmul_rn(value, a.residual_scale);
+      }
+      break;
+    }
+    case QType::kF16: {
+      const uint4 word = *reinterpret_cast<const uint4*>(static_cast<const __half*>(a.residual) + at);
+      const uint32_t w[4] = {word.x, word.y, word.z, word.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+        r[2 * j] = f.x, r[2 * j + 1] = f.y;
+      }
+      break;
+    }
+    default: {
+      const float4* f = reinterpret_cast<const float4*>(static_cast<const float*>(a.residual) + at);
+      const float4 lo = f[0], hi = f[1];
+      r[0] = lo.x, r[1] = lo.y, r[2] = lo.z, r[3] = lo.w, r[4] = hi.x, r[5] = hi.y, r[6] = hi.z, r[7] = hi.w;
+      break;
+    }
+  }
+}
 
-// BM × BN block tile, warps of WM × WN (WM / 16 by WN / 8 mma tiles each), two stages in shared memory.
-// `a` comes with y_pixel_stride resolved; pair_stores says the output may be written two channels at once.
-template <int BM, int BN, int WM, int WN, bool kFp8>
+__device__ __forceinline__ uint8_t code8(const QuantConvArgs& a, float v) {
+  const float y = __fdiv_rn(v, a.out_scale);
+  return a.out_type == QType::kInt8 ? static_cast<uint8_t>(int8_code(y)) : e4m3_code(y);
+}
+
+// Eight channels in one (8-bit, FP16) or two (FP32) vector stores; `at` a multiple of 8 and y aligned to
+// that (the host checked).
+__device__ __forceinline__ void store_output8(const QuantConvArgs& a, int64_t at, const float (&v)[8]) {
+  switch (a.out_type) {
+    case QType::kInt8:
+    case QType::kE4m3: {
+      uint2 word = make_uint2(0, 0);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) (j < 4 ? word.x : word.y) |= uint32_t(code8(a, v[j])) << (8 * (j % 4));
+      *reinterpret_cast<uint2*>(static_cast<uint8_t*>(a.y) + at) = word;
+      break;
+    }
+    case QType::kF16: {
+      uint32_t w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const __half2 h = __halves2half2(__float2half_rn(v[2 * j]), __float2half_rn(v[2 * j + 1]));
+        w[j] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+      *reinterpret_cast<uint4*>(static_cast<__half*>(a.y) + at) = make_uint4(w[0], w[1], w[2], w[3]);
+      break;
+    }
+    default: {
+      float4* f = reinterpret_cast<float4*>(static_cast<float*>(a.y) + at);
+      f[0] = make_float4(v[0], v[1], v[2], v[3]);
+      f[1] = make_float4(v[4], v[5], v[6], v[7]);
+      break;
+    }
+  }
+}
+
+// What the host found about alignment, for the epilogue's vector accesses.
+enum EpilogueFlags : int {
+  kVectorStores = 1,    // y_pixel_stride, y_channel_offset multiples of 8, y aligned for 8 elements
+  kVectorResidual = 2,  // k a multiple of 8, the residual aligned for 8 elements
+};
+
+template <int BM, int BN, int KS>
+constexpr int pipeline_bytes() { return kStages * (BM + BN) * kRowBytes<KS>; }
+// The finished tile as 32-bit accumulators, rows BN + 8 words apart: a warp's two-word stores of rows g (and
+// g + 8), words 2t, 2t + 1 then fall on distinct banks for each half-warp.
+template <int BM, int BN>
+constexpr int staging_bytes() { return BM * (BN + 8) * 4; }
+template <int BM, int BN, int KS>
+constexpr int shared_bytes() {
+  return pipeline_bytes<BM, BN, KS>() > staging_bytes<BM, BN>() ? pipeline_bytes<BM, BN, KS>() : staging_bytes<BM, BN>();
+}
+
+// BM × BN block tile, warps of WM × WN (WM / 16 by WN / 8 mma tiles each), KS channels per stage, kStages
+// stages in dynamic shared memory (shared_bytes). `a` comes with y_pixel_stride resolved.
+template <int BM, int BN, int WM, int WN, int KS, bool kFp8>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
-    quant_conv_kernel(const QuantConvArgs a, const bool pair_stores) {
+    quant_conv_kernel(const QuantConvArgs a, const int flags) {
   constexpr int kWarpsN = BN / WN;
   constexpr int kBlockThreads = (BM / WM) * kWarpsN * 32;
   constexpr int kTilesM = WM / 16, kTilesN = WN / 8;
-  constexpr int kCopiesPerRow = kStageK / 16;
+  constexpr int kRow = kRowBytes<KS>;
+  constexpr int kCopiesPerRow = KS / 16;
   constexpr int kRowsPerPass = kBlockThreads / kCopiesPerRow;  // rows of a stage one pass of the block copies
   constexpr int kRowsA = BM / kRowsPerPass, kRowsB = BN / kRowsPerPass;
-  static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && WN % 8 == 0, "tile shape");
+  constexpr int kStageBytes = (BM + BN) * kRow;
+  static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && WN % 16 == 0, "tile shape");
   static_assert(BM % kRowsPerPass == 0 && BN % kRowsPerPass == 0, "whole rows per thread");
+  static_assert(KS % 32 == 0 && BN % 8 == 0, "stage and epilogue shape");
   using Acc = std::conditional_t<kFp8, float, int>;
 
-  __shared__ __align__(16) uint8_t tile_a[2][BM * kRowBytes];
-  __shared__ __align__(16) uint8_t tile_b[2][BN * kRowBytes];
+  extern __shared__ __align__(16) uint8_t shared[];
+  // Stage i: A rows at shared + i · kStageBytes, B rows after them.
 
   const uint8_t* x = static_cast<const uint8_t*>(a.x);
   const uint8_t* filter = static_cast<const uint8_t*>(a.filter);
@@ -182,14 +254,14 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   const int copy = tid % kCopiesPerRow;  // which 16 bytes of its rows this thread copies
   const int first_row = tid / kCopiesPerRow;
 
-  // The pixels of this thread's A rows, decomposed once: their image's first byte (plus the copy's
-  // offset) and the input row / column of tap (0, 0).
-  const uint8_t* a_image[kRowsA];
+  // The pixels of this thread's A rows, decomposed once: the offset in x of tap (0, 0)'s pixel (plus the
+  // copy's bytes; outside x where that tap is in the padding, never read there) and its input row / column.
+  int64_t a_offset[kRowsA];
   int a_row[kRowsA], a_col[kRowsA];
 #pragma unroll
   for (int i = 0; i < kRowsA; ++i) {
     const int64_t p = block_m + first_row + i * kRowsPerPass;
-    a_image[i] = x;
+    a_offset[i] = 0;
     a_row[i] = kOutsideRow;
     a_col[i] = 0;
     if (p < pixels) {
@@ -197,48 +269,51 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
       const int64_t image = p / per_image;
       const int rest = static_cast<int>(p - image * per_image);
       const int oi = rest / a.ow, oj = rest - oi * a.ow;
-      a_image[i] = x + image * a.h * a.w * a.c + copy * 16;
       a_row[i] = oi * a.stride_h - a.pad_top;
       a_col[i] = oj * a.stride_w - a.pad_left;
+      a_offset[i] = ((image * a.h + a_row[i]) * a.w + a_col[i]) * a.c + copy * 16;
     }
   }
   const int64_t filter_per_k = int64_t(a.r) * a.s * a.c;
-  const uint8_t* b_filter[kRowsB];
-  bool b_inside[kRowsB];
-#pragma unroll
-  for (int i = 0; i < kRowsB; ++i) {
-    const int kk = block_n + first_row + i * kRowsPerPass;
-    b_inside[i] = kk < a.k;
-    b_filter[i] = b_inside[i] ? filter + kk * filter_per_k + copy * 16 : filter;
-  }
+  const int b_first_k = block_n + first_row;
+  const uint8_t* b_filter = filter + int64_t(b_first_k) * filter_per_k + copy * 16;  // read only where inside
 
-  const int chunks_per_tap = (a.c + kStageK - 1) / kStageK;
+  const int chunks_per_tap = (a.c + KS - 1) / KS;
   const int steps = a.r * a.s * chunks_per_tap;
+  const unsigned shared_address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
 
-  // Step `step` = tap (rr, ss) and channels c0 .. c0 + 63 into stage `stage`.
+  // Step `step` = tap (rr, ss) and channels c0 .. c0 + KS − 1 into stage `stage`.
   auto load_stage = [&](int stage, int step) {
     const int tap = step / chunks_per_tap;
-    const int c0 = (step - tap * chunks_per_tap) * kStageK;
+    const int c0 = (step - tap * chunks_per_tap) * KS;
     const int rr = tap / a.s, ss = tap - rr * a.s;
     const bool channels_inside = c0 + copy * 16 < a.c;
+    const int64_t tap_offset = (int64_t(rr) * a.w + ss) * a.c + c0;  // the same for every pixel
+    uint8_t* sa = shared + stage * kStageBytes;
+    uint8_t* sb = sa + BM * kRow;
 #pragma unroll
     for (int i = 0; i < kRowsA; ++i) {
       const int ih = a_row[i] + rr, iw = a_col[i] + ss;
       const bool inside = channels_inside && unsigned(ih) < unsigned(a.h) && unsigned(iw) < unsigned(a.w);
-      const uint8_t* src = inside ? a_image[i] + (int64_t(ih) * a.w + iw) * a.c + c0 : x;
-      cp_async_16(&tile_a[stage][(first_row + i * kRowsPerPass) * kRowBytes + copy * 16], src, inside);
+      const uint8_t* src = inside ? x + a_offset[i] + tap_offset : x;
+      cp_async_16(sa + (first_row + i * kRowsPerPass) * kRow + copy * 16, src, inside);
     }
 #pragma unroll
     for (int i = 0; i < kRowsB; ++i) {
-      const bool inside = channels_inside && b_inside[i];
-      const uint8_t* src = inside ? b_filter[i] + int64_t(tap) * a.c + c0 : filter;
-      cp_async_16(&tile_b[stage][(first_row + i * kRowsPerPass) * kRowBytes + copy * 16], src, inside);
+      const bool inside = channels_inside && b_first_k + i * kRowsPerPass < a.k;
+      const uint8_t* src = inside ? b_filter + i * kRowsPerPass * filter_per_k + int64_t(tap) * a.c + c0 : filter;
+      cp_async_16(sb + (first_row + i * kRowsPerPass) * kRow + copy * 16, src, inside);
     }
   };
 
   const int warp = tid / 32, lane = tid % 32;
-  const int g = lane >> 2, t = lane & 3;
   const int warp_m = (warp / kWarpsN) * WM, warp_n = (warp % kWarpsN) * WN;
+  // ldmatrix.x4 takes the rows of its four 8x8 (b16) matrices from lanes 8j .. 8j + 7 and gives lane l row
+  // l / 4, bytes 4 (l % 4) .. + 3 of matrix j in register j: the 8-bit m16n8k32 fragments (see mma_k32) when
+  // A's matrices are (rows 0-7, bytes 0-15), (rows 8-15, 0-15), (rows 0-7, 16-31), (rows 8-15, 16-31) and
+  // B's, for two n tiles, (n 0-7, bytes 0-15), (n 0-7, 16-31), (n 8-15, 0-15), (n 8-15, 16-31).
+  const int a_lane = (warp_m + (lane & 7) + ((lane >> 3) & 1) * 8) * kRow + (lane >> 4) * 16;
+  const int b_lane = BM * kRow + (warp_n + (lane & 7) + (lane >> 4) * 8) * kRow + ((lane >> 3) & 1) * 16;
 
   Acc acc[kTilesM][kTilesN][4];
 #pragma unroll
@@ -248,67 +323,120 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = Acc(0);
 
-  load_stage(0, 0);
-  cp_async_commit();
-  for (int step = 0; step < steps; ++step) {
-    // The next stage's copies go out before this one is consumed; a group is committed every step (an
-    // empty one at the end) so that "all but the newest group" is always this step's.
-    if (step + 1 < steps) load_stage((step + 1) & 1, step + 1);
-    cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
-    const uint8_t* sa = tile_a[step & 1];
-    const uint8_t* sb = tile_b[step & 1];
+  // A group is committed for every stage issued (an empty one past the end), so that at step `step` the
+  // groups of steps 0 .. step are complete when at most kStages − 2 are pending.
 #pragma unroll
-    for (int k32 = 0; k32 < kStageK; k32 += 32) {  // the two mma steps of a stage
-      uint32_t fa[kTilesM][4], fb[kTilesN][2];
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load_stage(s, s);
+    cp_async_commit();
+  }
+  int stage = 0;  // step % kStages
+  for (int step = 0; step < steps; ++step) {
+    cp_async_wait<kStages - 2>();
+    // This step's stage is visible to all, and every warp is done with the stage of step − 1, which the
+    // copies issued next overwrite.
+    __syncthreads();
+    {
+      const int next = step + kStages - 1;
+      int next_stage = stage + kStages - 1;
+      if (next_stage >= kStages) next_stage -= kStages;
+      if (next < steps) load_stage(next_stage, next);
+      cp_async_commit();
+    }
+    const unsigned base = shared_address + stage * kStageBytes;
+#pragma unroll
+    for (int k32 = 0; k32 < KS; k32 += 32) {
+      uint32_t fb[kTilesN][2];
+#pragma unroll
+      for (int pair = 0; pair < kTilesN / 2; ++pair) {
+        uint32_t r[4];
+        ldmatrix_x4(r, base + b_lane + pair * 16 * kRow + k32);
+        fb[2 * pair][0] = r[0], fb[2 * pair][1] = r[1];
+        fb[2 * pair + 1][0] = r[2], fb[2 * pair + 1][1] = r[3];
+      }
+      // One A fragment at a time: fewer live registers (the 64x64 warp tile holds 128 accumulators).
 #pragma unroll
       for (int mt = 0; mt < kTilesM; ++mt) {
-        const uint8_t* p = sa + (warp_m + mt * 16 + g) * kRowBytes + k32 + t * 4;
-        fa[mt][0] = *reinterpret_cast<const uint32_t*>(p);
-        fa[mt][1] = *reinterpret_cast<const uint32_t*>(p + 8 * kRowBytes);
-        fa[mt][2] = *reinterpret_cast<const uint32_t*>(p + 16);
-        fa[mt][3] = *reinterpret_cast<const uint32_t*>(p + 8 * kRowBytes + 16);
+        uint32_t fa[4];
+        ldmatrix_x4(fa, base + a_lane + mt * 16 * kRow + k32);
+#pragma unroll
+        for (int nt = 0; nt < kTilesN; ++nt) mma_k32(acc[mt][nt], fa, fb[nt]);
       }
-#pragma unroll
-      for (int nt = 0; nt < kTilesN; ++nt) {
-        const uint8_t* p = sb + (warp_n + nt * 8 + g) * kRowBytes + k32 + t * 4;
-        fb[nt][0] = *reinterpret_cast<const uint32_t*>(p);
-        fb[nt][1] = *reinterpret_cast<const uint32_t*>(p + 16);
-      }
-#pragma unroll
-      for (int mt = 0; mt < kTilesM; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kTilesN; ++nt) mma_k32(acc[mt][nt], fa[mt], fb[nt]);
     }
-    __syncthreads();  // the stage just read is the one the next step's copies overwrite
+    if (++stage == kStages) stage = 0;
   }
 
+  // The finished tile through shared memory (the ring is free once every warp is past its last stage).
+  cp_async_wait<0>();
+  __syncthreads();
+  constexpr int kPitch = BN + 8;  // words
+  Acc* staged = reinterpret_cast<Acc*>(shared);
+  {
+    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-  for (int mt = 0; mt < kTilesM; ++mt)
-#pragma unroll
-    for (int upper = 0; upper < 2; ++upper) {  // accumulator registers 0, 1 (row g) or 2, 3 (row g + 8)
-      const int64_t pixel = block_m + warp_m + mt * 16 + g + upper * 8;
-      if (pixel >= pixels) continue;
-      const int64_t row = pixel * a.y_pixel_stride + a.y_channel_offset;
+    for (int mt = 0; mt < kTilesM; ++mt)
 #pragma unroll
       for (int nt = 0; nt < kTilesN; ++nt) {
-        const int kk = block_n + warp_n + nt * 8 + t * 2;
-        if (kk >= a.k) continue;
-        const float v0 = epilogue_value(a, static_cast<float>(acc[mt][nt][upper * 2]), pixel, kk);
-        if (kk + 1 < a.k) {
-          const float v1 = epilogue_value(a, static_cast<float>(acc[mt][nt][upper * 2 + 1]), pixel, kk + 1);
-          if (pair_stores) {
-            store_output_pair(a, row + kk, v0, v1);
-          } else {
-            store_output(a, row + kk, v0);
-            store_output(a, row + kk + 1, v1);
-          }
-        } else {
-          store_output(a, row + kk, v0);
-        }
+        Acc* p = staged + (warp_m + mt * 16 + g) * kPitch + warp_n + nt * 8 + 2 * t;
+        p[0] = acc[mt][nt][0], p[1] = acc[mt][nt][1];
+        p[8 * kPitch] = acc[mt][nt][2], p[8 * kPitch + 1] = acc[mt][nt][3];
       }
+  }
+  __syncthreads();
+
+  // Each thread: 8 consecutive channels (fixed, so scale and bias are read once) of every kRowsOut-th row.
+  constexpr int kGroups = BN / 8;
+  constexpr int kRowsOut = kBlockThreads / kGroups;
+  static_assert(kBlockThreads % kGroups == 0, "epilogue threads");
+  const int col = (tid % kGroups) * 8;
+  const int kk0 = block_n + col;
+  if (kk0 >= a.k) return;
+  const int valid = a.k - kk0 < 8 ? a.k - kk0 : 8;  // channels of the 8 that exist
+  float scale[8], bias[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    scale[j] = j < valid ? __ldg(a.scale + kk0 + j) : 0.0f;
+    bias[j] = j < valid && a.bias ? __ldg(a.bias + kk0 + j) : 0.0f;
+  }
+  const bool vector_store = valid == 8 && (flags & kVectorStores);
+  const bool vector_residual = valid == 8 && (flags & kVectorResidual);
+  for (int r = tid / kGroups; r < BM; r += kRowsOut) {
+    const int64_t pixel = block_m + r;
+    if (pixel >= pixels) break;
+    const Acc* p = staged + r * kPitch + col;
+    const uint4 lo = *reinterpret_cast<const uint4*>(p), hi = *reinterpret_cast<const uint4*>(p + 4);
+    const uint32_t words[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float sum = kFp8 ? __uint_as_float(words[j]) : static_cast<float>(static_cast<int>(words[j]));
+      v[j] = __fmaf_rn(sum, scale[j], bias[j]);
     }
+    if (a.residual) {
+      const int64_t at = pixel * a.k + kk0;
+      float res[8];
+      if (vector_residual) {
+        residual_values8(a, at, res);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) res[j] = j < valid ? residual_value(a, at + j) : 0.0f;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = __fadd_rn(v[j], res[j]);
+    }
+    if (a.act.type == 0) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = v[j] > 0.0f ? v[j] : 0.0f;
+    }
+    const int64_t at = pixel * a.y_pixel_stride + a.y_channel_offset + kk0;
+    if (vector_store) {
+      store_output8(a, at, v);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (j < valid) store_output(a, at + j, v[j]);
+    }
+  }
 }
 
 // ---- Variants ----
@@ -317,23 +445,45 @@ struct Variant {
   const char* name;
   int bm, bn;
   int min_pixels, min_k;  // below these a smaller tile does the same work with less waste
+  // E4M3's mma.sync holds more registers on sm_90 (ptxas converts the operands): a 64x64 warp tile spills.
+  bool int8_only;
 };
+// The last one applies to everything. Each runs with 128-channel stages where c is a multiple of 128, with
+// 64 otherwise (the name says the tile; the builder times them on the layer's own shape).
 constexpr Variant kVariants[] = {
-    {"q128x128_w64x32", 128, 128, 65, 65},
-    {"q128x64_w64x32", 128, 64, 65, 1},
-    {"q64x64_w32x32", 64, 64, 1, 1},
+    {"q128x128_w64x32", 128, 128, 65, 65, false},  // 8 warps
+    {"q128x128_w64x64", 128, 128, 65, 65, true},   // 4 warps
+    {"q128x64_w64x32", 128, 64, 65, 1, false},     // 4 warps
+    {"q64x64_w32x32", 64, 64, 1, 1, false},        // 4 warps
 };
 constexpr int kVariantCount = sizeof(kVariants) / sizeof(kVariants[0]);
 
-template <int BM, int BN, int WM, int WN>
-void launch_tile(const QuantConvArgs& a, bool pair_stores, cudaStream_t stream) {
+template <int BM, int BN, int WM, int WN, int KS, bool kFp8>
+void launch_kernel(const QuantConvArgs& a, int flags, cudaStream_t stream) {
   constexpr int threads = (BM / WM) * (BN / WN) * 32;
+  constexpr int bytes = shared_bytes<BM, BN, KS>();
+  auto kernel = quant_conv_kernel<BM, BN, WM, WN, KS, kFp8>;
+  // Above 48 KiB a kernel must ask for its dynamic shared memory; asked every launch, as the attribute is
+  // the current device's.
+  if (bytes > 48 * 1024) EASTRT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
   const dim3 grid(static_cast<unsigned>((pixels + BM - 1) / BM), static_cast<unsigned>((a.k + BN - 1) / BN));
-  if (a.in_type == QType::kE4m3)
-    quant_conv_kernel<BM, BN, WM, WN, true><<<grid, threads, 0, stream>>>(a, pair_stores);
-  else
-    quant_conv_kernel<BM, BN, WM, WN, false><<<grid, threads, 0, stream>>>(a, pair_stores);
+  kernel<<<grid, threads, bytes, stream>>>(a, flags);
+}
+
+template <int BM, int BN, int WM, int WN, bool kFp8>
+void launch_stages(const QuantConvArgs& a, int flags, cudaStream_t stream) {
+  if (a.c % 128 == 0) launch_kernel<BM, BN, WM, WN, 128, kFp8>(a, flags, stream);
+  else launch_kernel<BM, BN, WM, WN, 64, kFp8>(a, flags, stream);
+}
+
+// kInt8Only: the variant is int8_only (quant_conv_variant_applies refused E4M3), so no E4M3 kernel is built.
+template <int BM, int BN, int WM, int WN, bool kInt8Only = false>
+void launch_tile(const QuantConvArgs& a, int flags, cudaStream_t stream) {
+  if constexpr (!kInt8Only) {
+    if (a.in_type == QType::kE4m3) return launch_stages<BM, BN, WM, WN, true>(a, flags, stream);
+  }
+  launch_stages<BM, BN, WM, WN, false>(a, flags, stream);
 }
 
 // What the GPU in use can run, asked once per device: the compute capability and whether this build
@@ -366,7 +516,7 @@ const char* device_refusal(QType in_type) {
     }
     ability.capability = major * 10 + minor;
     cudaFuncAttributes attributes;
-    ability.image = cudaFuncGetAttributes(&attributes, quant_conv_kernel<64, 64, 32, 32, false>) == cudaSuccess;
+    ability.image = cudaFuncGetAttributes(&attributes, quant_conv_kernel<64, 64, 32, 32, 64, false>) == cudaSuccess;
     if (!ability.image) cudaGetLastError();
     ability.known = true;
   }
@@ -476,6 +626,7 @@ const char* quant_conv_variant_name(int variant) {
 
 bool quant_conv_variant_applies(const QuantConvArgs& a, int variant) {
   if (variant < 0 || variant >= kVariantCount || !quant_conv_supports(a)) return false;
+  if (kVariants[variant].int8_only && a.in_type != QType::kInt8) return false;
   return int64_t(a.n) * a.oh * a.ow >= kVariants[variant].min_pixels && a.k >= kVariants[variant].min_k;
 }
 
@@ -490,12 +641,17 @@ void launch_quant_conv(const QuantConvArgs& args, int variant, cudaStream_t stre
   EASTRT_CHECK(args.x && args.filter && args.scale && args.y, "quantised convolution: x, filter, scale or y is null");
   QuantConvArgs a = args;
   if (a.y_pixel_stride == 0) a.y_pixel_stride = a.k;
-  const bool pair_stores =
-      a.y_pixel_stride % 2 == 0 && a.y_channel_offset % 2 == 0 && aligned_to(a.y, 2 * qtype_size(a.out_type));
+  // The epilogue's vector accesses: 8 channels from a multiple of 8 (block_n and the thread's column are).
+  const size_t out_vector = std::min<size_t>(8 * qtype_size(a.out_type), 16);
+  int flags = 0;
+  if (a.y_pixel_stride % 8 == 0 && a.y_channel_offset % 8 == 0 && aligned_to(a.y, out_vector)) flags |= kVectorStores;
+  if (a.residual && a.k % 8 == 0 && aligned_to(a.residual, std::min<size_t>(8 * qtype_size(a.residual_type), 16)))
+    flags |= kVectorResidual;
   switch (variant) {
-    case 0: launch_tile<128, 128, 64, 32>(a, pair_stores, stream); break;
-    case 1: launch_tile<128, 64, 64, 32>(a, pair_stores, stream); break;
-    default: launch_tile<64, 64, 32, 32>(a, pair_stores, stream); break;
+    case 0: launch_tile<128, 128, 64, 32>(a, flags, stream); break;
+    case 1: launch_tile<128, 128, 64, 64, true>(a, flags, stream); break;
+    case 2: launch_tile<128, 64, 64, 32>(a, flags, stream); break;
+    default: launch_tile<64, 64, 32, 32>(a, flags, stream); break;
   }
   EASTRT_LAUNCHED("quant_conv_kernel");
 }
