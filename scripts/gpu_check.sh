@@ -226,6 +226,16 @@ if want quant && [[ -f models/east.safetensors ]]; then
         --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
     done
   done
+  # The 8-bit kernel alone: caches that quantise every convolution it takes (gpu-data/caches/*_all.cache).
+  for cache in gpu-data/caches/*_all.cache; do
+    [[ -f $cache ]] || continue
+    (( $(left) < 120 )) && { echo "skipping $cache: too little time left"; continue; }
+    precision=$(sed -n 's/^precision //p' "$cache")
+    echo "--- $(basename "$cache"), batch 16"
+    timeout 90 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
+      --calib-cache "$cache" --batch 16 --iterations 40 --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" 2>&1 |
+      tee -a "$WORK/bench.log" | tail -n 3
+  done
   for precision in int8 fp8; do
     (( $(left) < 90 )) && continue
     timeout 90 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
@@ -303,7 +313,7 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
   # batch, contexts in flight, decoding threads (0: half the cores); EASTRT_PIPELINE_CONFIGS overrides.
   for config in ${EASTRT_PIPELINE_CONFIGS:-"16,3,0" "16,1,0" "8,3,0"}; do
     IFS=, read -r b f w <<< "$config"
-    for decoder in cpu auto; do
+    for decoder in ${EASTRT_PIPELINE_DECODERS:-cpu auto}; do
       (( $(left) < 60 )) && { echo "skipping batch $b, $f in flight, $w workers, decoder $decoder: too little time left"; continue; }
       echo "--- batch $b, $f in flight, $w workers, decoder $decoder"
       timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $b --in-flight $f --workers $w \
