@@ -313,7 +313,7 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
   # batch, contexts in flight, decoding threads (0: half the cores); EASTRT_PIPELINE_CONFIGS overrides.
   for config in ${EASTRT_PIPELINE_CONFIGS:-"16,3,0" "16,1,0" "8,3,0"}; do
     IFS=, read -r b f w <<< "$config"
-    for decoder in ${EASTRT_PIPELINE_DECODERS:-cpu auto}; do
+    for decoder in ${EASTRT_PIPELINE_DECODERS:-cpu auto hybrid}; do
       (( $(left) < 60 )) && { echo "skipping batch $b, $f in flight, $w workers, decoder $decoder: too little time left"; continue; }
       echo "--- batch $b, $f in flight, $w workers, decoder $decoder"
       timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch $b --in-flight $f --workers $w \
@@ -332,12 +332,12 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
 fi
 
 if want serve && (( $(left) > 90 )); then
-  phase "eastrt serve on the GPU (bundled model, fp16) under eastrt loadtest, 64 clients, decoder cpu then auto"
+  phase "eastrt serve on the GPU (bundled model, fp16) under eastrt loadtest, 64 clients, decoders cpu, auto and hybrid"
   # The server runs the pipeline of detect (engines per input size, built on first use): --warmup builds the
   # loadtest image's engine (img_251: 672x1280, the bench phase's size) before it listens.
   image=$(ls gpu-data/images/*.jpg 2>/dev/null | head -n 1)
   get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:18080$1', timeout=2).read().decode())"; }
-  for decoder in cpu auto; do
+  for decoder in cpu auto hybrid; do
     (( $(left) < 50 )) && { echo "skipping serve with decoder $decoder: too little time left"; continue; }
     echo "--- serve --decoder $decoder"
     "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 3 --queue 256 \

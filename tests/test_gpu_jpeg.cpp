@@ -225,7 +225,7 @@ TEST(GpuJpeg, PipelineBoxesNearTheCpuDecoders) {
   auto runner = bundled_gpu_runner();
   std::map<east::Decoder, std::vector<east::PipelineResult>> runs;
   std::map<east::Decoder, east::PipelineStats> stats;
-  for (east::Decoder decoder : {east::Decoder::kCpu, east::Decoder::kGpu, east::Decoder::kAuto}) {
+  for (east::Decoder decoder : {east::Decoder::kCpu, east::Decoder::kGpu, east::Decoder::kAuto, east::Decoder::kHybrid}) {
     east::PipelineOptions options;
     options.max_batch = 4;
     options.decoder = decoder;
@@ -239,8 +239,9 @@ TEST(GpuJpeg, PipelineBoxesNearTheCpuDecoders) {
   EXPECT_EQ(stats[east::Decoder::kCpu].decoded_on_cpu, n);
   EXPECT_EQ(stats[east::Decoder::kGpu].decoded_on_gpu, n - 1) << "every JPEG on the GPU";
   EXPECT_EQ(stats[east::Decoder::kGpu].decoded_on_cpu, 1) << "the PNG on the CPU";
-  EXPECT_EQ(stats[east::Decoder::kAuto].decoded_on_cpu + stats[east::Decoder::kAuto].decoded_on_gpu, n);
-  for (east::Decoder decoder : {east::Decoder::kGpu, east::Decoder::kAuto}) {
+  EXPECT_EQ(stats[east::Decoder::kAuto].decoded_on_gpu, n - 1) << "auto is gpu here: every JPEG on the GPU";
+  EXPECT_EQ(stats[east::Decoder::kHybrid].decoded_on_cpu + stats[east::Decoder::kHybrid].decoded_on_gpu, n);
+  for (east::Decoder decoder : {east::Decoder::kGpu, east::Decoder::kAuto, east::Decoder::kHybrid}) {
     SCOPED_TRACE(east::to_string(decoder));
     const std::vector<east::PipelineResult>& got = runs[decoder];
     const std::vector<east::PipelineResult>& want = runs[east::Decoder::kCpu];
@@ -296,7 +297,8 @@ TEST(PipelineDecoder, GpuWithoutItIsAnErrorAndAutoFallsBack) {
     EXPECT_NE(error_of([] { east::GpuJpegDecoder decoder(0, 4); }).find(why), std::string::npos);
   }
   EXPECT_EQ(east::parse_decoder("gpu"), east::Decoder::kGpu);
-  EXPECT_NE(error_of([] { east::parse_decoder("npu"); }).find("choose auto, cpu or gpu"), std::string::npos);
+  EXPECT_EQ(east::parse_decoder("hybrid"), east::Decoder::kHybrid);
+  EXPECT_NE(error_of([] { east::parse_decoder("npu"); }).find("choose auto, cpu, gpu or hybrid"), std::string::npos);
 }
 
 // The tool: --decoder gpu on the CPU is a clear error; the summary says which decoder ran.
@@ -308,7 +310,7 @@ TEST(PipelineDecoder, DetectSaysWhichDecoderRan) {
   EXPECT_NE(gpu.output.find("decoder gpu"), std::string::npos) << gpu.output;
   const ToolResult bad = run_tool(model + "--decoder npu --bench " + image);
   EXPECT_NE(bad.status, 0);
-  EXPECT_NE(bad.output.find("choose auto, cpu or gpu"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("choose auto, cpu, gpu or hybrid"), std::string::npos) << bad.output;
   const ToolResult cpu = run_tool(model + "--decoder cpu --bench " + image);
   EXPECT_EQ(cpu.status, 0) << cpu.output;
   EXPECT_NE(cpu.output.find("decoders: libjpeg on"), std::string::npos) << cpu.output;

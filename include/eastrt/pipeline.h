@@ -22,9 +22,13 @@ namespace eastrt::east {
 // (nvJPEG, eastrt/gpu_jpeg.h) on gpu_decode_threads threads taking batches from the queue the decoding threads
 // take from; the CPU threads then decode only what it does not take (PNG, BMP, progressive, grey or CMYK
 // JPEGs, truncated files, a batch nvJPEG failed), and an Error names why when the GPU decoder cannot be used.
-// kAuto: both share the JPEGs when the runner resizes on a GPU that has the decoder, else the CPU alone.
-enum class Decoder { kAuto, kCpu, kGpu };
-const char* to_string(Decoder decoder);         // "auto", "cpu", "gpu"
+// kAuto: kGpu when the runner resizes on a GPU that has the decoder, else kCpu. Either way each image's
+// decoder depends on the image alone, so a run's boxes do not depend on timing.
+// kHybrid: both take JPEGs from one queue, whichever is free (the most throughput when the CPU threads have
+// time to spare; libjpeg's and nvJPEG's pixels differ a little, so which boxes an image gets may vary from
+// run to run); the CPU alone where the GPU decoder is unavailable.
+enum class Decoder { kAuto, kCpu, kGpu, kHybrid };
+const char* to_string(Decoder decoder);         // "auto", "cpu", "gpu", "hybrid"
 Decoder parse_decoder(const std::string& text);  // inverse; throws an Error naming the choices
 
 struct PipelineOptions {

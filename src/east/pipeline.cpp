@@ -68,14 +68,15 @@ const char* to_string(Decoder decoder) {
     case Decoder::kAuto: return "auto";
     case Decoder::kCpu: return "cpu";
     case Decoder::kGpu: return "gpu";
+    case Decoder::kHybrid: return "hybrid";
   }
   return "?";
 }
 
 Decoder parse_decoder(const std::string& text) {
-  for (Decoder d : {Decoder::kAuto, Decoder::kCpu, Decoder::kGpu})
+  for (Decoder d : {Decoder::kAuto, Decoder::kCpu, Decoder::kGpu, Decoder::kHybrid})
     if (text == to_string(d)) return d;
-  throw_error("unknown decoder '", text, "' (choose auto, cpu or gpu)");
+  throw_error("unknown decoder '", text, "' (choose auto, cpu, gpu or hybrid)");
 }
 
 struct Pipeline::Impl {
@@ -145,7 +146,7 @@ struct Pipeline::Impl {
     }
     EASTRT_CHECK(gpu_decoders.size() > 0 || options.decoder != Decoder::kGpu, "decoder gpu: ", gpu_unavailable,
                  " (choose decoder auto or cpu)");
-    cpu_takes_jpegs = gpu_decoders.empty() || options.decoder == Decoder::kAuto;
+    cpu_takes_jpegs = gpu_decoders.empty() || options.decoder == Decoder::kHybrid;
   }
 
   ~Impl() {
