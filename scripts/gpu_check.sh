@@ -337,7 +337,7 @@ if want serve && (( $(left) > 90 )); then
   # loadtest image's engine (img_251: 672x1280, the bench phase's size) before it listens.
   image=$(ls gpu-data/images/*.jpg 2>/dev/null | head -n 1)
   get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:18080$1', timeout=2).read().decode())"; }
-  for decoder in cpu auto hybrid; do
+  for decoder in ${EASTRT_SERVE_DECODERS:-cpu auto hybrid}; do
     (( $(left) < 50 )) && { echo "skipping serve with decoder $decoder: too little time left"; continue; }
     echo "--- serve --decoder $decoder"
     "$BIN/eastrt" serve --precision fp16 --port 18080 --max-batch 16 --max-delay-ms 4 --streams 3 --queue 256 \
