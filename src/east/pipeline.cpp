@@ -659,7 +659,7 @@ std::string Pipeline::decoder_description() const {
   if (i.gpu_decoders.empty())
     return cpu + (i.options.decoder == Decoder::kCpu ? "" : " (GPU decoder: " + i.gpu_unavailable + ")");
   return i.gpu_decoders.front()->description() + " on " + std::to_string(i.gpu_decoders.size()) + " threads, " +
-         (i.cpu_takes_jpegs ? "and " : "with for what it does not take ") + cpu;
+         (i.cpu_takes_jpegs ? "and " + cpu : cpu + " for what it does not take");
 }
 
 std::string Pipeline::description() const {
