@@ -345,7 +345,7 @@ if want serve && (( $(left) > 90 )); then
       ${image:+--warmup "$image"} > "$WORK/serve_$decoder.log" 2>&1 &
     server=$!
     for _ in $(seq 120); do get /healthz >/dev/null 2>&1 && break; sleep 0.5; done
-    timeout 45 "$BIN/eastrt" loadtest --port 18080 --clients 64 --requests 3000 --duration-s 20 \
+    timeout $(( ${EASTRT_LOADTEST_SECONDS:-20} + 25 )) "$BIN/eastrt" loadtest --port 18080 --clients 64 --requests ${EASTRT_LOADTEST_REQUESTS:-3000} --duration-s ${EASTRT_LOADTEST_SECONDS:-20} \
       ${image:+--image "$image"} 2>&1 | tee -a "$WORK/loadtest.log"
     get /metrics 2>/dev/null | grep -vE "^#" | grep -E "batch|responses|stage|expired|decoded" | head -n 40
     kill -TERM $server; wait $server; echo "serve exit status $?"
