@@ -13,6 +13,7 @@
 
 #include "cuda/conv_cublaslt.h"
 #include "cuda/gemm_fp8.h"
+#include "test_device_memory.h"
 #include "eastrt/gpu.h"
 #include "eastrt/quant.h"
 #include "eastrt/tensor.h"
@@ -20,28 +21,7 @@
 namespace eastrt {
 namespace {
 
-// Device memory for one test, freed at its end.
-class DeviceMemory {
- public:
-  ~DeviceMemory() {
-    for (void* p : blocks_) cudaFree(p);
-  }
-  template <typename T>
-  T* upload(const std::vector<T>& values) {
-    T* p = static_cast<T*>(allocate(values.size() * sizeof(T)));
-    EXPECT_EQ(cudaMemcpy(p, values.data(), values.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-    return p;
-  }
-  void* allocate(size_t bytes) {
-    void* p = nullptr;
-    EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(bytes, 256)), cudaSuccess);
-    blocks_.push_back(p);
-    return p;
-  }
-
- private:
-  std::vector<void*> blocks_;
-};
+using test_support::DeviceMemory;
 
 TEST(GpuKernels, Fp8GemmMatchesTheFakeQuantisedCpu) {
   const GpuInfo gpu = query_gpu();
