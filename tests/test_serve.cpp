@@ -614,7 +614,105 @@ TEST(Serve, ShutdownAnswersEveryAcceptedRequest) {
   server.reset();
 }
 
+// ---- Several pipelines (one per GPU on the machine; here two CPU runners stand in for two GPUs) ----
+
+TEST(Serve, SeveralPipelinesShareTheRequestsAndGiveOnePipelinesBoxes) {
+  serve::ServerOptions options = small_options();
+  options.max_batch = 2;
+  options.max_delay_ms = 2;
+  options.workers = 1;
+  auto first = cpu_runner(1), second = cpu_runner(1);
+  serve::Server server(options, std::vector<Runner*>{first.get(), second.get()});
+  EXPECT_EQ(server.engine_description().rfind("2 pipelines: the CPU engine", 0), 0u) << server.engine_description();
+  const std::vector<std::string> images = {png_bytes(64, 64, 1), png_bytes(96, 70, 2), png_bytes(40, 72, 3)};
+  std::vector<east::Detection> want;
+  east::Detector detector(small_east(), CpuOptions{1}, options.detect);
+  for (const std::string& image : images)
+    want.push_back(detector.detect(east::decode_image(reinterpret_cast<const uint8_t*>(image.data()), image.size(), "test")));
+
+  constexpr int kClients = 4, kEach = 6;
+  std::vector<std::future<std::vector<std::pair<size_t, http::Response>>>> clients;
+  for (int c = 0; c < kClients; ++c)
+    clients.push_back(std::async(std::launch::async, [&, c] {
+      std::vector<std::pair<size_t, http::Response>> replies;
+      for (int i = 0; i < kEach; ++i) {
+        const size_t which = static_cast<size_t>(c + i) % images.size();
+        replies.emplace_back(which, post_detect(server.port(), images[which]));
+      }
+      return replies;
+    }));
+  for (auto& client : clients)
+    for (const auto& [which, response] : client.get()) {
+      ASSERT_EQ(response.status, 200) << response.body;
+      const nlohmann::json json = nlohmann::json::parse(response.body);
+      const east::Detection& d = want[which];
+      ASSERT_EQ(json["boxes"].size(), d.boxes.size()) << "image " << which;
+      for (size_t b = 0; b < d.boxes.size(); ++b) {
+        EXPECT_FLOAT_EQ(json["boxes"][b]["score"].get<float>(), d.boxes[b].score);
+        for (int v = 0; v < 4; ++v) {
+          EXPECT_EQ(json["boxes"][b]["points"][v][0].get<float>(), d.boxes[b].points[v].x);
+          EXPECT_EQ(json["boxes"][b]["points"][v][1].get<float>(), d.boxes[b].points[v].y);
+        }
+      }
+    }
+  const std::string metrics = http::call("127.0.0.1", server.port(), "GET", "/metrics").body;
+  const double on_first = metric(metrics, "eastrt_pipeline_images_total{pipeline=\"0\"}"),
+               on_second = metric(metrics, "eastrt_pipeline_images_total{pipeline=\"1\"}");
+  EXPECT_GT(on_first, 0) << metrics;
+  EXPECT_GT(on_second, 0) << metrics;
+  EXPECT_EQ(on_first + on_second, kClients * kEach);
+  EXPECT_EQ(metric(metrics, "eastrt_batch_size_sum"), kClients * kEach) << "the totals are summed over the pipelines";
+  EXPECT_EQ(metric(metrics, "eastrt_images_decoded_total{decoder=\"cpu\"}"), kClients * kEach);
+  EXPECT_EQ(metric(metrics, "eastrt_http_responses_total{status=\"200\"}"), kClients * kEach);
+  EXPECT_EQ(metric(metrics, "eastrt_queue_capacity"), 2 * options.queue);
+  EXPECT_EQ(metric(metrics, "eastrt_queue_depth"), 0);
+}
+
+// Requests go to the least loaded pipeline, 503 only once every pipeline's queue is full, and shutdown answers
+// what every pipeline holds.
+TEST(Serve, SeveralPipelinesFillInTurnAndShutdownDrainsThemAll) {
+  Gate gate;
+  serve::ServerOptions options = small_options();
+  options.max_batch = 1;
+  options.queue = 1;
+  GatedRunner first(gate), second(gate);
+  auto server = std::make_unique<serve::Server>(options, std::vector<Runner*>{&first, &second});
+  const int port = server->port();
+  const std::string image = png_bytes(32, 32);
+  std::vector<std::future<http::Response>> replies;
+  for (int i = 0; i < 2; ++i) replies.push_back(std::async(std::launch::async, [&] { return post_detect(port, image); }));
+  ASSERT_TRUE(gate.wait_entered(2)) << "each pipeline runs one: one pipeline alone runs one at a time";
+  for (int i = 0; i < 2; ++i) replies.push_back(std::async(std::launch::async, [&] { return post_detect(port, image); }));
+  ASSERT_TRUE(eventually([&] { return queue_depth(port) == 2; }));  // one waiting in each
+  const http::Response refused = post_detect(port, image);
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("in each of 2 pipelines"), std::string::npos) << refused.body;
+
+  auto stopped = std::async(std::launch::async, [&] { server->shutdown(); });
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);  // still answering
+  gate.release();
+  for (auto& reply : replies) EXPECT_EQ(reply.get().status, 200);
+  EXPECT_EQ(stopped.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  std::lock_guard<std::mutex> lock(gate.mutex);
+  EXPECT_EQ(gate.entered, 4);
+}
+
 // ---- The tool ----
+
+TEST(ServeCli, GpusThatAreNotThereAreAClearError) {
+  const int count = gpu_count();
+  const std::string many = std::to_string(count + 4);
+  test_support::ToolResult r = test_support::run_tool("serve --builtin east --port 0 --gpus " + many);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--gpus " + many + ": this machine has " + std::to_string(count) + " GPU"), std::string::npos)
+      << r.output;
+  r = test_support::run_tool("serve --builtin east --port 0 --gpus " + many + ",0");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("there is no GPU " + many), std::string::npos) << r.output;
+  r = test_support::run_tool("serve --builtin east --port 0 --gpus 1,x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("a list of device numbers"), std::string::npos) << r.output;
+}
 
 TEST(ServeCli, ServesUntilSigtermThenExitsZero) {
   int out[2];

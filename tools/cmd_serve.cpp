@@ -1,6 +1,7 @@
 // `eastrt serve`: the HTTP detection server on the pipeline and Runner `eastrt detect` uses (GPU engines per
-// input size where there is a GPU, else the CPU engine); runs until SIGINT or SIGTERM, then answers what it
-// accepted and exits 0.
+// input size on every GPU, one runner and pipeline each, else the CPU engine); runs until SIGINT or SIGTERM,
+// then answers what it accepted and exits 0.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "args.h"
 #include "command.h"
@@ -30,6 +32,39 @@ std::string read_file(const std::string& path) {
   return bytes.str();
 }
 
+// --gpus: "all" (every GPU), N (the first N) or a list I,J,... of device numbers, checked against the `count`
+// the machine has.
+std::vector<int> parse_gpus(const std::string& text, int count) {
+  const std::string machine = "this machine has " + std::to_string(count) + " GPU" + (count == 1 ? "" : "s") +
+                              (count > 0 ? " (0.." + std::to_string(count - 1) + ")" : "");
+  std::vector<int> devices;
+  if (text == "all") {
+    for (int d = 0; d < count; ++d) devices.push_back(d);
+    EASTRT_CHECK(!devices.empty(), "--gpus all: ", machine, " (", query_gpu().reason, "); give --cpu for the CPU engine");
+    return devices;
+  }
+  const bool list = text.find(',') != std::string::npos;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    EASTRT_CHECK(!item.empty() && item.size() <= 4 && item.find_first_not_of("0123456789") == std::string::npos,
+                 "--gpus '", text, "': give all, a number of GPUs or a list of device numbers such as 0,1");
+    devices.push_back(std::stoi(item));
+  }
+  EASTRT_CHECK(!devices.empty(), "--gpus '", text, "': give all, a number of GPUs or a list such as 0,1");
+  if (!list) {
+    const int n = devices[0];
+    EASTRT_CHECK(n >= 1 && n <= count, "--gpus ", n, ": ", machine);
+    devices.clear();
+    for (int d = 0; d < n; ++d) devices.push_back(d);
+    return devices;
+  }
+  for (size_t i = 0; i < devices.size(); ++i) {
+    EASTRT_CHECK(devices[i] < count, "--gpus ", text, ": there is no GPU ", devices[i], "; ", machine);
+    for (size_t j = 0; j < i; ++j) EASTRT_CHECK(devices[j] != devices[i], "--gpus ", text, ": GPU ", devices[i], " twice");
+  }
+  return devices;
+}
+
 int serve(const std::vector<std::string>& argv) {
   Args args(std::string("usage: eastrt serve [--model FILE | --builtin east] [options]\n\n"
                         "Serves EAST detection over HTTP/1.1 with dynamic batching:\n"
@@ -45,6 +80,9 @@ int serve(const std::vector<std::string>& argv) {
                 "  --calib-cache FILE    int8/fp8: the calibration cache (default for the bundled model: the\n"
                 "                        one shipped beside it, models/east.int8.cache / east.fp8.cache)\n"
                 "  --cpu                 use the CPU engine even where there is a GPU\n"
+                "  --gpus G              all (default: every GPU), N (the first N) or I,J,... (those\n"
+                "                        devices): one runner and pipeline per GPU, a request going to the\n"
+                "                        one with the fewest waiting; without a GPU, the CPU engine\n"
                 "  --host ADDR           numeric address to listen on (default 127.0.0.1)\n"
                 "  --port N              port (default 8080; 0: any free port, printed)\n"
                 "  --streams N           GPU: batches on the GPU at once, each on its own execution context\n"
@@ -59,8 +97,8 @@ int serve(const std::vector<std::string>& argv) {
                 "  --max-batch B         images per network run, at most (default 8)\n"
                 "  --max-delay-ms D      how long a batch that is not full waits for more after its first\n"
                 "                        image (default 5)\n"
-                "  --queue N             requests that may wait for the network; beyond, 503 at once\n"
-                "                        (default 64)\n"
+                "  --queue N             requests that may wait for the network, per GPU; beyond, 503 at\n"
+                "                        once (default 64)\n"
                 "  --max-body-mb M       larger request bodies are 413 (default 16)\n"
                 "  --timeout-ms T        requests not on the network this long after arriving are 504\n"
                 "                        (default 10000)\n"
@@ -71,7 +109,7 @@ int serve(const std::vector<std::string>& argv) {
                 "  --selftest-image FILE served at /selftest-image for the page's self-test (/?selftest=1)\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--calib-cache", "--host", "--port", "--streams",
              "--workers", "--threads", "--max-batch", "--warmup", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
-             "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder"},
+             "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder", "--gpus"},
             {"--cpu"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
@@ -99,25 +137,33 @@ int serve(const std::vector<std::string>& argv) {
     EASTRT_CHECK(!options.selftest_image.empty(), "--selftest-image ", args.get("--selftest-image"), " is empty");
   }
 
+  EASTRT_CHECK(!(args.has("--cpu") && args.has("--gpus")), "--cpu and --gpus exclude each other");
+  // The GPUs to serve on; none (the CPU engine) with --cpu, or by default where there is no GPU.
+  const std::vector<int> gpus = args.has("--cpu")                      ? std::vector<int>{}
+                                : args.has("--gpus") || gpu_count() > 0 ? parse_gpus(args.get("--gpus", "all"), gpu_count())
+                                                                        : std::vector<int>{};
   LoadedModel model = load_model(args);
-  const std::string device = args.has("--cpu") ? "cpu" : "auto";
-  const Precision precision =
-      parse_precision(args.get("--precision", device == "auto" && query_gpu().available ? "fp16" : "fp32"));
-  // One GPU engine per input size (a line whenever one is built), tactics in the default timing cache.
-  std::unique_ptr<Runner> runner = make_runner(std::move(model.network), device, precision,
-                                               CpuOptions{args.get_int("--threads", 0)}, options.max_batch,
-                                               options.streams, /*verbose=*/true,
-                                               calibration_cache_for(args, precision));
-  if (args.has("--warmup")) {
-    east::PipelineOptions warm;
-    warm.detect = options.detect;
-    warm.decoder = options.decoder;
-    east::Pipeline pipeline(*runner, warm);
-    const east::PipelineResult r = pipeline.submit_file(args.get("--warmup")).get();
-    EASTRT_CHECK(r.ok(), "--warmup: ", r.error);
-    std::cerr << "eastrt serve: warmed up on " << r.name << " (" << r.width << "x" << r.height << ", network input "
-              << r.detection.plan.height << "x" << r.detection.plan.width << ")\n";
-  }
+  const Precision precision = parse_precision(args.get("--precision", gpus.empty() ? "fp32" : "fp16"));
+  // One runner per GPU, each building its GPU engines per input size on its own device (a line whenever one
+  // is built), tactics in the default timing cache.
+  std::vector<std::unique_ptr<Runner>> runners;
+  for (size_t i = 0; i < std::max<size_t>(gpus.size(), 1); ++i)
+    runners.push_back(make_runner(model.network, gpus.empty() ? "cpu" : "gpu", precision,
+                                  CpuOptions{args.get_int("--threads", 0)}, options.max_batch, options.streams,
+                                  /*verbose=*/true, calibration_cache_for(args, precision), gpus.empty() ? 0 : gpus[i]));
+  if (args.has("--warmup"))
+    for (std::unique_ptr<Runner>& runner : runners) {
+      east::PipelineOptions warm;
+      warm.detect = options.detect;
+      warm.decoder = options.decoder;
+      east::Pipeline pipeline(*runner, warm);
+      const east::PipelineResult r = pipeline.submit_file(args.get("--warmup")).get();
+      EASTRT_CHECK(r.ok(), "--warmup: ", r.error);
+      std::cerr << "eastrt serve: warmed up on " << r.name << " (" << r.width << "x" << r.height << ", network input "
+                << r.detection.plan.height << "x" << r.detection.plan.width << ")"
+                << (runner->gpu_device() >= 0 ? " on GPU " + std::to_string(runner->gpu_device()) : std::string())
+                << "\n";
+    }
 
   // The signals are taken by sigwait below, so every thread the server starts must have them blocked.
   sigset_t stop_signals;
@@ -127,7 +173,9 @@ int serve(const std::vector<std::string>& argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  serve::Server server(options, *runner);
+  std::vector<Runner*> serving;
+  for (std::unique_ptr<Runner>& runner : runners) serving.push_back(runner.get());
+  serve::Server server(options, serving);
   if (!http::is_loopback(options.host))
     std::cerr << "eastrt serve: warning: listening on " << options.host << ", reachable beyond this machine\n";
   std::printf("eastrt serve: %s on %s; listening on http://%s:%d/\n", model.description.c_str(),

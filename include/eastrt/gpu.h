@@ -13,5 +13,7 @@ struct GpuInfo {
 };
 
 GpuInfo query_gpu(int device = 0);
+// CUDA devices this process sees (0 without a driver, a GPU or a CUDA build); they are numbered 0..count-1.
+int gpu_count();
 
 }  // namespace eastrt

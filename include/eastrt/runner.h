@@ -75,9 +75,9 @@ std::string default_timing_cache();
 // "gpu", "cpu" or "auto" (the GPU when query_gpu() finds one, else the CPU). The precision applies to the
 // GPU, whose engines use default_timing_cache(); the CPU runs fp32 and refuses another precision with an
 // Error. INT8/FP8 need `calibration_cache` (a file of eastrt calibrate), read and checked against the
-// network here.
+// network here. The GPU is CUDA device `gpu_device`.
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision,
                                     CpuOptions cpu = {}, int max_batch = 1, int gpu_slots = 1, bool verbose = false,
-                                    const std::string& calibration_cache = "");
+                                    const std::string& calibration_cache = "", int gpu_device = 0);
 
 }  // namespace eastrt

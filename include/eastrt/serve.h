@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "eastrt/detector_ops.h"
 #include "eastrt/pipeline.h"
@@ -19,7 +20,7 @@ struct ServerOptions {
   double max_delay_ms = 5;         // how long a batch that is not full waits for more after its first image
   int streams = 0;                 // batches on the runner at once, at most its slots; 0: all its slots
   int workers = 0;                 // threads decoding requests, and as many post-processing; 0: by the cores
-  int queue = 64;                  // requests waiting for the network, at most; beyond, 503 at once
+  int queue = 64;                  // requests waiting for the network, at most, per pipeline; beyond, 503 at once
   size_t max_body_bytes = 16 << 20;  // larger bodies are 413
   int timeout_ms = 10000;          // a request not on the network this long after it arrived is answered 504
   east::DetectOptions detect;
@@ -34,17 +35,22 @@ class Server {
  public:
   // `runner` runs EAST; it must outlive the server and be used by nothing else meanwhile. With max_batch
   // above 1 on the GPU it must have been made for batches that large (GpuRunnerOptions::build.max_batch).
+  // The same holds for each of several runners.
   Server(ServerOptions options, Runner& runner);
+  // One pipeline per runner (one per GPU), each with these options: a request goes to the one with the fewest
+  // waiting (ties in turn), and is 503 only when that one's queue (ServerOptions::queue, per pipeline) is full.
+  Server(ServerOptions options, const std::vector<Runner*>& runners);
   ~Server();  // shuts down
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
   int port() const;
-  // "the GPU engine on NVIDIA H200 (sm_90), fp16; batch 16, 3 in flight, ..."
+  // "the GPU engine on NVIDIA H200 (sm_90), fp16; batch 16, 3 in flight, ..."; with several runners
+  // "2 pipelines: the GPU engine on ... (GPU 0); the GPU engine on ... (GPU 1)"
   const std::string& engine_description() const;
 
   // Stops accepting connections and answers every request already accepted (those queued included), then
-  // stops the pipeline. Idempotent; returns when all of that is done.
+  // stops the pipelines. Idempotent; returns when all of that is done.
   void shutdown();
 
   struct Impl;

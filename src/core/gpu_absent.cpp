@@ -1,4 +1,4 @@
-// query_gpu for a build without the CUDA toolkit: there is never a GPU.
+// query_gpu and gpu_count for a build without the CUDA toolkit: there is never a GPU.
 #ifndef EASTRT_HAVE_CUDA
 #include "eastrt/gpu.h"
 
@@ -8,5 +8,6 @@ GpuInfo query_gpu(int) {
   info.reason = "built without CUDA";
   return info;
 }
+int gpu_count() { return 0; }
 }  // namespace eastrt
 #endif

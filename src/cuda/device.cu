@@ -27,4 +27,13 @@ GpuInfo query_gpu(int device) {
   return info;
 }
 
+int gpu_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
 }  // namespace eastrt

@@ -839,6 +839,7 @@ int ExecutionContext::batch() const { return impl_->batch; }
 
 void ExecutionContext::set_input(const std::string& name, const HostTensor& value) {
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   const int index = c.input_index(name);
   const PlanTensor& t = c.plan.tensors[c.plan.inputs[index]];
   bool fits = value.shape.size() == t.shape.size() && value.size() == volume(value.shape) && !value.shape.empty();
@@ -855,6 +856,7 @@ void ExecutionContext::set_input(const std::string& name, const HostTensor& valu
 
 void ExecutionContext::set_input_image(const std::string& name, int index, const east::Image& image) {
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   const int input = c.input_index(name);
   const PlanTensor& t = c.plan.tensors[c.plan.inputs[input]];
   EASTRT_CHECK(t.shape.size() == 4 && t.shape[3] == 3, "input '", name, "' is ", to_string(t.shape),
@@ -885,6 +887,9 @@ void ExecutionContext::set_input_image(const std::string& name, int index, const
 
 void ExecutionContext::set_input_images(const std::string& name, const std::vector<const east::Image*>& images) {
   Impl& c = *impl_;
+  // Here and in each call below that allocates, copies or launches: the caller's thread may last have run
+  // another GPU's runner, and device memory and kernels go to the current device.
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   const int input = c.input_index(name);
   const PlanTensor& t = c.plan.tensors[c.plan.inputs[input]];
   EASTRT_CHECK(t.shape.size() == 4 && t.shape[3] == 3, "input '", name, "' is ", to_string(t.shape),
@@ -970,6 +975,7 @@ void ExecutionContext::enqueue() {
 
 void ExecutionContext::fetch_outputs() {
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   for (size_t i = 0; i < c.plan.outputs.size(); ++i) {
     const PlanTensor& t = c.plan.tensors[c.plan.outputs[i]];
     const size_t bytes = static_cast<size_t>(per_batch(t) * c.batch) * sizeof(float);
@@ -980,6 +986,7 @@ void ExecutionContext::fetch_outputs() {
 std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string& score,
                                                                         const std::string& geometry, float threshold) {
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   const int si = c.output_index(score), gi = c.output_index(geometry);
   const PlanTensor& st = c.plan.tensors[c.plan.outputs[si]];
   const PlanTensor& gt = c.plan.tensors[c.plan.outputs[gi]];
@@ -1023,6 +1030,7 @@ void ExecutionContext::set_cuda_graph(bool enabled) { impl_->use_graph = enabled
 std::vector<double> ExecutionContext::time_enqueue(int warmup, int iterations) {
   EASTRT_CHECK(warmup >= 0 && iterations >= 1, "time_enqueue: ", warmup, " warm-up and ", iterations, " timed runs");
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   for (int i = 0; i < warmup; ++i) enqueue();
   std::vector<cudaEvent_t> events(static_cast<size_t>(2 * iterations), nullptr);
   std::vector<double> ms(static_cast<size_t>(iterations));
@@ -1093,6 +1101,7 @@ std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) 
 
 void ExecutionContext::poison(float value) {
   Impl& c = *impl_;
+  EASTRT_CUDA(cudaSetDevice(c.engine.device));
   // All-ones bytes are NaN in float32, float16 and E4M3 alike, whatever type each arena tensor has (in INT8
   // they are the code −1: an unwritten INT8 tensor shows only through the values it gives).
   EASTRT_CUDA(cudaMemsetAsync(c.arena.get(), 0xff, c.arena.size(), c.stream));

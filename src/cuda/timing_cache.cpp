@@ -2,10 +2,14 @@
 // per (device, convolution signature).
 #include "cuda/timing_cache.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -132,7 +136,9 @@ void TimingCache::save(const std::string& path) const {
     j["entries"].push_back(
         {{"device", key.first}, {"layer", key.second}, {"chosen", tactic_json(entry.chosen)}, {"timed", timed}});
   }
-  const std::string temporary = path + ".tmp";
+  // A temporary of this process and thread alone: engines for several GPUs may be built, and saved, at once.
+  const std::string temporary = path + ".tmp." + std::to_string(getpid()) + "." +
+                                std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     EASTRT_CHECK(out.good(), "cannot write the timing cache ", temporary);

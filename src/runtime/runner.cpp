@@ -205,7 +205,7 @@ class GpuRunner : public Runner {
       if (options_.verbose) {
         std::cerr << "eastrt: building a " << to_string(options_.build.precision) << " GPU engine for input";
         for (const Shape& s : key) std::cerr << " " << to_string(s);
-        std::cerr << "\n";
+        std::cerr << " on GPU " << options_.build.device << "\n";
       }
       built = std::make_shared<Built>();
       built->key = key;
@@ -251,14 +251,15 @@ std::string default_timing_cache() {
 }
 
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
-                                    int max_batch, int gpu_slots, bool verbose, const std::string& calibration_cache) {
+                                    int max_batch, int gpu_slots, bool verbose, const std::string& calibration_cache,
+                                    int gpu_device) {
   EASTRT_CHECK(device == "auto" || device == "gpu" || device == "cpu", "unknown device '", device,
                "' (choose auto, gpu or cpu)");
-  const bool gpu = device == "gpu" || (device == "auto" && query_gpu().available);
+  const bool gpu = device == "gpu" || (device == "auto" && query_gpu(gpu_device).available);
   if (!gpu) {
     EASTRT_CHECK(precision == Precision::kFp32, "precision ", to_string(precision),
                  " needs the GPU engine; the CPU engine runs fp32",
-                 device == "auto" ? (" (no usable GPU: " + query_gpu().reason + ")") : std::string());
+                 device == "auto" ? (" (no usable GPU: " + query_gpu(gpu_device).reason + ")") : std::string());
     return make_cpu_runner(std::move(network), cpu);
   }
   GpuRunnerOptions options;
@@ -272,6 +273,7 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
     options.build.calibration = std::move(cache);
   }
   options.build.precision = precision;
+  options.build.device = gpu_device;
   options.build.max_batch = max_batch;
   options.slots = gpu_slots;
   options.verbose = verbose;

@@ -41,9 +41,38 @@ void render_histogram(std::ostringstream& out, const std::string& name, const st
   }
   out << name << "_sum " << h.sum << "\n" << name << "_count " << h.count << "\n";
 }
+
+east::PipelineStats sum_of(const std::vector<east::PipelineStats>& all) {
+  east::PipelineStats sum;
+  for (const east::PipelineStats& p : all) {
+    sum.images += p.images;
+    sum.failed += p.failed;
+    sum.batches += p.batches;
+    sum.expired += p.expired;
+    if (sum.batch_sizes.size() < p.batch_sizes.size()) sum.batch_sizes.resize(p.batch_sizes.size(), 0);
+    for (size_t n = 0; n < p.batch_sizes.size(); ++n) sum.batch_sizes[n] += p.batch_sizes[n];
+    east::StageTimes& t = sum.total;
+    t.decode_wait_ms += p.total.decode_wait_ms;
+    t.decode_ms += p.total.decode_ms;
+    t.preprocess_ms += p.total.preprocess_ms;
+    t.batch_wait_ms += p.total.batch_wait_ms;
+    t.network_ms += p.total.network_ms;
+    t.post_wait_ms += p.total.post_wait_ms;
+    t.post_ms += p.total.post_ms;
+    sum.network_busy_ms += p.network_busy_ms;
+    sum.decoded_on_cpu += p.decoded_on_cpu;
+    sum.decoded_on_gpu += p.decoded_on_gpu;
+    sum.cpu_decode_ms += p.cpu_decode_ms;
+    sum.gpu_decode_busy_ms += p.gpu_decode_busy_ms;
+    sum.gpu_declined += p.gpu_declined;
+  }
+  return sum;
+}
 }  // namespace
 
-std::string Metrics::render(const east::PipelineStats& pipeline, int queue_depth, int queue_capacity) const {
+std::string Metrics::render(const std::vector<east::PipelineStats>& pipelines, int queue_depth,
+                            int queue_capacity) const {
+  const east::PipelineStats pipeline = sum_of(pipelines);
   Histogram batch_sizes({1, 2, 4, 8, 16, 32, 64});
   for (size_t images = 1; images < pipeline.batch_sizes.size(); ++images)
     if (pipeline.batch_sizes[images] > 0) batch_sizes.observe(static_cast<double>(images), pipeline.batch_sizes[images]);
@@ -77,6 +106,10 @@ std::string Metrics::render(const east::PipelineStats& pipeline, int queue_depth
   out << "# HELP eastrt_expired_total Requests whose deadline passed before their batch ran (answered 504).\n"
          "# TYPE eastrt_expired_total counter\n"
       << "eastrt_expired_total " << pipeline.expired << "\n";
+  out << "# HELP eastrt_pipeline_images_total Images each pipeline (one per GPU) has finished, failed ones included.\n"
+         "# TYPE eastrt_pipeline_images_total counter\n";
+  for (size_t i = 0; i < pipelines.size(); ++i)
+    out << "eastrt_pipeline_images_total{pipeline=\"" << i << "\"} " << pipelines[i].images << "\n";
   return out.str();
 }
 

@@ -25,8 +25,9 @@ class Metrics {
   Metrics();
   void count_response(int status);
   void observe_latency(double seconds);   // one answered (200) detection, arrival to answer
-  // The pipeline's figures (batch sizes, stage times) come from its own totals, read at each scrape.
-  std::string render(const east::PipelineStats& pipeline, int queue_depth, int queue_capacity) const;
+  // The pipelines' figures (batch sizes, stage times) come from their own totals, read at each scrape, and are
+  // summed over the pipelines (one per GPU); only the images each ran are also given per pipeline.
+  std::string render(const std::vector<east::PipelineStats>& pipelines, int queue_depth, int queue_capacity) const;
 
  private:
   mutable std::mutex mutex_;

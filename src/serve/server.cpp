@@ -1,5 +1,6 @@
 // The server: an acceptor thread, a thread per connection (parse, route, answer, keep-alive), and the
-// detection pipeline, which every POST /detect enters with its bytes and a deadline and leaves through a future.
+// detection pipelines, one per runner (per GPU): every POST /detect enters the least loaded one with its bytes
+// and a deadline and leaves through a future.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -106,7 +107,8 @@ std::string detection_json(const east::PipelineResult& r, double total_ms) {
 
 struct Server::Impl {
   ServerOptions options;
-  std::unique_ptr<east::Pipeline> pipeline;  // until shutdown, used by the connection threads
+  std::vector<std::unique_ptr<east::Pipeline>> pipelines;  // one per runner; until shutdown, used by the connections
+  std::atomic<size_t> next_pipeline{0};                    // where the search for the least loaded one starts
   std::string description;
   Metrics metrics;
   int listen_fd = -1, port = 0;
@@ -121,10 +123,14 @@ struct Server::Impl {
   std::mutex shutdown_mutex;
   bool shut_down = false;
 
-  Impl(ServerOptions o, Runner& runner)
-      : options(checked(std::move(o))), pipeline(std::make_unique<east::Pipeline>(runner, pipeline_options(options))) {
-    description = runner.description() + "; " + pipeline->description() + "; decoders: " +
-                  pipeline->decoder_description();
+  Impl(ServerOptions o, const std::vector<Runner*>& runners) : options(checked(std::move(o))) {
+    EASTRT_CHECK(!runners.empty(), "serve: no runner to serve with");
+    for (Runner* runner : runners) {
+      EASTRT_CHECK(runner, "serve: a null runner");
+      pipelines.push_back(std::make_unique<east::Pipeline>(*runner, pipeline_options(options)));
+    }
+    description = runners_description(runners) + "; " + (runners.size() > 1 ? "each " : "") +
+                  pipelines[0]->description() + "; decoders: " + pipelines[0]->decoder_description();
     listen_on(options.host, options.port);
     EASTRT_CHECK(pipe2(wake, O_CLOEXEC) == 0, "serve: pipe: ", std::strerror(errno));
     acceptor = std::thread([this] { accept_loop(); });
@@ -136,6 +142,38 @@ struct Server::Impl {
     EASTRT_CHECK(o.max_batch >= 1 && o.queue >= 1 && o.max_delay_ms >= 0 && o.timeout_ms >= 1,
                  "serve: max batch, queue and timeout must be at least 1, max delay at least 0");
     return o;
+  }
+
+  static std::string runners_description(const std::vector<Runner*>& runners) {
+    if (runners.size() == 1) return runners[0]->description();
+    std::string d = std::to_string(runners.size()) + " pipelines: ";
+    for (size_t i = 0; i < runners.size(); ++i) {
+      d += (i ? "; " : "") + runners[i]->description();
+      if (runners[i]->gpu_device() >= 0) d += " (GPU " + std::to_string(runners[i]->gpu_device()) + ")";
+    }
+    return d;
+  }
+
+  // The pipeline with the fewest requests waiting; ties go round robin, so an idle server spreads its requests.
+  east::Pipeline& least_loaded() {
+    const size_t n = pipelines.size(), start = next_pipeline++ % n;
+    size_t best = start;
+    int best_waiting = pipelines[start]->waiting();
+    for (size_t k = 1; k < n && best_waiting > 0; ++k) {
+      const size_t i = (start + k) % n;
+      if (const int w = pipelines[i]->waiting(); w < best_waiting) best = i, best_waiting = w;
+    }
+    return *pipelines[best];
+  }
+
+  std::string render_metrics() const {
+    std::vector<east::PipelineStats> stats;
+    int waiting = 0;
+    for (const auto& p : pipelines) {
+      stats.push_back(p->stats());
+      waiting += p->waiting();
+    }
+    return metrics.render(stats, waiting, options.queue * static_cast<int>(pipelines.size()));
   }
 
   static east::PipelineOptions pipeline_options(const ServerOptions& o) {
@@ -283,7 +321,7 @@ struct Server::Impl {
       return {200, "application/json",
               nlohmann::json{{"status", stopping ? "stopping" : "ok"}, {"engine", description}}.dump() + "\n", {}};
     if (request.path == "/metrics")
-      return {200, "text/plain; version=0.0.4", metrics.render(pipeline->stats(), pipeline->waiting(), options.queue), {}};
+      return {200, "text/plain; version=0.0.4", render_metrics(), {}};
     if (options.selftest_image.empty())
       return error_reply(404, "no self-test image: start the server with --selftest-image FILE");
     return {200, "application/octet-stream", options.selftest_image, {{"Cache-Control", "no-store"}}};
@@ -292,10 +330,12 @@ struct Server::Impl {
   Reply detect(const http::Request& request, Clock::time_point received) {
     if (request.body.empty()) return error_reply(400, "empty body: POST the bytes of a JPEG, PNG or BMP image");
     const Clock::time_point deadline = received + std::chrono::milliseconds(options.timeout_ms);
-    std::optional<std::future<east::PipelineResult>> future = pipeline->try_submit_bytes(
+    std::optional<std::future<east::PipelineResult>> future = least_loaded().try_submit_bytes(
         std::vector<uint8_t>(request.body.begin(), request.body.end()), "request body", deadline);
     if (!future)
-      return error_reply(503, "the queue is full (" + std::to_string(options.queue) + " requests): retry later",
+      return error_reply(503, "the queue is full (" + std::to_string(options.queue) + " requests" +
+                                  (pipelines.size() > 1 ? " in each of " + std::to_string(pipelines.size()) + " pipelines" : "") +
+                                  "): retry later",
                          {{"Retry-After", "1"}});
     const east::PipelineResult result = future->get();  // every submitted input gets one: boxes or a failure
     const double total_ms = ms_between(received, Clock::now());
@@ -320,14 +360,16 @@ struct Server::Impl {
     stopping = true;
     if (write(wake[1], "x", 1) < 0) {}  // a full pipe is already readable
     acceptor.join();
-    for (Connection& c : connections) c.thread.join();  // each answers what it accepted; the pipeline still runs
-    pipeline.reset();                                   // nothing left in it; its threads stop
+    for (Connection& c : connections) c.thread.join();  // each answers what it accepted; the pipelines still run
+    pipelines.clear();                                  // nothing left in them; their threads stop
     close(wake[0]);
     close(wake[1]);
   }
 };
 
-Server::Server(ServerOptions options, Runner& runner) : impl_(std::make_unique<Impl>(std::move(options), runner)) {}
+Server::Server(ServerOptions options, Runner& runner) : Server(std::move(options), std::vector<Runner*>{&runner}) {}
+Server::Server(ServerOptions options, const std::vector<Runner*>& runners)
+    : impl_(std::make_unique<Impl>(std::move(options), runners)) {}
 Server::~Server() { shutdown(); }
 int Server::port() const { return impl_->port; }
 const std::string& Server::engine_description() const { return impl_->description; }
