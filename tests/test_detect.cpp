@@ -215,3 +215,14 @@ TEST(DetectCli, BenchReportsStagesAndWritesNothing) {
   EXPECT_NE(run_tool("detect " + std::string(kModel) + " --workers -1 " + in.string()).output.find("--workers"),
             std::string::npos);
 }
+
+// One listing of a folder's images for detect and calibration: image extensions in any case, natural order.
+TEST(DetectCli, FolderImagesInNaturalOrder) {
+  const fs::path dir = fresh_dir("natural");
+  for (const char* name : {"img_10.jpg", "img_2.PNG", "img_1.bmp", "notes.txt", "cover.jpeg", "img_2b.png"})
+    std::ofstream(dir / name) << "x";
+  fs::create_directories(dir / "img_3.jpg");  // a folder, not a file
+  std::vector<std::string> names;
+  for (const std::string& f : eastrt::east::image_files_in(dir.string())) names.push_back(fs::path(f).filename());
+  EXPECT_EQ(names, (std::vector<std::string>{"cover.jpeg", "img_1.bmp", "img_2.PNG", "img_2b.png", "img_10.jpg"}));
+}

@@ -74,31 +74,12 @@ const char* const kUsage =
     "  --score-threshold T   EAST: score-map threshold (default 0.8)\n"
     "  --nms-threshold T     EAST: locality-aware NMS IoU threshold (default 0.2)\n";
 
-bool is_image_name(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
-
-// Files as given, folders' images (sorted by natural order of their names), globs expanded.
+// Files as given, folders' images (east::image_files_in: natural order), globs expanded.
 std::vector<fs::path> expand_inputs(const std::vector<std::string>& paths) {
   std::vector<fs::path> files;
   for (const std::string& p : paths) {
     if (fs::is_directory(p)) {
-      std::vector<fs::path> in_dir;
-      for (const auto& entry : fs::directory_iterator(p))
-        if (entry.is_regular_file() && is_image_name(entry.path())) in_dir.push_back(entry.path());
-      auto natural = [](const fs::path& a, const fs::path& b) {
-        std::string x = a.filename().string(), y = b.filename().string();
-        auto digits = [](const std::string& s) {
-          size_t i = s.find_first_of("0123456789");
-          return i == std::string::npos ? -1L : std::atol(s.c_str() + i);
-        };
-        long dx = digits(x), dy = digits(y);
-        return dx != dy ? dx < dy : x < y;
-      };
-      std::sort(in_dir.begin(), in_dir.end(), natural);
-      files.insert(files.end(), in_dir.begin(), in_dir.end());
+      for (const std::string& f : east::image_files_in(p)) files.emplace_back(f);
     } else if (p.find_first_of("*?[") != std::string::npos) {
       glob_t g{};
       if (glob(p.c_str(), 0, nullptr, &g) == 0)

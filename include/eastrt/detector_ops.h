@@ -34,6 +34,9 @@ inline constexpr int64_t kMaxImagePixels = int64_t(1) << 26;
 // 32-bit uncompressed, bottom-up or top-down. A corrupt or truncated image, or bytes that are none of these,
 // throw eastrt::Error naming the file (`name` for bytes in memory).
 Image decode_image(const std::string& path);
+// The image files (.jpg, .jpeg, .png, .bmp, in any case) directly in folder `dir`, in natural order: by the
+// first run of digits in the name (img_2 before img_10), then by the name.
+std::vector<std::string> image_files_in(const std::string& dir);
 Image decode_image(const uint8_t* data, size_t size, const std::string& name);
 
 void write_png(const std::string& path, const Image& image);

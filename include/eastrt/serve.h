@@ -19,7 +19,8 @@ struct ServerOptions {
   int max_batch = 8;               // images per network run, at most
   double max_delay_ms = 5;         // how long a batch that is not full waits for more after its first image
   int streams = 0;                 // batches on the runner at once, at most its slots; 0: all its slots
-  int workers = 0;                 // threads decoding requests, and as many post-processing; 0: by the cores
+  int workers = 0;                 // threads decoding requests, and as many post-processing, per pipeline;
+                                   // 0: by the cores (half of them, shared out among the pipelines)
   int queue = 64;                  // requests waiting for the network, at most, per pipeline; beyond, 503 at once
   size_t max_body_bytes = 16 << 20;  // larger bodies are 413
   int timeout_ms = 10000;          // a request not on the network this long after it arrived is answered 504

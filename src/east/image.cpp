@@ -1,12 +1,14 @@
 // Image files for the detector: JPEG (libjpeg), PNG (libpng) and BMP (our own reader) decoded to RGB,
 // PNG writing, and quad outlines drawn on an image for annotated output.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <csetjmp>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -338,6 +340,31 @@ void draw_quads(Image& image, const std::vector<Quad>& quads, std::array<uint8_t
       }
     }
   }
+}
+
+std::vector<std::string> image_files_in(const std::string& dir) {
+  namespace fs = std::filesystem;
+  auto is_image = [](const fs::path& p) {
+    std::string ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+  };
+  auto number = [](const std::string& name) {  // the first run of digits, capped; -1 without one
+    const size_t i = name.find_first_of("0123456789");
+    if (i == std::string::npos) return -1L;
+    long n = 0;
+    for (size_t j = i; j < name.size() && std::isdigit(static_cast<unsigned char>(name[j])) && n < 100000000; ++j)
+      n = n * 10 + (name[j] - '0');
+    return n;
+  };
+  std::vector<std::pair<long, std::string>> found;  // (number, name) sorts naturally
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && is_image(entry.path()))
+      found.emplace_back(number(entry.path().filename().string()), entry.path().filename().string());
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> files;
+  for (const auto& [n, name] : found) files.push_back((fs::path(dir) / name).string());
+  return files;
 }
 
 }  // namespace eastrt::east

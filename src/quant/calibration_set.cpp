@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 namespace eastrt::quant {
 namespace {
 
-bool is_image_name(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
-
 // The number in img_N.ext, or -1.
 long icdar_number(const std::string& path) {
   const std::string stem = fs::path(path).stem().string();
@@ -31,21 +25,6 @@ long icdar_number(const std::string& path) {
     n = n * 10 + (stem[i] - '0');
   }
   return n;
-}
-
-// Natural order: by the first run of digits in the name, then by the name.
-bool natural_less(const fs::path& a, const fs::path& b) {
-  auto number = [](const std::string& s) {
-    const size_t i = s.find_first_of("0123456789");
-    if (i == std::string::npos) return -1L;
-    long n = 0;
-    for (size_t j = i; j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])) && n < 100000000; ++j)
-      n = n * 10 + (s[j] - '0');
-    return n;
-  };
-  const std::string x = a.filename().string(), y = b.filename().string();
-  const long nx = number(x), ny = number(y);
-  return nx != ny ? nx < ny : x < y;
 }
 
 }  // namespace
@@ -66,19 +45,16 @@ CalibrationSet::CalibrationSet(CalibrationSetOptions options) : options_(std::mo
                      (*options_.size)[1] % 32 == 0,
                  "calibration set: --size ", (*options_.size)[0], "x", (*options_.size)[1],
                  " must be multiples of 32, at least 32");
-  std::vector<fs::path> found;
-  for (const auto& entry : fs::directory_iterator(dir))
-    if (entry.is_regular_file() && is_image_name(entry.path())) found.push_back(entry.path());
-  std::sort(found.begin(), found.end(), natural_less);
+  std::vector<std::string> found = east::image_files_in(dir);
   EASTRT_CHECK(!found.empty(), "calibration set: no image (.jpg, .jpeg, .png, .bmp) in ", dir);
   if (options_.max_images > 0 && found.size() > static_cast<size_t>(options_.max_images))
     found.resize(static_cast<size_t>(options_.max_images));
-  for (const fs::path& p : found) {
-    EASTRT_CHECK(options_.allow_held_out || !is_held_out_image(p.string()), "calibration set: ", p.string(),
+  for (const std::string& p : found) {
+    EASTRT_CHECK(options_.allow_held_out || !is_held_out_image(p), "calibration set: ", p,
                  " is in the held-out ICDAR 2015 split (img_251 to img_500 are only for reported accuracy; "
                  "calibrate on img_1 to img_250, e.g. --images 250 on the test folder, or override with "
                  "--allow-held-out)");
-    files_.push_back(p.string());
+    files_.push_back(p);
   }
 }
 

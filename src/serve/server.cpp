@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -127,7 +128,7 @@ struct Server::Impl {
     EASTRT_CHECK(!runners.empty(), "serve: no runner to serve with");
     for (Runner* runner : runners) {
       EASTRT_CHECK(runner, "serve: a null runner");
-      pipelines.push_back(std::make_unique<east::Pipeline>(*runner, pipeline_options(options)));
+      pipelines.push_back(std::make_unique<east::Pipeline>(*runner, pipeline_options(options, runners.size())));
     }
     description = runners_description(runners) + "; " + (runners.size() > 1 ? "each " : "") +
                   pipelines[0]->description() + "; decoders: " + pipelines[0]->decoder_description();
@@ -176,7 +177,8 @@ struct Server::Impl {
     return metrics.render(stats, waiting, options.queue * static_cast<int>(pipelines.size()));
   }
 
-  static east::PipelineOptions pipeline_options(const ServerOptions& o) {
+  // With several pipelines the default decoding threads (half the cores each) are shared out among them.
+  static east::PipelineOptions pipeline_options(const ServerOptions& o, size_t pipelines) {
     east::PipelineOptions p;
     p.max_batch = o.max_batch;
     p.max_delay_ms = o.max_delay_ms;
@@ -184,6 +186,8 @@ struct Server::Impl {
     p.max_waiting = o.queue;
     p.in_flight = o.streams;
     p.workers = o.workers;
+    if (p.workers == 0 && pipelines > 1)
+      p.workers = std::max(2, static_cast<int>(std::thread::hardware_concurrency() / (2 * pipelines)));
     p.detect = o.detect;
     p.decoder = o.decoder;
     return p;
