@@ -510,6 +510,35 @@ struct ConvCase {
   bool batch_norm;  // a Scale after the convolution, folded by the passes
 };
 
+// The case's network: input x, the convolution (weights uniform within ±1.5/√fan-in), then as the case says
+// a folded batch norm, a residual input r added, an activation; output y.
+Network conv_case_network(const ConvCase& c, std::mt19937& rng) {
+  Network net;
+  Tensor* x = net.add_input("x", c.input);
+  ConvolutionParams p;
+  p.out_channels = c.k;
+  p.kernel = {c.kernel, c.kernel};
+  p.stride = {c.stride, c.stride};
+  p.dilation = {c.dilation, c.dilation};
+  p.groups = c.groups;
+  p.padding = c.padding;
+  const int64_t per_group = c.input[3] / c.groups;
+  const float bound = 1.5f / std::sqrt(static_cast<float>(per_group * c.kernel * c.kernel));
+  p.kernel_weights = random_weights({c.k, per_group, c.kernel, c.kernel}, rng, -bound, bound);
+  if (c.bias) p.bias = random_weights({c.k}, rng);
+  Tensor* y = net.add_convolution(x, p, "conv");
+  if (c.batch_norm)
+    y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
+                      "bn");
+  if (c.residual) {
+    Tensor* r = net.add_input("r", y->shape);
+    y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
+  }
+  if (c.activation) y = net.add_activation(y, *c.activation, "act");
+  net.mark_output(y, "y");
+  return net;
+}
+
 TEST(GpuKernels, ConvolutionsMatchTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(11);
@@ -526,28 +555,7 @@ TEST(GpuKernels, ConvolutionsMatchTheCpu) {
       {"1x1/2 projection + residual", {2, 11, 9, 9}, 13, 1, 2, 1, 1, {}, true, std::nullopt, true, true},
   };
   for (const ConvCase& c : cases) {
-    Network net;
-    Tensor* x = net.add_input("x", c.input);
-    ConvolutionParams p;
-    p.out_channels = c.k;
-    p.kernel = {c.kernel, c.kernel};
-    p.stride = {c.stride, c.stride};
-    p.dilation = {c.dilation, c.dilation};
-    p.groups = c.groups;
-    p.padding = c.padding;
-    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] / c.groups * c.kernel * c.kernel));
-    p.kernel_weights = random_weights({c.k, c.input[3] / c.groups, c.kernel, c.kernel}, rng, -bound, bound);
-    if (c.bias) p.bias = random_weights({c.k}, rng);
-    Tensor* y = net.add_convolution(x, p, "conv");
-    if (c.batch_norm)
-      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
-                        "bn");
-    if (c.residual) {
-      Tensor* r = net.add_input("r", y->shape);
-      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
-    }
-    if (c.activation) y = net.add_activation(y, *c.activation, "act");
-    net.mark_output(y, "y");
+    const Network net = conv_case_network(c, rng);
     check_network(net, rng, c.what);
   }
 }
@@ -567,29 +575,7 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
       {"5x5/2 depthwise 13 channels, asymmetric pad, residual", {3, 12, 15, 13}, 13, 5, 2, 1, 13, {1, 1, 2, 2}, true, std::nullopt, true, false},
   };
   for (const ConvCase& c : cases) {
-    Network net;
-    Tensor* x = net.add_input("x", c.input);
-    ConvolutionParams p;
-    p.groups = c.groups;
-    p.out_channels = c.k;
-    p.kernel = {c.kernel, c.kernel};
-    p.stride = {c.stride, c.stride};
-    p.dilation = {c.dilation, c.dilation};
-    p.padding = c.padding;
-    const int64_t per_group = c.input[3] / c.groups;
-    const float bound = 1.5f / std::sqrt(static_cast<float>(per_group * c.kernel * c.kernel));
-    p.kernel_weights = random_weights({c.k, per_group, c.kernel, c.kernel}, rng, -bound, bound);
-    if (c.bias) p.bias = random_weights({c.k}, rng);
-    Tensor* y = net.add_convolution(x, p, "conv");
-    if (c.batch_norm)
-      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
-                        "bn");
-    if (c.residual) {
-      Tensor* r = net.add_input("r", y->shape);
-      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
-    }
-    if (c.activation) y = net.add_activation(y, *c.activation, "act");
-    net.mark_output(y, "y");
+    const Network net = conv_case_network(c, rng);
     for (Precision precision : kPrecisions) {
       SCOPED_TRACE(std::string(c.what) + " at " + to_string(precision));
       BuildOptions options;
@@ -631,26 +617,7 @@ TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
       {"4x4/2 on 8 channels, sigmoid after", {2, 10, 9, 8}, 12, 4, 2, 1, 1, {1, 1, 2, 2}, true, ActivationType::kSigmoid, false, false},
   };
   for (const ConvCase& c : cases) {
-    Network net;
-    Tensor* x = net.add_input("x", c.input);
-    ConvolutionParams p;
-    p.out_channels = c.k;
-    p.kernel = {c.kernel, c.kernel};
-    p.stride = {c.stride, c.stride};
-    p.padding = c.padding;
-    const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3] * c.kernel * c.kernel));
-    p.kernel_weights = random_weights({c.k, c.input[3], c.kernel, c.kernel}, rng, -bound, bound);
-    if (c.bias) p.bias = random_weights({c.k}, rng);
-    Tensor* y = net.add_convolution(x, p, "conv");
-    if (c.batch_norm)
-      y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
-                        "bn");
-    if (c.residual) {
-      Tensor* r = net.add_input("r", y->shape);
-      y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
-    }
-    if (c.activation) y = net.add_activation(y, *c.activation, "act");
-    net.mark_output(y, "y");
+    const Network net = conv_case_network(c, rng);
     for (Precision precision : kPrecisions) {
       BuildOptions options;
       options.precision = precision;

@@ -28,7 +28,6 @@ namespace {
 
 constexpr const char* kConv1 = "resnet_v1_50/conv1/Conv2D";  // 3 input channels: no 8-bit kernel takes it
 
-quant::QuantType quant_type(Precision p) { return p == Precision::kFp8 ? quant::QuantType::kFp8 : quant::QuantType::kInt8; }
 
 HostTensor random_images(int batch, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -31,6 +31,17 @@ ConvTactic tactic(ConvTactic::Kind kind, int algo, int math, int64_t workspace, 
   return t;
 }
 
+// Each text written to `path` fails to load with an Error naming the file and containing its fragment.
+void expect_load_errors(const std::string& path, const std::vector<std::pair<std::string, std::string>>& cases) {
+  for (const auto& [text, fragment] : cases) {
+    SCOPED_TRACE(text);
+    write_file(path, text);
+    const std::string message = error_of([&] { TimingCache::load(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << message;
+  }
+}
+
 void expect_same(const ConvTactic& a, const ConvTactic& b) {
   EXPECT_EQ(a.kind, b.kind);
   EXPECT_EQ(a.algo, b.algo);
@@ -105,13 +116,7 @@ TEST(TimingCache, CorruptForeignAndOtherVersionFilesAreErrorsNamingTheFile) {
        R"("chosen": {"kind": 1, "algo": -3, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
        "negative"},
   };
-  for (const auto& [text, fragment] : cases) {
-    SCOPED_TRACE(text);
-    write_file(path, text);
-    const std::string message = error_of([&] { TimingCache::load(path); });
-    EXPECT_NE(message.find(path), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
+  expect_load_errors(path, cases);
   // The well-formed single entry of the cases above does load.
   write_file(path, R"({"format": "eastrt timing cache", "version": 1, "entries": [)" + entry + "]}");
   EXPECT_EQ(TimingCache::load(path).size(), 1u);
@@ -163,13 +168,7 @@ TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
       {head + R"(, "cublaslt": {"data": [1, 2, 3, 4, 5, 6, 7, 8], "version": 1, "id": 1, "tile": 1, "stages": 1}}, "timed": []}]})",
        "without an integer 'cublaslt.split_k'"},
   };
-  for (const auto& [text, fragment] : cases) {
-    SCOPED_TRACE(text);
-    write_file(path, text);
-    const std::string message = error_of([&] { TimingCache::load(path); });
-    EXPECT_NE(message.find(path), std::string::npos) << message;
-    EXPECT_NE(message.find(fragment), std::string::npos) << message;
-  }
+  expect_load_errors(path, cases);
   std::remove(path.c_str());
 }
 

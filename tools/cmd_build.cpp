@@ -109,13 +109,12 @@ int build(const std::vector<std::string>& argv) {
   BuildOptions options;
   options.precision = parse_precision(args.get("--precision", "fp32"));
   const bool quantized = is_quantized(options.precision);
-  const quant::QuantType quant_type = options.precision == Precision::kFp8 ? quant::QuantType::kFp8 : quant::QuantType::kInt8;
   LoadedModel model = load_model(args);
   // An existing cache is checked before anything else (cheap); calibrating waits until there is a GPU.
-  if (quantized) options.calibration = existing_calibration(args, model, quant_type);
+  if (quantized) options.calibration = existing_calibration(args, model, quant_type(options.precision));
   const GpuInfo gpu = query_gpu();
   EASTRT_CHECK(gpu.available, "no usable GPU (", gpu.reason, "): a plan is built on the GPU it will run on");
-  if (quantized && !options.calibration) options.calibration = new_calibration(args, model, quant_type);
+  if (quantized && !options.calibration) options.calibration = new_calibration(args, model, quant_type(options.precision));
   const Tensor& input = model.network.tensor(model.network.inputs().at(0));
   options.max_batch = args.get_int("--max-batch", static_cast<int>(input.shape.at(0)));
   const int workspace_mb = args.get_int("--workspace", 256);

@@ -19,6 +19,7 @@ struct Quad;
 }
 namespace quant {
 struct CalibrationCache;
+enum class QuantType;  // eastrt/quant.h
 }
 
 // kInt8 and kFp8 (E4M3) engines run their convolutions on 8-bit tensors with the ranges of a calibration
@@ -27,6 +28,8 @@ enum class Precision { kFp32, kTf32, kFp16, kInt8, kFp8 };
 const char* to_string(Precision precision);     // "fp32", "tf32", "fp16", "int8", "fp8"
 Precision parse_precision(const std::string& text);  // inverse; throws an Error naming the choices
 inline bool is_quantized(Precision precision) { return precision == Precision::kInt8 || precision == Precision::kFp8; }
+// The 8-bit type of kInt8 / kFp8; an Error for the other precisions.
+quant::QuantType quant_type(Precision precision);
 
 struct BuildOptions {
   Precision precision = Precision::kFp32;

@@ -53,6 +53,9 @@ float scale_for_amax(float amax, QuantType type);
 // One scale per output channel k (axis 0) of a KCRS weight tensor, from the channel's largest magnitude.
 std::vector<float> weight_scales(const HostTensor& weights, QuantType type);
 
+// The 8-bit code of x / scale in `type`: quantize_int8's (as a byte) or float_to_e4m3's, saturating.
+uint8_t quantize_code(float x, float scale, QuantType type);
+
 // x → dequantise(quantise(x, scale), scale): the value the quantised tensor stands for, with the type's
 // rounding and saturation (NaN stays NaN for FP8 and becomes 0 for INT8, as the codes do). The array form
 // computes the same values without going through the codes (bit arithmetic; tested against the scalar).

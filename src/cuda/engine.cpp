@@ -263,18 +263,14 @@ void Engine::Impl::upload_weights() {
       // (so the engine computes what FakeQuantEngine does), KRSC; scale[k] = s_x · s_w[k] and the bias in
       // float32 for the kernel's epilogue.
       const auto& p = std::get<ConvolutionParams>(step.params);
-      const quant::QuantType qt = step.precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8;
+      const quant::QuantType qt = quant_type(step.precision);
       const int64_t K = p.kernel_weights->shape[0], C = p.kernel_weights->shape[1];
       const std::vector<float> s_w = quant::weight_scales(*p.kernel_weights, qt);
       const std::vector<float> krsc = kcrs_to_krsc(*p.kernel_weights, C);
       const size_t per_k = krsc.size() / static_cast<size_t>(K);
       slots.push_back({i, 0, blob.size()});
       for (size_t k = 0; k < static_cast<size_t>(K); ++k)
-        for (size_t j = 0; j < per_k; ++j) {
-          const float v = krsc[k * per_k + j];
-          blob.push_back(qt == quant::QuantType::kInt8 ? static_cast<uint8_t>(quant::quantize_int8(v, s_w[k]))
-                                                        : quant::float_to_e4m3(v / s_w[k]));
-        }
+        for (size_t j = 0; j < per_k; ++j) blob.push_back(quant::quantize_code(krsc[k * per_k + j], s_w[k], qt));
       blob.resize(aligned(blob.size()), 0);
       const float s_x = plan.tensors[step.inputs[0]].scale;
       std::vector<float> scale(static_cast<size_t>(K));

@@ -4,6 +4,7 @@
 
 #include "eastrt/error.h"
 #include "eastrt/gpu_engine.h"
+#include "eastrt/quant.h"
 
 namespace eastrt {
 
@@ -25,6 +26,11 @@ Precision parse_precision(const std::string& text) {
   if (text == "int8") return Precision::kInt8;
   if (text == "fp8") return Precision::kFp8;
   throw_error("unknown precision '", text, "' (there is: fp32, tf32, fp16, int8, fp8)");
+}
+
+quant::QuantType quant_type(Precision precision) {
+  EASTRT_CHECK(is_quantized(precision), "precision ", to_string(precision), " is not an 8-bit one (int8 or fp8)");
+  return precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8;
 }
 
 std::string to_text(const EngineInfo& info) {

@@ -314,7 +314,7 @@ PlanData lower(const Network& network, const BuildOptions& options, const Quanti
 
 std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& network, const BuildOptions& options) {
   if (!is_quantized(options.precision)) return nullptr;
-  const quant::QuantType type = options.precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8;
+  const quant::QuantType type = quant_type(options.precision);
   std::shared_ptr<const quant::CalibrationCache> cache = options.calibration;
   std::string path = "<memory>";
   if (!cache) {

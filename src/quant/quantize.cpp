@@ -104,6 +104,10 @@ std::vector<float> weight_scales(const HostTensor& weights, QuantType type) {
   return scales;
 }
 
+uint8_t quantize_code(float x, float scale, QuantType type) {
+  return type == QuantType::kInt8 ? static_cast<uint8_t>(quantize_int8(x, scale)) : float_to_e4m3(x / scale);
+}
+
 float fake_quantize(float x, float scale, QuantType type) {
   if (type == QuantType::kInt8) return dequantize_int8(quantize_int8(x, scale), scale);
   return e4m3_to_float(float_to_e4m3(x / scale)) * scale;

@@ -269,7 +269,7 @@ std::unique_ptr<Runner> make_runner(Network network, const std::string& device, 
                  " needs a calibration cache: give --calib-cache FILE (made by eastrt calibrate)");
     auto cache = std::make_shared<quant::CalibrationCache>(quant::read_cache(calibration_cache));
     quant::check_cache_matches(*cache, calibration_cache, network,
-                               precision == Precision::kInt8 ? quant::QuantType::kInt8 : quant::QuantType::kFp8);
+                               quant_type(precision));
     options.build.calibration = std::move(cache);
   }
   options.build.precision = precision;
