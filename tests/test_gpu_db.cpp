@@ -178,7 +178,7 @@ TEST(GpuDbLowering, EveryLayerOfDbnetHasAGpuKernel) {
     SCOPED_TRACE(to_string(precision));
     Network net = db::load_network(ppocr_model());
     net.set_input_shape(net.tensor(net.inputs()[0]).name, {2, 224, 416, 3});
-    passes::run_default_passes(net);
+    gpu::run_builder_passes(net, precision);
     BuildOptions options;
     options.precision = precision;
     options.max_batch = 2;

@@ -48,7 +48,7 @@ gpu::PlanData lowered(const Network& given, BuildOptions options) {
   Network net = given;
   for (int id : net.inputs()) net.tensor(id).shape[0] = options.max_batch;
   net.infer_shapes();
-  passes::run_default_passes(net);
+  gpu::run_builder_passes(net, options.precision);
   return gpu::lower_network(net, options);
 }
 

@@ -260,6 +260,81 @@ TEST(PassesFuseResidual, LeavesAloneWhatItCannotFuse) {
   EXPECT_EQ(count_kind(net, LayerKind::kElementWise), 3);
 }
 
+// ---- upsample_after_convolution ----
+
+// Conv1×1(Concat(Resize(h), f)) as EAST's merge has it, with the upsampled operand on either side.
+Network merge_block(std::mt19937& rng, bool upsampled_first, ResizeMode mode, int k = 6, int kernel = 1,
+                    bool resize_read_twice = false) {
+  Network net;
+  Tensor* h = net.add_input("h", {2, 4, 5, 10});
+  Tensor* f = net.add_input("f", {2, 8, 10, 3});
+  Tensor* g = net.add_resize(h, {mode, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "unpool");
+  Tensor* cat = net.add_concatenation(upsampled_first ? std::vector<Tensor*>{g, f} : std::vector<Tensor*>{f, g}, 3,
+                                      "concat");
+  ConvolutionParams p = conv_params(13, k, kernel, rng, Padding::symmetric(kernel / 2));
+  p.activation = ActivationParams{ActivationType::kRelu};
+  net.mark_output(net.add_convolution(cat, p, "merge"), "y");
+  if (resize_read_twice) net.mark_output(net.add_activation(g, ActivationType::kTanh, "other_reader"));
+  return net;
+}
+
+TEST(PassesUpsampleAfterConvolution, RunsThePartOverTheUpsampledChannelsBeforeTheUpsampling) {
+  std::mt19937 rng(601);
+  for (bool first : {true, false})
+    for (ResizeMode mode : {ResizeMode::kBilinear, ResizeMode::kNearest}) {
+      SCOPED_TRACE(std::string(first ? "upsampled first, " : "upsampled second, ") +
+                   (mode == ResizeMode::kNearest ? "nearest" : "bilinear"));
+      Network net = merge_block(rng, first, mode);
+      EXPECT_EQ(check_pass(net, passes::upsample_after_convolution, rng), 1);
+      EXPECT_EQ(count_kind(net, LayerKind::kConcatenation), 0);
+      ASSERT_EQ(net.layers().size(), 3u);
+      const Layer& low = net.layers()[0];
+      const Layer& resize = net.layers()[1];
+      const Layer& merge = net.layers()[2];
+      EXPECT_EQ(low.kind(), LayerKind::kConvolution);
+      EXPECT_EQ(net.tensor(low.inputs[0]).name, "h");
+      EXPECT_EQ(net.tensor(low.outputs[0]).shape, (Shape{2, 4, 5, 6}));  // K channels at the low resolution
+      EXPECT_FALSE(low.as<ConvolutionParams>().bias);
+      EXPECT_FALSE(low.as<ConvolutionParams>().activation);
+      EXPECT_EQ(resize.kind(), LayerKind::kResize);
+      EXPECT_EQ(net.tensor(resize.outputs[0]).shape, (Shape{2, 8, 10, 6}));
+      EXPECT_EQ(merge.name, "merge");
+      ASSERT_EQ(merge.inputs.size(), 2u);
+      EXPECT_EQ(net.tensor(merge.inputs[0]).name, "f");
+      EXPECT_EQ(merge.inputs[1], resize.outputs[0]);
+      EXPECT_EQ(merge.as<ConvolutionParams>().kernel_weights->shape, (Shape{6, 3, 1, 1}));
+      EXPECT_TRUE(merge.as<ConvolutionParams>().activation.has_value());
+      EXPECT_TRUE(net.find_tensor("y")->is_output);
+    }
+}
+
+TEST(PassesUpsampleAfterConvolution, LeavesAloneWhatItCannotMove) {
+  std::mt19937 rng(602);
+  // A 3×3 convolution after the concatenation does not commute with the upsampling.
+  Network three = merge_block(rng, true, ResizeMode::kBilinear, 6, 3);
+  EXPECT_EQ(check_pass(three, passes::upsample_after_convolution, rng), 0);
+  // More output channels than upsampled ones: the upsampling would carry more.
+  Network wide = merge_block(rng, true, ResizeMode::kBilinear, 11);
+  EXPECT_EQ(check_pass(wide, passes::upsample_after_convolution, rng), 0);
+  // The upsampled tensor has another reader.
+  Network shared = merge_block(rng, true, ResizeMode::kBilinear, 6, 1, true);
+  EXPECT_EQ(check_pass(shared, passes::upsample_after_convolution, rng), 0);
+  // A downsampling resize, a concatenation of three, and a concatenation read twice.
+  Network other;
+  Tensor* h = other.add_input("h", {1, 8, 10, 12});
+  Tensor* f = other.add_input("f", {1, 4, 5, 3});
+  Tensor* down = other.add_resize(h, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 4, 5, 0, 0}, "down");
+  Tensor* a = other.add_convolution(other.add_concatenation({down, f}, 3, "cat_a"), conv_params(15, 4, 1, rng), "conv_a");
+  Tensor* up = other.add_resize(f, {ResizeMode::kNearest, ResizeCoordinates::kAsymmetric, 8, 10, 0, 0}, "up");
+  Tensor* b = other.add_convolution(other.add_concatenation({up, h, h}, 3, "cat_b"), conv_params(27, 2, 1, rng), "conv_b");
+  Tensor* up2 = other.add_resize(f, {ResizeMode::kNearest, ResizeCoordinates::kAsymmetric, 8, 10, 0, 0}, "up2");
+  Tensor* cat_c = other.add_concatenation({up2, h}, 3, "cat_c");
+  Tensor* c = other.add_convolution(cat_c, conv_params(15, 2, 1, rng), "conv_c");
+  for (Tensor* t : {a, b, c, cat_c}) other.mark_output(t);
+  EXPECT_EQ(check_pass(other, passes::upsample_after_convolution, rng), 0);
+  EXPECT_EQ(count_kind(other, LayerKind::kConcatenation), 3);
+}
+
 // ---- the pass manager on EAST ----
 
 TEST(PassesManager, EastKeepsItsOutputsWithFusedLayers) {
@@ -281,6 +356,31 @@ TEST(PassesManager, EastKeepsItsOutputsWithFusedLayers) {
   EXPECT_EQ(count_kind(net, LayerKind::kElementWise), 0);
   EXPECT_EQ(count_kind(net, LayerKind::kActivation), 0);
   EXPECT_EQ(count_kind(net, LayerKind::kScale), 3);  // mean subtraction, ·512 and the angle map
+
+  CpuEngine after(net, {2, false, false});
+  const auto got = after.run({{east::kInputName, image}});
+  for (const char* name : {east::kScoreOutput, east::kGeometryOutput})
+    EXPECT_LE(relative_error(got.at(name), want.at(name)), kTolerance) << name;
+}
+
+TEST(PassesManager, EastMergeBranchLosesItsConcatenationsWithTheUpsamplingMoved) {
+  east::NetworkOptions options{2, 64, 96, 8};
+  Network net = east::build(east::random_weights(options, 6), options);
+  std::mt19937 rng(502);
+  HostTensor image = random_tensor({2, 64, 96, 3}, rng, 0.0f, 255.0f);
+  CpuEngine before(net, {2, false, false});
+  const auto want = before.run({{east::kInputName, image}});
+  const int convs = count_kind(net, LayerKind::kConvolution);
+
+  passes::PassOptions moved;
+  moved.upsample_after_convolution = true;
+  const auto reports = passes::run_default_passes(net, moved);
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports[3].pass, "upsample_after_convolution");
+  EXPECT_EQ(reports[3].rewrites, 3);  // the three merges
+  EXPECT_EQ(count_kind(net, LayerKind::kConvolution), convs + 3);
+  EXPECT_EQ(count_kind(net, LayerKind::kConcatenation), 1);  // the geometry output's
+  EXPECT_EQ(count_kind(net, LayerKind::kResize), 3);
 
   CpuEngine after(net, {2, false, false});
   const auto got = after.run({{east::kInputName, image}});

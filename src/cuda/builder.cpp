@@ -18,7 +18,6 @@
 #include "cuda/timing_cache.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
-#include "passes/passes.h"
 
 namespace eastrt {
 namespace {
@@ -695,10 +694,7 @@ std::unique_ptr<Engine> Builder::build() {
     network.tensor(id).shape[0] = options_.max_batch;
   }
   network.infer_shapes();
-  std::vector<std::string> passes;
-  for (const passes::PassReport& r : passes::run_default_passes(network))
-    passes.push_back(r.pass + ": " + std::to_string(r.rewrites) + " rewrites, " + std::to_string(r.layers_after) +
-                     " layers after");
+  const std::vector<std::string> passes = gpu::run_builder_passes(network, options_.precision);
 
   auto impl = std::make_unique<Engine::Impl>();
   impl->plan = gpu::lower_network(network, options_);

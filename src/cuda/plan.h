@@ -150,6 +150,11 @@ uint64_t fnv1a64(const uint8_t* data, size_t size);
 
 // ---- lowering: the passes' output to a plan without tactics (host only, tested without a GPU) ----
 
+// The graph passes the builder runs on the network (the inputs at the largest batch) for an engine of
+// `precision`: the default ones, and upsample_after_convolution unless the engine is INT8/FP8 (whose
+// calibration cache names the original tensors). Returns one line per pass for the plan's report.
+std::vector<std::string> run_builder_passes(Network& network, Precision precision);
+
 // Assigns each tensor its storage type (by its producer's precision; inputs and outputs float32), inserts
 // the casts where a convolution needs another type, lets a Resize read only by a Concatenation write its
 // channels of the concatenation in place, pads asymmetric convolutions explicitly, and plans the activation

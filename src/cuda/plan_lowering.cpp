@@ -10,6 +10,7 @@
 #include "cuda/plan.h"
 #include "eastrt/calibration.h"
 #include "eastrt/error.h"
+#include "passes/passes.h"
 #ifdef EASTRT_HAVE_CUDA
 #include "cuda/plan_quant.h"
 #endif
@@ -311,6 +312,16 @@ PlanData lower(const Network& network, const BuildOptions& options, const Quanti
 }
 
 }  // namespace
+
+std::vector<std::string> run_builder_passes(Network& network, Precision precision) {
+  passes::PassOptions options;
+  options.upsample_after_convolution = !is_quantized(precision);
+  std::vector<std::string> lines;
+  for (const passes::PassReport& r : passes::run_default_passes(network, options))
+    lines.push_back(r.pass + ": " + std::to_string(r.rewrites) + " rewrites, " + std::to_string(r.layers_after) +
+                    " layers after");
+  return lines;
+}
 
 std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& network, const BuildOptions& options) {
   if (!is_quantized(options.precision)) return nullptr;

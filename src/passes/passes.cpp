@@ -5,18 +5,20 @@
 
 namespace eastrt::passes {
 
-std::vector<PassReport> run_default_passes(Network& network) {
+std::vector<PassReport> run_default_passes(Network& network, const PassOptions& options) {
   struct Pass {
     const char* name;
     int (*run)(Network&);
   };
   // BatchNorm first (a Scale between a convolution and the Add would block the residual fusion), then the
   // residual (which takes the block's ReLU with it), then the remaining activations.
-  static constexpr Pass kPasses[] = {{"fold_batch_norm", fold_batch_norm},
-                                     {"fuse_residual", fuse_residual},
-                                     {"fuse_activation", fuse_activation}};
+  // The upsampling moves last, past a convolution that has its activation already.
+  std::vector<Pass> chosen = {{"fold_batch_norm", fold_batch_norm},
+                              {"fuse_residual", fuse_residual},
+                              {"fuse_activation", fuse_activation}};
+  if (options.upsample_after_convolution) chosen.push_back({"upsample_after_convolution", upsample_after_convolution});
   std::vector<PassReport> reports;
-  for (const Pass& pass : kPasses) {
+  for (const Pass& pass : chosen) {
     PassReport report;
     report.pass = pass.name;
     try {

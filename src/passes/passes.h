@@ -23,14 +23,26 @@ int fuse_activation(Network& network);
 // count of Adds removed.
 int fuse_residual(Network& network);
 
+// Conv1×1(Concat(Resize(h), f)) with K ≤ C(h), the Resize upsampling, becomes Conv1×1(f) with residual
+// Resize(Conv1×1(h)) (the filter split by the concatenation's channels): the part over the upsampled
+// channels runs at the low resolution and the concatenation goes. It replaces tensors (the concatenation's,
+// the upsampled one), so it is not among the default passes. Returns the count.
+int upsample_after_convolution(Network& network);
+
 struct PassReport {
   std::string pass;
   int rewrites = 0;
   size_t layers_after = 0;
 };
 
-// Runs fold_batch_norm, fuse_residual, fuse_activation in that order (each enables the next), validates
-// and infers shapes again; returns what each did.
-std::vector<PassReport> run_default_passes(Network& network);
+struct PassOptions {
+  // Also upsample_after_convolution, last: for engines that need no calibration cache of the network's
+  // tensors (the GPU builder's FP32/TF32/FP16).
+  bool upsample_after_convolution = false;
+};
+
+// Runs fold_batch_norm, fuse_residual, fuse_activation in that order (each enables the next), and what
+// `options` adds; validates and infers shapes again after each; returns what each did.
+std::vector<PassReport> run_default_passes(Network& network, const PassOptions& options = {});
 
 }  // namespace eastrt::passes
