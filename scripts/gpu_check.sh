@@ -320,6 +320,18 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
         --decoder $decoder --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 15
     done
   done
+  # LANMS on the GPU against LANMS on the CPU threads (the runs above), batch 16, 3 in flight; and its F1.
+  for decoder in ${EASTRT_PIPELINE_LANMS_DECODERS:-auto cpu}; do
+    (( $(left) < 60 )) && { echo "skipping LANMS on the GPU with decoder $decoder: too little time left"; continue; }
+    echo "--- batch 16, 3 in flight, decoder $decoder, LANMS on the GPU"
+    timeout 120 "$BIN/eastrt" detect --bench --device gpu --precision fp16 --batch 16 --in-flight 3 --decoder $decoder \
+      --lanms gpu --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 15
+  done
+  if (( $(left) > 60 )); then
+    timeout 90 "$BIN/eastrt" detect --device gpu --precision fp16 --batch 16 --lanms gpu --out /tmp/east_fp16_lanms \
+      --force gpu-data/images 2>&1 | tail -n 1
+    echo "EAST fp16 batch 16, LANMS on the GPU: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_fp16_lanms --json 2>&1)"
+  fi
   if (( $(left) > 60 )); then
     timeout 90 "$BIN/eastrt" detect --bench --cpu-decode --device gpu --precision fp16 --batch 16 \
       --record "$OUT/bench.jsonl" "${sets[@]}" 2>&1 | tail -n 12
@@ -328,6 +340,8 @@ if want pipeline && [[ -d gpu-data/images ]] && (( $(left) > 90 )); then
       gpu-data/images 2>&1 | tail -n 1
     echo "EAST fp16 batch 16: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_fp16_b16 --json 2>&1)"
     [[ -d /tmp/east_fp16 ]] && echo "result files differing from batch 1: $(diff -rq /tmp/east_fp16 /tmp/east_fp16_b16 | grep -c txt)"
+    [[ -d /tmp/east_fp16_lanms ]] &&
+      echo "result files differing with LANMS on the GPU: $(diff -rq /tmp/east_fp16_lanms /tmp/east_fp16_b16 | grep -c txt)"
   fi
 fi
 

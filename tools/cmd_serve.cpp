@@ -106,10 +106,12 @@ int serve(const std::vector<std::string>& argv) {
                 "                        its network input size is built before the first request\n"
                 "  --score-threshold T   score-map threshold (default 0.8)\n"
                 "  --nms-threshold T     locality-aware NMS IoU threshold (default 0.2)\n"
+                "  --lanms P             where locality-aware NMS runs: cpu or gpu (see eastrt detect)\n"
+                "                        (default: cpu)\n"
                 "  --selftest-image FILE served at /selftest-image for the page's self-test (/?selftest=1)\n",
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--calib-cache", "--host", "--port", "--streams",
              "--workers", "--threads", "--max-batch", "--warmup", "--max-delay-ms", "--queue", "--max-body-mb", "--timeout-ms",
-             "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder", "--gpus"},
+             "--score-threshold", "--nms-threshold", "--selftest-image", "--decoder", "--gpus", "--lanms"},
             {"--cpu"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
@@ -127,6 +129,7 @@ int serve(const std::vector<std::string>& argv) {
   options.max_body_bytes = static_cast<size_t>(body_mb * (1 << 20));
   options.timeout_ms = args.get_int("--timeout-ms", options.timeout_ms);
   options.decoder = east::parse_decoder(args.get("--decoder", "auto"));
+  options.device_lanms = east::parse_lanms_on_device(args.get("--lanms", "cpu"));
   options.detect.score_threshold = static_cast<float>(args.get_double("--score-threshold", 0.8));
   options.detect.nms_threshold = static_cast<float>(args.get_double("--nms-threshold", 0.2));
   EASTRT_CHECK(options.port >= 0 && options.port <= 65535, "--port must be in 0..65535");
@@ -156,6 +159,7 @@ int serve(const std::vector<std::string>& argv) {
       east::PipelineOptions warm;
       warm.detect = options.detect;
       warm.decoder = options.decoder;
+      warm.device_lanms = options.device_lanms;
       east::Pipeline pipeline(*runner, warm);
       const east::PipelineResult r = pipeline.submit_file(args.get("--warmup")).get();
       EASTRT_CHECK(r.ok(), "--warmup: ", r.error);

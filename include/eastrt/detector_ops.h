@@ -133,9 +133,14 @@ std::vector<Quad> detect_boxes(const HostTensor& score, const HostTensor& geomet
                                const DetectOptions& options = {});
 
 // detect_boxes after decode_quads: from the candidate quads (in row order, each with its pixel's score, as
-// decode_quads gives them, or the GPU decode sorted back into row order) and the score map.
+// decode_quads and the GPU decode give them) and the score map.
 std::vector<Quad> boxes_from_candidates(const std::vector<Quad>& candidates, const HostTensor& score, double ratio_h,
                                         double ratio_w, const DetectOptions& options = {});
+
+// boxes_from_candidates after locality_aware_nms (on the GPU, say): from the quads it kept, by decreasing
+// score, re-scored, scaled back to the image, ordered and filtered.
+std::vector<Quad> boxes_from_merged(const std::vector<Quad>& merged, const HostTensor& score, double ratio_h,
+                                    double ratio_w, const DetectOptions& options = {});
 
 // "x1,y1,x2,y2,x3,y3,x4,y4" of a quad with integral coordinates (one line of res_img_N.txt, without end).
 std::string format_box(const Quad& quad);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -157,9 +158,12 @@ class ExecutionContext {
   // After enqueue(), in place of fetch_outputs(): EAST's decode on the device up to the candidate quads
   // (decode_quads: pixels of output `score` above `threshold`, rectangles restored from output `geometry`,
   // compacted), the score output copied back (output() gives it; re-scoring reads it) and, of the geometry,
-  // only the candidates. Synchronises; returns each image's candidates in row order.
+  // only the candidates. Synchronises; returns each image's candidates in row order. With `nms_threshold`,
+  // locality-aware NMS runs on the GPU too (by the rules of src/cuda/lanms.h: lanms-neo's but for an IoU
+  // within ~1e-5 of Clipper's), and what it keeps comes back instead, by decreasing score.
   std::vector<std::vector<east::Quad>> decode_candidates(const std::string& score, const std::string& geometry,
-                                                         float threshold);
+                                                         float threshold,
+                                                         std::optional<float> nms_threshold = std::nullopt);
   void fetch_outputs();   // copies every output to pinned memory, asynchronously
   void synchronize();
   HostTensor output(const std::string& name) const;  // after fetch_outputs + synchronize: [batch, ...]
@@ -195,6 +199,9 @@ class ExecutionContext {
 // against decode_quads.
 std::vector<std::vector<east::Quad>> decode_candidates_on_gpu(const HostTensor& score, const HostTensor& geometry,
                                                               float threshold);
+// The same, then LANMS on the GPU: what decode_candidates with an nms_threshold returns.
+std::vector<std::vector<east::Quad>> decode_boxes_on_gpu(const HostTensor& score, const HostTensor& geometry,
+                                                         float threshold, float nms_threshold);
 
 // Device memory in use on `device` (total − free), for reports.
 int64_t gpu_memory_used(int device = 0);

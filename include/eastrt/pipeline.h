@@ -30,6 +30,8 @@ namespace eastrt::east {
 enum class Decoder { kAuto, kCpu, kGpu, kHybrid };
 const char* to_string(Decoder decoder);         // "auto", "cpu", "gpu", "hybrid"
 Decoder parse_decoder(const std::string& text);  // inverse; throws an Error naming the choices
+// Where LANMS runs, as the tools' --lanms says it: "cpu" (false) or "gpu" (true); else an Error.
+bool parse_lanms_on_device(const std::string& text);
 
 struct PipelineOptions {
   int max_batch = 1;         // images per network run, at most
@@ -52,6 +54,9 @@ struct PipelineOptions {
   // On a runner that decodes_on_device(), the decode up to the candidate quads runs there and only the
   // score map and the candidates come back; off: both maps come back and the CPU threads decode them.
   bool device_decode = true;
+  // With the device decode: locality-aware NMS on the GPU too (src/cuda/lanms.h), only the kept quads coming
+  // back for the CPU threads to re-score. Off: LANMS on the CPU threads.
+  bool device_lanms = false;
   Decoder decoder = Decoder::kAuto;
   int gpu_decode_threads = 2;  // with the GPU decoder: threads feeding it batches, each with its own nvJPEG state
 };
@@ -124,6 +129,7 @@ class Pipeline {
   PipelineStats stats() const;
   const PipelineOptions& options() const;  // with the defaults filled in
   bool decodes_on_device() const;           // candidates decoded on the device (see device_decode)
+  bool runs_lanms_on_device() const;        // and LANMS run there (see device_lanms)
   // "batch 16, 3 in flight, 4 decoding and 4 post-processing threads"
   std::string description() const;
   // Which decoders run: "nvJPEG 13.0.1, hardware backend on 2 threads, and libjpeg on 8 threads", or

@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,14 +43,18 @@ class Runner {
   // EAST: run_images, then the decode up to the candidate quads (decode_quads at `threshold`): per image its
   // score map [1, h/4, w/4, 1] (re-scoring reads it) and its candidates in row order. A runner that
   // decodes_on_device() does it there and copies back only the score map and the candidates; this version
-  // fetches both maps and decodes on the CPU.
+  // fetches both maps and decodes on the CPU. Given `nms_threshold`, a runner that decodes on the device runs
+  // locality-aware NMS there too (ExecutionContext::decode_candidates) and returns what it keeps, saying
+  // so in `merged`; this version ignores it.
   struct Candidates {
     HostTensor score;
     std::vector<east::Quad> quads;
+    bool merged = false;  // the quads are what LANMS kept, by decreasing score
   };
   virtual bool decodes_on_device() const { return false; }
   virtual std::vector<Candidates> run_to_candidates(const std::vector<const east::Image*>& images, int height,
-                                                    int width, int slot, float threshold);
+                                                    int width, int slot, float threshold,
+                                                    std::optional<float> nms_threshold = std::nullopt);
   // Milliseconds of the network alone on one run with an input of this shape (the device's time, by
   // events, where there is a device): the median of `iterations` after a warm-up run.
   virtual double time_network(const std::string& input, const Shape& shape, int iterations);

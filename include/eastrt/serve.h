@@ -26,6 +26,7 @@ struct ServerOptions {
   int timeout_ms = 10000;          // a request not on the network this long after it arrived is answered 504
   east::DetectOptions detect;
   east::Decoder decoder = east::Decoder::kAuto;  // where JPEG requests are decoded (east::PipelineOptions)
+  bool device_lanms = false;                     // LANMS on the GPU (east::PipelineOptions::device_lanms)
   std::string selftest_image;      // bytes served at GET /selftest-image for the page's self-test ("" → 404)
 };
 

@@ -980,7 +980,8 @@ void ExecutionContext::fetch_outputs() {
 }
 
 std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string& score,
-                                                                        const std::string& geometry, float threshold) {
+                                                                        const std::string& geometry, float threshold,
+                                                                        std::optional<float> nms_threshold) {
   Impl& c = *impl_;
   EASTRT_CUDA(cudaSetDevice(c.engine.device));
   const int si = c.output_index(score), gi = c.output_index(geometry);
@@ -994,7 +995,7 @@ std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const s
   EASTRT_CUDA(cudaMemcpyAsync(c.pinned_outputs[si].get(), c.outputs[si].get(), bytes, cudaMemcpyDeviceToHost, c.stream));
   if (!c.decoder) c.decoder = std::make_unique<gpu::CandidateDecoder>();
   return c.decoder->decode(c.outputs[si].as<float>(), c.outputs[gi].as<float>(), c.batch, static_cast<int>(st.shape[1]),
-                           static_cast<int>(st.shape[2]), threshold, c.stream);
+                           static_cast<int>(st.shape[2]), threshold, nms_threshold, c.stream);
 }
 
 void ExecutionContext::synchronize() { EASTRT_CUDA(cudaStreamSynchronize(impl_->stream)); }

@@ -35,10 +35,12 @@ void ExecutionContext::set_batch(int) { no_cuda(); }
 int ExecutionContext::batch() const { no_cuda(); }
 void ExecutionContext::enqueue() { no_cuda(); }
 void ExecutionContext::fetch_outputs() { no_cuda(); }
-std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string&, const std::string&, float) {
+std::vector<std::vector<east::Quad>> ExecutionContext::decode_candidates(const std::string&, const std::string&, float,
+                                                                        std::optional<float>) {
   no_cuda();
 }
 std::vector<std::vector<east::Quad>> decode_candidates_on_gpu(const HostTensor&, const HostTensor&, float) { no_cuda(); }
+std::vector<std::vector<east::Quad>> decode_boxes_on_gpu(const HostTensor&, const HostTensor&, float, float) { no_cuda(); }
 void ExecutionContext::synchronize() { no_cuda(); }
 HostTensor ExecutionContext::output(const std::string&) const { no_cuda(); }
 std::map<std::string, HostTensor> ExecutionContext::run(const std::map<std::string, HostTensor>&) { no_cuda(); }

@@ -122,16 +122,34 @@ void launch_preprocess(const uint8_t* rgb, int src_height, int src_width, const 
 // ---- east_decode.cu ----
 
 // One candidate quad of EAST's decode: its vertices (restore_rbox's order), its pixel's score, and the pixel
-// (y · width + x) it came from, by which the host puts the candidates back in row order.
+// (y · width + x) it came from.
 struct EastCandidate {
   float x[4], y[4];
   float score;
   int pixel;
 };
+// The chunks of pixels the decode counts candidates in, per image: the room launch_east_candidates needs
+// in chunk_counts is batch times this.
+int east_candidate_chunks(int height, int width);
 // score [batch, height, width, 1] and geometry [batch, height, width, 5] (device, float32): the candidates of
-// image b go to out[b · height · width ...] (room for every pixel), counts[b] of them; counts is zeroed here.
+// image b go to out[b · height · width ...] (room for every pixel) in row order, counts[b] of them.
 void launch_east_candidates(const float* score, const float* geometry, int batch, int height, int width,
-                            float threshold, EastCandidate* out, int* counts, cudaStream_t stream);
+                            float threshold, EastCandidate* out, int* counts, int* chunk_counts, cudaStream_t stream);
+
+// ---- lanms.cu: locality-aware NMS of the decode's candidates, by the rules of lanms_rules.h ----
+
+// A kept quad: vertices and score, as the CPU's LANMS returns them.
+struct EastBox {
+  float x[4], y[4];
+  float score;
+};
+// For each image b: its counts[b] candidates (at candidates + b · per_image, row order) merged into
+// merged + b · per_image (room for per_image FixedQuads of 72 bytes; merged_counts[b] of them), then
+// standard NMS into boxes + b · block_quads by decreasing score, box_counts[b] of them; or, when more than
+// block_quads quads were merged, box_counts[b] = -1 and the merged quads are left for the host's NMS.
+void launch_east_lanms(const EastCandidate* candidates, const int* counts, int batch, int64_t per_image,
+                       float threshold, void* merged, int* merged_counts, EastBox* boxes, int block_quads,
+                       int* box_counts, cudaStream_t stream);
 
 // ---- conv_direct.cu ----
 

@@ -37,8 +37,9 @@ struct Job {
   Image image;
   HostTensor input;            // the resized image, when the runner does not resize on the device
   HostTensor score, geometry;  // geometry is empty when the candidates were decoded on the device
-  std::vector<Quad> candidates;
+  std::vector<Quad> candidates;  // in row order, or what LANMS kept of them when `merged`
   bool have_candidates = false;
+  bool merged = false;
   Clock::time_point submitted;
   Clock::time_point deadline = Clock::time_point::max();  // not run once this has passed
   Clock::time_point ready;     // entered the batcher, or the post queue
@@ -79,10 +80,15 @@ Decoder parse_decoder(const std::string& text) {
   throw_error("unknown decoder '", text, "' (choose auto, cpu, gpu or hybrid)");
 }
 
+bool parse_lanms_on_device(const std::string& text) {
+  EASTRT_CHECK(text == "cpu" || text == "gpu", "unknown --lanms '", text, "' (choose cpu or gpu)");
+  return text == "gpu";
+}
+
 struct Pipeline::Impl {
   Runner& runner;
   PipelineOptions options;
-  const bool device_resize, device_decode;
+  const bool device_resize, device_decode, device_lanms;
 
   mutable std::mutex mutex;
   std::condition_variable decode_cv, batch_cv, post_cv;
@@ -104,8 +110,11 @@ struct Pipeline::Impl {
 
   Impl(Runner& r, PipelineOptions o)
       : runner(r), options(o), device_resize(r.resizes_images()),
-        device_decode(o.device_decode && r.resizes_images() && r.decodes_on_device()) {
+        device_decode(o.device_decode && r.resizes_images() && r.decodes_on_device()),
+        device_lanms(o.device_lanms) {
     EASTRT_CHECK(options.max_batch >= 1, "a batch must hold at least one image, not ", options.max_batch);
+    EASTRT_CHECK(!device_lanms || device_decode, "LANMS on the GPU needs the decode on the GPU: a GPU runner, "
+                 "with the device decode on (eastrt: --lanms gpu needs --device gpu and no --cpu-decode)");
     const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
     // The CPU engine wants the cores for the network; with the network on the GPU, the cores decode.
     if (options.workers <= 0) options.workers = std::max(1, device_resize ? cores / 2 : cores / 4);
@@ -495,11 +504,13 @@ struct Pipeline::Impl {
         std::vector<const Image*> images;
         for (const JobPtr& job : batch) images.push_back(&job->image);
         std::vector<Runner::Candidates> found =
-            runner.run_to_candidates(images, plan.height, plan.width, slot, options.detect.score_threshold);
+            runner.run_to_candidates(images, plan.height, plan.width, slot, options.detect.score_threshold,
+                                     device_lanms ? std::optional<float>(options.detect.nms_threshold) : std::nullopt);
         for (int i = 0; i < count; ++i) {
           batch[i]->score = std::move(found[i].score);
           batch[i]->candidates = std::move(found[i].quads);
           batch[i]->have_candidates = true;
+          batch[i]->merged = found[i].merged;
         }
       } else if (device_resize) {
         std::vector<const Image*> images;
@@ -562,9 +573,11 @@ struct Pipeline::Impl {
       if (job->result.ok()) {
         try {
           Detection& d = job->result.detection;
-          d.boxes = job->have_candidates
-                        ? boxes_from_candidates(job->candidates, job->score, d.plan.ratio_h, d.plan.ratio_w, options.detect)
-                        : detect_boxes(job->score, job->geometry, d.plan.ratio_h, d.plan.ratio_w, options.detect);
+          d.boxes = !job->have_candidates
+                        ? detect_boxes(job->score, job->geometry, d.plan.ratio_h, d.plan.ratio_w, options.detect)
+                    : job->merged
+                        ? boxes_from_merged(job->candidates, job->score, d.plan.ratio_h, d.plan.ratio_w, options.detect)
+                        : boxes_from_candidates(job->candidates, job->score, d.plan.ratio_h, d.plan.ratio_w, options.detect);
         } catch (const std::exception& e) {
           fail(*job, Failure::kPostprocess, std::string("post-processing: ") + e.what());
         }
@@ -651,6 +664,7 @@ PipelineStats Pipeline::stats() const {
 
 const PipelineOptions& Pipeline::options() const { return impl_->options; }
 bool Pipeline::decodes_on_device() const { return impl_->device_decode; }
+bool Pipeline::runs_lanms_on_device() const { return impl_->device_lanms; }
 bool Pipeline::decodes_jpegs_on_gpu() const { return !impl_->gpu_decoders.empty(); }
 
 std::string Pipeline::decoder_description() const {
@@ -666,7 +680,7 @@ std::string Pipeline::description() const {
   const PipelineOptions& o = impl_->options;
   return "batch " + std::to_string(o.max_batch) + ", " + std::to_string(o.in_flight) + " in flight, " +
          std::to_string(o.workers) + " decoding and " + std::to_string(o.post_workers) + " post-processing threads" +
-         (impl_->device_decode ? ", candidates decoded on the GPU" : "") +
+         (impl_->device_decode ? ", candidates decoded on the GPU" : "") + (impl_->device_lanms ? ", LANMS on the GPU" : "") +
          (impl_->gpu_decoders.empty() ? "" : ", JPEGs decoded on the GPU too");
 }
 

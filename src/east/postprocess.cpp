@@ -171,9 +171,13 @@ std::vector<Quad> detect_boxes(const HostTensor& score, const HostTensor& geomet
 
 std::vector<Quad> boxes_from_candidates(const std::vector<Quad>& candidates, const HostTensor& score, double ratio_h,
                                         double ratio_w, const DetectOptions& options) {
+  return boxes_from_merged(locality_aware_nms(candidates, options.nms_threshold), score, ratio_h, ratio_w, options);
+}
+
+std::vector<Quad> boxes_from_merged(const std::vector<Quad>& merged, const HostTensor& score, double ratio_h,
+                                    double ratio_w, const DetectOptions& options) {
   EASTRT_CHECK(ratio_h > 0 && ratio_w > 0 && std::isfinite(ratio_h) && std::isfinite(ratio_w),
                "detect_boxes: resize ratios ", ratio_h, ", ", ratio_w, " must be positive");
-  const std::vector<Quad> merged = locality_aware_nms(candidates, options.nms_threshold);
   // eval.py divides the float32 boxes by the ratios in float32, casts to np.int32, then sorts and filters.
   const float rh = static_cast<float>(ratio_h), rw = static_cast<float>(ratio_w);
   std::vector<Quad> boxes;

@@ -36,7 +36,8 @@ std::map<std::string, HostTensor> Runner::run_images(const std::string& input,
 }
 
 std::vector<Runner::Candidates> Runner::run_to_candidates(const std::vector<const east::Image*>& images, int height,
-                                                          int width, int slot, float threshold) {
+                                                          int width, int slot, float threshold,
+                                                          std::optional<float>) {
   auto outputs = run_images(east::kInputName, images, height, width, slot);
   east::check_output_maps(outputs, static_cast<int64_t>(images.size()), height, width);
   std::vector<Candidates> result(images.size());
@@ -131,14 +132,15 @@ class GpuRunner : public Runner {
 
   bool decodes_on_device() const override { return true; }
   std::vector<Candidates> run_to_candidates(const std::vector<const east::Image*>& images, int height, int width,
-                                            int slot, float threshold) override {
+                                            int slot, float threshold, std::optional<float> nms_threshold) override {
     EASTRT_CHECK(slot >= 0 && slot < options_.slots, "slot ", slot, " is outside this runner's 0..",
                  options_.slots - 1);
     check_batch(static_cast<int>(images.size()));
     ExecutionContext& context = context_for({Shape{height, width, 3}}, slot);
     context.set_input_images(east::kInputName, images);
     context.enqueue();
-    std::vector<std::vector<east::Quad>> quads = context.decode_candidates(east::kScoreOutput, east::kGeometryOutput, threshold);
+    std::vector<std::vector<east::Quad>> quads =
+        context.decode_candidates(east::kScoreOutput, east::kGeometryOutput, threshold, nms_threshold);
     const HostTensor score = context.output(east::kScoreOutput);
     const Shape want{static_cast<int64_t>(images.size()), height / 4, width / 4, 1};
     EASTRT_CHECK(score.shape == want, "the network gives ", east::kScoreOutput, " ", to_string(score.shape), " for a ",
@@ -147,6 +149,7 @@ class GpuRunner : public Runner {
     for (size_t i = 0; i < images.size(); ++i) {
       result[i].score = batch_item(score, static_cast<int64_t>(i));
       result[i].quads = std::move(quads[i]);
+      result[i].merged = nms_threshold.has_value();
     }
     return result;
   }

@@ -190,6 +190,7 @@ struct Server::Impl {
       p.workers = std::max(2, static_cast<int>(std::thread::hardware_concurrency() / (2 * pipelines)));
     p.detect = o.detect;
     p.decoder = o.decoder;
+    p.device_lanms = o.device_lanms;
     return p;
   }
 
