@@ -151,7 +151,8 @@ TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
   e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.125), e.chosen};
   cache.insert("d", "conv n2 h7 w9 c13 k11 r1 s1", e);
   cache.save(path);
-  const TimingEntry* got = TimingCache::load(path).find("d", "conv n2 h7 w9 c13 k11 r1 s1");
+  const TimingCache back = TimingCache::load(path);
+  const TimingEntry* got = back.find("d", "conv n2 h7 w9 c13 k11 r1 s1");
   ASSERT_NE(got, nullptr);
   expect_same_lt(got->chosen, e.chosen);
   ASSERT_EQ(got->timed.size(), 2u);
