@@ -390,6 +390,112 @@ TEST(GpuPlan, SpaceToDepthTacticRoundTripsAndIsRefusedWhereItDoesNotFit) {
   EXPECT_NE(message.find("space-to-depth"), std::string::npos) << message;
 }
 
+// A cuDNN graph tactic (both kinds) keeps its engine, knob choices (negative and 64-bit values included) and
+// cuDNN version through the plan file, and the steps after it read back as they were.
+TEST(GpuPlan, CudnnGraphTacticRoundTripsWithItsConfiguration) {
+  std::mt19937 rng(7);
+  for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kCudnnGraphFused, gpu::ConvTactic::Kind::kCudnnGraphSplit}) {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    gpu::ConvTactic t;
+    t.kind = kind;
+    t.algo = 12, t.math = 0, t.workspace = 65536, t.ms = 0.0625;
+    t.graph.knobs = {{2, 3}, {14, 4}, {25, -1}, {40, int64_t(1) << 40}};
+    t.graph.version = 91900;
+    int forced = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) step.tactic = t, ++forced;
+    ASSERT_EQ(forced, 1);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "graph.plan");
+    ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      const gpu::ConvTactic& a = back.plan.steps[i].tactic;
+      const gpu::ConvTactic& b = plan.steps[i].tactic;
+      EXPECT_EQ(back.plan.steps[i].name, plan.steps[i].name);
+      EXPECT_EQ(back.plan.steps[i].padded_input, plan.steps[i].padded_input);
+      EXPECT_EQ(a.kind, b.kind);
+      EXPECT_EQ(a.algo, b.algo);
+      EXPECT_EQ(a.workspace, b.workspace);
+      EXPECT_EQ(a.ms, b.ms);
+      EXPECT_EQ(a.graph.knobs, b.graph.knobs);
+      EXPECT_EQ(a.graph.version, b.graph.version);
+    }
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+  }
+  gpu::ConvTactic t;
+  t.kind = gpu::ConvTactic::Kind::kCudnnGraphFused;
+  t.algo = 12, t.workspace = 65536;
+  t.graph.knobs = {{2, 3}, {14, 4}};
+  EXPECT_EQ(gpu::describe(t), "cudnn graph fused engine 12 (knobs 2=3 14=4, 64 KiB workspace)");
+  t.kind = gpu::ConvTactic::Kind::kCudnnGraphSplit;
+  t.algo = 7, t.workspace = 0, t.graph.knobs.clear();
+  EXPECT_EQ(gpu::describe(t), "cudnn graph engine 7 + epilogue");
+  t.workspace = 1000;
+  EXPECT_EQ(gpu::describe(t), "cudnn graph engine 7 + epilogue (1 KiB workspace)");
+}
+
+// The graph tactic pads by itself, before and after: where the explicit copy only adds the asymmetric
+// borders (same type and channels), the builder drops the copy once the graph tactic wins, and the
+// activation buffer planned again keeps live tensors apart. A copy that converts the float32 network
+// input to FP16 and rounds 5 channels up to 8 stays; so does one another tactic reads.
+TEST(GpuLowering, GraphTacticsReleaseAnExplicitCopyThatOnlyPads) {
+  std::mt19937 rng(8);
+  auto force = [](gpu::PlanData& plan, gpu::ConvTactic::Kind kind) {
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) step.tactic.kind = kind;
+  };
+  auto padded_steps = [](const gpu::PlanData& plan) {
+    return std::count_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.padded_input >= 0; });
+  };
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);  // 3x3/2 padded 0,0,1,1 on float32
+    ASSERT_EQ(padded_steps(plan), 1);
+    for (const gpu::PlanStep& step : plan.steps)
+      if (step.padded_input >= 0) EXPECT_TRUE(gpu::padded_copy_only_pads(plan, step)) << step.name;
+    const int64_t before = plan.arena_bytes;
+    force(plan, gpu::ConvTactic::Kind::kCudnnFused);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0) << "the legacy tactic reads the copy";
+    force(plan, gpu::ConvTactic::Kind::kDirect);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0) << "the direct tactic's filter follows the copy";
+    force(plan, gpu::ConvTactic::Kind::kCudnnGraphFused);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 1);
+    EXPECT_EQ(padded_steps(plan), 0);
+    EXPECT_LT(plan.arena_bytes, before);
+    expect_no_live_overlap(plan);
+  }
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    for (const gpu::PlanStep& step : plan.steps)
+      if (step.padded_input >= 0) EXPECT_FALSE(gpu::padded_copy_only_pads(plan, step)) << step.name;
+    force(plan, gpu::ConvTactic::Kind::kCudnnGraphSplit);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0);
+    EXPECT_EQ(padded_steps(plan), 1);
+  }
+  // In FP16 behind an FP16 convolution, 16 channels: the copy of the second only pads.
+  Network net = single_layer({2, 9, 12, 16}, [&](Network& n, Tensor* x) {
+    ConvolutionParams a;
+    a.out_channels = 16;
+    a.kernel_weights = random_weights({16, 16, 1, 1}, rng);
+    ConvolutionParams b;
+    b.out_channels = 24;
+    b.kernel = {3, 3};
+    b.stride = {2, 2};
+    b.padding = {0, 0, 1, 1};
+    b.kernel_weights = random_weights({24, 16, 3, 3}, rng);
+    return n.add_convolution(n.add_convolution(x, a, "first"), b, "second");
+  });
+  gpu::PlanData plan = lowered(net, Precision::kFp16, 2);
+  ASSERT_EQ(padded_steps(plan), 1);
+  for (const gpu::PlanStep& step : plan.steps)
+    if (step.padded_input >= 0) {
+      EXPECT_EQ(step.name, "second");
+      EXPECT_TRUE(gpu::padded_copy_only_pads(plan, step));
+    }
+  force(plan, gpu::ConvTactic::Kind::kCudnnGraphSplit);
+  EXPECT_EQ(gpu::release_padded_copies(plan), 1);
+  expect_no_live_overlap(plan);
+}
+
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
 Network deconvolution_network(std::mt19937& rng, int batch = 2) {
   Network net;
@@ -486,6 +592,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
+  // A plan of the format before the cuDNN graph tactics (version 4) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 5u);
+  other_format[8] = 4;
+  expect_refused(other_format, "plan format version 4, this eastrt (" EASTRT_VERSION ") reads version 5; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
