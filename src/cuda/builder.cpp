@@ -563,7 +563,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
       report << "  cublaslt: not offered (" << e.what() << ")\n";
     }
   }
-  // cuDNN's graph API: the configurations its heuristics offer for the layer's graph, fused and split. Like
+  // cuDNN's graph API: the configurations it offers for the layer's graph, fused and split. Like
   // cuBLASLt, one source of candidates among others: a graph cuDNN refuses goes without (said in the
   // report). Untimed builds take the legacy heuristic's first choice, so the graphs are not made for them.
   graph_forms_.clear();

@@ -1,5 +1,5 @@
 // The cuDNN graph tactic's side of cuDNN (see conv_cudnn_graph.h): one convolution step's operation graph,
-// cuDNN's heuristics for it, and execution plans of chosen engine configurations.
+// the engine configurations cuDNN offers for it, and execution plans of chosen ones.
 #include "cuda/conv_cudnn_graph.h"
 
 #include <algorithm>
@@ -247,9 +247,12 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
 
 CudnnGraphConvolution::~CudnnGraphConvolution() = default;
 
-std::vector<GraphEngineConfig> CudnnGraphConvolution::heuristic_configs(std::string* why) {
+std::vector<GraphEngineConfig> CudnnGraphConvolution::candidate_configs(std::string* why) {
   std::vector<GraphEngineConfig> configs;
   cudnnBackendDescriptor_t graph = parts_.back().get();
+  auto note = [&](const std::string& failure) {
+    if (why) *why += (why->empty() ? "" : "; ") + failure;
+  };
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
     const char* name = mode == CUDNN_HEUR_MODE_A ? "heuristics mode A" : "fallback heuristics";
     std::string failure;
@@ -262,7 +265,7 @@ std::vector<GraphEngineConfig> CudnnGraphConvolution::heuristic_configs(std::str
         !accepted(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                            0, &count, nullptr),
                   name, &failure)) {
-      if (why) *why += (why->empty() ? "" : "; ") + failure;
+      note(failure);
       continue;
     }
     std::vector<BackendDescriptor> results;
@@ -276,18 +279,30 @@ std::vector<GraphEngineConfig> CudnnGraphConvolution::heuristic_configs(std::str
         !accepted(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                            count, &returned, raw.data()),
                   name, &failure)) {
-      if (why) *why += (why->empty() ? "" : "; ") + failure;
+      note(failure);
       continue;
     }
     for (int64_t i = 0; i < std::min(returned, count); ++i) {
       GraphEngineConfig config;
       if (!read_config(raw[i], &config, &failure)) {
-        if (why) *why += (why->empty() ? "" : "; ") + failure;
+        note(failure);
         continue;
       }
       if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);
     }
   }
+  // The heuristics may leave engines out that would run (or fail to rank the graph at all).
+  int64_t engines = 0, count = 0;
+  std::string failure;
+  if (!accepted(cudnnBackendGetAttribute(graph, CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT, CUDNN_TYPE_INT64, 1,
+                                         &count, &engines),
+                "the graph's engine count", &failure)) {
+    note(failure);
+    return configs;
+  }
+  for (int64_t e = 0; e < engines; ++e)
+    if (std::none_of(configs.begin(), configs.end(), [&](const GraphEngineConfig& c) { return c.engine == e; }))
+      configs.push_back({e, {}});
   return configs;
 }
 

@@ -1,5 +1,5 @@
 // Convolutions through cuDNN 9's graph (backend) API on NHWC tensors (filters KRSC): one layer's operation
-// graph at one batch size, the engine configurations cuDNN's heuristics offer for it, and execution plans
+// graph at one batch size, the engine configurations cuDNN offers for it, and execution plans
 // of chosen configurations, each named by (engine global index, knob choices) so that a plan file rebuilds
 // exactly the configuration that was timed. Beside the legacy API (conv_cudnn.h) it adds padding that may
 // differ before and after, and engines and knobs the legacy algorithms do not reach. C++17.
@@ -62,10 +62,11 @@ class CudnnGraphConvolution {
 
   const GraphConvolution& convolution() const { return conv_; }
 
-  // The configurations cuDNN's heuristics offer for the graph, each once: mode A's ranking, then the
-  // fallback list. Nothing is filtered here (add_plan decides); a mode cuDNN cannot answer adds nothing and
-  // appends cuDNN's reason to `*why` (for the builder's report).
-  std::vector<GraphEngineConfig> heuristic_configs(std::string* why);
+  // The configurations to try for the graph, each once: mode A's ranking, then the heuristics' fallback
+  // list, then every other engine of the graph (CUDNN_ATTR_OPERATIONGRAPH_ENGINE_GLOBAL_COUNT) with its
+  // default knobs. Nothing is filtered here (add_plan decides); a question cuDNN cannot answer adds nothing
+  // and appends cuDNN's reason to `*why` (for the builder's report).
+  std::vector<GraphEngineConfig> candidate_configs(std::string* why);
 
   // Finalises an execution plan of `config` for this graph. Returns its number for workspace_size() and
   // run(), or -1 with the reason in `*why` when cuDNN refuses the configuration or it is not one eastrt

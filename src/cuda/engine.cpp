@@ -241,9 +241,9 @@ GraphCandidates cudnn_graph_candidates(cudnnHandle_t handle, const PlanData& pla
   found.graph = cudnn_graph_convolution(handle, plan, step, weights, plan.max_batch, fused, on_copy);
   std::unique_ptr<cuda::CudnnGraphConvolution> one =
       plan.max_batch > 1 ? cudnn_graph_convolution(handle, plan, step, weights, 1, fused, on_copy) : nullptr;
-  std::string heuristics;
+  std::string unanswered;
   const std::vector<cuda::GraphEngineConfig> configs =
-      only ? std::vector<cuda::GraphEngineConfig>{*only} : found.graph->heuristic_configs(&heuristics);
+      only ? std::vector<cuda::GraphEngineConfig>{*only} : found.graph->candidate_configs(&unanswered);
   std::map<std::string, int> left_out;  // by reason (a list of every configuration would swamp the report)
   for (const cuda::GraphEngineConfig& config : configs) {
     if (found.tactics.size() >= limit) break;
@@ -270,7 +270,7 @@ GraphCandidates cudnn_graph_candidates(cudnnHandle_t handle, const PlanData& pla
   }
   report << "  cudnn graph" << (fused ? " fused" : "") << ": " << found.tactics.size() << " configuration"
          << (found.tactics.size() == 1 ? "" : "s") << " to time of " << configs.size() << " offered";
-  if (!heuristics.empty()) report << " (" << heuristics << ")";
+  if (!unanswered.empty()) report << " (" << unanswered << ")";
   if (!left_out.empty()) {
     report << "; left out:";
     const char* separator = " ";

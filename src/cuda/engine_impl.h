@@ -160,12 +160,12 @@ cuda::GraphEngineConfig graph_engine_config(const ConvTactic& tactic);
 // An Error naming `where` and the step unless the tactic's configuration was numbered by this cuDNN version.
 void check_cudnn_graph_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
 
-// The configurations of the step's graph (fused or split) the builder times, at most `limit`, in the order
-// cuDNN's heuristics give them (or just `only`, a configuration from a timing cache): each one eastrt runs
-// (CudnnGraphConvolution::add_plan), that cuDNN also takes at batch 1 (the other end of the batches a
-// context prepares), within `workspace_limit` at both. `graph` is at the largest batch and holds plan
-// plans[i] for tactics[i] (whose workspace is the larger of the two ends'). One line on what was left out
-// and why goes to `report`. Throws an Error when cuDNN refuses the graph itself.
+// The configurations of the step's graph (fused or split) the builder times, at most `limit`, in
+// candidate_configs' order, the heuristics' ranking first (or just `only`, a configuration from a timing
+// cache): each one eastrt runs (CudnnGraphConvolution::add_plan), that cuDNN also takes at batch 1 (the
+// other end of the batches a context prepares), within `workspace_limit` at both. `graph` is at the largest
+// batch and holds plan plans[i] for tactics[i] (whose workspace is the larger of the two ends'). One line
+// on what was left out and why goes to `report`. Throws an Error when cuDNN refuses the graph itself.
 struct GraphCandidates {
   std::unique_ptr<cuda::CudnnGraphConvolution> graph;
   std::vector<int> plans;
