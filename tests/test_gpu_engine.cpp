@@ -14,6 +14,9 @@
 #include <random>
 #include <set>
 
+#ifdef EASTRT_HAVE_CUDA
+#include "cuda/engine_impl.h"
+#endif
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
 #include "cuda/space_to_depth.h"
@@ -496,6 +499,67 @@ TEST(GpuLowering, GraphTacticsReleaseAnExplicitCopyThatOnlyPads) {
   EXPECT_EQ(gpu::release_padded_copies(plan), 1);
   expect_no_live_overlap(plan);
 }
+
+#ifdef EASTRT_HAVE_CUDA
+// The cuDNN graph's description pads as the layer does: on input 0 with the padding before and after where
+// the explicit copy only pads (when timed, the copy still there, and when run, once the builder dropped it),
+// and on the copy with the symmetric rest where the copy also converts the type and rounds channels up to
+// 8. The output size follows from each, as cuDNN checks when it finalises the graph.
+TEST(GpuPlan, CudnnGraphConvolutionPadsAsTheLayerDoes) {
+  std::mt19937 rng(9);
+  auto expect_output_follows = [](const cuda::GraphConvolution& c) {
+    const cuda::ConvGeometry& g = c.geometry;
+    EXPECT_EQ(g.oh, (g.h + g.pad_h + c.pad_bottom - g.dilation_h * (g.r - 1) - 1) / g.stride_h + 1);
+    EXPECT_EQ(g.ow, (g.w + g.pad_w + c.pad_right - g.dilation_w * (g.s - 1) - 1) / g.stride_w + 1);
+  };
+  auto conv_index = [](const gpu::PlanData& plan) {
+    for (size_t i = 0; i < plan.steps.size(); ++i)
+      if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
+    return plan.steps.size();
+  };
+  gpu::StepWeights weights;
+  weights.has_bias = true;
+  gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);  // 3x3/2 padded 0,0,1,1 on 12x16x5
+  const size_t i = conv_index(plan);
+  ASSERT_LT(i, plan.steps.size());
+  ASSERT_GE(plan.steps[i].padded_input, 0);
+  const cuda::GraphConvolution timed = gpu::graph_convolution(plan, plan.steps[i], weights, 2, true, false);
+  EXPECT_EQ(timed.geometry.n, 2);
+  EXPECT_EQ(timed.geometry.h, 12);
+  EXPECT_EQ(timed.geometry.w, 16);
+  EXPECT_EQ(timed.geometry.c, 5);
+  EXPECT_EQ(timed.geometry.pad_h, 0);
+  EXPECT_EQ(timed.geometry.pad_w, 0);
+  EXPECT_EQ(timed.pad_bottom, 1);
+  EXPECT_EQ(timed.pad_right, 1);
+  EXPECT_TRUE(timed.strict_fp32 && timed.fused && timed.bias && timed.relu && !timed.residual);
+  expect_output_follows(timed);
+  plan.steps[i].tactic.kind = gpu::ConvTactic::Kind::kCudnnGraphFused;
+  ASSERT_EQ(gpu::release_padded_copies(plan), 1);
+  const cuda::GraphConvolution run =
+      gpu::graph_convolution(plan, plan.steps[i], weights, 1, true, plan.steps[i].padded_input >= 0);
+  EXPECT_EQ(run.geometry.n, 1);
+  EXPECT_EQ(run.geometry.h, 12);
+  EXPECT_EQ(run.geometry.c, 5);
+  EXPECT_EQ(run.geometry.pad_h, 0);
+  EXPECT_EQ(run.pad_bottom, 1);
+  EXPECT_EQ(run.pad_right, 1);
+  expect_output_follows(run);
+
+  gpu::PlanData half = lowered(small_network(rng), Precision::kFp16, 2);
+  const size_t j = conv_index(half);
+  ASSERT_LT(j, half.steps.size());
+  ASSERT_FALSE(gpu::padded_copy_only_pads(half, half.steps[j]));
+  const cuda::GraphConvolution on_copy = gpu::graph_convolution(half, half.steps[j], weights, 2, false, true);
+  EXPECT_EQ(on_copy.geometry.h, 13);
+  EXPECT_EQ(on_copy.geometry.w, 17);
+  EXPECT_EQ(on_copy.geometry.c, 8);
+  EXPECT_EQ(on_copy.geometry.pad_h + on_copy.pad_bottom + on_copy.geometry.pad_w + on_copy.pad_right, 0);
+  EXPECT_EQ(on_copy.type, cuda::DType::kF16);
+  EXPECT_FALSE(on_copy.strict_fp32 || on_copy.fused);
+  expect_output_follows(on_copy);
+}
+#endif
 
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
 Network deconvolution_network(std::mt19937& rng, int batch = 2) {

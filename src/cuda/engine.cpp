@@ -202,13 +202,12 @@ bool cudnn_graph_applies(const PlanData& plan, const PlanStep& step) {
   return plan.tensors[step.outputs[0]].place != TensorPlace::kView;
 }
 
-std::unique_ptr<cuda::CudnnGraphConvolution> cudnn_graph_convolution(cudnnHandle_t handle, const PlanData& plan,
-                                                                     const PlanStep& step, const StepWeights& weights,
-                                                                     int batch, bool fused, bool on_padded_copy) {
+cuda::GraphConvolution graph_convolution(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                         int batch, bool fused, bool on_padded_copy) {
   cuda::GraphConvolution c;
   c.geometry = conv_geometry(plan, step, batch);  // on the padded copy when there is one
   c.pad_bottom = c.geometry.pad_h, c.pad_right = c.geometry.pad_w;
-  if (step.padded_input >= 0 && !on_padded_copy) {
+  if (step.padded_input < 0 || !on_padded_copy) {  // input 0 with the layer's own padding
     const auto& p = std::get<ConvolutionParams>(step.params);
     const Shape& in = plan.tensors[step.inputs[0]].shape;
     c.geometry.h = static_cast<int>(in[1]), c.geometry.w = static_cast<int>(in[2]), c.geometry.c = static_cast<int>(in[3]);
@@ -221,7 +220,7 @@ std::unique_ptr<cuda::CudnnGraphConvolution> cudnn_graph_convolution(cudnnHandle
   c.bias = weights.has_bias;
   c.residual = step.inputs.size() > 1;
   c.relu = conv_activation(step).type == 0;
-  return std::make_unique<cuda::CudnnGraphConvolution>(handle, c);
+  return c;
 }
 
 cuda::GraphEngineConfig graph_engine_config(const ConvTactic& tactic) { return {tactic.algo, tactic.graph.knobs}; }
@@ -238,9 +237,12 @@ GraphCandidates cudnn_graph_candidates(cudnnHandle_t handle, const PlanData& pla
                                        std::ostream& report, const cuda::GraphEngineConfig* only) {
   const bool on_copy = step.padded_input >= 0 && !padded_copy_only_pads(plan, step);
   GraphCandidates found;
-  found.graph = cudnn_graph_convolution(handle, plan, step, weights, plan.max_batch, fused, on_copy);
+  found.graph = std::make_unique<cuda::CudnnGraphConvolution>(
+      handle, graph_convolution(plan, step, weights, plan.max_batch, fused, on_copy));
   std::unique_ptr<cuda::CudnnGraphConvolution> one =
-      plan.max_batch > 1 ? cudnn_graph_convolution(handle, plan, step, weights, 1, fused, on_copy) : nullptr;
+      plan.max_batch > 1
+          ? std::make_unique<cuda::CudnnGraphConvolution>(handle, graph_convolution(plan, step, weights, 1, fused, on_copy))
+          : nullptr;
   std::string unanswered;
   const std::vector<cuda::GraphEngineConfig> configs =
       only ? std::vector<cuda::GraphEngineConfig>{*only} : found.graph->candidate_configs(&unanswered);
@@ -696,9 +698,10 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       std::string why;
       std::unique_ptr<cuda::CudnnGraphConvolution> graph;
       try {
-        graph = gpu::cudnn_graph_convolution(cudnn, plan, step, engine.step_weights[i], b,
-                                             step.tactic.kind == gpu::ConvTactic::Kind::kCudnnGraphFused,
-                                             step.padded_input >= 0);
+        graph = std::make_unique<cuda::CudnnGraphConvolution>(
+            cudnn, gpu::graph_convolution(plan, step, engine.step_weights[i], b,
+                                          step.tactic.kind == gpu::ConvTactic::Kind::kCudnnGraphFused,
+                                          step.padded_input >= 0));
       } catch (const Error& e) {
         why = e.what();
       }

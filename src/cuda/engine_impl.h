@@ -148,14 +148,14 @@ void check_cublaslt_tactic(const ConvTactic& t, const std::string& step, const s
 // Whether the graph tactics are offered for the step: an FP16/float32 convolution whose input, output and
 // residual are whole tensors (the graph's tensors are dense, none a channel view of a concatenation).
 bool cudnn_graph_applies(const PlanData& plan, const PlanStep& step);
-// The step's graph at `batch`, fused or split, with its weights' bias. `on_padded_copy`: the graph reads
-// the step's explicit padded copy with the symmetric rest of the padding, as the legacy tactics do;
-// otherwise input 0 with the layer's own padding before and after. A context reads the copy exactly when
-// the step still has one; the builder times the graph on input 0 where the copy only pads
-// (padded_copy_only_pads) and release_padded_copies drops the copy when such a tactic wins.
-std::unique_ptr<cuda::CudnnGraphConvolution> cudnn_graph_convolution(cudnnHandle_t handle, const PlanData& plan,
-                                                                     const PlanStep& step, const StepWeights& weights,
-                                                                     int batch, bool fused, bool on_padded_copy);
+// The step's graph at `batch`, fused or split, with its weights' bias (host arithmetic, tested without a
+// GPU). `on_padded_copy` (for a step that has one): the graph reads the explicit padded copy with the
+// symmetric rest of the padding, as the legacy tactics do; otherwise input 0 with the layer's own padding
+// before and after. A context reads the copy exactly when the step still has one; the builder times the
+// graph on input 0 where the copy only pads (padded_copy_only_pads), and release_padded_copies drops the
+// copy when such a tactic wins.
+cuda::GraphConvolution graph_convolution(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                         int batch, bool fused, bool on_padded_copy);
 cuda::GraphEngineConfig graph_engine_config(const ConvTactic& tactic);
 // An Error naming `where` and the step unless the tactic's configuration was numbered by this cuDNN version.
 void check_cudnn_graph_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
