@@ -14,9 +14,13 @@
 #include <random>
 #include <set>
 
+#ifdef EASTRT_HAVE_CUDA
+#include "cuda/engine_impl.h"
+#endif
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
 #include "cuda/space_to_depth.h"
+#include "conv_cases.h"
 #include "eastrt/cpu_engine.h"
 #include "eastrt/detector_ops.h"
 #include "eastrt/east.h"
@@ -390,6 +394,173 @@ TEST(GpuPlan, SpaceToDepthTacticRoundTripsAndIsRefusedWhereItDoesNotFit) {
   EXPECT_NE(message.find("space-to-depth"), std::string::npos) << message;
 }
 
+// A cuDNN graph tactic (both kinds) keeps its engine, knob choices (negative and 64-bit values included) and
+// cuDNN version through the plan file, and the steps after it read back as they were.
+TEST(GpuPlan, CudnnGraphTacticRoundTripsWithItsConfiguration) {
+  std::mt19937 rng(7);
+  for (gpu::ConvTactic::Kind kind : {gpu::ConvTactic::Kind::kCudnnGraphFused, gpu::ConvTactic::Kind::kCudnnGraphSplit}) {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    gpu::ConvTactic t;
+    t.kind = kind;
+    t.algo = 12, t.math = 0, t.workspace = 65536, t.ms = 0.0625;
+    t.graph.knobs = {{2, 3}, {14, 4}, {25, -1}, {40, int64_t(1) << 40}};
+    t.graph.version = 91900;
+    int forced = 0;
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) step.tactic = t, ++forced;
+    ASSERT_EQ(forced, 1);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "graph.plan");
+    ASSERT_EQ(back.plan.steps.size(), plan.steps.size());
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      const gpu::ConvTactic& a = back.plan.steps[i].tactic;
+      const gpu::ConvTactic& b = plan.steps[i].tactic;
+      EXPECT_EQ(back.plan.steps[i].name, plan.steps[i].name);
+      EXPECT_EQ(back.plan.steps[i].padded_input, plan.steps[i].padded_input);
+      EXPECT_EQ(a.kind, b.kind);
+      EXPECT_EQ(a.algo, b.algo);
+      EXPECT_EQ(a.workspace, b.workspace);
+      EXPECT_EQ(a.ms, b.ms);
+      EXPECT_EQ(a.graph.knobs, b.graph.knobs);
+      EXPECT_EQ(a.graph.version, b.graph.version);
+    }
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+  }
+  gpu::ConvTactic t;
+  t.kind = gpu::ConvTactic::Kind::kCudnnGraphFused;
+  t.algo = 12, t.workspace = 65536;
+  t.graph.knobs = {{2, 3}, {14, 4}};
+  EXPECT_EQ(gpu::describe(t), "cudnn graph fused engine 12 (knobs 2=3 14=4, 64 KiB workspace)");
+  t.kind = gpu::ConvTactic::Kind::kCudnnGraphSplit;
+  t.algo = 7, t.workspace = 0, t.graph.knobs.clear();
+  EXPECT_EQ(gpu::describe(t), "cudnn graph engine 7 + epilogue");
+  t.workspace = 1000;
+  EXPECT_EQ(gpu::describe(t), "cudnn graph engine 7 + epilogue (1 KiB workspace)");
+}
+
+// The graph tactic pads by itself, before and after: where the explicit copy only adds the asymmetric
+// borders (same type and channels), the builder drops the copy once the graph tactic wins, and the
+// activation buffer planned again keeps live tensors apart. A copy that converts the float32 network
+// input to FP16 and rounds 5 channels up to 8 stays; so does one another tactic reads.
+TEST(GpuLowering, GraphTacticsReleaseAnExplicitCopyThatOnlyPads) {
+  std::mt19937 rng(8);
+  auto force = [](gpu::PlanData& plan, gpu::ConvTactic::Kind kind) {
+    for (gpu::PlanStep& step : plan.steps)
+      if (step.kind == gpu::StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) step.tactic.kind = kind;
+  };
+  auto padded_steps = [](const gpu::PlanData& plan) {
+    return std::count_if(plan.steps.begin(), plan.steps.end(), [](const gpu::PlanStep& s) { return s.padded_input >= 0; });
+  };
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);  // 3x3/2 padded 0,0,1,1 on float32
+    ASSERT_EQ(padded_steps(plan), 1);
+    for (const gpu::PlanStep& step : plan.steps)
+      if (step.padded_input >= 0) EXPECT_TRUE(gpu::padded_copy_only_pads(plan, step)) << step.name;
+    const int64_t before = plan.arena_bytes;
+    force(plan, gpu::ConvTactic::Kind::kCudnnFused);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0) << "the legacy tactic reads the copy";
+    force(plan, gpu::ConvTactic::Kind::kDirect);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0) << "the direct tactic's filter follows the copy";
+    force(plan, gpu::ConvTactic::Kind::kCudnnGraphFused);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 1);
+    EXPECT_EQ(padded_steps(plan), 0);
+    EXPECT_LT(plan.arena_bytes, before);
+    expect_no_live_overlap(plan);
+  }
+  {
+    gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+    for (const gpu::PlanStep& step : plan.steps)
+      if (step.padded_input >= 0) EXPECT_FALSE(gpu::padded_copy_only_pads(plan, step)) << step.name;
+    force(plan, gpu::ConvTactic::Kind::kCudnnGraphSplit);
+    EXPECT_EQ(gpu::release_padded_copies(plan), 0);
+    EXPECT_EQ(padded_steps(plan), 1);
+  }
+  // In FP16 behind an FP16 convolution, 16 channels: the copy of the second only pads.
+  Network net = single_layer({2, 9, 12, 16}, [&](Network& n, Tensor* x) {
+    ConvolutionParams a;
+    a.out_channels = 16;
+    a.kernel_weights = random_weights({16, 16, 1, 1}, rng);
+    ConvolutionParams b;
+    b.out_channels = 24;
+    b.kernel = {3, 3};
+    b.stride = {2, 2};
+    b.padding = {0, 0, 1, 1};
+    b.kernel_weights = random_weights({24, 16, 3, 3}, rng);
+    return n.add_convolution(n.add_convolution(x, a, "first"), b, "second");
+  });
+  gpu::PlanData plan = lowered(net, Precision::kFp16, 2);
+  ASSERT_EQ(padded_steps(plan), 1);
+  for (const gpu::PlanStep& step : plan.steps)
+    if (step.padded_input >= 0) {
+      EXPECT_EQ(step.name, "second");
+      EXPECT_TRUE(gpu::padded_copy_only_pads(plan, step));
+    }
+  force(plan, gpu::ConvTactic::Kind::kCudnnGraphSplit);
+  EXPECT_EQ(gpu::release_padded_copies(plan), 1);
+  expect_no_live_overlap(plan);
+}
+
+#ifdef EASTRT_HAVE_CUDA
+// The cuDNN graph's description pads as the layer does: on input 0 with the padding before and after where
+// the explicit copy only pads (when timed, the copy still there, and when run, once the builder dropped it),
+// and on the copy with the symmetric rest where the copy also converts the type and rounds channels up to
+// 8. The output size follows from each, as cuDNN checks when it finalises the graph.
+TEST(GpuPlan, CudnnGraphConvolutionPadsAsTheLayerDoes) {
+  std::mt19937 rng(9);
+  auto expect_output_follows = [](const cuda::GraphConvolution& c) {
+    const cuda::ConvGeometry& g = c.geometry;
+    EXPECT_EQ(g.oh, (g.h + g.pad_h + c.pad_bottom - g.dilation_h * (g.r - 1) - 1) / g.stride_h + 1);
+    EXPECT_EQ(g.ow, (g.w + g.pad_w + c.pad_right - g.dilation_w * (g.s - 1) - 1) / g.stride_w + 1);
+  };
+  auto conv_index = [](const gpu::PlanData& plan) {
+    for (size_t i = 0; i < plan.steps.size(); ++i)
+      if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
+    return plan.steps.size();
+  };
+  gpu::StepWeights weights;
+  weights.has_bias = true;
+  gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);  // 3x3/2 padded 0,0,1,1 on 12x16x5
+  const size_t i = conv_index(plan);
+  ASSERT_LT(i, plan.steps.size());
+  ASSERT_GE(plan.steps[i].padded_input, 0);
+  const cuda::GraphConvolution timed = gpu::graph_convolution(plan, plan.steps[i], weights, 2, true, false);
+  EXPECT_EQ(timed.geometry.n, 2);
+  EXPECT_EQ(timed.geometry.h, 12);
+  EXPECT_EQ(timed.geometry.w, 16);
+  EXPECT_EQ(timed.geometry.c, 5);
+  EXPECT_EQ(timed.geometry.pad_h, 0);
+  EXPECT_EQ(timed.geometry.pad_w, 0);
+  EXPECT_EQ(timed.pad_bottom, 1);
+  EXPECT_EQ(timed.pad_right, 1);
+  EXPECT_TRUE(timed.strict_fp32 && timed.fused && timed.bias && timed.relu && !timed.residual);
+  expect_output_follows(timed);
+  plan.steps[i].tactic.kind = gpu::ConvTactic::Kind::kCudnnGraphFused;
+  ASSERT_EQ(gpu::release_padded_copies(plan), 1);
+  const cuda::GraphConvolution run =
+      gpu::graph_convolution(plan, plan.steps[i], weights, 1, true, plan.steps[i].padded_input >= 0);
+  EXPECT_EQ(run.geometry.n, 1);
+  EXPECT_EQ(run.geometry.h, 12);
+  EXPECT_EQ(run.geometry.c, 5);
+  EXPECT_EQ(run.geometry.pad_h, 0);
+  EXPECT_EQ(run.pad_bottom, 1);
+  EXPECT_EQ(run.pad_right, 1);
+  expect_output_follows(run);
+
+  gpu::PlanData half = lowered(small_network(rng), Precision::kFp16, 2);
+  const size_t j = conv_index(half);
+  ASSERT_LT(j, half.steps.size());
+  ASSERT_FALSE(gpu::padded_copy_only_pads(half, half.steps[j]));
+  const cuda::GraphConvolution on_copy = gpu::graph_convolution(half, half.steps[j], weights, 2, false, true);
+  EXPECT_EQ(on_copy.geometry.h, 13);
+  EXPECT_EQ(on_copy.geometry.w, 17);
+  EXPECT_EQ(on_copy.geometry.c, 8);
+  EXPECT_EQ(on_copy.geometry.pad_h + on_copy.pad_bottom + on_copy.geometry.pad_w + on_copy.pad_right, 0);
+  EXPECT_EQ(on_copy.type, cuda::DType::kF16);
+  EXPECT_FALSE(on_copy.strict_fp32 || on_copy.fused);
+  expect_output_follows(on_copy);
+}
+#endif
+
 // DBNet's upsampling head: a transposed convolution, its batch norm and ReLU, then one to a single channel.
 Network deconvolution_network(std::mt19937& rng, int batch = 2) {
   Network net;
@@ -486,6 +657,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
+  // A plan of the format before the cuDNN graph tactics (version 4) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 5u);
+  other_format[8] = 4;
+  expect_refused(other_format, "plan format version 4, this eastrt (" EASTRT_VERSION ") reads version 5; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
@@ -518,62 +693,10 @@ TEST(GpuPlan, PlanForAnotherGpuIsRefusedNamingBoth) {
 
 // ---------------------------------------------------------------- kernels on the GPU against the CPU
 
-struct ConvCase {
-  const char* what;
-  Shape input;
-  int k, kernel, stride, dilation, groups;
-  Padding padding;
-  bool bias;
-  std::optional<ActivationType> activation;
-  bool residual;
-  bool batch_norm;  // a Scale after the convolution, folded by the passes
-};
-
-// The case's network: input x, the convolution (weights uniform within ±1.5/√fan-in), then as the case says
-// a folded batch norm, a residual input r added, an activation; output y.
-Network conv_case_network(const ConvCase& c, std::mt19937& rng) {
-  Network net;
-  Tensor* x = net.add_input("x", c.input);
-  ConvolutionParams p;
-  p.out_channels = c.k;
-  p.kernel = {c.kernel, c.kernel};
-  p.stride = {c.stride, c.stride};
-  p.dilation = {c.dilation, c.dilation};
-  p.groups = c.groups;
-  p.padding = c.padding;
-  const int64_t per_group = c.input[3] / c.groups;
-  const float bound = 1.5f / std::sqrt(static_cast<float>(per_group * c.kernel * c.kernel));
-  p.kernel_weights = random_weights({c.k, per_group, c.kernel, c.kernel}, rng, -bound, bound);
-  if (c.bias) p.bias = random_weights({c.k}, rng);
-  Tensor* y = net.add_convolution(x, p, "conv");
-  if (c.batch_norm)
-    y = net.add_scale(y, {ScaleMode::kChannel, random_weights({c.k}, rng, 0.5f, 1.5f), random_weights({c.k}, rng), nullptr},
-                      "bn");
-  if (c.residual) {
-    Tensor* r = net.add_input("r", y->shape);
-    y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
-  }
-  if (c.activation) y = net.add_activation(y, *c.activation, "act");
-  net.mark_output(y, "y");
-  return net;
-}
-
 TEST(GpuKernels, ConvolutionsMatchTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(11);
-  const ConvCase cases[] = {
-      {"3x3/2 asymmetric pad, ReLU", {3, 13, 17, 5}, 7, 3, 2, 1, 1, {0, 0, 1, 1}, true, ActivationType::kRelu, false, false},
-      {"1x1 bias only", {2, 9, 11, 6}, 10, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
-      {"7x7/2 pad 3, 3 channels (conv1)", {2, 21, 19, 3}, 9, 7, 2, 1, 1, Padding::symmetric(3), false, ActivationType::kRelu, false, true},
-      {"7x7/2 TF SAME 2/3, 3 channels (EAST's conv1)", {3, 22, 25, 3}, 16, 7, 2, 1, 1, {2, 2, 3, 3}, true, ActivationType::kRelu, false, true},
-      {"5x5 odd pad, 5 channels, padded to 8 packs", {2, 11, 13, 5}, 8, 5, 1, 1, 1, {1, 2, 3, 2}, true, std::nullopt, false, false},
-      {"3x3 residual + ReLU", {3, 8, 10, 12}, 12, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, false},
-      {"1x1 sigmoid head", {2, 10, 7, 8}, 5, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
-      {"3x3 grouped, dilated, no bias", {1, 12, 12, 8}, 8, 3, 1, 2, 2, Padding::symmetric(2), false, std::nullopt, false, false},
-      {"3x3 batch norm + ReLU, odd pad", {2, 15, 16, 16}, 24, 3, 1, 1, 1, {1, 2, 1, 0}, false, ActivationType::kRelu, false, true},
-      {"1x1/2 projection + residual", {2, 11, 9, 9}, 13, 1, 2, 1, 1, {}, true, std::nullopt, true, true},
-  };
-  for (const ConvCase& c : cases) {
+  for (const ConvCase& c : kConvCases) {
     const Network net = conv_case_network(c, rng);
     check_network(net, rng, c.what);
   }

@@ -42,6 +42,11 @@ void expect_load_errors(const std::string& path, const std::vector<std::pair<std
   }
 }
 
+// A cache file's text up to its version number, this format's: `{"format": ..., "version": N`.
+std::string head_of_cache() {
+  return R"({"format": "eastrt timing cache", "version": )" + std::to_string(TimingCache::kFormatVersion);
+}
+
 void expect_same(const ConvTactic& a, const ConvTactic& b) {
   EXPECT_EQ(a.kind, b.kind);
   EXPECT_EQ(a.algo, b.algo);
@@ -102,23 +107,25 @@ TEST(TimingCache, CorruptForeignAndOtherVersionFilesAreErrorsNamingTheFile) {
       {R"({"format": "eastrt plan", "version": 1, "entries": []})", "is not an eastrt timing cache"},
       {R"([1, 2, 3])", "is not an eastrt timing cache"},
       {R"({"format": "eastrt timing cache", "entries": []})", "has no format version"},
-      {R"({"format": "eastrt timing cache", "version": 2, "entries": []})", "has format version 2"},
-      {R"({"format": "eastrt timing cache", "version": 1})", "has no \"entries\" list"},
-      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d"}]})", "entry 0 lacks"},
-      {R"({"format": "eastrt timing cache", "version": 1, "entries": [)" + entry + "," +
-           R"({"device": "d", "layer": "m", "chosen": {"kind": 9, "algo": 1, "math": 1, "workspace": 0, "ms": 0.5},)"
+      // Version 1 was timed without the cuDNN graph tactics.
+      {R"({"format": "eastrt timing cache", "version": 1, "entries": []})", "has format version 1"},
+      {R"({"format": "eastrt timing cache", "version": 99, "entries": []})", "has format version 99"},
+      {head_of_cache() + R"(})", "has no \"entries\" list"},
+      {head_of_cache() + R"(, "entries": [{"device": "d"}]})", "entry 0 lacks"},
+      {head_of_cache() + R"(, "entries": [)" + entry + "," +
+           R"({"device": "d", "layer": "m", "chosen": {"kind": 10, "algo": 1, "math": 1, "workspace": 0, "ms": 0.5},)"
            R"( "timed": []}]})",
-       "entry 1 has a tactic of unknown kind 9"},
-      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+       "entry 1 has a tactic of unknown kind 10"},
+      {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
        R"("chosen": {"kind": 1, "algo": 1, "math": 1, "workspace": 0}, "timed": []}]})",
        "without a numeric 'ms'"},
-      {R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+      {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
        R"("chosen": {"kind": 1, "algo": -3, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
        "negative"},
   };
   expect_load_errors(path, cases);
   // The well-formed single entry of the cases above does load.
-  write_file(path, R"({"format": "eastrt timing cache", "version": 1, "entries": [)" + entry + "]}");
+  write_file(path, head_of_cache() + R"(, "entries": [)" + entry + "]}");
   EXPECT_EQ(TimingCache::load(path).size(), 1u);
   std::remove(path.c_str());
 }
@@ -151,7 +158,8 @@ TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
   e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.125), e.chosen};
   cache.insert("d", "conv n2 h7 w9 c13 k11 r1 s1", e);
   cache.save(path);
-  const TimingEntry* got = TimingCache::load(path).find("d", "conv n2 h7 w9 c13 k11 r1 s1");
+  const TimingCache back = TimingCache::load(path);
+  const TimingEntry* got = back.find("d", "conv n2 h7 w9 c13 k11 r1 s1");
   ASSERT_NE(got, nullptr);
   expect_same_lt(got->chosen, e.chosen);
   ASSERT_EQ(got->timed.size(), 2u);
@@ -159,7 +167,7 @@ TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
   EXPECT_EQ(describe(got->chosen), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
 
   // A cuBLASLt tactic without its algorithm, or with a short one, is an error naming the file.
-  const std::string head = R"({"format": "eastrt timing cache", "version": 1, "entries": [{"device": "d", "layer": "l", )"
+  const std::string head = head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
                            R"("chosen": {"kind": 4, "algo": 0, "math": 68, "workspace": 0, "ms": 1)";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {head + R"(}, "timed": []}]})", "without its 8 'cublaslt.data' words"},
@@ -167,6 +175,50 @@ TEST(TimingCache, CublasLtTacticsRoundTripWithTheirAlgorithm) {
        "without its 8 'cublaslt.data' words"},
       {head + R"(, "cublaslt": {"data": [1, 2, 3, 4, 5, 6, 7, 8], "version": 1, "id": 1, "tile": 1, "stages": 1}}, "timed": []}]})",
        "without an integer 'cublaslt.split_k'"},
+  };
+  expect_load_errors(path, cases);
+  std::remove(path.c_str());
+}
+
+// A cuDNN graph tactic carries its engine's knob choices (negative and 64-bit values included) and the cuDNN
+// version that numbered them: all of it comes back, for both kinds.
+TEST(TimingCache, CudnnGraphTacticsRoundTripWithTheirConfiguration) {
+  const std::string path = temporary_path("graph.json");
+  std::remove(path.c_str());
+  ConvTactic fused = tactic(ConvTactic::Kind::kCudnnGraphFused, 12, 0, 65536, 0.0625);
+  fused.graph.knobs = {{2, 3}, {14, 4}, {25, -1}, {40, int64_t(1) << 40}};
+  fused.graph.version = 91900;
+  ConvTactic split = tactic(ConvTactic::Kind::kCudnnGraphSplit, 0, 0, 0, 0.125);
+  split.graph.version = 91900;  // an engine without knobs
+  TimingCache cache;
+  TimingEntry e;
+  e.chosen = fused;
+  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.25), split, fused};
+  cache.insert("d", "conv n2 h7 w9 c13 k11 r3 s3", e);
+  cache.save(path);
+  const TimingCache loaded = TimingCache::load(path);
+  const TimingEntry* got = loaded.find("d", "conv n2 h7 w9 c13 k11 r3 s3");
+  ASSERT_NE(got, nullptr);
+  ASSERT_EQ(got->timed.size(), 3u);
+  for (const auto& [back, want] : {std::pair{&got->chosen, &fused}, std::pair{&got->timed[1], &split},
+                                   std::pair{&got->timed[2], &fused}}) {
+    expect_same(*back, *want);
+    EXPECT_EQ(back->graph.knobs, want->graph.knobs);
+    EXPECT_EQ(back->graph.version, want->graph.version);
+  }
+  EXPECT_EQ(describe(got->chosen), "cudnn graph fused engine 12 (knobs 2=3 14=4 25=-1 40=1099511627776, 64 KiB workspace)");
+
+  // A graph tactic without its configuration, or with a knob that is not a pair of integers, is an error
+  // naming the file.
+  const std::string head = head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
+                           R"("chosen": {"kind": 8, "algo": 3, "math": 0, "workspace": 0, "ms": 1)";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {head + R"(}, "timed": []}]})", "without its 'graph.version' and 'graph.knobs'"},
+      {head + R"(, "graph": {"knobs": []}}, "timed": []}]})", "without its 'graph.version' and 'graph.knobs'"},
+      {head + R"(, "graph": {"version": 91900, "knobs": [[2, 3], [14]]}}, "timed": []}]})",
+       "knob that is not an integer pair"},
+      {head + R"(, "graph": {"version": 91900, "knobs": [[2, 0.5]]}}, "timed": []}]})",
+       "knob that is not an integer pair"},
   };
   expect_load_errors(path, cases);
   std::remove(path.c_str());

@@ -4,7 +4,9 @@
 // taken from a timing cache that an earlier build on the same kind of GPU wrote. 1x1 convolutions also
 // time the algorithms cuBLASLt's heuristic offers for them as one matmul; stride-2 convolutions on few
 // channels also time cuDNN's algorithms for the equivalent stride-1 convolution on their space-to-depth.
-// INT8/FP8 convolutions time the variants of the 8-bit kernel (conv_quant.h) instead.
+// Every FP16/FP32 convolution also times the engine configurations cuDNN's graph API offers for it, with
+// the epilogue fused into the graph and without. INT8/FP8 convolutions time the variants of the 8-bit
+// kernel (conv_quant.h) instead.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
 #include <chrono>
@@ -32,6 +34,7 @@ using gpu::TimingEntry;
 
 constexpr int kAlgorithmsTried = 8;  // of cuDNN's fastest (by its own, noisy, timing), each run fused and split
 constexpr int kMatmulsTried = 6;     // of cuBLASLt's heuristic answer for a 1x1 convolution
+constexpr size_t kGraphConfigsTried = 8;  // per graph form (fused, split): the first that run, in cuDNN's ranking
 // Candidates are timed in rounds, one run of each per round, and each keeps its median: a clock that
 // drifts during the timing (boost, thermal) then moves every candidate alike instead of favouring the ones
 // timed last, which timing each candidate's runs back to back did (FP16 batch 1 EAST varied 202-458
@@ -110,6 +113,7 @@ class TacticTimer {
     float_b_.allocate(float_bytes);
   }
   ~TacticTimer() {
+    graph_forms_.clear();  // their execution plans were made on the handle
     cublasLtDestroy(cublaslt_);
     cudnnDestroy(cudnn_);
     cudaStreamDestroy(stream_);
@@ -143,10 +147,17 @@ class TacticTimer {
     // cuDNN's `algo` on s2d_conv_ after our space-to-depth of raw_ (or x_) into the workspace; algo.memory
     // is cuDNN's part, after X'.
     bool s2d = false;
+    // cuDNN's graph: plan `graph_plan` of graph_forms_[graph_form], on the unpadded input where the explicit
+    // copy only pads (padded_copy_only_pads), else on x_.
+    int graph_form = -1, graph_plan = -1;
+    ConvTactic graph_tactic{};
   };
   std::vector<cuda::ConvAlgorithm> usable_algorithms(cuda::CudnnConvolution& conv, std::vector<cuda::ConvAlgorithm> algos,
                                                      bool strict, size_t limit);
   const void* unpadded_input(const PlanStep& step) const { return step.padded_input >= 0 ? raw_.get() : x_.get(); }
+  const void* graph_input(const PlanStep& step) const {
+    return gpu::padded_copy_only_pads(engine_.plan, step) ? raw_.get() : x_.get();
+  }
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
     if (c.direct) {
@@ -169,6 +180,12 @@ class TacticTimer {
                                                 c.algo.memory);
       o.w = engine_.step_weights[index].s2d_filter;
       return s2d_conv_->run(cudnn_, c.fused, c.algo.algo, o, gpu::conv_activation(step), stream_);
+    }
+    if (c.graph_form >= 0) {
+      const cuda::ConvOperands o =
+          gpu::conv_operands(step, engine_.step_weights[index], false, graph_input(step),
+                             residual ? residual_.get() : nullptr, y, workspace_.get(), workspace_.size());
+      return graph_forms_[static_cast<size_t>(c.graph_form)]->run(c.graph_plan, o, gpu::conv_activation(step), stream_);
     }
     if (c.matmul) {
       const cuda::ConvOperands o =
@@ -202,6 +219,7 @@ class TacticTimer {
   cublasLtHandle_t cublaslt_ = nullptr;
   std::unique_ptr<cuda::CublasLtConvolution> matmul_;  // the step being timed, at the largest batch
   std::unique_ptr<cuda::CudnnConvolution> s2d_conv_;    // its space-to-depth convolution, at the largest batch
+  std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graph_forms_;  // its graphs, with their candidates' plans
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
@@ -238,6 +256,18 @@ std::string conv_signature(const cuda::ConvGeometry& g, const std::string& types
       << types << " " << to_string(precision) << " act" << act.type << ","
       << act.alpha << "," << act.beta << (bias ? " bias" : "") << (residual ? " residual" : "") << " workspace"
       << workspace_limit;
+  return out.str();
+}
+
+// The layer's own padding and input type where the geometry is the explicit padded copy's: the tactics that
+// read input 0 instead (direct, space-to-depth, cuDNN graph) run another convolution for each.
+std::string explicit_pad_signature(const PlanData& plan, const PlanStep& step) {
+  if (step.padded_input < 0) return "";
+  const Padding& p = std::get<ConvolutionParams>(step.params).padding;
+  const gpu::PlanTensor& in = plan.tensors[step.inputs[0]];
+  std::ostringstream out;
+  out << " explicit-pad " << p.top << "," << p.left << "," << p.bottom << "," << p.right << " of "
+      << gpu::to_string(in.type) << " c" << in.shape[3];
   return out.str();
 }
 
@@ -287,6 +317,28 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
       return false;
     }
     if (xs_bytes + c.algo.memory > static_cast<size_t>(t.workspace)) return false;
+    const bool ok = run(conv, step, index, c, y_.get(), step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
+    EASTRT_CUDA(cudaStreamSynchronize(stream_));
+    return ok;
+  }
+  if (gpu::is_cudnn_graph(t.kind)) {
+    if (!gpu::cudnn_graph_applies(plan, step)) return false;
+    const cuda::GraphEngineConfig config = gpu::graph_engine_config(t);
+    std::ostringstream ignored;
+    gpu::GraphCandidates found;
+    try {
+      gpu::check_cudnn_graph_tactic(t, step.name, "timing cache");
+      found = gpu::cudnn_graph_candidates(cudnn_, plan, step, engine_.step_weights[index],
+                                          t.kind == ConvTactic::Kind::kCudnnGraphFused, workspace_.size(), 1, ignored,
+                                          &config);
+    } catch (const Error&) {
+      return false;
+    }
+    if (found.tactics.empty() || found.tactics[0].workspace > t.workspace) return false;
+    graph_forms_.clear();
+    graph_forms_.push_back(std::move(found.graph));
+    Candidate c{false, {}};
+    c.graph_form = 0, c.graph_plan = found.plans[0];
     const bool ok = run(conv, step, index, c, y_.get(), step.inputs.size() > 1) == CUDNN_STATUS_SUCCESS;
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return ok;
@@ -359,7 +411,7 @@ ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::stri
       conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), types, step.precision, gpu::conv_activation(step),
                      engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size()) +
       // The candidates include space-to-depth: an entry timed without it (an earlier build) is not taken.
-      (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "");
+      (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "") + explicit_pad_signature(plan, step);
   if (const TimingEntry* entry = cache->find(device, signature)) {
     if (still_runs(index, entry->chosen)) {
       *timed = false;
@@ -511,11 +563,35 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
       report << "  cublaslt: not offered (" << e.what() << ")\n";
     }
   }
+  // cuDNN's graph API: the configurations it offers for the layer's graph, fused and split. Like
+  // cuBLASLt, one source of candidates among others: a graph cuDNN refuses goes without (said in the
+  // report). Untimed builds take the legacy heuristic's first choice, so the graphs are not made for them.
+  graph_forms_.clear();
+  if (options_.time_tactics && gpu::cudnn_graph_applies(plan, step)) {
+    // With no bias, residual or ReLU to fuse the fused graph is the split one.
+    const bool fusable = engine_.step_weights[index].has_bias || residual || act.type == 0;
+    for (bool fused : {true, false}) {
+      if (fused && !fusable) continue;
+      try {
+        gpu::GraphCandidates found = gpu::cudnn_graph_candidates(cudnn_, plan, step, engine_.step_weights[index],
+                                                                 fused, workspace_.size(), kGraphConfigsTried, report);
+        for (size_t i = 0; i < found.tactics.size(); ++i) {
+          Candidate c{false, {}};
+          c.graph_form = static_cast<int>(graph_forms_.size()), c.graph_plan = found.plans[i];
+          c.graph_tactic = found.tactics[i];
+          candidates.push_back(c);
+        }
+        graph_forms_.push_back(std::move(found.graph));
+      } catch (const Error& e) {
+        report << "  cudnn graph" << (fused ? " fused" : "") << ": not offered (" << e.what() << ")\n";
+      }
+    }
+  }
 
   // The reference output: the first plain convolution + our epilogue that cuDNN accepts.
   bool have_reference = false;
   for (const Candidate& c : candidates) {
-    if (c.fused || c.direct || c.matmul || c.s2d) continue;
+    if (c.fused || c.direct || c.matmul || c.s2d || c.graph_form >= 0) continue;
     if (run(conv, step, index, c, reference_.get(), residual) == CUDNN_STATUS_SUCCESS) {
       have_reference = true;
       break;
@@ -530,6 +606,8 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     ConvTactic t;
     if (c.matmul) {
       t = gpu::cublaslt_tactic(c.lt, step.precision);
+    } else if (c.graph_form >= 0) {
+      t = c.graph_tactic;
     } else if (c.s2d) {
       t.kind = c.fused ? ConvTactic::Kind::kSpaceToDepthFused : ConvTactic::Kind::kSpaceToDepthSplit;
       t.algo = c.algo.algo, t.math = c.algo.math;
@@ -729,14 +807,8 @@ std::unique_ptr<Engine> Builder::build() {
     }
     if (cache && stats_.convolutions_timed > 0) cache->save(options_.timing_cache);
   }
-  // A space-to-depth tactic reads the unpadded input: the explicit padded copy goes, and with it its place
-  // in the activation buffer (at batch 16 on EAST's conv1 in FP16, 8 channels at full size, twice X').
-  // The direct tactic keeps it: its filter's channel count follows the padded input.
-  bool released = false;
-  for (PlanStep& step : impl->plan.steps)
-    if (step.kind == StepKind::kLayer && gpu::is_space_to_depth(step.tactic.kind) && step.padded_input >= 0)
-      step.padded_input = -1, released = true;
-  if (released) gpu::plan_arena(impl->plan);
+  // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
+  gpu::release_padded_copies(impl->plan);
   impl->plan.workspace_bytes = workspace;
   return std::make_unique<Engine>(std::move(impl));
 }

@@ -6,8 +6,6 @@
 namespace eastrt::cuda {
 namespace {
 
-cudnnDataType_t cudnn_type(DType type) { return type == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT; }
-
 // One thread per output pixel and pack of V output channels: EAST's conv1 input in FP16 is 8 channels, one
 // 16-byte store per pixel.
 template <int V, typename In, typename Out>
@@ -52,7 +50,7 @@ void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w,
 }
 
 CudnnConvolution::CudnnConvolution(const ConvGeometry& g, DType type, int math) : geometry_(g), type_(type) {
-  const cudnnDataType_t dt = cudnn_type(type);
+  const cudnnDataType_t dt = cudnn_data_type(type);
   EASTRT_CUDNN(cudnnCreateTensorDescriptor(&x_desc_));
   EASTRT_CUDNN(cudnnCreateTensorDescriptor(&y_desc_));
   EASTRT_CUDNN(cudnnCreateTensorDescriptor(&bias_desc_));

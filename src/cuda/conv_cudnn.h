@@ -18,6 +18,9 @@ inline void check_cudnn(cudnnStatus_t status, const char* call, const char* file
 }
 #define EASTRT_CUDNN(call) ::eastrt::cuda::check_cudnn((call), #call, __FILE__, __LINE__)
 
+// Storage types as cuDNN names them (both APIs): FP16 tensors are half, the others float.
+inline cudnnDataType_t cudnn_data_type(DType type) { return type == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT; }
+
 // Symmetric padding only: an asymmetric one is split by the caller into this and an explicit pad (launch_pad).
 struct ConvGeometry {
   int n = 0, h = 0, w = 0, c = 0;  // input

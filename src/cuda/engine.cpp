@@ -194,6 +194,94 @@ void check_cublaslt_tactic(const ConvTactic& t, const std::string& step, const s
                "configuration beside it (", describe(t), "): the file is corrupt");
 }
 
+bool cudnn_graph_applies(const PlanData& plan, const PlanStep& step) {
+  if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution || is_quantized(step.precision))
+    return false;
+  for (int id : step.inputs)
+    if (plan.tensors[id].place == TensorPlace::kView) return false;
+  return plan.tensors[step.outputs[0]].place != TensorPlace::kView;
+}
+
+cuda::GraphConvolution graph_convolution(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                         int batch, bool fused, bool on_padded_copy) {
+  cuda::GraphConvolution c;
+  c.geometry = conv_geometry(plan, step, batch);  // on the padded copy when there is one
+  c.pad_bottom = c.geometry.pad_h, c.pad_right = c.geometry.pad_w;
+  if (step.padded_input < 0 || !on_padded_copy) {  // input 0 with the layer's own padding
+    const auto& p = std::get<ConvolutionParams>(step.params);
+    const Shape& in = plan.tensors[step.inputs[0]].shape;
+    c.geometry.h = static_cast<int>(in[1]), c.geometry.w = static_cast<int>(in[2]), c.geometry.c = static_cast<int>(in[3]);
+    c.geometry.pad_h = p.padding.top, c.geometry.pad_w = p.padding.left;
+    c.pad_bottom = p.padding.bottom, c.pad_right = p.padding.right;
+  }
+  c.type = dtype(plan.tensors[step.outputs[0]].type);
+  c.strict_fp32 = step.precision == Precision::kFp32;
+  c.fused = fused;
+  c.bias = weights.has_bias;
+  c.residual = step.inputs.size() > 1;
+  c.relu = conv_activation(step).type == 0;
+  return c;
+}
+
+cuda::GraphEngineConfig graph_engine_config(const ConvTactic& tactic) { return {tactic.algo, tactic.graph.knobs}; }
+
+void check_cudnn_graph_tactic(const ConvTactic& t, const std::string& step, const std::string& where) {
+  const auto here = static_cast<int64_t>(cudnnGetVersion());
+  EASTRT_CHECK(t.graph.version == here, where, ": convolution '", step, "' uses ", describe(t),
+               ", an engine configuration of cuDNN ", t.graph.version, "; this is cuDNN ", here,
+               ", which may number its engines and knobs otherwise: build again with this cuDNN");
+}
+
+GraphCandidates cudnn_graph_candidates(cudnnHandle_t handle, const PlanData& plan, const PlanStep& step,
+                                       const StepWeights& weights, bool fused, size_t workspace_limit, size_t limit,
+                                       std::ostream& report, const cuda::GraphEngineConfig* only) {
+  const bool on_copy = step.padded_input >= 0 && !padded_copy_only_pads(plan, step);
+  GraphCandidates found;
+  found.graph = std::make_unique<cuda::CudnnGraphConvolution>(
+      handle, graph_convolution(plan, step, weights, plan.max_batch, fused, on_copy));
+  std::unique_ptr<cuda::CudnnGraphConvolution> one =
+      plan.max_batch > 1
+          ? std::make_unique<cuda::CudnnGraphConvolution>(handle, graph_convolution(plan, step, weights, 1, fused, on_copy))
+          : nullptr;
+  std::string unanswered;
+  const std::vector<cuda::GraphEngineConfig> configs =
+      only ? std::vector<cuda::GraphEngineConfig>{*only} : found.graph->candidate_configs(&unanswered);
+  std::map<std::string, int> left_out;  // by reason (a list of every configuration would swamp the report)
+  for (const cuda::GraphEngineConfig& config : configs) {
+    if (found.tactics.size() >= limit) break;
+    std::string why;
+    const int p = found.graph->add_plan(config, &why);
+    const int q = p >= 0 && one ? one->add_plan(config, &why) : 0;
+    if (p < 0 || q < 0) {
+      ++left_out[(p >= 0 ? "at batch 1: " : "") + why];
+      continue;
+    }
+    const size_t workspace = std::max(found.graph->workspace_size(p), one ? one->workspace_size(q) : 0);
+    if (workspace > workspace_limit) {
+      ++left_out["needs more than the workspace limit"];
+      continue;
+    }
+    ConvTactic t;
+    t.kind = fused ? ConvTactic::Kind::kCudnnGraphFused : ConvTactic::Kind::kCudnnGraphSplit;
+    t.algo = static_cast<int>(config.engine), t.math = 0;
+    t.workspace = static_cast<int64_t>(workspace);
+    t.graph.knobs = config.knobs;
+    t.graph.version = static_cast<int64_t>(cudnnGetVersion());
+    found.plans.push_back(p);
+    found.tactics.push_back(std::move(t));
+  }
+  report << "  cudnn graph" << (fused ? " fused" : "") << ": " << found.tactics.size() << " configuration"
+         << (found.tactics.size() == 1 ? "" : "s") << " to time of " << configs.size() << " offered";
+  if (!unanswered.empty()) report << " (" << unanswered << ")";
+  if (!left_out.empty()) {
+    report << "; left out:";
+    const char* separator = " ";
+    for (const auto& [why, count] : left_out) report << separator << count << " " << why, separator = ", ";
+  }
+  report << "\n";
+  return found;
+}
+
 }  // namespace gpu
 
 namespace {
@@ -382,6 +470,14 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
       EASTRT_CHECK(why.empty(), "plan ", path, ": step '", step.name, "' has an 8-bit tactic the kernel refuses (",
                    why, ")");
     }
+  // A graph tactic's engine numbers are only good for the cuDNN that gave them (whether cuDNN takes the
+  // configuration is checked when a context prepares each batch).
+  for (const PlanStep& step : impl->plan.steps)
+    if (gpu::is_cudnn_graph(step.tactic.kind)) {
+      EASTRT_CHECK(gpu::cudnn_graph_applies(impl->plan, step), "plan ", path, ": step '", step.name,
+                   "' has a cuDNN graph tactic but is not an FP16/float32 convolution of whole tensors");
+      gpu::check_cudnn_graph_tactic(step.tactic, step.name, "plan " + path);
+    }
   impl->upload_weights();
   return std::make_unique<Engine>(std::move(impl));
 }
@@ -488,6 +584,9 @@ struct ExecutionContext::Impl {
   struct BatchState {
     std::vector<std::unique_ptr<cuda::CudnnConvolution>> convs;  // per step, null for the others
     std::vector<std::unique_ptr<cuda::CublasLtConvolution>> matmuls;  // per cuBLASLt step, null for the others
+    // Per graph step, null for the others: its graph at this batch with one plan (number 0), the tactic's
+    // configuration.
+    std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graphs;
     cudaGraphExec_t graph = nullptr;
   };
   std::map<int, BatchState> batches;
@@ -575,6 +674,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   BatchState state;
   state.convs.resize(plan.steps.size());
   state.matmuls.resize(plan.steps.size());
+  state.graphs.resize(plan.steps.size());
   size_t needed = 0;
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
@@ -590,6 +690,27 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
                    ": build the plan again");
       needed = std::max(needed, bytes);
       state.matmuls[i] = std::move(matmul);
+      continue;
+    }
+    if (gpu::is_cudnn_graph(step.tactic.kind)) {
+      // The configuration was chosen at the largest batch (and checked at batch 1); this batch gets its own
+      // execution plan of it, which cuDNN must take too.
+      std::string why;
+      std::unique_ptr<cuda::CudnnGraphConvolution> graph;
+      try {
+        graph = std::make_unique<cuda::CudnnGraphConvolution>(
+            cudnn, gpu::graph_convolution(plan, step, engine.step_weights[i], b,
+                                          step.tactic.kind == gpu::ConvTactic::Kind::kCudnnGraphFused,
+                                          step.padded_input >= 0));
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      const int planned = graph ? graph->add_plan(gpu::graph_engine_config(step.tactic), &why) : -1;
+      EASTRT_CHECK(planned == 0, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                   "): cuDNN refuses the plan's graph configuration at batch ", b, " (", why,
+                   "): build the plan again");
+      needed = std::max(needed, graph->workspace_size(planned));
+      state.graphs[i] = std::move(graph);
       continue;
     }
     const bool s2d = gpu::is_space_to_depth(step.tactic.kind);
@@ -664,6 +785,14 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       if (step.padded_input >= 0) {
         gpu::launch_explicit_pad(plan, step, x, element_ptr(step.padded_input), b, stream);
         x = ptr(step.padded_input);
+      }
+      if (gpu::is_cudnn_graph(step.tactic.kind)) {
+        const cuda::ConvOperands operands =
+            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), workspace.get(), workspace.size());
+        const cudnnStatus_t status = state.graphs[index]->run(0, operands, gpu::conv_activation(step), stream);
+        EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                     ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
+        return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
         const cuda::ConvOperands operands =

@@ -4,10 +4,12 @@
 #include <cudnn.h>
 
 #include <memory>
+#include <ostream>
 #include <vector>
 
 #include "cuda/conv_cublaslt.h"
 #include "cuda/conv_cudnn.h"
+#include "cuda/conv_cudnn_graph.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
 #include "cuda/plan.h"
@@ -140,6 +142,38 @@ ConvTactic cublaslt_tactic(const cuda::LtAlgorithm& algo, Precision precision);
 // An Error naming `where` and the step unless the tactic's algorithm comes from this cuBLASLt version and its
 // bytes decode to the configuration stored beside them (a plan or cache from elsewhere, or corrupt).
 void check_cublaslt_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
+
+// ---- the cuDNN graph tactics (conv_cudnn_graph.h) ----
+
+// Whether the graph tactics are offered for the step: an FP16/float32 convolution whose input, output and
+// residual are whole tensors (the graph's tensors are dense, none a channel view of a concatenation).
+bool cudnn_graph_applies(const PlanData& plan, const PlanStep& step);
+// The step's graph at `batch`, fused or split, with its weights' bias (host arithmetic, tested without a
+// GPU). `on_padded_copy` (for a step that has one): the graph reads the explicit padded copy with the
+// symmetric rest of the padding, as the legacy tactics do; otherwise input 0 with the layer's own padding
+// before and after. A context reads the copy exactly when the step still has one; the builder times the
+// graph on input 0 where the copy only pads (padded_copy_only_pads), and release_padded_copies drops the
+// copy when such a tactic wins.
+cuda::GraphConvolution graph_convolution(const PlanData& plan, const PlanStep& step, const StepWeights& weights,
+                                         int batch, bool fused, bool on_padded_copy);
+cuda::GraphEngineConfig graph_engine_config(const ConvTactic& tactic);
+// An Error naming `where` and the step unless the tactic's configuration was numbered by this cuDNN version.
+void check_cudnn_graph_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
+
+// The configurations of the step's graph (fused or split) the builder times, at most `limit`, in
+// candidate_configs' order, the heuristics' ranking first (or just `only`, a configuration from a timing
+// cache): each one eastrt runs (CudnnGraphConvolution::add_plan), that cuDNN also takes at batch 1 (the
+// other end of the batches a context prepares), within `workspace_limit` at both. `graph` is at the largest
+// batch and holds plan plans[i] for tactics[i] (whose workspace is the larger of the two ends'). One line
+// on what was left out and why goes to `report`. Throws an Error when cuDNN refuses the graph itself.
+struct GraphCandidates {
+  std::unique_ptr<cuda::CudnnGraphConvolution> graph;
+  std::vector<int> plans;
+  std::vector<ConvTactic> tactics;
+};
+GraphCandidates cudnn_graph_candidates(cudnnHandle_t handle, const PlanData& plan, const PlanStep& step,
+                                       const StepWeights& weights, bool fused, size_t workspace_limit, size_t limit,
+                                       std::ostream& report, const cuda::GraphEngineConfig* only = nullptr);
 
 }  // namespace eastrt::gpu
 

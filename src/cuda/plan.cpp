@@ -48,6 +48,20 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kSpaceToDepthSplit:
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
       break;
+    case ConvTactic::Kind::kCudnnGraphFused:
+    case ConvTactic::Kind::kCudnnGraphSplit: {
+      const bool fused = tactic.kind == ConvTactic::Kind::kCudnnGraphFused;
+      out << "cudnn graph " << (fused ? "fused engine " : "engine ") << tactic.algo << (fused ? "" : " + epilogue");
+      std::ostringstream details;
+      if (!tactic.graph.knobs.empty()) {
+        details << "knobs";
+        for (const auto& [type, value] : tactic.graph.knobs) details << " " << type << "=" << value;
+      }
+      if (tactic.workspace > 0)
+        details << (tactic.graph.knobs.empty() ? "" : ", ") << (tactic.workspace + 1023) / 1024 << " KiB workspace";
+      if (!details.str().empty()) out << " (" << details.str() << ")";
+      return out.str();
+    }
     case ConvTactic::Kind::kCublasLt: {
       // cublasComputeType_t: CUBLAS_COMPUTE_32F is 68, CUBLAS_COMPUTE_32F_FAST_TF32 77.
       out << "cublaslt#" << tactic.algo << " (algo " << tactic.lt.id << ", tile " << tactic.lt.tile << ", stages "
@@ -333,6 +347,11 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
       for (uint64_t v : lt.data) w.pod(v);
       w.i64(lt.version), w.i32(lt.id), w.i32(lt.tile), w.i32(lt.stages), w.i32(lt.split_k);
     }
+    if (is_cudnn_graph(s.tactic.kind)) {
+      w.i64(s.tactic.graph.version);
+      w.i64(static_cast<int64_t>(s.tactic.graph.knobs.size()));
+      for (const auto& [type, value] : s.tactic.graph.knobs) w.i32(type), w.i64(value);
+    }
     if (s.tactic.kind == ConvTactic::Kind::kQuant) w.str(s.tactic.variant_name);
     w.i32(s.padded_input);
     w.str(s.note);
@@ -411,7 +430,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 5, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 8, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 10, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
@@ -420,6 +439,14 @@ PlanData read_plan_data(ByteReader& r) {
       lt.version = r.i64("a cuBLASLt algorithm"), lt.id = r.i32("a cuBLASLt algorithm");
       lt.tile = r.i32("a cuBLASLt algorithm"), lt.stages = r.i32("a cuBLASLt algorithm");
       lt.split_k = r.i32("a cuBLASLt algorithm");
+    }
+    if (is_cudnn_graph(s.tactic.kind)) {
+      s.tactic.graph.version = r.i64("a cuDNN graph configuration");
+      const int64_t knobs = r.count("a cuDNN graph configuration's knobs", 12);
+      for (int64_t k = 0; k < knobs; ++k) {
+        const int32_t type = r.i32("a cuDNN graph knob");
+        s.tactic.graph.knobs.emplace_back(type, r.i64("a cuDNN graph knob"));
+      }
     }
     if (s.tactic.kind == ConvTactic::Kind::kQuant) s.tactic.variant_name = r.str("an 8-bit convolution variant");
     s.padded_input = r.i32("a step");

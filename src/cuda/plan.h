@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eastrt/gpu.h"
@@ -59,9 +60,15 @@ struct ConvTactic {
     // INT8/FP8 convolutions: our implicit GEMM on 8-bit input and weights with the whole epilogue, written in
     // the output tensor's type (conv_quant.h); `algo` is the kernel's variant (tile configuration).
     kQuant = 7,
+    // cuDNN's graph API (conv_cudnn_graph.h): `algo` is cuDNN's engine global index and `graph` its knob
+    // choices. Fused: bias, residual and ReLU inside the graph (another activation by our kernel after it);
+    // split: the convolution alone, then our epilogue kernel. The convolution has the layer's own padding,
+    // before and after, so it reads input 0 itself where the explicit copy would only pad it.
+    kCudnnGraphFused = 8,
+    kCudnnGraphSplit = 9,
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic)
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
   int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built
@@ -74,11 +81,20 @@ struct ConvTactic {
     int32_t id = 0, tile = 0, stages = 0, split_k = 1;
   };
   LtAlgo lt;
+  // Graph kinds: the engine's knob choices ((cudnnBackendKnobType_t, value), sorted by type) and the cuDNN
+  // version that numbered the engine and its knobs (another version may number them otherwise: the plan is
+  // refused).
+  struct GraphConfig {
+    std::vector<std::pair<int32_t, int64_t>> knobs;
+    int64_t version = 0;
+  };
+  GraphConfig graph;
   // kQuant: quant_conv_variant_name(algo) when built; a loaded plan whose name differs from this build's
   // variant `algo` (a kernel built otherwise) is refused.
   std::string variant_name;
 };
-// "cudnn fused algo 1 (tensor-op math)", "cublaslt#3 (algo 21, tile 18, stages 9, tf32, 64 KiB workspace)", ...
+// "cudnn fused algo 1 (tensor-op math)", "cublaslt#3 (algo 21, tile 18, stages 9, tf32, 64 KiB workspace)",
+// "cudnn graph fused engine 12 (knobs 2=3 14=4, 64 KiB workspace)", ...
 std::string describe(const ConvTactic& tactic);
 
 // kCast converts input 0 to the output's storage type: FP16 <-> FP32, and to or from an 8-bit type, which
@@ -123,11 +139,14 @@ struct PlanTarget {
 };
 
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
-// step notes, the calibration's fingerprint)
-inline constexpr uint32_t kPlanFormatVersion = 4;
+// step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version)
+inline constexpr uint32_t kPlanFormatVersion = 5;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit;
+}
+inline bool is_cudnn_graph(ConvTactic::Kind kind) {
+  return kind == ConvTactic::Kind::kCudnnGraphFused || kind == ConvTactic::Kind::kCudnnGraphSplit;
 }
 
 // The plan file: "EASTRTPL", format version, FNV-1a 64 checksum and size of the rest, then the target
@@ -179,6 +198,17 @@ std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& ne
 // sharing memory by lifetime, and sets arena_bytes. lower_network ends with it; the builder runs it again
 // once tactics that read the unpadded input have let go of a padded copy.
 void plan_arena(PlanData& plan);
+
+// Whether a convolution step's explicit padded copy does no more than add the asymmetric borders: the same
+// storage type and channels as input 0. A tactic that pads by itself, before and after (the cuDNN graph's),
+// then reads input 0 instead. A copy that also converts the type (FP16 from the float32 network input) or
+// rounds FP16 channels up to 8 is kept for it: cuDNN's graph takes one type for x and w, and the filter was
+// uploaded with the padded channel count.
+bool padded_copy_only_pads(const PlanData& plan, const PlanStep& step);
+
+// Drops the explicit padded copies that the chosen tactics do not read (space-to-depth's, and the graph's
+// where the copy only pads) and, if any went, plans the activation buffer again. Returns how many went.
+int release_padded_copies(PlanData& plan);
 
 // The first and last step touching each arena tensor's storage (a concatenation and the views into it
 // share one); -1 for tensors not in the arena. Used by the planner and by the tests that check it.

@@ -398,4 +398,25 @@ void plan_arena(PlanData& plan) {
   plan.arena_bytes = memory.total_bytes;
 }
 
+bool padded_copy_only_pads(const PlanData& plan, const PlanStep& step) {
+  if (step.padded_input < 0) return false;
+  const PlanTensor& in = plan.tensors[step.inputs[0]];
+  const PlanTensor& copy = plan.tensors[step.padded_input];
+  return in.type == copy.type && in.shape[3] == copy.shape[3];
+}
+
+int release_padded_copies(PlanData& plan) {
+  // With the copy goes its place in the activation buffer (at batch 16 on EAST's conv1 in FP16, 8 channels
+  // at full size, twice space-to-depth's X'). The direct tactic keeps it: its filter's channel count follows
+  // the padded input.
+  int released = 0;
+  for (PlanStep& step : plan.steps) {
+    if (step.kind != StepKind::kLayer || step.padded_input < 0) continue;
+    if (is_space_to_depth(step.tactic.kind) || (is_cudnn_graph(step.tactic.kind) && padded_copy_only_pads(plan, step)))
+      step.padded_input = -1, ++released;
+  }
+  if (released > 0) plan_arena(plan);
+  return released;
+}
+
 }  // namespace eastrt::gpu

@@ -28,6 +28,7 @@ nlohmann::json tactic_json(const ConvTactic& t) {
     j["cublaslt"] = {{"data", lt.data}, {"version", lt.version}, {"id", lt.id}, {"tile", lt.tile},
                      {"stages", lt.stages}, {"split_k", lt.split_k}};
   }
+  if (is_cudnn_graph(t.kind)) j["graph"] = {{"version", t.graph.version}, {"knobs", t.graph.knobs}};
   if (t.kind == ConvTactic::Kind::kQuant) j["variant"] = t.variant_name;
   return j;
 }
@@ -41,7 +42,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   ConvTactic t;
   const int kind = field("kind").get<int>();
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   kind <= static_cast<int>(ConvTactic::Kind::kQuant),
+                   kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = field("algo").get<int>();
@@ -69,6 +70,20 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
     t.lt.version = number("version").get<int64_t>();
     t.lt.id = number("id").get<int32_t>(), t.lt.tile = number("tile").get<int32_t>();
     t.lt.stages = number("stages").get<int32_t>(), t.lt.split_k = number("split_k").get<int32_t>();
+  }
+  if (is_cudnn_graph(t.kind)) {
+    // The cuDNN version and the knob choices as [type, value] pairs.
+    const bool whole = j.contains("graph") && j.at("graph").is_object() && j.at("graph").contains("version") &&
+                       j.at("graph").at("version").is_number_integer() && j.at("graph").contains("knobs") &&
+                       j.at("graph").at("knobs").is_array();
+    EASTRT_CHECK(whole, "timing cache ", path, ": entry ", index,
+                 " has a cuDNN graph tactic without its 'graph.version' and 'graph.knobs'");
+    t.graph.version = j.at("graph").at("version").get<int64_t>();
+    for (const nlohmann::json& knob : j.at("graph").at("knobs")) {
+      EASTRT_CHECK(knob.is_array() && knob.size() == 2 && knob[0].is_number_integer() && knob[1].is_number_integer(),
+                   "timing cache ", path, ": entry ", index, " has a cuDNN graph knob that is not an integer pair");
+      t.graph.knobs.emplace_back(knob[0].get<int32_t>(), knob[1].get<int64_t>());
+    }
   }
   if (t.kind == ConvTactic::Kind::kQuant) {
     EASTRT_CHECK(j.contains("variant") && j.at("variant").is_string(), "timing cache ", path, ": entry ", index,

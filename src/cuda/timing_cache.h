@@ -22,7 +22,9 @@ struct TimingEntry {
 
 class TimingCache {
  public:
-  static constexpr int kFormatVersion = 1;
+  // 2: cuDNN graph tactics (their engine configuration), and convolution signatures that name an explicit
+  // pad's padding; a cache of version 1 was timed without the graph tactics.
+  static constexpr int kFormatVersion = 2;
 
   // The cache in `path`; a file that does not exist is an empty cache (the build will write it). A file
   // that is not a timing cache, is corrupt, or has another format version is an Error naming the file and
