@@ -85,10 +85,10 @@ TEST(Runner, DefaultTimingCacheFollowsTheEnvironment) {
   EXPECT_EQ(default_timing_cache(), "");
   unsetenv("EASTRT_TIMING_CACHE");
   setenv("XDG_CACHE_HOME", "/tmp/xdg", 1);
-  EXPECT_EQ(default_timing_cache(), "/tmp/xdg/eastrt/timing_cache.json");
+  EXPECT_EQ(default_timing_cache(), "/tmp/xdg/eastrt/timing_cache.v2.json");
   unsetenv("XDG_CACHE_HOME");
   setenv("HOME", "/home/someone", 1);
-  EXPECT_EQ(default_timing_cache(), "/home/someone/.cache/eastrt/timing_cache.json");
+  EXPECT_EQ(default_timing_cache(), "/home/someone/.cache/eastrt/timing_cache.v2.json");
   unsetenv("HOME");
   EXPECT_EQ(default_timing_cache(), "");
   for (const Saved& s : saved) {

@@ -73,8 +73,9 @@ struct GpuRunnerOptions {
 std::unique_ptr<Runner> make_gpu_runner(Network network, GpuRunnerOptions options = {});
 
 // Where the tools keep tactic timings between runs, so that an engine for a size met before builds without
-// timing: $EASTRT_TIMING_CACHE (set but empty: none), else $XDG_CACHE_HOME/eastrt/timing_cache.json, else
-// $HOME/.cache/eastrt/timing_cache.json; "" when none of these is set.
+// timing: $EASTRT_TIMING_CACHE (set but empty: none), else $XDG_CACHE_HOME/eastrt/timing_cache.vN.json, else
+// $HOME/.cache/eastrt/timing_cache.vN.json (N: the cache's format version, so that a newer eastrt starts its
+// own file rather than refuse the old one); "" when none of these is set.
 std::string default_timing_cache();
 
 // "gpu", "cpu" or "auto" (the GPU when query_gpu() finds one, else the CPU). The precision applies to the

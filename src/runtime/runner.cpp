@@ -1,6 +1,7 @@
 // The CPU runner wraps the CPU engine; the GPU runner keeps one engine and execution context per input size,
 // built the first time a size is seen, and drops the least recently used one beyond max_engines. Each engine
 // has one execution context per slot, so batches on different slots run on different streams at once.
+#include "cuda/timing_cache.h"
 #include "eastrt/runner.h"
 
 #include <algorithm>
@@ -250,7 +251,8 @@ std::string default_timing_cache() {
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) folder = xdg;
   else if (const char* home = std::getenv("HOME"); home && *home) folder = std::filesystem::path(home) / ".cache";
   else return "";
-  return (folder / "eastrt" / "timing_cache.json").string();
+  // The format version in the name: a newer eastrt starts its own file instead of refusing the old one.
+  return (folder / "eastrt" / ("timing_cache.v" + std::to_string(gpu::TimingCache::kFormatVersion) + ".json")).string();
 }
 
 std::unique_ptr<Runner> make_runner(Network network, const std::string& device, Precision precision, CpuOptions cpu,
