@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iostream>
 #include <map>
 #include <random>
 #include <set>
@@ -218,6 +219,17 @@ TEST(GpuQuantLowering, KeptLayersAndOverridesStayFp16WithTheirReaders) {
       EXPECT_NE(find_step(plan, name)->note.find("which is kept"), std::string::npos) << name;
 }
 
+TEST(GpuQuantLowering, FasterInFp16NeedsAClearMarginAndAnFp16Time) {
+  const std::map<std::string, double> quant{{"a", 1.0}, {"b", 1.0}, {"c", 1.0}, {"d", 0.5}, {"e", 2.0}};
+  const std::map<std::string, double> fp16{{"a", 0.5}, {"b", 0.95}, {"c", 0.89}, {"d", 0.6}, {"f", 0.1}};
+  const auto faster = gpu::faster_in_fp16(quant, fp16);
+  ASSERT_EQ(faster.size(), 2u);  // a and c: below 0.9 x; b is within the margin, d slower, e has no FP16 time
+  EXPECT_TRUE(faster.count("a"));
+  EXPECT_TRUE(faster.count("c"));
+  EXPECT_NE(faster.at("a").find("FP16 is faster here (0.5 ms, 8 bits 1 ms)"), std::string::npos) << faster.at("a");
+  EXPECT_TRUE(gpu::faster_in_fp16(quant, fp16, 0.4).empty());
+}
+
 TEST(GpuQuantLowering, ErrorsNameTheCacheTheModelAndThePrecision) {
   const Network network = small_east();
   const auto cache = calibrated(network, Precision::kInt8);
@@ -358,6 +370,7 @@ TEST(GpuQuantEngine, SmallEastInt8AndFp8MatchTheFakeQuantisedCpu) {
     options.precision = precision;
     options.max_batch = 4;
     options.calibration = cache;
+    options.keep_faster_fp16 = false;  // the 8-bit kernels wherever they apply, however they time
     std::unique_ptr<Engine> engine = Builder(network, options).build();
     EXPECT_EQ(engine->inspect().model_fingerprint, cache->model_fingerprint);
     auto context = engine->create_context();
@@ -384,6 +397,7 @@ TEST(GpuQuantEngine, KeptLayersMatchTheFakeQuantisedCpu) {
   options.max_batch = 4;
   options.calibration = cache;
   options.layer_precisions[quantized.back()] = Precision::kFp16;
+  options.keep_faster_fp16 = false;
   std::unique_ptr<Engine> engine = Builder(network, options).build();
   std::set<std::string> kept;
   for (const EngineLayerInfo& l : engine->inspect().layers)
@@ -402,6 +416,7 @@ TEST(GpuQuantEngine, ReloadedPlanRunsTheSame) {
   options.precision = Precision::kInt8;
   options.max_batch = 2;
   options.calibration = cache;
+  options.keep_faster_fp16 = false;
   std::unique_ptr<Engine> engine = Builder(network, options).build();
   std::unique_ptr<Engine> loaded = Engine::deserialize(engine->serialize(), "int8.plan");
   EXPECT_EQ(loaded->precision(), Precision::kInt8);
@@ -409,6 +424,38 @@ TEST(GpuQuantEngine, ReloadedPlanRunsTheSame) {
   const auto a = engine->create_context()->run({{east::kInputName, input}});
   const auto b = loaded->create_context()->run({{east::kInputName, input}});
   for (const auto& [name, t] : a) EXPECT_EQ(relative_error(b.at(name), t), 0.0) << name;
+}
+
+// By default a quantised convolution that times faster as an FP16 one stays in FP16, saying so; what is
+// left in 8 bits still agrees with the fake-quantised CPU given the engine's own kept set.
+TEST(GpuQuantEngine, ConvolutionsFasterInFp16StayThere) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  BuildOptions options;
+  options.precision = Precision::kInt8;
+  options.max_batch = 2;
+  options.calibration = cache;
+  std::unique_ptr<Engine> engine = Builder(network, options).build();
+  int faster = 0, quantized = 0;
+  for (const EngineLayerInfo& l : engine->inspect().layers) {
+    if (l.kind != "Convolution") continue;
+    if (l.note.find("FP16 is faster") != std::string::npos) {
+      ++faster;
+      EXPECT_EQ(l.precision, "fp16") << l.name << ": " << l.note;
+    }
+    quantized += l.precision == "int8";
+  }
+  std::cout << faster << " convolutions kept in FP16 as faster, " << quantized << " left in 8 bits\n";
+  options.keep_faster_fp16 = false;
+  int strict = 0;
+  for (const EngineLayerInfo& l : Builder(network, options).build()->inspect().layers)
+    strict += l.kind == "Convolution" && l.precision == "int8";
+  EXPECT_GE(strict, quantized + (faster > 0 ? 1 : 0)) << "the comparison kept a layer without keeping it";
+  if (quantized > 0) {
+    auto context = engine->create_context();
+    expect_matches_fake_quant(network, *cache, *engine, *context, 2, 41);
+  }
 }
 
 }  // namespace

@@ -98,6 +98,8 @@ int bench(const std::vector<std::string>& argv) {
                 "  --max-batch N         the engine's largest batch when building (default --batch)\n"
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
+                "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
+                "                        bits, even where FP16 times faster (default: those stay in FP16)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
                 "  --iterations N        timed batches (default 100)\n"
                 "  --warmup N            untimed batches first (default 10)\n"
@@ -112,7 +114,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -149,6 +151,7 @@ int bench(const std::vector<std::string>& argv) {
     options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
     options.timing_cache = args.get("--timing-cache");
     options.calibration_cache = calibration_cache;
+    options.keep_faster_fp16 = !args.has("--all-8bit");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -201,6 +204,16 @@ int bench(const std::vector<std::string>& argv) {
                       {"workspace_bytes", info.workspace_bytes},
                       {"device_memory_bytes", memory_after - memory_before},
                       {"outputs_finite", finite}};
+  if (is_quantized(engine->precision())) {
+    int quantized = 0, faster_in_fp16 = 0;
+    for (const EngineLayerInfo& l : info.layers) {
+      quantized += l.kind == "Convolution" && is_quantized(parse_precision(l.precision));
+      faster_in_fp16 += l.note.find("FP16 is faster") != std::string::npos;
+    }
+    line["all_8bit"] = args.has("--all-8bit");
+    line["convolutions_8bit"] = quantized;
+    line["convolutions_kept_faster_fp16"] = faster_in_fp16;
+  }
   if (args.has("--results")) {
     std::ofstream out(args.get("--results"), std::ios::app);
     EASTRT_CHECK(out.good(), "cannot append to ", args.get("--results"));

@@ -92,6 +92,8 @@ int build(const std::vector<std::string>& argv) {
                 "  --max-batch N         the largest batch the engine runs (default: the input's)\n"
                 "  --workspace MB        the most workspace one convolution tactic may use (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision, by layer name\n"
+                "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8 bits,\n"
+                "                        even where it times slower than FP16 (default: those stay in FP16)\n"
                 "  --heuristic           take cuDNN's heuristic choice instead of timing the tactics\n"
                 "  --timing-cache FILE   reuse the tactics timed by earlier builds on this GPU model (and\n"
                 "                        cuDNN and eastrt version) from FILE, time the rest and add them;\n"
@@ -102,7 +104,7 @@ int build(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--max-batch", "--workspace",
              "--layer-precision", "--output", "--timing-cache", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
              "--batch", "--size", "--threads"},
-            {"--heuristic", "--verbose", "--json", "--allow-held-out"});
+            {"--heuristic", "--verbose", "--json", "--allow-held-out", "--all-8bit"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   EASTRT_CHECK(args.has("--output"), "no plan file: give -o PLAN");
@@ -122,6 +124,7 @@ int build(const std::vector<std::string>& argv) {
   options.workspace_bytes = static_cast<size_t>(workspace_mb) << 20;
   options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
   options.time_tactics = !args.has("--heuristic");
+  options.keep_faster_fp16 = !args.has("--all-8bit");
   options.verbose = args.has("--verbose");
   options.timing_cache = args.get("--timing-cache");
 

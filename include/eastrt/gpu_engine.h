@@ -48,6 +48,11 @@ struct BuildOptions {
   int device = 0;
   // Time every candidate tactic (the point of building on the target GPU); off: cuDNN's heuristic choice.
   bool time_tactics = true;
+  // INT8/FP8 with timed tactics: each quantised convolution is also timed as an FP16 one, and where FP16 is
+  // the faster by more than the casts it may add (gpu::faster_in_fp16), it stays in FP16, as a kept layer
+  // (so the engine is never slower there than FP16; the layer's note says both times). Off: every
+  // convolution the cache and the 8-bit kernel allow runs in 8 bits.
+  bool keep_faster_fp16 = true;
   bool verbose = false;  // one line per layer on stderr while building
   // A tactic timing cache file (empty: none): convolutions whose signature it holds for this GPU model,
   // cuDNN and eastrt version take the cached tactic without timing; the others are timed and added, and

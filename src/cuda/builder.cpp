@@ -6,13 +6,15 @@
 // channels also time cuDNN's algorithms for the equivalent stride-1 convolution on their space-to-depth.
 // Every FP16/FP32 convolution also times the engine configurations cuDNN's graph API offers for it, with
 // the epilogue fused into the graph and without. INT8/FP8 convolutions time the variants of the 8-bit
-// kernel (conv_quant.h) instead.
+// kernel (conv_quant.h) instead, and are timed as FP16 convolutions too: those faster in FP16 stay there.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <iostream>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -748,6 +750,25 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   return fastest(step, shape.str(), tactics, report, timed, log);
 }
 
+// A tactic for every convolution of `impl`'s plan: timed, or taken from `cache` (may be null), counted in
+// `stats`. Returns the largest workspace a chosen tactic needs.
+int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache* cache, const std::string& device,
+                       BuildStats& stats) {
+  TacticTimer timer(impl, options);
+  std::ostream* log = options.verbose ? &std::cerr : nullptr;
+  int64_t workspace = 0;
+  for (size_t i = 0; i < impl.plan.steps.size(); ++i) {
+    PlanStep& step = impl.plan.steps[i];
+    if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    bool timed = false;
+    step.tactic = timer.choose(i, cache, device, &timed, log);
+    if (timed) ++stats.convolutions_timed;
+    else if (options.time_tactics) ++stats.convolutions_from_cache;
+    workspace = std::max(workspace, step.tactic.workspace);
+  }
+  return workspace;
+}
+
 }  // namespace
 
 Builder::Builder(Network network, BuildOptions options) : network_(std::move(network)), options_(std::move(options)) {}
@@ -788,24 +809,55 @@ std::unique_ptr<Engine> Builder::build() {
   stats_ = {};
   if (has_convolutions) {
     // Read before any timing, so that a bad cache file fails the build at once.
-    std::optional<TimingCache> cache;
-    if (!options_.timing_cache.empty()) cache = TimingCache::load(options_.timing_cache);
+    std::optional<TimingCache> file_cache;
+    if (!options_.timing_cache.empty()) file_cache = TimingCache::load(options_.timing_cache);
     // The cuBLASLt version too: its algorithms (and their times) are its own.
     const std::string device = gpu::timing_device(gpu.name, gpu.major, gpu.minor, static_cast<long>(cudnnGetVersion()),
                                                   EASTRT_VERSION) +
                                " cublaslt " + std::to_string(cublasLtGetVersion());
-    TacticTimer timer(*impl, options_);
-    std::ostream* log = options_.verbose ? &std::cerr : nullptr;
-    for (size_t i = 0; i < impl->plan.steps.size(); ++i) {
-      PlanStep& step = impl->plan.steps[i];
-      if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
-      bool timed = false;
-      step.tactic = timer.choose(i, cache ? &*cache : nullptr, device, &timed, log);
-      if (timed) ++stats_.convolutions_timed;
-      else if (options_.time_tactics) ++stats_.convolutions_from_cache;
-      workspace = std::max(workspace, step.tactic.workspace);
+    const bool compare_fp16 = is_quantized(options_.precision) && options_.time_tactics && options_.keep_faster_fp16;
+    // Without a file, an INT8/FP8 build that compares with FP16 keeps this build's timings in memory, so that
+    // its second lowering times only the layers whose types changed.
+    TimingCache memory;
+    TimingCache* cache = file_cache ? &*file_cache : compare_fp16 ? &memory : nullptr;
+    workspace = choose_tactics(*impl, options_, cache, device, stats_);
+    if (compare_fp16) {
+      // The quantised convolutions' times against the same convolutions in an FP16 engine of the network.
+      std::map<std::string, double> quant_ms, fp16_ms;
+      for (const PlanStep& step : impl->plan.steps)
+        if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution && is_quantized(step.precision))
+          quant_ms[step.name] = step.tactic.ms;
+      BuildOptions fp16 = options_;
+      fp16.precision = Precision::kFp16;
+      fp16.calibration = nullptr;
+      fp16.calibration_cache.clear();
+      for (auto it = fp16.layer_precisions.begin(); it != fp16.layer_precisions.end();)
+        it = is_quantized(it->second) ? fp16.layer_precisions.erase(it) : std::next(it);
+      Engine::Impl half;
+      half.plan = gpu::lower_network(network, fp16);
+      half.target = impl->target;
+      half.device = impl->device;
+      half.upload_weights();
+      BuildStats half_stats;
+      choose_tactics(half, fp16, cache, device, half_stats);
+      for (const PlanStep& step : half.plan.steps)
+        if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) fp16_ms[step.name] = step.tactic.ms;
+      const std::map<std::string, std::string> faster = gpu::faster_in_fp16(quant_ms, fp16_ms);
+      if (options_.verbose)
+        std::cerr << "GPU builder: " << faster.size() << " of " << quant_ms.size() << " quantised convolutions are faster in FP16\n";
+      if (!faster.empty()) {
+        BuildOptions again = options_;
+        for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
+        impl->plan = gpu::lower_network(network, again);
+        impl->plan.passes = passes;
+        for (PlanStep& step : impl->plan.steps)
+          if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())
+            step.note = found->second;
+        impl->upload_weights();
+        workspace = choose_tactics(*impl, again, cache, device, stats_);
+      }
     }
-    if (cache && stats_.convolutions_timed > 0) cache->save(options_.timing_cache);
+    if (file_cache && stats_.convolutions_timed > 0) file_cache->save(options_.timing_cache);
   }
   // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
   gpu::release_padded_copies(impl->plan);

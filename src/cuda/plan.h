@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -168,6 +169,12 @@ void check_plan_target(const PlanTarget& target, const GpuInfo& gpu, const std::
 uint64_t fnv1a64(const uint8_t* data, size_t size);
 
 // ---- lowering: the passes' output to a plan without tactics (host only, tested without a GPU) ----
+
+// INT8/FP8: the quantised convolutions (their 8-bit tactic's time in quant_ms, by layer) that timed faster
+// as FP16 convolutions (fp16_ms) by more than `margin` (FP16 below margin × 8-bit: the rest pays for the
+// casts a layer kept in FP16 may add around it), each with the note the plan gives it.
+std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, double>& quant_ms,
+                                                  const std::map<std::string, double>& fp16_ms, double margin = 0.9);
 
 // The graph passes the builder runs on the network (the inputs at the largest batch) for an engine of
 // `precision`: the default ones, and upsample_after_convolution unless the engine is INT8/FP8 (whose

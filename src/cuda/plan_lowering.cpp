@@ -313,6 +313,20 @@ PlanData lower(const Network& network, const BuildOptions& options, const Quanti
 
 }  // namespace
 
+std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, double>& quant_ms,
+                                                  const std::map<std::string, double>& fp16_ms, double margin) {
+  std::map<std::string, std::string> faster;
+  for (const auto& [layer, ms] : quant_ms) {
+    auto fp16 = fp16_ms.find(layer);
+    if (fp16 == fp16_ms.end() || !(fp16->second > 0) || !(fp16->second < margin * ms)) continue;
+    std::ostringstream note;
+    note.precision(3);
+    note << "kept: FP16 is faster here (" << fp16->second << " ms, 8 bits " << ms << " ms)";
+    faster[layer] = note.str();
+  }
+  return faster;
+}
+
 std::vector<std::string> run_builder_passes(Network& network, Precision precision) {
   passes::PassOptions options;
   options.upsample_after_convolution = !is_quantized(precision);
