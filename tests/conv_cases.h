@@ -6,6 +6,8 @@
 #include <optional>
 #include <random>
 
+#include "cuda/plan.h"
+#include "eastrt/error.h"
 #include "eastrt/network.h"
 #include "test_support.h"
 
@@ -62,6 +64,13 @@ inline Network conv_case_network(const ConvCase& c, std::mt19937& rng) {
   if (c.activation) y = net.add_activation(y, *c.activation, "act");
   net.mark_output(y, "y");
   return net;
+}
+
+// The index of the first convolution step of `plan`.
+inline size_t conv_step(const gpu::PlanData& plan) {
+  for (size_t i = 0; i < plan.steps.size(); ++i)
+    if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
+  throw Error("the plan has no convolution");
 }
 
 }  // namespace eastrt::test_support

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "conv_cases.h"
 #include "cuda/engine_impl.h"
 #include "cuda/timing_cache.h"
 #include "eastrt/cpu_engine.h"
@@ -66,12 +67,6 @@ std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937
   std::map<std::string, HostTensor> inputs;
   for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, -1.0f, 1.0f);
   return inputs;
-}
-
-size_t conv_step(const gpu::PlanData& plan) {
-  for (size_t i = 0; i < plan.steps.size(); ++i)
-    if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
-  throw Error("the plan has no convolution");
 }
 
 class LtHandle {

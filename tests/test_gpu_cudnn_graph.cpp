@@ -46,12 +46,6 @@ HostTensor first_image(const HostTensor& t) {
   return HostTensor(shape, std::vector<float>(t.data.begin(), t.data.begin() + volume(shape)));
 }
 
-size_t conv_step(const gpu::PlanData& plan) {
-  for (size_t i = 0; i < plan.steps.size(); ++i)
-    if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
-  throw Error("the plan has no convolution");
-}
-
 class CudnnHandle {
  public:
   CudnnHandle() { EASTRT_CUDNN(cudnnCreate(&handle_)); }

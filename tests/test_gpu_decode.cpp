@@ -19,11 +19,6 @@ using namespace eastrt::test_support;
 namespace eastrt {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                                  \
-  do {                                                                                                      \
-    const GpuInfo gpu = query_gpu();                                                                        \
-    if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";          \
-  } while (0)
 
 // Random maps as the network makes them (scores in 0..1, distances 0..300, angles in ±π/4), with a few
 // non-finite geometries above the threshold, which both decodes must skip.
@@ -41,7 +36,7 @@ void random_maps(int batch, int height, int width, std::mt19937& rng, HostTensor
 }
 
 TEST(GpuDecode, CandidatesEqualTheCpuDecode) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   std::mt19937 rng(21);
   // Awkward sizes (odd, not multiples of anything), batch > 1, and the size of a 720x1280 image's maps.
   for (const auto& [batch, height, width] : std::vector<std::array<int, 3>>{{1, 1, 1}, {3, 13, 37}, {2, 168, 320}, {5, 31, 7}}) {
@@ -76,7 +71,7 @@ TEST(GpuDecode, CandidatesEqualTheCpuDecode) {
 // run_images packs a batch of images of different source sizes into one pinned buffer and resizes them on
 // the GPU: the same outputs as run() on the batch resized by the CPU (bit-exact inputs), on every slot.
 TEST(GpuDecode, RunImagesEqualsRunOnCpuResizedInputs) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   GpuRunnerOptions gpu;
   gpu.build.max_batch = 3;
   gpu.slots = 2;
@@ -103,7 +98,7 @@ TEST(GpuDecode, RunImagesEqualsRunOnCpuResizedInputs) {
 // maps. Images queued together, one decoding thread, and batches that leave only when full or at the end make
 // both runs compose the same batches.
 TEST(GpuDecode, PipelineBoxesEqualWithTheCpuDecode) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   GpuRunnerOptions gpu;
   gpu.build.max_batch = 3;
   gpu.slots = 3;
@@ -119,31 +114,13 @@ TEST(GpuDecode, PipelineBoxesEqualWithTheCpuDecode) {
     options.post_workers = 3;
     options.max_delay_ms = 60000;
     options.device_decode = device_decode;
-    east::Pipeline pipeline(*runner, options);
-    EXPECT_EQ(pipeline.decodes_on_device(), device_decode);
-    EXPECT_EQ(pipeline.options().in_flight, 3);
-    std::vector<std::string> names;
-    for (size_t i = 0; i < images.size(); ++i) names.push_back(std::to_string(i));
-    std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_images(images, names);
-    runs.emplace_back();
-    for (auto& f : futures) runs.back().push_back(f.get());
+    runs.push_back(run_pipeline(*runner, options, images));
   }
-  size_t boxes = 0;
   for (size_t i = 0; i < images.size(); ++i) {
-    SCOPED_TRACE("image " + std::to_string(i));
-    const east::PipelineResult &got = runs[0][i], &want = runs[1][i];
-    ASSERT_TRUE(got.ok()) << got.error;
-    ASSERT_TRUE(want.ok()) << want.error;
-    EXPECT_EQ(got.name, std::to_string(i));
-    EXPECT_EQ(got.batch, want.batch);
-    EXPECT_EQ(got.detection.plan.height, east::plan_resize(images[i].height, images[i].width).height);
-    ASSERT_EQ(got.detection.boxes.size(), want.detection.boxes.size());
-    boxes += want.detection.boxes.size();
-    for (size_t k = 0; k < want.detection.boxes.size(); ++k) {
-      EXPECT_EQ(east::format_box(got.detection.boxes[k]), east::format_box(want.detection.boxes[k]));
-      EXPECT_FLOAT_EQ(got.detection.boxes[k].score, want.detection.boxes[k].score);
-    }
+    EXPECT_EQ(runs[0][i].name, std::to_string(i));
+    EXPECT_EQ(runs[0][i].detection.plan.height, east::plan_resize(images[i].height, images[i].width).height);
   }
+  const size_t boxes = expect_same_boxes(runs[0], runs[1]);
   EXPECT_GT(boxes, 0u) << "the comparison needs boxes";
 }
 

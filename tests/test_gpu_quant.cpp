@@ -412,10 +412,7 @@ TEST(GpuQuantEngine, ReloadedPlanRunsTheSame) {
   REQUIRE_GPU();
   const Network network = small_east();
   const auto cache = calibrated(network, Precision::kInt8);
-  BuildOptions options;
-  options.precision = Precision::kInt8;
-  options.max_batch = 2;
-  options.calibration = cache;
+  BuildOptions options = int8_options(cache);
   options.keep_faster_fp16 = false;
   std::unique_ptr<Engine> engine = Builder(network, options).build();
   std::unique_ptr<Engine> loaded = Engine::deserialize(engine->serialize(), "int8.plan");
@@ -432,10 +429,7 @@ TEST(GpuQuantEngine, ConvolutionsFasterInFp16StayThere) {
   REQUIRE_GPU();
   const Network network = small_east();
   const auto cache = calibrated(network, Precision::kInt8);
-  BuildOptions options;
-  options.precision = Precision::kInt8;
-  options.max_batch = 2;
-  options.calibration = cache;
+  BuildOptions options = int8_options(cache);
   std::unique_ptr<Engine> engine = Builder(network, options).build();
   int faster = 0, quantized = 0;
   for (const EngineLayerInfo& l : engine->inspect().layers) {

@@ -214,16 +214,21 @@ TEST(LanmsRules, MatchesTheCpuLanmsOnEastLikeMaps) {
   EXPECT_LT(kept, candidates / 20) << "the candidates hardly merged: not EAST-like maps";
 }
 
+// A pipeline with `options` on `runner` is refused with an Error saying `fragment`.
+void expect_refused(Runner& runner, const east::PipelineOptions& options, const std::string& fragment) {
+  try {
+    east::Pipeline pipeline(runner, options);
+    ADD_FAILURE() << "the pipeline was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
 TEST(LanmsRules, TheCpuRunnerRefusesLanmsOnTheGpu) {
   auto runner = make_cpu_runner(small_east());
   east::PipelineOptions options;
   options.device_lanms = true;
-  try {
-    east::Pipeline pipeline(*runner, options);
-    FAIL() << "LANMS on the GPU was accepted on the CPU engine";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--lanms gpu needs --device gpu"), std::string::npos) << e.what();
-  }
+  expect_refused(*runner, options, "--lanms gpu needs --device gpu");
   EXPECT_TRUE(east::parse_lanms_on_device("gpu"));
   EXPECT_FALSE(east::parse_lanms_on_device("cpu"));
   EXPECT_THROW(east::parse_lanms_on_device("tpu"), Error);
@@ -237,14 +242,9 @@ TEST(LanmsRules, EmptyAndSingleInputs) {
 
 // ---- the kernels, on the GPU ----
 
-#define SKIP_WITHOUT_GPU()                                                                                  \
-  do {                                                                                                      \
-    const GpuInfo gpu = query_gpu();                                                                        \
-    if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";          \
-  } while (0)
 
 TEST(GpuLanms, KernelsEqualTheHostRulesBitForBit) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   std::mt19937 rng(31);
   size_t kept = 0;
   // A 720x1280 image's maps with many boxes, awkward sizes, batch > 1 with an image without text.
@@ -265,7 +265,7 @@ TEST(GpuLanms, KernelsEqualTheHostRulesBitForBit) {
 }
 
 TEST(GpuLanms, MoreMergedQuadsThanOneBlockSortsFinishOnTheHost) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   // Every pixel a candidate of its own tiny box: nothing merges, 80 x 80 = 6400 quads > kLanmsBlockQuads.
   HostTensor score({2, 80, 80, 1}), geometry({2, 80, 80, 5});
   for (size_t i = 0; i < score.data.size(); ++i) {
@@ -287,7 +287,7 @@ TEST(GpuLanms, MoreMergedQuadsThanOneBlockSortsFinishOnTheHost) {
 // together, one decoding thread, and batches that leave only when full or at the end make both runs compose
 // the same batches (as in GpuDecode.PipelineBoxesEqualWithTheCpuDecode).
 TEST(GpuLanms, PipelineBoxesEqualWithLanmsOnTheCpu) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   GpuRunnerOptions gpu;
   gpu.build.max_batch = 3;
   gpu.slots = 3;
@@ -306,42 +306,19 @@ TEST(GpuLanms, PipelineBoxesEqualWithLanmsOnTheCpu) {
     // The random-weight network's scores sit around 0.5: a threshold there leaves candidates to merge.
     options.detect.score_threshold = 0.5f;
     options.detect.box_threshold = 0.0f;
-    east::Pipeline pipeline(*runner, options);
-    EXPECT_EQ(pipeline.runs_lanms_on_device(), device_lanms);
-    std::vector<std::string> names;
-    for (size_t i = 0; i < images.size(); ++i) names.push_back(std::to_string(i));
-    std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_images(images, names);
-    runs.emplace_back();
-    for (auto& f : futures) runs.back().push_back(f.get());
+    runs.push_back(run_pipeline(*runner, options, images));
   }
-  size_t boxes = 0;
-  for (size_t i = 0; i < images.size(); ++i) {
-    SCOPED_TRACE("image " + std::to_string(i));
-    const east::PipelineResult &got = runs[0][i], &want = runs[1][i];
-    ASSERT_TRUE(got.ok()) << got.error;
-    ASSERT_TRUE(want.ok()) << want.error;
-    ASSERT_EQ(got.detection.boxes.size(), want.detection.boxes.size());
-    boxes += want.detection.boxes.size();
-    for (size_t k = 0; k < want.detection.boxes.size(); ++k) {
-      EXPECT_EQ(east::format_box(got.detection.boxes[k]), east::format_box(want.detection.boxes[k]));
-      EXPECT_FLOAT_EQ(got.detection.boxes[k].score, want.detection.boxes[k].score);
-    }
-  }
+  const size_t boxes = expect_same_boxes(runs[0], runs[1]);
   EXPECT_GT(boxes, 0u) << "the comparison needs boxes";
 }
 
 TEST(GpuLanms, NeedsTheDecodeOnTheGpu) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   auto runner = make_gpu_runner(small_east(), {});
   east::PipelineOptions options;
   options.device_lanms = true;
   options.device_decode = false;
-  try {
-    east::Pipeline pipeline(*runner, options);
-    FAIL() << "LANMS on the GPU was accepted without the device decode";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--lanms gpu"), std::string::npos) << e.what();
-  }
+  expect_refused(*runner, options, "--lanms gpu needs --device gpu and no --cpu-decode");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // What many test files need: run the built tool, seeded random tensors and images, a small EAST, the GPU
 // or a skip, and an Error's message.
 #pragma once
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -8,15 +9,19 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <future>
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "eastrt/detector_ops.h"
 #include "eastrt/east.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/gpu_engine.h"
+#include "eastrt/pipeline.h"
+#include "eastrt/runner.h"
 #include "eastrt/tensor.h"
 
 namespace eastrt::test_support {
@@ -101,6 +106,40 @@ inline constexpr Precision kPrecisions[] = {Precision::kFp32, Precision::kTf32, 
 
 inline int64_t nan_count(const HostTensor& t) {
   return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });
+}
+
+// `images` through a pipeline on `runner` with `options`, named by their index; the results in order.
+inline std::vector<east::PipelineResult> run_pipeline(Runner& runner, const east::PipelineOptions& options,
+                                                      const std::vector<east::Image>& images) {
+  east::Pipeline pipeline(runner, options);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < images.size(); ++i) names.push_back(std::to_string(i));
+  std::vector<std::future<east::PipelineResult>> futures = pipeline.submit_images(images, names);
+  std::vector<east::PipelineResult> results;
+  for (auto& f : futures) results.push_back(f.get());
+  return results;
+}
+
+// Two runs over the same images found the same boxes (as result files write them) with the same scores;
+// returns how many boxes were compared.
+inline size_t expect_same_boxes(const std::vector<east::PipelineResult>& got, const std::vector<east::PipelineResult>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  size_t boxes = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    SCOPED_TRACE("image " + std::to_string(i));
+    EXPECT_TRUE(got[i].ok()) << got[i].error;
+    EXPECT_TRUE(want[i].ok()) << want[i].error;
+    EXPECT_EQ(got[i].batch, want[i].batch);
+    const auto &g = got[i].detection.boxes, &w = want[i].detection.boxes;
+    EXPECT_EQ(g.size(), w.size());
+    if (g.size() != w.size()) continue;
+    boxes += w.size();
+    for (size_t k = 0; k < w.size(); ++k) {
+      EXPECT_EQ(east::format_box(g[k]), east::format_box(w[k]));
+      EXPECT_FLOAT_EQ(g[k].score, w[k].score);
+    }
+  }
+  return boxes;
 }
 
 // The GPU this process sees, queried once.
