@@ -171,15 +171,20 @@ for batch in 1 16; do
       2>&1 | tee -a "$WORK/bench.log"
   done
 done
-# Tactic selection's stability: FP16 batch 1 built twice more from scratch, then twice through a timing
-# cache (the first fills it, the second must time nothing and pick the same tactics).
-for run in 2 3 cache-fill cache-hit; do
-  (( $(left) < 170 )) && { echo "skipping fp16 batch 1 build $run: too little time left"; continue; }
+# Tactic selection's stability: FP16 batch 1 built again from scratch, once without cuDNN's graph API
+# configurations (what they add), then twice through a timing cache (the first fills it, the second must
+# time nothing and pick the same tactics); and FP16 batch 16 without the graph configurations.
+for run in 2 no-graph cache-fill cache-hit b16-no-graph; do
+  (( $(left) < 170 )) && { echo "skipping fp16 build $run: too little time left"; continue; }
   extra=()
+  batch=1
   [[ $run == cache-* ]] && extra=(--timing-cache "$WORK/timing_cache.json")
-  echo "--- fp16 batch 1, build $run"
-  timeout 60 "$BIN/eastrt" bench --builtin east --input 1x672x1280x3 --precision fp16 --batch 1 --iterations 200 \
-    --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" "${extra[@]}" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
+  [[ $run == *no-graph ]] && extra=(--no-cudnn-graph)
+  [[ $run == b16-* ]] && batch=16
+  echo "--- fp16 batch $batch, build $run"
+  timeout 90 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision fp16 --batch $batch \
+    --iterations $(( batch == 1 ? 200 : 40 )) --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" "${extra[@]}" 2>&1 |
+    tee -a "$WORK/bench.log" | tail -n 4
 done
 # PP-OCRv4 det at the size its detector runs ICDAR 2015's 1280x720 images (longer side 960).
 if [[ -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]]; then

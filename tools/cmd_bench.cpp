@@ -98,6 +98,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --max-batch N         the engine's largest batch when building (default --batch)\n"
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
+                "  --no-cudnn-graph      when building: leave cuDNN's graph API configurations out of the tactics\n"
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
                 "                        bits, even where FP16 times faster (default: those stay in FP16)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
@@ -114,7 +115,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile", "--all-8bit"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -152,6 +153,7 @@ int bench(const std::vector<std::string>& argv) {
     options.timing_cache = args.get("--timing-cache");
     options.calibration_cache = calibration_cache;
     options.keep_faster_fp16 = !args.has("--all-8bit");
+    options.cudnn_graph = !args.has("--no-cudnn-graph");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -192,6 +194,7 @@ int bench(const std::vector<std::string>& argv) {
                       {"height", shape.size() > 1 ? shape[1] : 0},
                       {"width", shape.size() > 2 ? shape[2] : 0},
                       {"cuda_graph", args.has("--cuda-graph")},
+                      {"cudnn_graph_tactics", !args.has("--plan") && !args.has("--no-cudnn-graph")},
                       {"iterations", iterations},
                       {"median_ms", median},
                       {"p90_ms", percentile(ms, 0.9)},

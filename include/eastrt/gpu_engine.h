@@ -53,6 +53,9 @@ struct BuildOptions {
   // (so the engine is never slower there than FP16; the layer's note says both times). Off: every
   // convolution the cache and the 8-bit kernel allow runs in 8 bits.
   bool keep_faster_fp16 = true;
+  // With timed tactics, FP32/TF32/FP16 convolutions also time cuDNN graph API configurations; off: the
+  // legacy API, cuBLASLt and our kernels only (to compare, or where the graphs make the build slow).
+  bool cudnn_graph = true;
   bool verbose = false;  // one line per layer on stderr while building
   // A tactic timing cache file (empty: none): convolutions whose signature it holds for this GPU model,
   // cuDNN and eastrt version take the cached tactic without timing; the others are timed and added, and

@@ -569,7 +569,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
   // cuBLASLt, one source of candidates among others: a graph cuDNN refuses goes without (said in the
   // report). Untimed builds take the legacy heuristic's first choice, so the graphs are not made for them.
   graph_forms_.clear();
-  if (options_.time_tactics && gpu::cudnn_graph_applies(plan, step)) {
+  if (options_.time_tactics && options_.cudnn_graph && gpu::cudnn_graph_applies(plan, step)) {
     // With no bias, residual or ReLU to fuse the fused graph is the split one.
     const bool fusable = engine_.step_weights[index].has_bias || residual || act.type == 0;
     for (bool fused : {true, false}) {
