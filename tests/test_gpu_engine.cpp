@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <fstream>
 #include <random>
@@ -664,6 +665,26 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
+}
+
+// Found by fuzz_plan: a shape whose element count overflows int64 (checksum and all made right) was
+// multiplied out unchecked; it is refused as it is read.
+TEST(GpuPlan, DimensionsTooLargeAreRefused) {
+  std::mt19937 rng(6);
+  gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);
+  // The first convolution's filter: [6, 5, 3, 3] as four int64 dimensions in the body.
+  std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+  const int64_t dims[4] = {6, 5, 3, 3};
+  const uint8_t* pattern = reinterpret_cast<const uint8_t*>(dims);
+  auto at = std::search(bytes.begin(), bytes.end(), pattern, pattern + sizeof(dims));
+  ASSERT_NE(at, bytes.end()) << "the filter's shape is not in the plan as four int64";
+  const int64_t huge[4] = {int64_t(1) << 40, int64_t(1) << 30, 3, 3};
+  std::memcpy(&*at, huge, sizeof(huge));
+  // The header's checksum over the body (after the 8-byte magic and the 4-byte version), made right again.
+  constexpr size_t kHeader = 8 + 4 + 8 + 8;
+  const uint64_t checksum = gpu::fnv1a64(bytes.data() + kHeader, bytes.size() - kHeader);
+  std::memcpy(bytes.data() + 12, &checksum, sizeof(checksum));
+  expect_refused(bytes, "dimensions too large");
 }
 
 TEST(GpuPlan, PlanForAnotherGpuIsRefusedNamingBoth) {

@@ -122,6 +122,17 @@ TEST(TimingCache, CorruptForeignAndOtherVersionFilesAreErrorsNamingTheFile) {
       {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
        R"("chosen": {"kind": 1, "algo": -3, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
        "negative"},
+      // Found by fuzz_timing_cache: a float where an integer belongs was converted (undefined beyond the
+      // integer's range); it is refused, and so is an integer beyond the field's range.
+      {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
+       R"("chosen": {"kind": 1, "algo": 1.7e80, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
+       "without an integer 'algo'"},
+      {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
+       R"("chosen": {"kind": 1, "algo": 4294967296, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
+       "without an integer 'algo'"},
+      {head_of_cache() + R"(, "entries": [{"device": "d", "layer": "l", )"
+       R"("chosen": {"kind": 1.5, "algo": 1, "math": 1, "workspace": 0, "ms": 1}, "timed": []}]})",
+       "without an integer 'kind'"},
   };
   expect_load_errors(path, cases);
   // The well-formed single entry of the cases above does load.

@@ -166,9 +166,13 @@ class ByteReader {
   Shape shape(const char* what) {
     const int64_t n = count(what, 8);
     Shape s(static_cast<size_t>(n));
+    // Every size computed from a shape (its volume, its bytes) must fit an int64 on the way.
+    int64_t elements = 1;
     for (int64_t& d : s) {
       d = i64(what);
       if (d < 0) throw_error("negative dimension in ", what);
+      if (__builtin_mul_overflow(elements, d, &elements) || elements > (int64_t(1) << 48))
+        throw_error("dimensions too large in ", what);
     }
     return s;
   }
@@ -185,7 +189,7 @@ class ByteReader {
     if (n != volume(s)) throw_error(what, " holds ", n, " values for shape ", to_string(s));
     std::vector<float> values(static_cast<size_t>(n));
     need(static_cast<size_t>(n) * sizeof(float), what);
-    std::memcpy(values.data(), data_ + pos_, static_cast<size_t>(n) * sizeof(float));
+    if (n > 0) std::memcpy(values.data(), data_ + pos_, static_cast<size_t>(n) * sizeof(float));
     pos_ += static_cast<size_t>(n) * sizeof(float);
     return make_weights(std::move(s), std::move(values));
   }

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,32 +34,50 @@ nlohmann::json tactic_json(const ConvTactic& t) {
   return j;
 }
 
+// An integer within [lo, hi]: a float or an integer beyond the range is refused, not converted.
+bool integer_in(const nlohmann::json& v, int64_t lo, int64_t hi, int64_t* out) {
+  if (!v.is_number_integer()) return false;
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(hi)) return false;
+    *out = static_cast<int64_t>(u);
+  } else {
+    *out = v.get<int64_t>();
+  }
+  return *out >= lo && *out <= hi;
+}
+
 ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, size_t index) {
-  auto field = [&](const char* name) -> const nlohmann::json& {
-    EASTRT_CHECK(j.is_object() && j.contains(name) && j.at(name).is_number(), "timing cache ", path, ": entry ", index,
-                 " has a tactic without a numeric '", name, "'");
-    return j.at(name);
+  constexpr int64_t kInt32Min = INT32_MIN, kInt32Max = INT32_MAX;
+  auto field = [&](const char* name, int64_t lo, int64_t hi) {
+    int64_t v = 0;
+    EASTRT_CHECK(j.is_object() && j.contains(name) && integer_in(j.at(name), lo, hi, &v), "timing cache ", path,
+                 ": entry ", index, " has a tactic without an integer '", name, "' in ", lo, "..", hi);
+    return v;
   };
   ConvTactic t;
-  const int kind = field("kind").get<int>();
+  const int kind = static_cast<int>(field("kind", 0, 255));
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
                    kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
-  t.algo = field("algo").get<int>();
-  t.math = field("math").get<int>();
-  t.workspace = field("workspace").get<int64_t>();
-  t.ms = field("ms").get<double>();
+  t.algo = static_cast<int>(field("algo", kInt32Min, kInt32Max));
+  t.math = static_cast<int>(field("math", kInt32Min, kInt32Max));
+  t.workspace = field("workspace", INT64_MIN, INT64_MAX);
+  EASTRT_CHECK(j.contains("ms") && j.at("ms").is_number(), "timing cache ", path, ": entry ", index,
+               " has a tactic without a numeric 'ms'");
+  t.ms = j.at("ms").get<double>();
   EASTRT_CHECK(t.algo >= 0 && t.workspace >= 0 && t.ms >= 0, "timing cache ", path, ": entry ", index,
                " has a tactic with a negative algorithm, workspace or time");
   if (t.kind == ConvTactic::Kind::kCublasLt) {
     // The algorithm's 64 bytes as eight unsigned integers, and what they decode to.
     const bool whole = j.contains("cublaslt") && j.at("cublaslt").is_object();
     const nlohmann::json& lt = whole ? j.at("cublaslt") : j;
-    auto number = [&](const char* name) -> const nlohmann::json& {
-      EASTRT_CHECK(whole && lt.contains(name) && lt.at(name).is_number_integer(), "timing cache ", path, ": entry ",
-                   index, " has a cuBLASLt tactic without an integer 'cublaslt.", name, "'");
-      return lt.at(name);
+    auto number = [&](const char* name, int64_t lo, int64_t hi) {
+      int64_t v = 0;
+      EASTRT_CHECK(whole && lt.contains(name) && integer_in(lt.at(name), lo, hi, &v), "timing cache ", path, ": entry ",
+                   index, " has a cuBLASLt tactic without an integer 'cublaslt.", name, "' in ", lo, "..", hi);
+      return v;
     };
     EASTRT_CHECK(whole && lt.contains("data") && lt.at("data").is_array() && lt.at("data").size() == t.lt.data.size(),
                  "timing cache ", path, ": entry ", index, " has a cuBLASLt tactic without its 8 'cublaslt.data' words");
@@ -67,9 +86,11 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
                    ": entry ", index, " has a cuBLASLt algorithm word that is not an integer");
       t.lt.data[i] = lt.at("data")[i].get<uint64_t>();
     }
-    t.lt.version = number("version").get<int64_t>();
-    t.lt.id = number("id").get<int32_t>(), t.lt.tile = number("tile").get<int32_t>();
-    t.lt.stages = number("stages").get<int32_t>(), t.lt.split_k = number("split_k").get<int32_t>();
+    t.lt.version = number("version", INT64_MIN, INT64_MAX);
+    t.lt.id = static_cast<int32_t>(number("id", kInt32Min, kInt32Max));
+    t.lt.tile = static_cast<int32_t>(number("tile", kInt32Min, kInt32Max));
+    t.lt.stages = static_cast<int32_t>(number("stages", kInt32Min, kInt32Max));
+    t.lt.split_k = static_cast<int32_t>(number("split_k", kInt32Min, kInt32Max));
   }
   if (is_cudnn_graph(t.kind)) {
     // The cuDNN version and the knob choices as [type, value] pairs.
@@ -80,9 +101,11 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
                  " has a cuDNN graph tactic without its 'graph.version' and 'graph.knobs'");
     t.graph.version = j.at("graph").at("version").get<int64_t>();
     for (const nlohmann::json& knob : j.at("graph").at("knobs")) {
-      EASTRT_CHECK(knob.is_array() && knob.size() == 2 && knob[0].is_number_integer() && knob[1].is_number_integer(),
+      int64_t type = 0, value = 0;
+      EASTRT_CHECK(knob.is_array() && knob.size() == 2 && integer_in(knob[0], kInt32Min, kInt32Max, &type) &&
+                       integer_in(knob[1], INT64_MIN, INT64_MAX, &value),
                    "timing cache ", path, ": entry ", index, " has a cuDNN graph knob that is not an integer pair");
-      t.graph.knobs.emplace_back(knob[0].get<int32_t>(), knob[1].get<int64_t>());
+      t.graph.knobs.emplace_back(static_cast<int32_t>(type), value);
     }
   }
   if (t.kind == ConvTactic::Kind::kQuant) {
