@@ -667,24 +667,34 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
 }
 
-// Found by fuzz_plan: a shape whose element count overflows int64 (checksum and all made right) was
-// multiplied out unchecked; it is refused as it is read.
-TEST(GpuPlan, DimensionsTooLargeAreRefused) {
+// Found by fuzz_plan (plan bodies with the checksum made right): a shape whose element count overflows
+// int64 was multiplied out unchecked, and a yes/no byte read any non-zero value as yes (so that the plan
+// read was not the plan written); both are refused as they are read.
+TEST(GpuPlan, DimensionsTooLargeAndOtherFlagBytesAreRefused) {
   std::mt19937 rng(6);
-  gpu::PlanData plan = lowered(small_network(rng), Precision::kFp32, 2);
-  // The first convolution's filter: [6, 5, 3, 3] as four int64 dimensions in the body.
-  std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+  const std::vector<uint8_t> good = gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), kTarget);
+  // The first convolution's filter: the yes/no byte that it exists, its rank (int64 4), then [6, 5, 3, 3].
   const int64_t dims[4] = {6, 5, 3, 3};
   const uint8_t* pattern = reinterpret_cast<const uint8_t*>(dims);
-  auto at = std::search(bytes.begin(), bytes.end(), pattern, pattern + sizeof(dims));
-  ASSERT_NE(at, bytes.end()) << "the filter's shape is not in the plan as four int64";
-  const int64_t huge[4] = {int64_t(1) << 40, int64_t(1) << 30, 3, 3};
-  std::memcpy(&*at, huge, sizeof(huge));
+  const auto at = std::search(good.begin(), good.end(), pattern, pattern + sizeof(dims));
+  ASSERT_NE(at, good.end()) << "the filter's shape is not in the plan as four int64";
+  const size_t dims_at = static_cast<size_t>(at - good.begin());
+  ASSERT_EQ(good[dims_at - 9], 1) << "no yes/no byte before the filter's rank";
   // The header's checksum over the body (after the 8-byte magic and the 4-byte version), made right again.
-  constexpr size_t kHeader = 8 + 4 + 8 + 8;
-  const uint64_t checksum = gpu::fnv1a64(bytes.data() + kHeader, bytes.size() - kHeader);
-  std::memcpy(bytes.data() + 12, &checksum, sizeof(checksum));
-  expect_refused(bytes, "dimensions too large");
+  auto resealed = [](std::vector<uint8_t> bytes) {
+    constexpr size_t kHeader = 8 + 4 + 8 + 8;
+    const uint64_t checksum = gpu::fnv1a64(bytes.data() + kHeader, bytes.size() - kHeader);
+    std::memcpy(bytes.data() + 12, &checksum, sizeof(checksum));
+    return bytes;
+  };
+  ASSERT_NO_THROW(gpu::parse_plan(resealed(good), "resealed.plan"));
+  std::vector<uint8_t> huge = good;
+  const int64_t too_large[4] = {int64_t(1) << 40, int64_t(1) << 30, 3, 3};
+  std::memcpy(huge.data() + dims_at, too_large, sizeof(too_large));
+  expect_refused(resealed(huge), "dimensions too large");
+  std::vector<uint8_t> flag = good;
+  flag[dims_at - 9] = 0xfe;
+  expect_refused(resealed(flag), "a yes/no byte holds 254");
 }
 
 TEST(GpuPlan, PlanForAnotherGpuIsRefusedNamingBoth) {

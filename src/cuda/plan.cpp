@@ -148,6 +148,12 @@ class ByteReader {
     return value;
   }
   uint8_t u8(const char* what) { return pod<uint8_t>(what); }
+  // A yes/no byte: written 0 or 1, and nothing else read (so that what parses is what was written).
+  bool flag(const char* what) {
+    const uint8_t v = u8(what);
+    if (v > 1) throw_error(what, ": a yes/no byte holds ", static_cast<int>(v));
+    return v == 1;
+  }
   int32_t i32(const char* what) { return pod<int32_t>(what); }
   int64_t i64(const char* what) { return pod<int64_t>(what); }
   float f32(const char* what) { return pod<float>(what); }
@@ -183,7 +189,7 @@ class ByteReader {
     return v;
   }
   Weights weights(const char* what) {
-    if (!u8(what)) return nullptr;
+    if (!flag(what)) return nullptr;
     Shape s = shape(what);
     const int64_t n = count(what, 4);
     if (n != volume(s)) throw_error(what, " holds ", n, " values for shape ", to_string(s));
@@ -265,7 +271,7 @@ LayerParams read_params(ByteReader& r) {
       p.out_channels = r.i32("convolution"), p.kernel = r.pair("convolution"), p.stride = r.pair("convolution");
       p.dilation = r.pair("convolution"), p.groups = r.i32("convolution"), p.padding = r.padding("convolution");
       p.kernel_weights = r.weights("convolution weights"), p.bias = r.weights("convolution bias");
-      if (r.u8("convolution activation")) {
+      if (r.flag("convolution activation")) {
         ActivationParams a;
         a.type = checked_enum<ActivationType>(r.i32("activation"), 7, "an activation type");
         a.alpha = r.f32("activation"), a.beta = r.f32("activation");
@@ -298,7 +304,7 @@ LayerParams read_params(ByteReader& r) {
       PoolingParams p;
       p.type = checked_enum<PoolingType>(r.u8("pooling"), 2, "a pooling type");
       p.window = r.pair("pooling"), p.stride = r.pair("pooling"), p.padding = r.padding("pooling");
-      p.global = r.u8("pooling") != 0, p.count_include_pad = r.u8("pooling") != 0;
+      p.global = r.flag("pooling"), p.count_include_pad = r.flag("pooling");
       return p;
     }
     case LayerKind::kActivation: {
