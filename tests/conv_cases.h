@@ -3,10 +3,18 @@
 // the one network builder for them and for the tactic-specific tables.
 #pragma once
 #include <cmath>
+#include <cstdio>
+#include <memory>
 #include <optional>
 #include <random>
+#include <string>
+#include <utility>
 
 #include "cuda/plan.h"
+#ifdef EASTRT_HAVE_CUDA
+#include "cuda/engine_impl.h"
+#include "cuda/timing_cache.h"
+#endif
 #include "eastrt/error.h"
 #include "eastrt/network.h"
 #include "test_support.h"
@@ -72,5 +80,31 @@ inline size_t conv_step(const gpu::PlanData& plan) {
     if (plan.steps[i].kind == gpu::StepKind::kLayer && plan.steps[i].layer_kind() == LayerKind::kConvolution) return i;
   throw Error("the plan has no convolution");
 }
+
+#ifdef EASTRT_HAVE_CUDA
+// The tactic of an engine's first convolution.
+inline const gpu::ConvTactic& conv_tactic(Engine& engine) {
+  return engine.impl().plan.steps[conv_step(engine.impl().plan)].tactic;
+}
+
+// Builds `net` twice with a fresh timing cache at `path`: the first build times its one convolution and
+// writes one entry, the second takes it from the cache (each checked). Returns both engines.
+inline std::pair<std::unique_ptr<Engine>, std::unique_ptr<Engine>> build_twice_through_a_cache(
+    const Network& net, Precision precision, const std::string& path) {
+  std::remove(path.c_str());
+  BuildOptions options;
+  options.precision = precision;
+  options.max_batch = static_cast<int>(net.tensor(net.inputs()[0]).shape[0]);
+  options.timing_cache = path;
+  Builder first(net, options);
+  std::unique_ptr<Engine> a = first.build();
+  EXPECT_EQ(first.stats().convolutions_timed, 1);
+  EXPECT_EQ(gpu::TimingCache::load(path).size(), 1u);
+  Builder second(net, options);
+  std::unique_ptr<Engine> b = second.build();
+  EXPECT_EQ(second.stats().convolutions_from_cache, 1);
+  return {std::move(a), std::move(b)};
+}
+#endif
 
 }  // namespace eastrt::test_support

@@ -43,24 +43,10 @@ struct OneByOne {
 // conv 1x1 (+ residual add) (+ activation), which the passes fuse into one convolution step; the weights
 // depend only on `seed`, so that the same layer can be made at another batch for the CPU reference.
 Network one_by_one(const OneByOne& c, int batch, unsigned seed) {
-  std::mt19937 rng(seed);
-  Network net;
   Shape shape = c.input;
   shape[0] = batch;
-  Tensor* x = net.add_input("x", shape);
-  ConvolutionParams p;
-  p.out_channels = c.k;
-  const float bound = 1.5f / std::sqrt(static_cast<float>(c.input[3]));
-  p.kernel_weights = random_weights({c.k, c.input[3], 1, 1}, rng, -bound, bound);
-  if (c.bias) p.bias = random_weights({c.k}, rng);
-  Tensor* y = net.add_convolution(x, p, "conv");
-  if (c.residual) {
-    Tensor* r = net.add_input("r", y->shape);
-    y = net.add_elementwise(r, y, ElementWiseOp::kAdd, "add");
-  }
-  if (c.activation) y = net.add_activation(y, *c.activation, "act");
-  net.mark_output(y, "y");
-  return net;
+  std::mt19937 rng(seed);
+  return conv_case_network({c.what, shape, c.k, 1, 1, 1, 1, {}, c.bias, c.activation, c.residual, false}, rng);
 }
 
 std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng) {
@@ -190,23 +176,10 @@ TEST(GpuBuilder, TimesCublasLtForOneByOneConvolutionsAndCachesIt) {
   for (Precision precision : {Precision::kTf32, Precision::kFp16}) {
     SCOPED_TRACE(to_string(precision));
     const std::string path = temporary_path(std::string("lt_cache_") + to_string(precision) + ".json");
-    std::remove(path.c_str());
     const Network net = one_by_one(c, 4, 5);
-    BuildOptions options;
-    options.precision = precision;
-    options.max_batch = 4;
-    options.timing_cache = path;
-    Builder first(net, options);
-    std::unique_ptr<Engine> a = first.build();
-    EXPECT_EQ(first.stats().convolutions_timed, 1);
-    const gpu::TimingCache cache = gpu::TimingCache::load(path);
-    ASSERT_EQ(cache.size(), 1u);
-    Builder second(net, options);
-    std::unique_ptr<Engine> b = second.build();
-    EXPECT_EQ(second.stats().convolutions_from_cache, 1);
-    const gpu::ConvTactic& chosen_a = a->impl().plan.steps[conv_step(a->impl().plan)].tactic;
-    const gpu::ConvTactic& chosen_b = b->impl().plan.steps[conv_step(b->impl().plan)].tactic;
-    EXPECT_EQ(gpu::describe(chosen_a), gpu::describe(chosen_b));
+    const auto [a, b] = build_twice_through_a_cache(net, precision, path);
+    const gpu::ConvTactic& chosen_a = conv_tactic(*a);
+    EXPECT_EQ(gpu::describe(chosen_a), gpu::describe(conv_tactic(*b)));
     std::cout << "  " << to_string(precision) << " chosen: " << gpu::describe(chosen_a) << "\n";
     // The cache lists what each candidate measured: cuBLASLt's must be among them, having run correctly
     // (a candidate that differs from the reference is left out). Its one entry is this layer's, keyed by

@@ -244,21 +244,9 @@ TEST(GpuBuilder, TimesCudnnGraphConfigurationsAndCachesThem) {
     const std::string path = (std::filesystem::temp_directory_path() /
                               ("eastrt_" + std::to_string(::getpid()) + "_graph_cache_" + to_string(precision) + ".json"))
                                  .string();
-    std::remove(path.c_str());
-    BuildOptions options;
-    options.precision = precision;
-    options.max_batch = 4;
-    options.timing_cache = path;
-    Builder first(net, options);
-    std::unique_ptr<Engine> a = first.build();
-    EXPECT_EQ(first.stats().convolutions_timed, 1);
-    const gpu::TimingCache cache = gpu::TimingCache::load(path);
-    ASSERT_EQ(cache.size(), 1u);
-    Builder second(net, options);
-    std::unique_ptr<Engine> b = second.build();
-    EXPECT_EQ(second.stats().convolutions_from_cache, 1);
-    const gpu::ConvTactic& chosen = a->impl().plan.steps[conv_step(a->impl().plan)].tactic;
-    EXPECT_EQ(gpu::describe(chosen), gpu::describe(b->impl().plan.steps[conv_step(b->impl().plan)].tactic));
+    const auto [a, b] = build_twice_through_a_cache(net, precision, path);
+    const gpu::ConvTactic& chosen = conv_tactic(*a);
+    EXPECT_EQ(gpu::describe(chosen), gpu::describe(conv_tactic(*b)));
     std::cout << "  " << to_string(precision) << " chosen: " << gpu::describe(chosen) << "\n";
     // The timed list holds every candidate that ran correctly: graph configurations among them.
     std::ifstream in(path);

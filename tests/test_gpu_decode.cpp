@@ -99,20 +99,12 @@ TEST(GpuDecode, RunImagesEqualsRunOnCpuResizedInputs) {
 // both runs compose the same batches.
 TEST(GpuDecode, PipelineBoxesEqualWithTheCpuDecode) {
   REQUIRE_GPU();
-  GpuRunnerOptions gpu;
-  gpu.build.max_batch = 3;
-  gpu.slots = 3;
-  auto runner = make_gpu_runner(small_east(), gpu);
-  std::vector<east::Image> images;
-  const std::vector<std::pair<int, int>> sizes = {{70, 100}, {100, 70}, {64, 64}, {130, 97}};
-  for (int i = 0; i < 17; ++i) images.push_back(random_image(sizes[i % 4].first, sizes[i % 4].second, 300 + i));
+  auto runner = three_stream_runner();
+  const std::vector<east::Image> images = mixed_size_images(17, 300);
   std::vector<std::vector<east::PipelineResult>> runs;
   for (bool device_decode : {true, false}) {
-    east::PipelineOptions options;
-    options.max_batch = 3;
-    options.workers = 1;
+    east::PipelineOptions options = same_batches_options();
     options.post_workers = 3;
-    options.max_delay_ms = 60000;
     options.device_decode = device_decode;
     runs.push_back(run_pipeline(*runner, options, images));
   }

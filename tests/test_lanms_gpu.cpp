@@ -288,20 +288,12 @@ TEST(GpuLanms, MoreMergedQuadsThanOneBlockSortsFinishOnTheHost) {
 // the same batches (as in GpuDecode.PipelineBoxesEqualWithTheCpuDecode).
 TEST(GpuLanms, PipelineBoxesEqualWithLanmsOnTheCpu) {
   REQUIRE_GPU();
-  GpuRunnerOptions gpu;
-  gpu.build.max_batch = 3;
-  gpu.slots = 3;
-  auto runner = make_gpu_runner(small_east(), gpu);
-  std::vector<east::Image> images;
-  const std::vector<std::pair<int, int>> sizes = {{70, 100}, {100, 70}, {64, 64}, {130, 97}};
-  for (int i = 0; i < 13; ++i) images.push_back(random_image(sizes[i % 4].first, sizes[i % 4].second, 500 + i));
+  auto runner = three_stream_runner();
+  const std::vector<east::Image> images = mixed_size_images(13, 500);
   std::vector<std::vector<east::PipelineResult>> runs;
   for (bool device_lanms : {true, false}) {
-    east::PipelineOptions options;
-    options.max_batch = 3;
-    options.workers = 1;
+    east::PipelineOptions options = same_batches_options();
     options.post_workers = 2;
-    options.max_delay_ms = 60000;
     options.device_lanms = device_lanms;
     // The random-weight network's scores sit around 0.5: a threshold there leaves candidates to merge.
     options.detect.score_threshold = 0.5f;

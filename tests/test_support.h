@@ -108,6 +108,29 @@ inline int64_t nan_count(const HostTensor& t) {
   return std::count_if(t.data.begin(), t.data.end(), [](float v) { return std::isnan(v); });
 }
 
+// A GPU runner of small_east for batches of 3 on 3 streams, `count` random images of four sizes, and pipeline
+// options under which two runs compose the same batches (images queued together, one decoding thread,
+// batches that leave only when full or at the end): what the GPU-side comparisons of whole runs share.
+inline std::unique_ptr<Runner> three_stream_runner() {
+  GpuRunnerOptions gpu;
+  gpu.build.max_batch = 3;
+  gpu.slots = 3;
+  return make_gpu_runner(small_east(), gpu);
+}
+inline std::vector<east::Image> mixed_size_images(int count, uint32_t seed) {
+  const std::pair<int, int> sizes[] = {{70, 100}, {100, 70}, {64, 64}, {130, 97}};
+  std::vector<east::Image> images;
+  for (int i = 0; i < count; ++i) images.push_back(random_image(sizes[i % 4].first, sizes[i % 4].second, seed + i));
+  return images;
+}
+inline east::PipelineOptions same_batches_options() {
+  east::PipelineOptions options;
+  options.max_batch = 3;
+  options.workers = 1;
+  options.max_delay_ms = 60000;
+  return options;
+}
+
 // `images` through a pipeline on `runner` with `options`, named by their index; the results in order.
 inline std::vector<east::PipelineResult> run_pipeline(Runner& runner, const east::PipelineOptions& options,
                                                       const std::vector<east::Image>& images) {

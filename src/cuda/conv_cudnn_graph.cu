@@ -65,6 +65,18 @@ BackendDescriptor pointwise_operation(cudnnBackendDescriptor_t mode, cudnnBacken
   return op;
 }
 
+// `count` fresh descriptors of `type` for cuDNN to fill (a query of a list attribute), with their handles.
+struct Descriptors {
+  Descriptors(cudnnBackendDescriptorType_t type, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      owned.emplace_back(type);
+      raw.push_back(owned.back().get());
+    }
+  }
+  std::vector<BackendDescriptor> owned;
+  std::vector<cudnnBackendDescriptor_t> raw;
+};
+
 // The engine configuration a heuristic result holds, read back as (global index, knob choices).
 bool read_config(cudnnBackendDescriptor_t config, GraphEngineConfig* out, std::string* why) {
   BackendDescriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
@@ -75,12 +87,8 @@ bool read_config(cudnnBackendDescriptor_t config, GraphEngineConfig* out, std::s
       !accepted(cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count, &out->engine),
                 "a heuristic result's engine index", why))
     return false;
-  std::vector<BackendDescriptor> knobs;
-  std::vector<cudnnBackendDescriptor_t> raw;
-  for (int i = 0; i < CUDNN_KNOB_TYPE_COUNTS; ++i) {
-    knobs.emplace_back(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR);
-    raw.push_back(knobs.back().get());
-  }
+  Descriptors knobs(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, CUDNN_KNOB_TYPE_COUNTS);
+  std::vector<cudnnBackendDescriptor_t>& raw = knobs.raw;
   int64_t n = 0;
   if (!accepted(cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                          static_cast<int64_t>(raw.size()), &n, raw.data()),
@@ -268,12 +276,8 @@ std::vector<GraphEngineConfig> CudnnGraphConvolution::candidate_configs(std::str
       note(failure);
       continue;
     }
-    std::vector<BackendDescriptor> results;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (int64_t i = 0; i < count; ++i) {
-      results.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-      raw.push_back(results.back().get());
-    }
+    Descriptors results(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, count);
+    std::vector<cudnnBackendDescriptor_t>& raw = results.raw;
     int64_t returned = 0;
     if (count > 0 &&
         !accepted(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
