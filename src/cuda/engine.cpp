@@ -679,7 +679,8 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
-    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) continue;  // no handle, no workspace
+    // Our own kernels (8-bit, direct on the unpadded input) need no cuDNN handle and no workspace.
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant || step.tactic.kind == gpu::ConvTactic::Kind::kDirect) continue;
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
       // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
       // this one too, or the plan cannot run it.

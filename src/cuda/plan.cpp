@@ -398,6 +398,15 @@ void check_indices(const PlanData& plan) {
     if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
       throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",
                   "convolution on at most ", kSpaceToDepthMaxChannels / 4, " channels of whole tensors");
+    // cuDNN's legacy API pads symmetrically: asymmetric padding needs the explicit copy (a graph tactic may
+    // release it, so a plan edited to another tactic could lack it).
+    const auto* conv = s.kind == StepKind::kLayer ? std::get_if<ConvolutionParams>(&s.params) : nullptr;
+    if (conv && (s.tactic.kind == ConvTactic::Kind::kCudnnFused || s.tactic.kind == ConvTactic::Kind::kCudnnSplit)) {
+      const Padding& pad = conv->padding;
+      if (s.padded_input == -1 && (pad.top != pad.bottom || pad.left != pad.right))
+        throw_error("step '", s.name, "' has the tactic ", describe(s.tactic), " for asymmetric padding but no ",
+                    "explicitly padded input");
+    }
     // Only an INT8/FP8 convolution step reads 8-bit tensors (the other kernels read FP16/FP32), its input 0
     // always 8-bit; only it may have the 8-bit kernel's tactic.
     const bool quant_conv = s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution &&
