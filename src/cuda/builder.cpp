@@ -43,6 +43,10 @@ constexpr size_t kGraphConfigsTried = 8;  // per graph form (fused, split): the 
 // images/s between builds on an H200).
 constexpr int kTimedRounds = 11;
 constexpr int kWarmupRuns = 3;        // untimed runs of each candidate first (its kernels loaded)
+// After its first warm-up run each candidate is timed once, and one slower than this many times the
+// fastest of those runs goes no further (its one time is its figure): a strict FP32 batch-16 EAST build
+// spent most of its 138 s on candidates many times slower than the best, 15 runs each.
+constexpr double kScreenedOutFactor = 2.0;
 constexpr double kWarmupSeconds = 0.3;  // of real work on the device before the first timing (clocks up)
 // Each timed run waits behind a busy kernel this long, so that the start event fires only once the run's
 // launches are queued: a small layer at batch 1 takes 10-30 us on the GPU, as much as its launch latency
@@ -128,7 +132,9 @@ class TacticTimer {
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
   ConvTactic time_quant_variants(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
-  // Warm-up runs, then kTimedRounds rounds of one run of each candidate; tactics[i].ms = candidate i's median.
+  // A warm-up run and one timed run of each candidate; those within kScreenedOutFactor of the fastest then
+  // get the other warm-up runs and kTimedRounds rounds of one run each. tactics[i].ms: the median, or the
+  // one time of a candidate screened out.
   void time_rounds(std::vector<ConvTactic>& tactics, const std::function<void(size_t)>& run_candidate);
   // The fastest of `tactics` (all of them in the report), or an Error with the report when there is none.
   ConvTactic fastest(const PlanStep& step, const std::string& shape, const std::vector<ConvTactic>& tactics,
@@ -644,23 +650,35 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
 }
 
 void TacticTimer::time_rounds(std::vector<ConvTactic>& tactics, const std::function<void(size_t)>& run_candidate) {
-  for (size_t i = 0; i < tactics.size(); ++i)
-    for (int r = 0; r < kWarmupRuns; ++r) run_candidate(i);
   Events events;
-  std::vector<std::vector<double>> ms(tactics.size());
-  for (int round = 0; round < kTimedRounds; ++round) {
-    for (size_t i = 0; i < tactics.size(); ++i) {
-      cuda::launch_busy_wait(kQueueAheadMicroseconds, stream_);
-      EASTRT_CUDA(cudaEventRecord(events.start, stream_));
-      run_candidate(i);
-      EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
-      EASTRT_CUDA(cudaEventSynchronize(events.stop));
-      float elapsed = 0;
-      EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
-      ms[i].push_back(elapsed);
+  auto time_once = [&](size_t i) {
+    cuda::launch_busy_wait(kQueueAheadMicroseconds, stream_);
+    EASTRT_CUDA(cudaEventRecord(events.start, stream_));
+    run_candidate(i);
+    EASTRT_CUDA(cudaEventRecord(events.stop, stream_));
+    EASTRT_CUDA(cudaEventSynchronize(events.stop));
+    float elapsed = 0;
+    EASTRT_CUDA(cudaEventElapsedTime(&elapsed, events.start, events.stop));
+    return static_cast<double>(elapsed);
+  };
+  for (size_t i = 0; i < tactics.size(); ++i) run_candidate(i);
+  std::vector<double> screened(tactics.size());
+  for (size_t i = 0; i < tactics.size(); ++i) screened[i] = time_once(i);
+  const double best = *std::min_element(screened.begin(), screened.end());
+  std::vector<size_t> timed;
+  for (size_t i = 0; i < tactics.size(); ++i) {
+    if (screened[i] <= kScreenedOutFactor * best) {
+      timed.push_back(i);
+    } else {
+      tactics[i].ms = screened[i];
     }
   }
-  for (size_t i = 0; i < tactics.size(); ++i) {
+  for (size_t i : timed)
+    for (int r = 1; r < kWarmupRuns; ++r) run_candidate(i);
+  std::vector<std::vector<double>> ms(tactics.size());
+  for (int round = 0; round < kTimedRounds; ++round)
+    for (size_t i : timed) ms[i].push_back(time_once(i));
+  for (size_t i : timed) {
     std::sort(ms[i].begin(), ms[i].end());
     tactics[i].ms = ms[i][ms[i].size() / 2];
   }
