@@ -155,7 +155,14 @@ inline size_t expect_same_boxes(const std::vector<east::PipelineResult>& got, co
     EXPECT_EQ(got[i].batch, want[i].batch);
     const auto &g = got[i].detection.boxes, &w = want[i].detection.boxes;
     EXPECT_EQ(g.size(), w.size());
-    if (g.size() != w.size()) continue;
+    if (g.size() != w.size()) {
+      std::string lists = "got:\n";
+      for (const auto& box : g) lists += "  " + east::format_box(box) + " " + std::to_string(box.score) + "\n";
+      lists += "want:\n";
+      for (const auto& box : w) lists += "  " + east::format_box(box) + " " + std::to_string(box.score) + "\n";
+      ADD_FAILURE() << lists;
+      continue;
+    }
     boxes += w.size();
     for (size_t k = 0; k < w.size(); ++k) {
       EXPECT_EQ(east::format_box(g[k]), east::format_box(w[k]));

@@ -8,9 +8,9 @@
 // decreasing score. One thing differs: the IoU. Clipper (the CPU's) rounds every edge crossing to an integer
 // point; here the intersection is clipped in double (Sutherland-Hodgman against the other quad's edges),
 // so an IoU may differ from the CPU's by about 1e-6 (tested), and a decision flips only for an IoU that
-// close to the threshold. Ties in score are broken by the merged quads' order (the CPU leaves them to
-// std::sort). Quads are treated as convex (EAST's rectangles and their weighted averages are); a
-// self-intersecting one gets another area than Clipper's even-odd rule gives.
+// close to the threshold. Ties in score are broken by the merged quads' order, on the CPU too. Quads are
+// treated as convex (EAST's rectangles and their weighted averages are); a self-intersecting one gets
+// another area than Clipper's even-odd rule gives.
 //
 // Build note: lanms.cu is compiled without FMA contraction, so that the device rounds every product and sum
 // as the host does.

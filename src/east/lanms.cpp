@@ -133,12 +133,13 @@ FixedQuad merge(const FixedQuad& kept, const FixedQuad& incoming) {
   return merged;
 }
 
-// Standard NMS in decreasing score. std::sort is not stable; lanms uses it the same way, so equal scores
-// come out in the same order with the same standard library.
+// Standard NMS in decreasing score, equal scores in the merged quads' order. lanms sorts with std::sort,
+// which leaves the order of equal scores to the standard library; FP16 scores tie often, and the GPU's
+// LANMS (lanms_rules.h) orders them by index, so this does too.
 std::vector<FixedQuad> standard_nms(const std::vector<FixedQuad>& polys, float iou_threshold) {
   std::vector<size_t> order(polys.size());
   std::iota(order.begin(), order.end(), size_t(0));
-  std::sort(order.begin(), order.end(), [&](size_t i, size_t j) { return polys[i].score > polys[j].score; });
+  std::stable_sort(order.begin(), order.end(), [&](size_t i, size_t j) { return polys[i].score > polys[j].score; });
   std::vector<FixedQuad> kept;
   while (!order.empty()) {
     const size_t best = order[0];
