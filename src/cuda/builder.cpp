@@ -811,6 +811,7 @@ std::unique_ptr<Engine> Builder::build() {
     network.tensor(id).shape[0] = options_.max_batch;
   }
   network.infer_shapes();
+  const Network unpassed = is_quantized(options_.precision) ? network : Network();
   const std::vector<std::string> passes = gpu::run_builder_passes(network, options_.precision);
 
   auto impl = std::make_unique<Engine::Impl>();
@@ -863,7 +864,30 @@ std::unique_ptr<Engine> Builder::build() {
       const std::map<std::string, std::string> faster = gpu::faster_in_fp16(quant_ms, fp16_ms);
       if (options_.verbose)
         std::cerr << "GPU builder: " << faster.size() << " of " << quant_ms.size() << " quantised convolutions are faster in FP16\n";
-      if (!faster.empty()) {
+      if (!faster.empty() && faster.size() == quant_ms.size()) {
+        // Every quantised convolution is faster in FP16: the engine is the FP16 one, with the FP16 engine's
+        // passes (which the calibration's tensor names would not survive), labelled with the precision
+        // asked for and each convolution's note saying why it runs in FP16.
+        Network half_network = unpassed;
+        std::vector<std::string> half_passes = gpu::run_builder_passes(half_network, Precision::kFp16);
+        const PlanData asked = std::move(impl->plan);
+        impl->plan = gpu::lower_network(half_network, fp16);
+        impl->plan.passes = std::move(half_passes);
+        impl->plan.precision = asked.precision;
+        impl->plan.model_fingerprint = asked.model_fingerprint, impl->plan.calibrator = asked.calibrator;
+        const std::string every = std::string("kept: FP16 is faster for every ") + to_string(options_.precision) +
+                                  " convolution of the network here, so the engine is FP16's";
+        for (PlanStep& step : impl->plan.steps)
+          if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
+            const auto found = faster.find(step.name);
+            step.note = found != faster.end() ? found->second : every;
+          }
+        impl->upload_weights();
+        workspace = choose_tactics(*impl, fp16, cache, device, stats_);
+        std::cerr << "GPU builder: each of the " << quant_ms.size() << " " << to_string(options_.precision)
+                  << " convolutions is faster in FP16 on " << gpu.name
+                  << ": the engine runs FP16 (--all-8bit keeps them in 8 bits)\n";
+      } else if (!faster.empty()) {
         BuildOptions again = options_;
         for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
         impl->plan = gpu::lower_network(network, again);
