@@ -44,9 +44,13 @@ constexpr size_t kGraphConfigsTried = 8;  // per graph form (fused, split): the 
 constexpr int kTimedRounds = 11;
 constexpr int kWarmupRuns = 3;        // untimed runs of each candidate first (its kernels loaded)
 // After its first warm-up run each candidate is timed once, and one slower than this many times the
-// fastest of those runs goes no further (its one time is its figure): a strict FP32 batch-16 EAST build
-// spent most of its 138 s on candidates many times slower than the best, 15 runs each.
+// fastest of those runs, and slower than kScreenedOutMinMs, goes no further (its one time is its figure): a
+// strict FP32 batch-16 EAST build spent most of its 138 s on candidates many times slower than the best,
+// 15 runs each. Short runs are all timed in full: they cost little, and one sample of a 10-70 us layer is
+// the noisiest (of four screened FP16 batch-1 builds in one call, the first left conv1's space-to-depth
+// tactic out, 1302 against 1357-1362 images/s; whether the screening did it is not known).
 constexpr double kScreenedOutFactor = 2.0;
+constexpr double kScreenedOutMinMs = 0.5;
 constexpr double kWarmupSeconds = 0.3;  // of real work on the device before the first timing (clocks up)
 // Each timed run waits behind a busy kernel this long, so that the start event fires only once the run's
 // launches are queued: a small layer at batch 1 takes 10-30 us on the GPU, as much as its launch latency
@@ -132,9 +136,9 @@ class TacticTimer {
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
   ConvTactic time_quant_variants(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
-  // A warm-up run and one timed run of each candidate; those within kScreenedOutFactor of the fastest then
-  // get the other warm-up runs and kTimedRounds rounds of one run each. tactics[i].ms: the median, or the
-  // one time of a candidate screened out.
+  // A warm-up run and one timed run of each candidate; those within kScreenedOutFactor of the fastest (or
+  // under kScreenedOutMinMs) then get the other warm-up runs and kTimedRounds rounds of one run each.
+  // tactics[i].ms: the median, or the one time of a candidate screened out.
   void time_rounds(std::vector<ConvTactic>& tactics, const std::function<void(size_t)>& run_candidate);
   // The fastest of `tactics` (all of them in the report), or an Error with the report when there is none.
   ConvTactic fastest(const PlanStep& step, const std::string& shape, const std::vector<ConvTactic>& tactics,
@@ -667,7 +671,7 @@ void TacticTimer::time_rounds(std::vector<ConvTactic>& tactics, const std::funct
   const double best = *std::min_element(screened.begin(), screened.end());
   std::vector<size_t> timed;
   for (size_t i = 0; i < tactics.size(); ++i) {
-    if (screened[i] <= kScreenedOutFactor * best) {
+    if (screened[i] <= kScreenedOutFactor * best || screened[i] <= kScreenedOutMinMs) {
       timed.push_back(i);
     } else {
       tactics[i].ms = screened[i];
