@@ -166,6 +166,7 @@ std::unique_ptr<Runner> bundled_gpu_runner() {
   SafetensorsReader weights((fs::path(EASTRT_SOURCE_DIR) / "models/east.safetensors").string());
   GpuRunnerOptions options;
   options.build.max_batch = 4;
+  options.build.time_tactics = false;  // cuDNN's heuristic tactics: the tests are about the decoders
   options.slots = 2;
   return make_gpu_runner(east::build(weights, {}), options);
 }

@@ -104,6 +104,7 @@ TEST(GpuRunner, EnginesPerSizeAgreeWithTheCpu) {
   CpuEngine cpu(network, {2});
   GpuRunnerOptions options;
   options.build.max_batch = 2;
+  options.build.time_tactics = false;  // cuDNN's heuristic tactics: the test is about engines per size
   options.max_engines = 2;
   auto runner = make_gpu_runner(network, options);
   std::mt19937 rng(9);
