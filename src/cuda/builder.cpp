@@ -9,6 +9,7 @@
 // kernel (conv_quant.h) instead, and are timed as FP16 convolutions too: those faster in FP16 stay there.
 #ifdef EASTRT_HAVE_CUDA
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -888,9 +889,12 @@ std::unique_ptr<Engine> Builder::build() {
           }
         impl->upload_weights();
         workspace = choose_tactics(*impl, fp16, cache, device, stats_);
-        std::cerr << "GPU builder: each of the " << quant_ms.size() << " " << to_string(options_.precision)
-                  << " convolutions is faster in FP16 on " << gpu.name
-                  << ": the engine runs FP16 (--all-8bit keeps them in 8 bits)\n";
+        // Once a process: a detector builds an engine per image size.
+        static std::atomic<bool> said{false};
+        if (!said.exchange(true) || options_.verbose)
+          std::cerr << "GPU builder: each of the " << quant_ms.size() << " " << to_string(options_.precision)
+                    << " convolutions is faster in FP16 on " << gpu.name
+                    << ": the engine runs FP16 (eastrt build/bench --all-8bit keeps them in 8 bits)\n";
       } else if (!faster.empty()) {
         BuildOptions again = options_;
         for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
