@@ -880,12 +880,18 @@ std::unique_ptr<Engine> Builder::build() {
         impl->plan.passes = std::move(half_passes);
         impl->plan.precision = asked.precision;
         impl->plan.model_fingerprint = asked.model_fingerprint, impl->plan.calibrator = asked.calibrator;
+        // A convolution keeps its note (faster in FP16, or kept by the calibration); one the FP16 passes made
+        // (a merge convolution's two halves) says why the engine is FP16's.
+        std::map<std::string, std::string> notes;
+        for (const PlanStep& step : asked.steps)
+          if (step.kind == StepKind::kLayer && !step.note.empty()) notes[step.name] = step.note;
+        for (const auto& [layer, note] : faster) notes[layer] = note;
         const std::string every = std::string("kept: FP16 is faster for every ") + to_string(options_.precision) +
                                   " convolution of the network here, so the engine is FP16's";
         for (PlanStep& step : impl->plan.steps)
           if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
-            const auto found = faster.find(step.name);
-            step.note = found != faster.end() ? found->second : every;
+            const auto found = notes.find(step.name);
+            step.note = found != notes.end() ? found->second : every;
           }
         impl->upload_weights();
         workspace = choose_tactics(*impl, fp16, cache, device, stats_);
