@@ -177,8 +177,9 @@ TEST(GpuLowering, EastInFp16HasNoMergeConcatenationsCastsPaddingAndASharedArena)
   }
   // upsample_after_convolution: each merge convolution's part over the upsampled features runs before the
   // upsampling, which then carries the convolution's 128, 64, 32 channels instead of 2048, 128, 64, and no
-  // merge concatenation is left; the one left joins the geometry output.
-  EXPECT_EQ(concatenations, 1);
+  // merge concatenation is left; merge_concatenated_heads makes the geometry output one convolution and
+  // one scale, so none is left at all.
+  EXPECT_EQ(concatenations, 0);
   EXPECT_EQ(upsampled, (std::vector<int64_t>{128, 64, 32}));
   EXPECT_EQ(casts, 1);   // the score head's FP16 convolution into its float32 output; the others convert in place
   EXPECT_EQ(padded, 1);  // conv1: 3 input channels rounded up to 8
@@ -1188,8 +1189,9 @@ TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
       EXPECT_TRUE(named) << l.name << ": " << l.tactic;
       EXPECT_GT(l.tactic_ms, 0.0) << l.name;
     }
-  // EAST's 63, with each of the three merge 1x1 convolutions split in two by upsample_after_convolution.
-  EXPECT_EQ(convolutions, 66);
+  // EAST's 63, with each of the three merge 1x1 convolutions split in two by upsample_after_convolution and
+  // the geometry output's two made one by merge_concatenated_heads.
+  EXPECT_EQ(convolutions, 65);
 }
 
 // ---------------------------------------------------------------- plans on the GPU

@@ -336,6 +336,70 @@ TEST(PassesUpsampleAfterConvolution, LeavesAloneWhatItCannotMove) {
   EXPECT_EQ(count_kind(other, LayerKind::kConcatenation), 3);
 }
 
+// ---- merge_concatenated_heads ----
+
+// EAST's geometry head: two convolutions of one input (4 and 1 channels, sigmoid), a uniform scale on each
+// (·512; (σ − ½)·π/2), their concatenation; `variant` breaks one condition.
+enum class HeadVariant { kEast, kThreeHeads, kOtherInput, kOtherKernel, kOtherActivation, kScaleReadTwice };
+Network geometry_head(std::mt19937& rng, HeadVariant variant) {
+  Network net;
+  Tensor* x = net.add_input("x", {2, 6, 7, 8});
+  Tensor* other = net.add_input("other", {2, 6, 7, 8});
+  auto head = [&](Tensor* in, int k, int kernel, ActivationType act, float scale, float shift, const char* name) {
+    ConvolutionParams p = conv_params(8, k, kernel, rng, Padding::symmetric(kernel / 2));
+    p.activation = ActivationParams{act};
+    Tensor* conv = net.add_convolution(in, p, std::string(name) + "_conv");
+    ScaleParams s;
+    s.mode = ScaleMode::kUniform;
+    s.scale = make_weights({1}, {scale});
+    if (shift != 0.0f) s.shift = make_weights({1}, {shift});
+    return net.add_scale(conv, s, std::string(name) + "_scale");
+  };
+  std::vector<Tensor*> parts;
+  parts.push_back(head(x, 4, 1, ActivationType::kSigmoid, 512.0f, 0.0f, "geo"));
+  const bool other_input = variant == HeadVariant::kOtherInput;
+  const int kernel = variant == HeadVariant::kOtherKernel ? 3 : 1;
+  const ActivationType act = variant == HeadVariant::kOtherActivation ? ActivationType::kRelu : ActivationType::kSigmoid;
+  parts.push_back(head(other_input ? other : x, 1, kernel, act, 1.5707964f, -0.7853982f, "angle"));
+  if (variant == HeadVariant::kThreeHeads) parts.push_back(head(x, 3, 1, ActivationType::kSigmoid, 2.0f, 1.0f, "third"));
+  net.mark_output(net.add_concatenation(parts, 3, "concat"), "geometry");
+  if (variant == HeadVariant::kScaleReadTwice) net.mark_output(net.add_activation(parts[1], ActivationType::kTanh, "again"));
+  return net;
+}
+
+TEST(PassesMergeConcatenatedHeads, StacksTheConvolutionsAndTheirScales) {
+  std::mt19937 rng(701);
+  for (HeadVariant variant : {HeadVariant::kEast, HeadVariant::kThreeHeads}) {
+    Network net = geometry_head(rng, variant);
+    const int channels = variant == HeadVariant::kEast ? 5 : 8;
+    EXPECT_EQ(check_pass(net, passes::merge_concatenated_heads, rng), 1);
+    ASSERT_EQ(net.layers().size(), 2u);
+    const Layer& conv = net.layers()[0];
+    const Layer& scale = net.layers()[1];
+    ASSERT_EQ(conv.kind(), LayerKind::kConvolution);
+    EXPECT_EQ(conv.as<ConvolutionParams>().out_channels, channels);
+    EXPECT_EQ(conv.as<ConvolutionParams>().kernel_weights->shape, (Shape{channels, 8, 1, 1}));
+    EXPECT_EQ(conv.as<ConvolutionParams>().activation->type, ActivationType::kSigmoid);
+    ASSERT_EQ(scale.kind(), LayerKind::kScale);
+    EXPECT_EQ(scale.as<ScaleParams>().mode, ScaleMode::kChannel);
+    EXPECT_EQ(scale.as<ScaleParams>().shift->data[4], -0.7853982f);  // the angle's, after the 4 distances'
+    EXPECT_EQ(scale.as<ScaleParams>().shift->data[0], 0.0f);
+    EXPECT_EQ(net.tensor(scale.outputs[0]).shape, (Shape{2, 6, 7, channels}));
+    EXPECT_TRUE(net.find_tensor("geometry")->is_output);
+  }
+}
+
+TEST(PassesMergeConcatenatedHeads, LeavesAloneWhatItCannotMerge) {
+  std::mt19937 rng(702);
+  for (HeadVariant variant : {HeadVariant::kOtherInput, HeadVariant::kOtherKernel, HeadVariant::kOtherActivation,
+                              HeadVariant::kScaleReadTwice}) {
+    Network net = geometry_head(rng, variant);
+    const size_t layers = net.layers().size();
+    EXPECT_EQ(check_pass(net, passes::merge_concatenated_heads, rng), 0) << static_cast<int>(variant);
+    EXPECT_EQ(net.layers().size(), layers);
+  }
+}
+
 // ---- the pass manager on EAST ----
 
 // EAST at 1/8 width, its passes run by `passes_of` (which returns their reports): its outputs on the CPU
@@ -385,14 +449,18 @@ TEST(PassesManager, EastMergeBranchLosesItsConcatenationsWithTheUpsamplingMoved)
         convs = count_kind(n, LayerKind::kConvolution);
         passes::PassOptions moved;
         moved.upsample_after_convolution = true;
+        moved.merge_concatenated_heads = true;
         return passes::run_default_passes(n, moved);
       },
       &net);
-  ASSERT_EQ(reports.size(), 4u);
+  ASSERT_EQ(reports.size(), 5u);
   EXPECT_EQ(reports[3].pass, "upsample_after_convolution");
   EXPECT_EQ(reports[3].rewrites, 3);  // the three merges
-  EXPECT_EQ(count_kind(net, LayerKind::kConvolution), convs + 3);
-  EXPECT_EQ(count_kind(net, LayerKind::kConcatenation), 1);  // the geometry output's
+  EXPECT_EQ(reports[4].pass, "merge_concatenated_heads");
+  EXPECT_EQ(reports[4].rewrites, 1);  // the geometry output
+  EXPECT_EQ(count_kind(net, LayerKind::kConvolution), convs + 3 - 1);
+  EXPECT_EQ(count_kind(net, LayerKind::kConcatenation), 0);
+  EXPECT_EQ(count_kind(net, LayerKind::kScale), 2);  // mean subtraction, the geometry's per-channel scale
   EXPECT_EQ(count_kind(net, LayerKind::kResize), 3);
 }
 

@@ -177,8 +177,9 @@ std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, do
                                                   const std::map<std::string, double>& fp16_ms, double margin = 0.9);
 
 // The graph passes the builder runs on the network (the inputs at the largest batch) for an engine of
-// `precision`: the default ones, and upsample_after_convolution unless the engine is INT8/FP8 (whose
-// calibration cache names the original tensors). Returns one line per pass for the plan's report.
+// `precision`: the default ones, and upsample_after_convolution and merge_concatenated_heads unless the
+// engine is INT8/FP8 (whose calibration cache names the original tensors). Returns one line per pass for
+// the plan's report.
 std::vector<std::string> run_builder_passes(Network& network, Precision precision);
 
 // Assigns each tensor its storage type (by its producer's precision; inputs and outputs float32), inserts

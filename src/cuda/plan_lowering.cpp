@@ -330,6 +330,7 @@ std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, do
 std::vector<std::string> run_builder_passes(Network& network, Precision precision) {
   passes::PassOptions options;
   options.upsample_after_convolution = !is_quantized(precision);
+  options.merge_concatenated_heads = !is_quantized(precision);
   std::vector<std::string> lines;
   for (const passes::PassReport& r : passes::run_default_passes(network, options))
     lines.push_back(r.pass + ": " + std::to_string(r.rewrites) + " rewrites, " + std::to_string(r.layers_after) +

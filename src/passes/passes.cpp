@@ -17,6 +17,8 @@ std::vector<PassReport> run_default_passes(Network& network, const PassOptions& 
                               {"fuse_residual", fuse_residual},
                               {"fuse_activation", fuse_activation}};
   if (options.upsample_after_convolution) chosen.push_back({"upsample_after_convolution", upsample_after_convolution});
+  // After fuse_activation: the heads' activations are then inside their convolutions.
+  if (options.merge_concatenated_heads) chosen.push_back({"merge_concatenated_heads", merge_concatenated_heads});
   std::vector<PassReport> reports;
   for (const Pass& pass : chosen) {
     PassReport report;

@@ -29,6 +29,12 @@ int fuse_residual(Network& network);
 // the upsampled one), so it is not among the default passes. Returns the count.
 int upsample_after_convolution(Network& network);
 
+// Concat(Scale_1(Conv_1(x)), …, Scale_n(Conv_n(x))) along channels, the convolutions alike but for their
+// filters and bias, each link read once, becomes Scale(Conv(x)): one convolution of the stacked filters and
+// one per-channel scale writing the concatenation's tensor (EAST's geometry output). It replaces tensors,
+// so it is not among the default passes. Returns the count.
+int merge_concatenated_heads(Network& network);
+
 struct PassReport {
   std::string pass;
   int rewrites = 0;
@@ -36,9 +42,10 @@ struct PassReport {
 };
 
 struct PassOptions {
-  // Also upsample_after_convolution, last: for engines that need no calibration cache of the network's
-  // tensors (the GPU builder's FP32/TF32/FP16).
+  // Also upsample_after_convolution and merge_concatenated_heads, last: for engines that need no
+  // calibration cache of the network's tensors (the GPU builder's FP32/TF32/FP16).
   bool upsample_after_convolution = false;
+  bool merge_concatenated_heads = false;
 };
 
 // Runs fold_batch_norm, fuse_residual, fuse_activation in that order (each enables the next), and what
