@@ -49,12 +49,6 @@ Network one_by_one(const OneByOne& c, int batch, unsigned seed) {
   return conv_case_network({c.what, shape, c.k, 1, 1, 1, 1, {}, c.bias, c.activation, c.residual, false}, rng);
 }
 
-std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng) {
-  std::map<std::string, HostTensor> inputs;
-  for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, -1.0f, 1.0f);
-  return inputs;
-}
-
 class LtHandle {
  public:
   LtHandle() { EASTRT_CUBLAS(cublasLtCreate(&handle_)); }

@@ -33,12 +33,6 @@ using namespace eastrt::test_support;
 namespace eastrt {
 namespace {
 
-std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng) {
-  std::map<std::string, HostTensor> inputs;
-  for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, -1.0f, 1.0f);
-  return inputs;
-}
-
 // The first image of a batch.
 HostTensor first_image(const HostTensor& t) {
   Shape shape = t.shape;

@@ -38,12 +38,6 @@ namespace {
 
 
 
-std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng, float lo, float hi) {
-  std::map<std::string, HostTensor> inputs;
-  for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, lo, hi);
-  return inputs;
-}
-
 // Builds `net` for the GPU, poisons the context, runs `inputs` and checks that every output element was
 // written (no NaN left).
 std::map<std::string, HostTensor> run_gpu(const Network& net, Precision precision,

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -48,6 +49,14 @@ inline HostTensor random_tensor(const Shape& shape, std::mt19937& rng, float lo 
   HostTensor t(shape);
   for (float& v : t.data) v = dist(rng);
   return t;
+}
+
+// A random tensor for every input of `net`, by name.
+inline std::map<std::string, HostTensor> random_inputs(const Network& net, std::mt19937& rng, float lo = -1.0f,
+                                                       float hi = 1.0f) {
+  std::map<std::string, HostTensor> inputs;
+  for (int id : net.inputs()) inputs[net.tensor(id).name] = random_tensor(net.tensor(id).shape, rng, lo, hi);
+  return inputs;
 }
 
 inline Weights random_weights(const Shape& shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
