@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import speed_table  # noqa: E402  (beside this file)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 SPEED_COMMIT = "2af10c6"  # eastrt and PyTorch measured in the same call on the same card
@@ -24,25 +26,9 @@ def rows(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def network_speed(gpu_rows):
-    """{(precision, batch): (eastrt images/s over its builds, best PyTorch images/s and mode)}."""
-    eastrt, torch = {}, {}
-    for r in gpu_rows:
-        if r.get("commit") != SPEED_COMMIT or r.get("width") != 1280:
-            continue
-        key = (r["precision"], r["batch"])
-        if r.get("tool") == "eastrt" and r.get("model", "").startswith("built-in") and r.get("cuda_graph") \
-                and r.get("cudnn_graph_tactics", True):
-            eastrt.setdefault(key, []).append(r["images_per_s"])
-        elif r.get("tool", "").startswith("pytorch"):
-            if key not in torch or r["images_per_s"] > torch[key][0]:
-                torch[key] = (r["images_per_s"], r["mode"])
-    return {k: (eastrt[k], torch[k]) for k in eastrt if k in torch}
-
-
 def plot_speed(gpu, out):
-    speed = network_speed(gpu)
-    keys = [(p, b) for b in (1, 16) for p in ("fp32", "tf32", "fp16") if (p, b) in speed]
+    speed = speed_table.pairs([r for r in gpu if r.get("commit") == SPEED_COMMIT])
+    keys = list(speed)
     if not keys:
         sys.exit(f"no eastrt and PyTorch rows of commit {SPEED_COMMIT} in {RESULTS}/gpu_h200.jsonl")
     fig, ax = plt.subplots(figsize=(8, 4.2))

@@ -411,27 +411,9 @@ for r in rows:
         continue
     mode = r.get("mode", "graph" if r.get("cuda_graph") else "launches")
     print(f"{r['tool']:<16} {mode:<14} {r['precision']:<5} {r['batch']:>5} {r['median_ms']:>10.3f} {r['images_per_s']:>10.1f}")
-# The issue's table: EAST 672x1280 per precision and batch, eastrt (the first CUDA-graph build with every
-# tactic, as the targets are met by a plain build) against PyTorch's best mode of that precision, measured
-# in this call.
-ours, theirs = {}, {}
-for r in rows:
-    if r.get("width") != 1280 or "tool" not in r:
-        continue
-    key = (r["precision"], r["batch"])
-    if r["tool"] == "eastrt" and r.get("model", "").startswith("built-in") and r.get("cuda_graph") \
-            and r.get("cudnn_graph_tactics", True):
-        ours.setdefault(key, r["images_per_s"])
-    elif r["tool"].startswith("pytorch") and r["images_per_s"] > theirs.get(key, (0, ""))[0]:
-        theirs[key] = (r["images_per_s"], r["mode"])
-if any(k in theirs for k in ours):
-    print()
-    print(f"{'configuration':<16} {'eastrt img/s':>12} {'best PyTorch img/s':>19} {'(mode)':<14} {'ratio':>6}")
-    for key in sorted(ours, key=lambda k: (k[1], ["fp32", "tf32", "fp16", "int8", "fp8"].index(k[0]))):
-        if key in theirs:
-            best, mode = theirs[key]
-            print(f"{key[0] + ' batch ' + str(key[1]):<16} {ours[key]:>12.1f} {best:>19.1f} {mode:<14} {ours[key] / best:>6.2f}")
 EOF
+echo
+python3 bench/speed_table.py "$OUT/bench.jsonl" "$OUT/peer.jsonl" || true
 # Plans are tens of MiB and come back under 16 MiB only without them.
 tar -czf "$OUT/results.tgz" --exclude='*.plan' -C "$WORK" . 2>/dev/null
 echo "done in $SECONDS s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
