@@ -175,14 +175,16 @@ for batch in 1 16; do
   done
 done
 # Tactic selection's stability: FP16 batch 1 built again from scratch, once without cuDNN's graph API
-# configurations (what they add), then twice through a timing cache (the first fills it, the second must
-# time nothing and pick the same tactics); and FP16 batch 16 without the graph configurations.
-for run in 2 no-graph cache-fill cache-hit b16-no-graph; do
+# configurations and once on one stream (what each adds), then twice through a timing cache (the first
+# fills it, the second must time nothing and pick the same tactics); and FP16 batch 16 without the graph
+# configurations and on one stream.
+for run in 2 no-graph no-parallel cache-fill cache-hit b16-no-graph b16-no-parallel; do
   (( $(left) < 170 )) && { echo "skipping fp16 build $run: too little time left"; continue; }
   extra=()
   batch=1
   [[ $run == cache-* ]] && extra=(--timing-cache "$WORK/timing_cache.json")
   [[ $run == *no-graph ]] && extra=(--no-cudnn-graph)
+  [[ $run == *no-parallel ]] && extra=(--no-parallel-branches)
   [[ $run == b16-* ]] && batch=16
   echo "--- fp16 batch $batch, build $run"
   timeout 90 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision fp16 --batch $batch \

@@ -185,6 +185,137 @@ TEST(GpuLowering, EastInFp16HasNoMergeConcatenationsCastsPaddingAndASharedArena)
   expect_no_live_overlap(plan);
 }
 
+// The side stream's steps, checked from the plan's own reads and writes: a lane-1 convolution may run
+// alongside every lane-0 step between the last writer of its inputs and the first reader of its output, so
+// no arena tensor it touches may share bytes with another tensor those steps touch (a tensor both only read
+// is shared by right).
+void expect_side_lane_apart(const gpu::PlanData& plan) {
+  auto root = [&](int id) { return plan.tensors[id].place == gpu::TensorPlace::kView ? plan.tensors[id].view_of : id; };
+  auto touched = [&](const gpu::PlanStep& step) {
+    std::vector<std::pair<int, bool>> t;  // root, written
+    for (int id : step.inputs) t.push_back({root(id), false});
+    for (int id : step.outputs) t.push_back({root(id), true});
+    if (step.padded_input >= 0) t.push_back({step.padded_input, true});
+    return t;
+  };
+  const int n = static_cast<int>(plan.steps.size());
+  for (int s = 0; s < n; ++s) {
+    if (plan.steps[s].lane != 1) continue;
+    int fork = -1, join = n;
+    for (int w = 0; w < s; ++w)
+      for (int out : plan.steps[w].outputs)
+        for (int in : plan.steps[s].inputs)
+          if (root(out) == root(in)) fork = std::max(fork, w);
+    for (int r = n - 1; r > s; --r)
+      for (int in : plan.steps[r].inputs)
+        if (root(in) == root(plan.steps[s].outputs[0])) join = std::min(join, r);
+    for (int m = fork + 1; m < join; ++m) {
+      if (m == s || plan.steps[m].lane != 0) continue;
+      for (const auto& [a, a_writes] : touched(plan.steps[s]))
+        for (const auto& [b, b_writes] : touched(plan.steps[m])) {
+          const gpu::PlanTensor& ta = plan.tensors[a];
+          const gpu::PlanTensor& tb = plan.tensors[b];
+          if (ta.place != gpu::TensorPlace::kArena || tb.place != gpu::TensorPlace::kArena) continue;
+          if (a == b) {
+            EXPECT_FALSE(a_writes || b_writes) << plan.steps[s].name << " and " << plan.steps[m].name << " race on " << ta.name;
+            continue;
+          }
+          const bool apart = ta.offset + ta.bytes() <= tb.offset || tb.offset + tb.bytes() <= ta.offset;
+          EXPECT_TRUE(apart) << ta.name << " (" << plan.steps[s].name << ", side stream) and " << tb.name << " ("
+                             << plan.steps[m].name << ") share bytes while both may run";
+        }
+    }
+  }
+}
+
+// Parallel branches on EAST: the four projection shortcuts, the first convolutions of the strided units
+// (beside their subsampling) and the geometry head (beside the score head) go to the side stream, nothing
+// that depends on them does, and the memory plan keeps them apart.
+TEST(GpuLanes, EastRunsItsIndependentConvolutionsOnTheSideStream) {
+  east::NetworkOptions options{2, 64, 96, 1};
+  gpu::PlanData plan = lowered(east::build(east::random_weights(options, 2), options), Precision::kFp16, 1);
+  const int64_t one_stream_arena = plan.arena_bytes;
+  const int assigned = gpu::assign_side_lane(plan);
+  gpu::plan_arena(plan);
+  std::vector<std::string> side;
+  for (const gpu::PlanStep& step : plan.steps)
+    if (step.lane == 1) side.push_back(step.name);
+  EXPECT_EQ(assigned, static_cast<int>(side.size()));
+  std::string names;
+  for (const std::string& n : side) names += n + "\n";
+  int shortcuts = 0, strided = 0, heads = 0;
+  for (const std::string& n : side) {
+    shortcuts += n.find("unit_1/bottleneck_v1/shortcut") != std::string::npos;
+    strided += n.find("/bottleneck_v1/conv1/") != std::string::npos;
+    heads += n.rfind("feature_fusion", 0) == 0;
+  }
+  EXPECT_EQ(shortcuts, 4) << names;
+  EXPECT_EQ(strided, 3) << names;
+  EXPECT_EQ(heads, 1) << names;
+  EXPECT_EQ(assigned, 8) << names;
+  // Every wait is on an earlier step of the other lane, and each side step waits for its input's producer.
+  const auto waits = gpu::cross_lane_waits(plan);
+  for (size_t s = 0; s < plan.steps.size(); ++s)
+    for (int p : waits[s]) {
+      EXPECT_LT(p, static_cast<int>(s));
+      EXPECT_NE(plan.steps[p].lane, plan.steps[s].lane);
+    }
+  for (size_t s = 0; s < plan.steps.size(); ++s)
+    if (plan.steps[s].lane == 1) EXPECT_FALSE(waits[s].empty()) << plan.steps[s].name;
+  expect_side_lane_apart(plan);
+  expect_no_live_overlap(plan);
+  // Longer lifetimes cost some memory, not much.
+  EXPECT_LE(plan.arena_bytes, one_stream_arena * 5 / 4);
+  // The lanes survive the plan file; a lane other than 0 and 1 is refused.
+  const gpu::ParsedPlan back = gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "lanes.plan");
+  for (size_t i = 0; i < plan.steps.size(); ++i) EXPECT_EQ(back.plan.steps[i].lane, plan.steps[i].lane);
+  gpu::PlanData bad = plan;
+  bad.steps[3].lane = 2;
+  try {
+    gpu::parse_plan(gpu::serialize_plan(bad, kTarget), "bad.plan");
+    ADD_FAILURE() << "a plan with a step on lane 2 was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is on lane 2"), std::string::npos) << e.what();
+  }
+}
+
+// A chain of side-stream steps (2 then 3, beside 1 and 4): the second may start as soon as the first,
+// the first may end as late as the second, and both until just before their lane-0 reader 5; what they
+// touch lives that long.
+TEST(GpuLanes, WindowsFollowChainsOnTheSideStream) {
+  gpu::PlanData plan;
+  for (int i = 0; i < 7; ++i) {
+    gpu::PlanTensor t;
+    t.name = "t" + std::to_string(i);
+    t.shape = {1, 4, 4, 8};
+    t.type = gpu::StorageType::kFloat16;
+    t.place = gpu::TensorPlace::kArena;
+    plan.tensors.push_back(t);
+  }
+  auto step = [&](std::vector<int> in, int out, int lane) {
+    gpu::PlanStep s;
+    s.name = "s" + std::to_string(plan.steps.size());
+    s.kind = gpu::StepKind::kCast;
+    s.inputs = std::move(in), s.outputs = {out};
+    s.lane = static_cast<uint8_t>(lane);
+    plan.steps.push_back(s);
+  };
+  step({0}, 1, 0), step({1}, 2, 0), step({1}, 3, 1), step({3}, 4, 1), step({2}, 5, 0), step({4, 5}, 6, 0);
+  const auto w = gpu::step_windows(plan);
+  const std::vector<std::pair<int, int>> expected{{0, 0}, {1, 1}, {1, 4}, {1, 4}, {4, 4}, {5, 5}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(w[i].first, expected[i].first) << "step " << i;
+    EXPECT_EQ(w[i].last, expected[i].second) << "step " << i;
+  }
+  const auto life = gpu::arena_lifetimes(plan);
+  EXPECT_EQ(life[1].first, 0);
+  EXPECT_EQ(life[1].last, 4);  // read by step 2, which may run until step 4
+  EXPECT_EQ(life[3].first, 1);
+  EXPECT_EQ(life[3].last, 4);
+  EXPECT_EQ(life[4].last, 5);
+  EXPECT_EQ(gpu::cross_lane_waits(plan), (std::vector<std::vector<int>>{{}, {}, {0}, {}, {}, {3}}));
+}
+
 TEST(GpuLowering, AResizeReadOnlyByAConcatenationWritesItsChannels) {
   std::mt19937 rng(5);
   const gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
@@ -657,10 +788,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
-  // A plan of the format before the cuDNN graph tactics (version 4) is refused with the same advice.
-  ASSERT_EQ(gpu::kPlanFormatVersion, 5u);
-  other_format[8] = 4;
-  expect_refused(other_format, "plan format version 4, this eastrt (" EASTRT_VERSION ") reads version 5; build the plan again");
+  // A plan of the format before the lanes (version 5) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 6u);
+  other_format[8] = 5;
+  expect_refused(other_format, "plan format version 5, this eastrt (" EASTRT_VERSION ") reads version 6; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
@@ -1186,6 +1317,49 @@ TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
   // EAST's 63, with each of the three merge 1x1 convolutions split in two by upsample_after_convolution and
   // the geometry output's two made one by merge_concatenated_heads.
   EXPECT_EQ(convolutions, 65);
+}
+
+// The side stream changes when convolutions run, not what they compute: with the same (untimed) tactics an
+// engine with parallel branches gives bit for bit what one stream gives, launched and replayed, at each
+// batch, and its per-step profile (every step on the main stream) leaves the outputs right too.
+TEST(GpuEast, ParallelBranchesGiveWhatOneStreamGives) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  BuildOptions options;
+  options.precision = Precision::kFp16;
+  options.max_batch = 2;
+  options.time_tactics = false;
+  std::unique_ptr<Engine> parallel = Builder(f.network, options).build();
+  options.parallel_branches = false;
+  std::unique_ptr<Engine> serial = Builder(f.network, options).build();
+  int side = 0;
+  for (const EngineLayerInfo& l : parallel->inspect().layers) side += l.side_stream;
+  EXPECT_EQ(side, 8);
+  for (const EngineLayerInfo& l : serial->inspect().layers) EXPECT_FALSE(l.side_stream) << l.name;
+  HostTensor first({1, 224, 320, 3});
+  std::copy_n(f.image.data.begin(), first.size(), first.data.begin());
+  for (const HostTensor* input : {&f.image, &first}) {
+    auto one = serial->create_context();
+    one->poison();
+    const auto want = one->run({{east::kInputName, *input}});
+    for (bool cuda_graph : {false, true}) {
+      auto two = parallel->create_context();
+      two->set_cuda_graph(cuda_graph);
+      two->poison();
+      two->run({{east::kInputName, *input}});
+      const auto got = two->run({{east::kInputName, *input}});
+      for (const auto& [name, t] : want) {
+        EXPECT_EQ(relative_error(got.at(name), t), 0.0) << name << " at batch " << input->shape[0]
+                                                        << (cuda_graph ? ", replayed" : ", launched");
+      }
+    }
+    auto profiled = parallel->create_context();
+    profiled->set_input(east::kInputName, *input);
+    EXPECT_EQ(profiled->profile_steps(1, 2).size(), parallel->inspect().layers.size());
+    profiled->fetch_outputs();
+    profiled->synchronize();
+    for (const auto& [name, t] : want) EXPECT_EQ(relative_error(profiled->output(name), t), 0.0) << name << " profiled";
+  }
 }
 
 // ---------------------------------------------------------------- plans on the GPU

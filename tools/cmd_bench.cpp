@@ -99,6 +99,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
                 "  --no-cudnn-graph      when building: leave cuDNN's graph API configurations out of the tactics\n"
+                "  --no-parallel-branches  when building: every step on one stream (see build)\n"
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
                 "                        bits, even where FP16 times faster (default: those stay in FP16)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
@@ -115,7 +116,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--no-parallel-branches"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -154,6 +155,7 @@ int bench(const std::vector<std::string>& argv) {
     options.calibration_cache = calibration_cache;
     options.keep_faster_fp16 = !args.has("--all-8bit");
     options.cudnn_graph = !args.has("--no-cudnn-graph");
+    options.parallel_branches = !args.has("--no-parallel-branches");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -183,6 +185,8 @@ int bench(const std::vector<std::string>& argv) {
     for (float v : context->output(name).data) finite = finite && std::isfinite(v);
 
   const double median = percentile(ms, 0.5);
+  const auto side_stream_steps =
+      std::count_if(info.layers.begin(), info.layers.end(), [](const EngineLayerInfo& l) { return l.side_stream; });
   nlohmann::json line{{"date", utc_timestamp()},
                       {"commit", build_commit()},
                       {"gpu", gpu.name},
@@ -195,6 +199,7 @@ int bench(const std::vector<std::string>& argv) {
                       {"width", shape.size() > 2 ? shape[2] : 0},
                       {"cuda_graph", args.has("--cuda-graph")},
                       {"cudnn_graph_tactics", !args.has("--plan") && !args.has("--no-cudnn-graph")},
+                      {"side_stream_steps", side_stream_steps},
                       {"iterations", iterations},
                       {"median_ms", median},
                       {"p90_ms", percentile(ms, 0.9)},

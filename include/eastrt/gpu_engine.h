@@ -56,6 +56,9 @@ struct BuildOptions {
   // With timed tactics, FP32/TF32/FP16 convolutions also time cuDNN graph API configurations; off: the
   // legacy API, cuBLASLt and our kernels only (to compare, or where the graphs make the build slow).
   bool cudnn_graph = true;
+  // Convolutions independent of the steps around them (a ResNet unit's projection shortcut, one of two
+  // heads) run on a second stream alongside them (gpu::assign_side_lane); off: one stream.
+  bool parallel_branches = true;
   bool verbose = false;  // one line per layer on stderr while building
   // A tactic timing cache file (empty: none): convolutions whose signature it holds for this GPU model,
   // cuDNN and eastrt version take the cached tactic without timing; the others are timed and added, and
@@ -76,6 +79,7 @@ struct EngineLayerInfo {
   std::string tactic;     // convolutions: "cudnn fused algo 1", "cudnn algo 6 + epilogue"; others: the kernel
   std::string note;       // why the builder chose otherwise than asked ("kept in fp16: ..."), or empty
   double tactic_ms = 0;   // the chosen tactic's time when built (convolutions), 0 otherwise
+  bool side_stream = false;  // runs on the context's second stream, alongside independent steps
   std::vector<Shape> input_shapes;
   Shape output_shape;     // at the largest batch
 };
@@ -92,7 +96,7 @@ struct EngineInfo {
   std::vector<EngineLayerInfo> layers;
   int64_t weight_bytes = 0;      // on the device
   int64_t activation_bytes = 0;  // one context's shared activation buffer
-  int64_t workspace_bytes = 0;   // one context's convolution workspace
+  int64_t workspace_bytes = 0;   // one context's convolution workspace (each stream's)
   int64_t io_bytes = 0;          // one context's input and output bindings
   std::vector<std::pair<std::string, Shape>> inputs, outputs;  // at the largest batch
 };

@@ -297,6 +297,15 @@ using gpu::TensorPlace;
 constexpr size_t kAlignment = 256;
 size_t aligned(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
 
+// The workspace the side stream's steps need (lane 1; the main stream's is plan.workspace_bytes, which the
+// profile's one-stream run of every step also uses).
+int64_t side_workspace_bytes(const PlanData& plan) {
+  int64_t bytes = 0;
+  for (const PlanStep& step : plan.steps)
+    if (step.lane == 1) bytes = std::max(bytes, step.tactic.workspace);
+  return bytes;
+}
+
 // A KCRS filter as cuDNN's NHWC filters want it, KRSC, with `channels` (>= C) per tap: the ones past C zero.
 std::vector<float> kcrs_to_krsc(const HostTensor& kcrs, int64_t channels) {
   const int64_t K = kcrs.shape[0], C = kcrs.shape[1], R = kcrs.shape[2], S = kcrs.shape[3];
@@ -516,6 +525,7 @@ EngineInfo Engine::inspect() const {
     EngineLayerInfo l;
     l.name = step.name;
     l.note = step.note;
+    l.side_stream = step.lane == 1;
     const PlanTensor& out = plan.tensors[step.outputs[0]];
     l.output_shape = out.shape;
     for (int id : step.inputs) l.input_shapes.push_back(plan.tensors[id].shape);
@@ -546,7 +556,7 @@ EngineInfo Engine::inspect() const {
   }
   info.weight_bytes = impl_->weight_bytes;
   info.activation_bytes = plan.arena_bytes;
-  info.workspace_bytes = plan.workspace_bytes;
+  info.workspace_bytes = plan.workspace_bytes + side_workspace_bytes(plan);
   for (int id : plan.inputs) {
     info.inputs.emplace_back(plan.tensors[id].name, plan.tensors[id].shape);
     info.io_bytes += plan.tensors[id].bytes();
@@ -568,8 +578,17 @@ struct ExecutionContext::Impl {
   const PlanData& plan;
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  cudaStream_t cudnn_stream = nullptr;  // the stream cuDNN's handle launches on now
   cublasLtHandle_t cublaslt = nullptr;
   DeviceBuffer arena, workspace;
+  // Parallel branches (the plan's lane-1 steps): the side stream with its own workspace; per step, the
+  // other lane's steps it waits for, and an event for each step the other lane waits for; `forked` lets the
+  // side stream start only after what the main stream was given before the run, `joined` ends it there.
+  cudaStream_t side_stream = nullptr;
+  DeviceBuffer side_workspace;
+  std::vector<std::vector<int>> waits;
+  std::vector<cudaEvent_t> done;
+  cudaEvent_t forked = nullptr, joined = nullptr;
   std::vector<DeviceBuffer> inputs, outputs;
   std::vector<PinnedBuffer> pinned_inputs, pinned_outputs;
   std::vector<cudaEvent_t> input_copied;  // the pinned input may be written again once its copy is done
@@ -593,7 +612,8 @@ struct ExecutionContext::Impl {
 
   BatchState& prepare(int b);
   void run_steps(BatchState& state, int b);
-  void run_step(BatchState& state, size_t index, int b);
+  // Step `index` on `on` with that lane's workspace `ws` (the profile runs every step on the main stream).
+  void run_step(BatchState& state, size_t index, int b, cudaStream_t on, const DeviceBuffer& ws);
   void drop_graphs();
   int input_index(const std::string& name) const;
   int output_index(const std::string& name) const;
@@ -610,6 +630,18 @@ ExecutionContext::Impl::Impl(Engine::Impl& e) : engine(e), plan(e.plan) {
   EASTRT_CUBLAS(cublasLtCreate(&cublaslt));
   arena.allocate(std::max<size_t>(static_cast<size_t>(plan.arena_bytes), kAlignment));
   workspace.allocate(std::max<size_t>(static_cast<size_t>(plan.workspace_bytes), kAlignment));
+  cudnn_stream = stream;
+  if (std::any_of(plan.steps.begin(), plan.steps.end(), [](const PlanStep& s) { return s.lane == 1; })) {
+    EASTRT_CUDA(cudaStreamCreateWithFlags(&side_stream, cudaStreamNonBlocking));
+    side_workspace.allocate(std::max<size_t>(static_cast<size_t>(side_workspace_bytes(plan)), kAlignment));
+    waits = gpu::cross_lane_waits(plan);
+    done.assign(plan.steps.size(), nullptr);
+    for (const std::vector<int>& w : waits)
+      for (int p : w)
+        if (!done[p]) EASTRT_CUDA(cudaEventCreateWithFlags(&done[p], cudaEventDisableTiming));
+    EASTRT_CUDA(cudaEventCreateWithFlags(&forked, cudaEventDisableTiming));
+    EASTRT_CUDA(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming));
+  }
   for (int id : plan.inputs) {
     const size_t bytes = static_cast<size_t>(plan.tensors[id].bytes());
     inputs.emplace_back(bytes);
@@ -647,7 +679,13 @@ ExecutionContext::Impl::~Impl() {
   if (stream) cudaStreamSynchronize(stream);
   drop_graphs();
   batches.clear();
+  if (side_stream) cudaStreamSynchronize(side_stream);
   for (cudaEvent_t e : input_copied) cudaEventDestroy(e);
+  for (cudaEvent_t e : done)
+    if (e) cudaEventDestroy(e);
+  if (forked) cudaEventDestroy(forked);
+  if (joined) cudaEventDestroy(joined);
+  if (side_stream) cudaStreamDestroy(side_stream);
   if (image_copied) cudaEventDestroy(image_copied);
   if (cublaslt) cublasLtDestroy(cublaslt);
   if (cudnn) cudnnDestroy(cudnn);
@@ -675,10 +713,11 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   state.convs.resize(plan.steps.size());
   state.matmuls.resize(plan.steps.size());
   state.graphs.resize(plan.steps.size());
-  size_t needed = 0;
+  size_t needed_by_lane[2] = {0, 0};
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    size_t& needed = needed_by_lane[step.lane];
     // Our own kernels (8-bit, direct on the unpadded input) need no cuDNN handle and no workspace.
     if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant || step.tactic.kind == gpu::ConvTactic::Kind::kDirect) continue;
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
@@ -723,21 +762,45 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
                                   conv->workspace_size(cudnn, step.tactic.algo));
     state.convs[i] = std::move(conv);
   }
-  if (needed > workspace.size()) {
-    // Rare (a smaller batch asking more): graphs captured with the old workspace must go.
+  // The main workspace also serves the side stream's steps when the profile runs them on the main stream.
+  const size_t needed = std::max(needed_by_lane[0], needed_by_lane[1]);
+  if (needed > workspace.size() || needed_by_lane[1] > side_workspace.size()) {
+    // Rare (a smaller batch asking more): graphs captured with the old workspaces must go.
     EASTRT_CUDA(cudaStreamSynchronize(stream));
+    if (side_stream) EASTRT_CUDA(cudaStreamSynchronize(side_stream));
     drop_graphs();
-    workspace.allocate(needed);
+    if (needed > workspace.size()) workspace.allocate(needed);
+    if (needed_by_lane[1] > side_workspace.size()) side_workspace.allocate(needed_by_lane[1]);
   }
   return batches.emplace(b, std::move(state)).first->second;
 }
 
 void ExecutionContext::Impl::run_steps(BatchState& state, int b) {
-  for (size_t i = 0; i < plan.steps.size(); ++i) run_step(state, i, b);
+  if (!side_stream) {
+    for (size_t i = 0; i < plan.steps.size(); ++i) run_step(state, i, b, stream, workspace);
+    return;
+  }
+  // Captured into a CUDA graph, the event waits become the graph's edges between the two streams' nodes.
+  EASTRT_CUDA(cudaEventRecord(forked, stream));
+  EASTRT_CUDA(cudaStreamWaitEvent(side_stream, forked, 0));
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const bool side = plan.steps[i].lane == 1;
+    cudaStream_t on = side ? side_stream : stream;
+    for (int p : waits[i]) EASTRT_CUDA(cudaStreamWaitEvent(on, done[p], 0));
+    run_step(state, i, b, on, side ? side_workspace : workspace);
+    if (done[i]) EASTRT_CUDA(cudaEventRecord(done[i], on));
+  }
+  EASTRT_CUDA(cudaEventRecord(joined, side_stream));
+  EASTRT_CUDA(cudaStreamWaitEvent(stream, joined, 0));
 }
 
-void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
+void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cudaStream_t on,
+                                      const DeviceBuffer& ws) {
   const PlanStep& step = plan.steps[index];
+  if (cudnn_stream != on) {
+    EASTRT_CUDNN(cudnnSetStream(cudnn, on));
+    cudnn_stream = on;
+  }
   const int out = step.outputs[0];
   const PlanTensor& y = plan.tensors[out];
   const int64_t count = per_batch(y) * b;
@@ -745,12 +808,12 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
     const PlanTensor& x = plan.tensors[step.inputs[0]];
     if (gpu::is_8bit(y.type))
       cuda::launch_quantize(ptr(step.inputs[0]), gpu::qtype(x.type), element_ptr(out), gpu::qtype(y.type), count,
-                            y.scale, stream);
+                            y.scale, on);
     else if (gpu::is_8bit(x.type))
       cuda::launch_dequantize(ptr(step.inputs[0]), gpu::qtype(x.type), element_ptr(out), gpu::qtype(y.type), count,
-                              x.scale, stream);
+                              x.scale, on);
     else
-      cuda::launch_cast(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, stream);
+      cuda::launch_cast(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, on);
     return;
   }
   const gpu::StepWeights& w = engine.step_weights[index];
@@ -760,55 +823,55 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       const void* residual = step.inputs.size() > 1 ? ptr(step.inputs[1]) : nullptr;
       if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) {
         cuda::launch_quant_conv(gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)),
-                                step.tactic.algo, stream);
+                                step.tactic.algo, on);
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {
         cuda::launch_direct_conv(x, type(step.inputs[0]), w.filter, w.has_bias ? w.bias : nullptr, residual,
                                  element_ptr(out), type(out), gpu::direct_conv_args(plan, step, b),
-                                 gpu::conv_activation(step), stream);
+                                 gpu::conv_activation(step), on);
         return;
       }
       if (gpu::is_space_to_depth(step.tactic.kind)) {
         // X' from the unpadded input (the lowering's explicit pad is not used), then the stride-1 convolution.
         const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, b);
-        gpu::launch_space_to_depth(plan, step, x, workspace.get(), b, stream);
+        gpu::launch_space_to_depth(plan, step, x, ws.get(), b, on);
         const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthFused;
-        cuda::ConvOperands operands = gpu::conv_operands(step, w, fused, workspace.get(), residual, element_ptr(out),
-                                                         workspace.as<uint8_t>() + xs_bytes, workspace.size() - xs_bytes);
+        cuda::ConvOperands operands = gpu::conv_operands(step, w, fused, ws.get(), residual, element_ptr(out),
+                                                         ws.as<uint8_t>() + xs_bytes, ws.size() - xs_bytes);
         operands.w = w.s2d_filter;
         const cudnnStatus_t status =
-            state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), stream);
+            state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), on);
         EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                      ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
         return;
       }
       if (step.padded_input >= 0) {
-        gpu::launch_explicit_pad(plan, step, x, element_ptr(step.padded_input), b, stream);
+        gpu::launch_explicit_pad(plan, step, x, element_ptr(step.padded_input), b, on);
         x = ptr(step.padded_input);
       }
       if (gpu::is_cudnn_graph(step.tactic.kind)) {
         const cuda::ConvOperands operands =
-            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), workspace.get(), workspace.size());
-        const cudnnStatus_t status = state.graphs[index]->run(0, operands, gpu::conv_activation(step), stream);
+            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), ws.get(), ws.size());
+        const cudnnStatus_t status = state.graphs[index]->run(0, operands, gpu::conv_activation(step), on);
         EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                      ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
         const cuda::ConvOperands operands =
-            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), workspace.get(), workspace.size());
+            gpu::conv_operands(step, w, false, x, residual, element_ptr(out), ws.get(), ws.size());
         const cublasStatus_t status =
-            state.matmuls[index]->run(cublaslt, gpu::cublaslt_algo(step.tactic), operands, stream);
+            state.matmuls[index]->run(cublaslt, gpu::cublaslt_algo(step.tactic), operands, on);
         EASTRT_CHECK(status == CUBLAS_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                      ", batch ", b, "): cuBLASLt error ", static_cast<int>(status));
         return;
       }
       const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kCudnnFused;
       const cuda::ConvOperands operands =
-          gpu::conv_operands(step, w, fused, x, residual, element_ptr(out), workspace.get(), workspace.size());
+          gpu::conv_operands(step, w, fused, x, residual, element_ptr(out), ws.get(), ws.size());
       const cudnnStatus_t status =
-          state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), stream);
+          state.convs[index]->run(cudnn, fused, step.tactic.algo, operands, gpu::conv_activation(step), on);
       EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                    ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
       return;
@@ -823,7 +886,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       a.pad_top = p.padding.top, a.pad_left = p.padding.left, a.groups = p.groups;
       cuda::launch_deconvolution(ptr(step.inputs[0]), type(step.inputs[0]), static_cast<const float*>(w.filter),
                                  w.has_bias ? static_cast<const float*>(w.bias) : nullptr, element_ptr(out), type(out),
-                                 a, stream);
+                                 a, on);
       return;
     }
     case LayerKind::kScale: {
@@ -835,7 +898,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       a.shift_per_channel = channel && p.shift && p.shift->size() != 1;
       a.power_per_channel = channel && p.power && p.power->size() != 1;
       cuda::launch_scale(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count, y.shape.back(),
-                         a, stream);
+                         a, on);
       return;
     }
     case LayerKind::kPooling: {
@@ -849,18 +912,18 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       a.pad_top = p.global ? 0 : p.padding.top, a.pad_left = p.global ? 0 : p.padding.left;
       a.average = p.type == PoolingType::kAverage;
       a.count_include_pad = p.count_include_pad;
-      cuda::launch_pooling(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), a, stream);
+      cuda::launch_pooling(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), a, on);
       return;
     }
     case LayerKind::kActivation: {
       const auto& p = std::get<ActivationParams>(step.params);
       cuda::launch_activation(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count,
-                              {static_cast<int>(p.type), p.alpha, p.beta}, stream);
+                              {static_cast<int>(p.type), p.alpha, p.beta}, on);
       return;
     }
     case LayerKind::kUnary:
       cuda::launch_unary(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count,
-                         static_cast<int>(std::get<UnaryParams>(step.params).op), stream);
+                         static_cast<int>(std::get<UnaryParams>(step.params).op), on);
       return;
     case LayerKind::kElementWise: {
       // Numpy broadcasting at this batch: every tensor's first dimension is the batch.
@@ -887,7 +950,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
       strides(at_batch(step.inputs[1]), s.b_stride);
       cuda::launch_elementwise(ptr(step.inputs[0]), type(step.inputs[0]), ptr(step.inputs[1]), type(step.inputs[1]),
                                element_ptr(out), type(out), s, static_cast<int>(std::get<ElementWiseParams>(step.params).op),
-                               stream);
+                               on);
       return;
     }
     case LayerKind::kConcatenation: {
@@ -903,7 +966,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
         const int64_t inner = per_batch(in) * b / outer;
         // A view was written in place by its producer.
         if (!(in.place == TensorPlace::kView && in.view_of == out))
-          cuda::launch_concat_copy(ptr(id), type(id), element_ptr(out), type(out), outer, inner, out_inner, offset, stream);
+          cuda::launch_concat_copy(ptr(id), type(id), element_ptr(out), type(out), outer, inner, out_inner, offset, on);
         offset += inner;
       }
       return;
@@ -924,7 +987,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b) {
         a.out_channel_stride = plan.tensors[static_cast<size_t>(y.view_of)].shape[3];
         a.out_channel_offset = y.channel_offset;
       }
-      cuda::launch_resize(ptr(step.inputs[0]), type(step.inputs[0]), dst, type(out), a, stream);
+      cuda::launch_resize(ptr(step.inputs[0]), type(step.inputs[0]), dst, type(out), a, on);
       return;
     }
     default:
@@ -1202,7 +1265,7 @@ std::vector<double> ExecutionContext::profile_steps(int warmup, int iterations) 
       cuda::launch_busy_wait(kProfileQueueAheadMicroseconds, c.stream);
       EASTRT_CUDA(cudaEventRecord(events[0], c.stream));
       for (size_t s = 0; s < steps; ++s) {
-        c.run_step(state, s, c.batch);
+        c.run_step(state, s, c.batch, c.stream, c.workspace);
         EASTRT_CUDA(cudaEventRecord(events[s + 1], c.stream));
       }
       EASTRT_CUDA(cudaStreamSynchronize(c.stream));

@@ -55,6 +55,7 @@ std::string to_text(const EngineInfo& info) {
     out << "  " << std::left << std::setw(56) << l.name << " " << std::setw(13) << l.kind << " " << std::setw(4)
         << l.precision << " " << to_string(l.output_shape) << "  " << l.tactic;
     if (l.tactic_ms > 0) out << std::fixed << std::setprecision(3) << "  " << l.tactic_ms << " ms";
+    if (l.side_stream) out << "  [side stream]";
     if (!l.note.empty()) out << "  (" << l.note << ")";
     out << "\n";
   }

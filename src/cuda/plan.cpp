@@ -365,6 +365,7 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
     if (s.tactic.kind == ConvTactic::Kind::kQuant) w.str(s.tactic.variant_name);
     w.i32(s.padded_input);
     w.str(s.note);
+    w.u8(s.lane);
   }
   w.ints(plan.inputs), w.ints(plan.outputs);
   w.i64(static_cast<int64_t>(plan.passes.size()));
@@ -386,6 +387,7 @@ void check_indices(const PlanData& plan) {
     for (int id : s.outputs) if (!valid(id)) throw_error("step '", s.name, "' writes tensor ", id, " of ", n);
     if (s.outputs.size() != 1) throw_error("step '", s.name, "' has ", s.outputs.size(), " outputs");
     if (s.padded_input != -1 && !valid(s.padded_input)) throw_error("step '", s.name, "' pads into a missing tensor");
+    if (s.lane > 1) throw_error("step '", s.name, "' is on lane ", int(s.lane), " (there are lanes 0 and 1)");
     if (s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kDeconvolution) {
       const auto& p = std::get<DeconvolutionParams>(s.params);
       const Shape& in = s.inputs.size() == 1 ? plan.tensors[s.inputs[0]].shape : Shape{};
@@ -470,6 +472,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.tactic.kind == ConvTactic::Kind::kQuant) s.tactic.variant_name = r.str("an 8-bit convolution variant");
     s.padded_input = r.i32("a step");
     s.note = r.str("a step note");
+    s.lane = r.u8("a step's lane");
     plan.steps.push_back(std::move(s));
   }
   plan.inputs = r.ints("input bindings"), plan.outputs = r.ints("output bindings");

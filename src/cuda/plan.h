@@ -114,6 +114,9 @@ struct PlanStep {
   // input 0 (borders beyond the symmetric part, channels up to the multiple) that cuDNN reads instead.
   int padded_input = -1;
   std::string note;  // why the step runs otherwise than the engine's precision asks ("kept in fp16: ...")
+  // 0: the context's stream, in step order; 1: the side stream, alongside the steps of lane 0 it does not
+  // depend on (assign_side_lane), waiting on the steps of the other lane it reads from, and they on it.
+  uint8_t lane = 0;
 
   LayerKind layer_kind() const { return static_cast<LayerKind>(params.index()); }
 };
@@ -140,8 +143,9 @@ struct PlanTarget {
 };
 
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
-// step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version)
-inline constexpr uint32_t kPlanFormatVersion = 5;
+// step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version);
+// 6: each step's lane
+inline constexpr uint32_t kPlanFormatVersion = 6;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit;
@@ -224,5 +228,31 @@ struct Lifetime {
   int first = -1, last = -1;
 };
 std::vector<Lifetime> arena_lifetimes(const PlanData& plan);
+
+// ---- parallel branches: a second lane of steps (host only, tested without a GPU) ----
+//
+// A step on lane 1 runs on the context's side stream: after the steps that write what it reads (a wait on
+// the other lane's event, or stream order on its own), and before the steps that read what it writes. So it
+// may run alongside any step of lane 0 in between, which is what its window says, and the memory planner
+// (arena_lifetimes) keeps everything it touches alive over that window: no buffer it reads or writes is
+// shared with one those steps use.
+
+// Per step, the first and last step (by index) it may run alongside: itself for lane 0; for lane 1 from
+// just after the last lane-0 writer of its inputs (or that lane-1 writer's own first) to just before the
+// first lane-0 reader of its output (or that lane-1 reader's own last), the whole plan where there is none.
+std::vector<Lifetime> step_windows(const PlanData& plan);
+
+// Puts on lane 1 each convolution that has a lane-0 step between the last writer of its inputs and the first
+// reader of its output, that reads and writes whole tensors (no concatenation's view or parent), and whose
+// writers are all on lane 0 (EAST: the four projection shortcuts beside their unit's first two
+// convolutions, the first convolution of blocks 1-3's strided last units beside their subsampling
+// shortcut, and the geometry head beside the score head). The merge's convolutions over the backbone's
+// features are not among them: each adds its upsampled other half in its epilogue, so it waits for it.
+// Returns how many; the caller plans the arena again (plan_arena) when there are any.
+int assign_side_lane(PlanData& plan);
+
+// Per step, the earlier steps on the other lane that write a tensor it reads (through a view's parent
+// too): the events it waits for.
+std::vector<std::vector<int>> cross_lane_waits(const PlanData& plan);
 
 }  // namespace eastrt::gpu

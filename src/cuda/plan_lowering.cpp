@@ -39,23 +39,115 @@ int normalized_axis(int axis, size_t rank) { return axis < 0 ? axis + static_cas
 
 }  // namespace
 
+namespace {
+
+int storage_root(const PlanData& plan, int id) {
+  return plan.tensors[id].place == TensorPlace::kView ? plan.tensors[id].view_of : id;
+}
+
+// Per storage root, the steps that write it and those that read it, in step order.
+struct Access {
+  std::vector<std::vector<int>> writers, readers;
+};
+
+Access storage_access(const PlanData& plan) {
+  Access a;
+  a.writers.resize(plan.tensors.size()), a.readers.resize(plan.tensors.size());
+  for (size_t s = 0; s < plan.steps.size(); ++s) {
+    for (int id : plan.steps[s].outputs) a.writers[storage_root(plan, id)].push_back(static_cast<int>(s));
+    for (int id : plan.steps[s].inputs) {
+      std::vector<int>& r = a.readers[storage_root(plan, id)];
+      if (r.empty() || r.back() != static_cast<int>(s)) r.push_back(static_cast<int>(s));
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+std::vector<Lifetime> step_windows(const PlanData& plan) {
+  const int n = static_cast<int>(plan.steps.size());
+  const Access access = storage_access(plan);
+  std::vector<Lifetime> window(plan.steps.size());
+  for (int s = 0; s < n; ++s) {
+    window[s] = {s, s};
+    if (plan.steps[s].lane == 0) continue;
+    int first = 0;
+    for (int id : plan.steps[s].inputs)
+      for (int w : access.writers[storage_root(plan, id)])
+        if (w < s) first = std::max(first, plan.steps[w].lane == 0 ? w + 1 : window[w].first);
+    window[s].first = std::min(first, s);
+  }
+  for (int s = n - 1; s >= 0; --s) {
+    if (plan.steps[s].lane == 0) continue;
+    int last = n - 1;
+    for (int id : plan.steps[s].outputs)
+      for (int r : access.readers[storage_root(plan, id)])
+        if (r > s) last = std::min(last, plan.steps[r].lane == 0 ? r - 1 : window[r].last);
+    window[s].last = std::max(last, s);
+  }
+  return window;
+}
+
 std::vector<Lifetime> arena_lifetimes(const PlanData& plan) {
   std::vector<Lifetime> life(plan.tensors.size());
-  auto root = [&](int id) { return plan.tensors[id].place == TensorPlace::kView ? plan.tensors[id].view_of : id; };
+  const std::vector<Lifetime> window = step_windows(plan);
   for (size_t s = 0; s < plan.steps.size(); ++s) {
     const PlanStep& step = plan.steps[s];
     std::vector<int> touched = step.inputs;
     touched.insert(touched.end(), step.outputs.begin(), step.outputs.end());
     if (step.padded_input >= 0) touched.push_back(step.padded_input);
     for (int id : touched) {
-      const int r = root(id);
+      const int r = storage_root(plan, id);
       if (plan.tensors[r].place != TensorPlace::kArena) continue;
       Lifetime& l = life[r];
-      l.first = l.first < 0 ? static_cast<int>(s) : std::min(l.first, static_cast<int>(s));
-      l.last = std::max(l.last, static_cast<int>(s));
+      l.first = l.first < 0 ? window[s].first : std::min(l.first, window[s].first);
+      l.last = std::max(l.last, window[s].last);
     }
   }
   return life;
+}
+
+int assign_side_lane(PlanData& plan) {
+  const int n = static_cast<int>(plan.steps.size());
+  const Access access = storage_access(plan);
+  std::vector<bool> viewed(plan.tensors.size(), false);
+  for (const PlanTensor& t : plan.tensors)
+    if (t.place == TensorPlace::kView) viewed[static_cast<size_t>(t.view_of)] = true;
+  auto whole = [&](int id) { return plan.tensors[id].place != TensorPlace::kView && !viewed[id]; };
+  int assigned = 0;
+  for (int s = 0; s < n; ++s) {
+    PlanStep& step = plan.steps[s];
+    if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
+    if (!std::all_of(step.inputs.begin(), step.inputs.end(), whole) || !whole(step.outputs[0])) continue;
+    int fork = -1, join = n;
+    bool writers_on_lane0 = true;
+    for (int id : step.inputs)
+      for (int w : access.writers[id])
+        if (w < s) fork = std::max(fork, w), writers_on_lane0 = writers_on_lane0 && plan.steps[w].lane == 0;
+    if (!writers_on_lane0) continue;
+    for (int r : access.readers[step.outputs[0]])
+      if (r > s) join = std::min(join, r);
+    bool alongside = false;
+    for (int m = fork + 1; m < join && !alongside; ++m) alongside = m != s && plan.steps[m].lane == 0;
+    if (!alongside) continue;
+    step.lane = 1;
+    ++assigned;
+  }
+  return assigned;
+}
+
+std::vector<std::vector<int>> cross_lane_waits(const PlanData& plan) {
+  const Access access = storage_access(plan);
+  std::vector<std::vector<int>> waits(plan.steps.size());
+  for (size_t s = 0; s < plan.steps.size(); ++s) {
+    for (int id : plan.steps[s].inputs)
+      for (int w : access.writers[storage_root(plan, id)])
+        if (w < static_cast<int>(s) && plan.steps[w].lane != plan.steps[s].lane) waits[s].push_back(w);
+    std::sort(waits[s].begin(), waits[s].end());
+    waits[s].erase(std::unique(waits[s].begin(), waits[s].end()), waits[s].end());
+  }
+  return waits;
 }
 
 namespace {
