@@ -1,5 +1,5 @@
 # eastrt against PyTorch on EAST 672x1280, per precision and batch: the rows of one device call paired up
-# (eastrt's CUDA-graph builds with every tactic and the side stream, PyTorch's best mode of that precision),
+# (eastrt's CUDA-graph builds with every tactic on one stream, PyTorch's best mode of that precision),
 # for the summary of scripts/gpu_check.sh and the picture of bench/plot_results.py.
 # Usage: python3 bench/speed_table.py BENCH.jsonl PEER.jsonl ...   (prints the table)
 import json
@@ -16,7 +16,7 @@ def pairs(rows):
             continue
         key = (r["precision"], r["batch"])
         if r["tool"] == "eastrt" and r.get("model", "").startswith("built-in") and r.get("cuda_graph") \
-                and r.get("cudnn_graph_tactics", True) and r.get("side_stream_steps", -1) != 0:
+                and r.get("cudnn_graph_tactics", True) and r.get("side_stream_steps", 0) == 0:
             ours.setdefault(key, []).append(r["images_per_s"])
         elif r["tool"].startswith("pytorch") and r["images_per_s"] > theirs.get(key, (0, ""))[0]:
             theirs[key] = (r["images_per_s"], r["mode"])

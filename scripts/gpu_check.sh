@@ -8,7 +8,7 @@
 # (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
 # EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer"; also "quant":
 # INT8/FP8 against FP16 on the bundled model; "qselect": F1 of the calibration caches in gpu-data/caches on
-# the training-split images in gpu-data/select).
+# the training-split images in gpu-data/select; "tactics": FP16 batch-1 builds profiled one by one).
 # `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle (with
 # libnvjpeg.so.13 from the nvidia-nvjpeg wheel, which eastrt opens at run time for the GPU's JPEG decoder),
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
@@ -175,16 +175,16 @@ for batch in 1 16; do
   done
 done
 # Tactic selection's stability: FP16 batch 1 built again from scratch, once without cuDNN's graph API
-# configurations and once on one stream (what each adds), then twice through a timing cache (the first
-# fills it, the second must time nothing and pick the same tactics); and FP16 batch 16 without the graph
-# configurations and on one stream.
-for run in 2 no-graph no-parallel cache-fill cache-hit b16-no-graph b16-no-parallel; do
+# configurations and once with parallel branches (what each changes), then twice through a timing cache
+# (the first fills it, the second must time nothing and pick the same tactics); and FP16 batch 16 without
+# the graph configurations and with parallel branches.
+for run in 2 no-graph parallel cache-fill cache-hit b16-no-graph b16-parallel; do
   (( $(left) < 170 )) && { echo "skipping fp16 build $run: too little time left"; continue; }
   extra=()
   batch=1
   [[ $run == cache-* ]] && extra=(--timing-cache "$WORK/timing_cache.json")
   [[ $run == *no-graph ]] && extra=(--no-cudnn-graph)
-  [[ $run == *no-parallel ]] && extra=(--no-parallel-branches)
+  [[ $run == *-parallel || $run == parallel ]] && extra=(--parallel-branches)
   [[ $run == b16-* ]] && batch=16
   echo "--- fp16 batch $batch, build $run"
   timeout 90 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision fp16 --batch $batch \
@@ -222,6 +222,19 @@ if want profile; then
     timeout 60 "$BIN/eastrt" bench --model gpu-data/ch_PP-OCRv4_det_infer.onnx --input 1x544x960x3 --precision fp16 \
       --batch 1 --iterations 30 --warmup 5 --profile --profile-json "$WORK/profile_ppocr_fp16_b1.json" 2>&1 | head -n 40
   fi
+fi
+
+if want tactics; then
+  # Why FP16 batch-1 builds differ (1291-1375 images/s in one call): EASTRT_TACTIC_BUILDS builds (default 4),
+  # each replayed, then profiled step by step with its tactics and their build-time figures (into
+  # results.tgz as tactics_N.json), to be compared layer by layer.
+  builds=${EASTRT_TACTIC_BUILDS:-4}
+  phase "FP16 batch 1 tactics over $builds builds"
+  for i in $(seq 1 "$builds"); do
+    (( $(left) < 60 )) && { echo "skipping tactics build $i: too little time left"; continue; }
+    timeout 90 "$BIN/eastrt" bench --builtin east --input 1x672x1280x3 --precision fp16 --batch 1 --iterations 200 \
+      --warmup 10 --cuda-graph --profile-json "$WORK/tactics_$i.json" --results "$WORK/tactics.jsonl" 2>&1 | tail -n 3
+  done
 fi
 
 if want quant && [[ -f models/east.safetensors ]]; then

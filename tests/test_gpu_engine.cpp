@@ -1329,6 +1329,7 @@ TEST(GpuEast, ParallelBranchesGiveWhatOneStreamGives) {
   options.precision = Precision::kFp16;
   options.max_batch = 2;
   options.time_tactics = false;
+  options.parallel_branches = true;
   std::unique_ptr<Engine> parallel = Builder(f.network, options).build();
   options.parallel_branches = false;
   std::unique_ptr<Engine> serial = Builder(f.network, options).build();

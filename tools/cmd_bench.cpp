@@ -99,7 +99,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --workspace MB        tactic workspace limit when building (default 256)\n"
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
                 "  --no-cudnn-graph      when building: leave cuDNN's graph API configurations out of the tactics\n"
-                "  --no-parallel-branches  when building: every step on one stream (see build)\n"
+                "  --parallel-branches   when building: independent convolutions on a second stream (see build)\n"
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
                 "                        bits, even where FP16 times faster (default: those stay in FP16)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
@@ -116,7 +116,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--no-parallel-branches"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--parallel-branches"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -155,7 +155,7 @@ int bench(const std::vector<std::string>& argv) {
     options.calibration_cache = calibration_cache;
     options.keep_faster_fp16 = !args.has("--all-8bit");
     options.cudnn_graph = !args.has("--no-cudnn-graph");
-    options.parallel_branches = !args.has("--no-parallel-branches");
+    options.parallel_branches = args.has("--parallel-branches");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -96,7 +96,7 @@ int build(const std::vector<std::string>& argv) {
                 "                        even where it times slower than FP16 (default: those stay in FP16)\n"
                 "  --heuristic           take cuDNN's heuristic choice instead of timing the tactics\n"
                 "  --no-cudnn-graph      leave cuDNN's graph API configurations out of the tactics timed\n"
-                "  --no-parallel-branches  every step on one stream (default: independent convolutions on a second)\n"
+                "  --parallel-branches   independent convolutions on a second stream (default: one stream)\n"
                 "  --timing-cache FILE   reuse the tactics timed by earlier builds on this GPU model (and\n"
                 "                        cuDNN and eastrt version) from FILE, time the rest and add them;\n"
                 "                        a FILE that is not a valid cache is an error (delete it to start over)\n"
@@ -107,7 +107,7 @@ int build(const std::vector<std::string>& argv) {
              "--layer-precision", "--output", "--timing-cache", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
              "--batch", "--size", "--threads"},
             {"--heuristic", "--verbose", "--json", "--allow-held-out", "--all-8bit", "--no-cudnn-graph",
-             "--no-parallel-branches"});
+             "--parallel-branches"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   EASTRT_CHECK(args.has("--output"), "no plan file: give -o PLAN");
@@ -129,7 +129,7 @@ int build(const std::vector<std::string>& argv) {
   options.time_tactics = !args.has("--heuristic");
   options.keep_faster_fp16 = !args.has("--all-8bit");
   options.cudnn_graph = !args.has("--no-cudnn-graph");
-  options.parallel_branches = !args.has("--no-parallel-branches");
+  options.parallel_branches = args.has("--parallel-branches");
   options.verbose = args.has("--verbose");
   options.timing_cache = args.get("--timing-cache");
 

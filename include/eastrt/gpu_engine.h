@@ -57,8 +57,11 @@ struct BuildOptions {
   // legacy API, cuBLASLt and our kernels only (to compare, or where the graphs make the build slow).
   bool cudnn_graph = true;
   // Convolutions independent of the steps around them (a ResNet unit's projection shortcut, one of two
-  // heads) run on a second stream alongside them (gpu::assign_side_lane); off: one stream.
-  bool parallel_branches = true;
+  // heads) run on a second stream alongside them (gpu::assign_side_lane). Off by default: on the H200 EAST
+  // ran no faster with them (FP16 batch 1 1357 against 1371 images/s on one stream, batch 16 2477 against
+  // 2508, one call): its big convolutions fill the GPU, and the cross-stream edges cost about what the
+  // overlap saves.
+  bool parallel_branches = false;
   bool verbose = false;  // one line per layer on stderr while building
   // A tactic timing cache file (empty: none): convolutions whose signature it holds for this GPU model,
   // cuDNN and eastrt version take the cached tactic without timing; the others are timed and added, and
