@@ -84,6 +84,8 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 BUDGET=${EASTRT_CHECK_SECONDS:-540}
 PHASES=" ${EASTRT_CHECK_PHASES:-tests bench profile eval pipeline serve peer} "
 want() { [[ $PHASES == *" $1 "* ]]; }
+# The network's weights as the bench phase saves them, for the PyTorch peer (which has none without it).
+WEIGHTS=/tmp/eastrt-east-weights.safetensors
 left() { echo $((BUDGET - SECONDS)); }
 phase() { echo; echo "=== $* ($(left) s left) ==="; }
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
@@ -162,7 +164,6 @@ fi
 
 if want bench; then
 phase "eastrt bench: EAST 672x1280"
-WEIGHTS=/tmp/eastrt-east-weights.safetensors
 for batch in 1 16; do
   for precision in fp32 tf32 fp16; do
     if (( $(left) < 150 )); then echo "skipping batch $batch $precision: too little time left"; continue; fi
