@@ -16,7 +16,7 @@ import speed_table  # noqa: E402  (beside this file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-SPEED_COMMIT = "2af10c6"  # eastrt and PyTorch measured in the same call on the same card
+SPEED_COMMIT = "649b4a8"
 F1_COMMIT = "1de40e9"  # img_251-500 with every precision
 QUANT_COMMIT = "8e7343e"  # the bundled model at batch 16 in every precision, one call
 
