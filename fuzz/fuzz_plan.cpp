@@ -4,7 +4,8 @@
 // serialize back to the same bytes.
 //
 // Seeds: EASTRT_FUZZ_PLAN_SEEDS=DIR writes the bodies of two plans (a small network of every layer kind
-// the GPU runs, lowered in FP32 and FP16, with tactics of every kind set on its convolutions) into DIR.
+// the GPU runs, lowered in FP32 and FP16, with tactics of every kind set on its convolutions and a step on
+// the side stream) into DIR.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +94,8 @@ void write_seeds(const std::string& dir) {
       }
       step.note = k % 2 ? "kept: a note" : "";
     }
+    eastrt::gpu::assign_side_lane(plan);  // lanes as the builder sets them, where the network has any
+    plan.steps.back().lane = 1;           // and one set by hand, so that every seed has a side-stream step
     const std::vector<uint8_t> bytes = eastrt::gpu::serialize_plan(plan, {EASTRT_VERSION, "NVIDIA H100 80GB HBM3", 9, 0});
     std::ofstream(dir + "/plan_" + std::to_string(index++) + ".body", std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data() + kHeaderBytes),
