@@ -2,7 +2,6 @@
 # precision and batch (one device call), and the held-out F1 against batch-16 speed per precision.
 # Reads bench/results/*.jsonl only; the commits it takes are named below and printed on the pictures.
 # Usage: .venv-train/bin/python bench/plot_results.py [OUT_DIR]   (default docs/images; needs matplotlib)
-import json
 import os
 import statistics
 import sys
@@ -22,8 +21,7 @@ QUANT_COMMIT = "8e7343e"  # the bundled model at batch 16 in every precision, on
 
 
 def rows(name):
-    with open(os.path.join(RESULTS, name)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return speed_table.read_rows([os.path.join(RESULTS, name)])
 
 
 def plot_speed(gpu, out):

@@ -24,14 +24,20 @@ def pairs(rows):
     return {k: (ours[k], theirs[k]) for k in keys}
 
 
-def main():
+def read_rows(paths):
+    """The JSON lines of every file in `paths` that exists (a device call may not have written each one)."""
     rows = []
-    for path in sys.argv[1:]:
+    for path in paths:
         try:
-            rows += [json.loads(line) for line in open(path) if line.strip()]
+            with open(path) as f:
+                rows += [json.loads(line) for line in f if line.strip()]
         except OSError:
             pass
-    table = pairs(rows)
+    return rows
+
+
+def main():
+    table = pairs(read_rows(sys.argv[1:]))
     if not table:
         return
     # The first build: the targets are for a plain build, not the best of several.

@@ -414,13 +414,10 @@ fi
 
 phase "summary"
 python3 - "$OUT/bench.jsonl" "$OUT/peer.jsonl" <<'EOF' || true
-import json, sys
-rows = []
-for path in sys.argv[1:]:
-    try:
-        rows += [json.loads(l) for l in open(path) if l.strip()]
-    except OSError:
-        pass
+import sys
+sys.path.insert(0, "bench")
+from speed_table import read_rows
+rows = read_rows(sys.argv[1:])
 print(f"{'tool':<16} {'mode':<14} {'prec':<5} {'batch':>5} {'median ms':>10} {'images/s':>10}")
 for r in rows:
     if "tool" not in r:  # detect --bench lines: their own table is in the log
