@@ -37,10 +37,6 @@ bool gpu_runs(LayerKind kind) {
 
 int normalized_axis(int axis, size_t rank) { return axis < 0 ? axis + static_cast<int>(rank) : axis; }
 
-}  // namespace
-
-namespace {
-
 int storage_root(const PlanData& plan, int id) {
   return plan.tensors[id].place == TensorPlace::kView ? plan.tensors[id].view_of : id;
 }
