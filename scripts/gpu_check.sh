@@ -218,6 +218,7 @@ if want profile; then
     (( $(left) < 60 )) && { echo "skipping profile $1 batch $2: too little time left"; continue; }
     timeout 90 "$BIN/eastrt" bench --builtin east --input ${2}x672x1280x3 --precision $1 --batch $2 --iterations 30 \
       --warmup 5 --profile --profile-json "$WORK/profile_${1}_b${2}.json" 2>&1 | head -n 60
+    [[ $1 == fp16 ]] && python3 bench/roofline.py "$WORK/profile_${1}_b${2}.json" 2>&1 | head -n 30
   done
   if [[ -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]] && (( $(left) > 60 )); then
     timeout 60 "$BIN/eastrt" bench --model gpu-data/ch_PP-OCRv4_det_infer.onnx --input 1x544x960x3 --precision fp16 \

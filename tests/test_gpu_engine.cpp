@@ -1317,6 +1317,22 @@ TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
   // EAST's 63, with each of the three merge 1x1 convolutions split in two by upsample_after_convolution and
   // the geometry output's two made one by merge_concatenated_heads.
   EXPECT_EQ(convolutions, 65);
+  // The roofline terms: a 1x1 convolution at 56x80 (64 -> 64 channels, float32) by hand, and in all the
+  // network's multiply-adds less what the passes save (the merge convolutions' part at a quarter of the pixels).
+  double macs = 0;
+  bool checked = false;
+  for (const EngineLayerInfo& l : info.layers) {
+    macs += static_cast<double>(l.macs_per_image);
+    if (l.name != "resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/Conv2D") continue;
+    checked = true;
+    EXPECT_EQ(l.macs_per_image, 56 * 80 * 64 * 64);
+    EXPECT_EQ(l.weight_bytes, (64 * 64 + 64) * 4);
+    EXPECT_EQ(l.activation_bytes_per_image, 2 * 56 * 80 * 64 * 4);
+  }
+  EXPECT_TRUE(checked);
+  const double network_macs = f.network.macs() / 2;  // the fixture's network is for batch 2
+  EXPECT_LT(macs, network_macs);
+  EXPECT_GT(macs, 0.9 * network_macs);
 }
 
 // The side stream changes when convolutions run, not what they compute: with the same (untimed) tactics an

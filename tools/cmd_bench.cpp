@@ -48,8 +48,11 @@ void save_weights(const Args& args, const std::string& path) {
   write_safetensors(path, tensors);
 }
 
-// Per-layer device times, slowest first, with the share of the whole and the tactic; kinds summed below.
-void print_profile(const Args& args, const EngineInfo& info, ExecutionContext& context, int warmup, int iterations) {
+// Per-layer device times, slowest first, with the share of the whole, the rates the step reached (its least
+// traffic and its arithmetic over its time: what bench/roofline.py sets against the card's peaks) and the
+// tactic; kinds summed below.
+void print_profile(const Args& args, const EngineInfo& info, ExecutionContext& context, int batch, int warmup,
+                   int iterations) {
   const std::vector<double> ms = context.profile_steps(warmup, std::min(iterations, 50));
   double total = 0;
   for (double m : ms) total += m;
@@ -58,25 +61,32 @@ void print_profile(const Args& args, const EngineInfo& info, ExecutionContext& c
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ms[a] > ms[b]; });
   nlohmann::json layers = nlohmann::json::array();
   std::map<std::string, double> by_kind;
+  std::vector<double> bytes(ms.size()), flop(ms.size());
   for (size_t i = 0; i < ms.size(); ++i) {
     const EngineLayerInfo& l = info.layers[i];
     by_kind[l.kind] += ms[i];
+    bytes[i] = double(l.activation_bytes_per_image) * batch + double(l.weight_bytes);
+    flop[i] = 2.0 * double(l.macs_per_image) * batch;
     layers.push_back({{"name", l.name}, {"kind", l.kind}, {"precision", l.precision}, {"tactic", l.tactic},
-                      {"ms", ms[i]}, {"built_ms", l.tactic_ms}, {"output", to_string(l.output_shape)}});
+                      {"ms", ms[i]}, {"built_ms", l.tactic_ms}, {"output", to_string(l.output_shape)},
+                      {"bytes", bytes[i]}, {"flop", flop[i]}});
   }
   if (args.has("--profile-json")) {
     std::ofstream out(args.get("--profile-json"));
     EASTRT_CHECK(out.good(), "cannot write ", args.get("--profile-json"));
-    out << nlohmann::json{{"total_ms", total}, {"layers", layers}}.dump(1) << "\n";
+    out << nlohmann::json{{"total_ms", total}, {"batch", batch}, {"layers", layers}}.dump(1) << "\n";
   }
   if (!args.has("--profile")) return;
   std::printf("\nper-layer device time (eager launches, median of %d): %.3f ms in all\n", std::min(iterations, 50),
               total);
-  std::printf("%8s %6s  %-44s %-14s %-5s %s\n", "ms", "share", "layer", "kind", "prec", "tactic");
+  std::printf("%8s %6s %6s %7s  %-44s %-14s %-5s %s\n", "ms", "share", "TB/s", "TFLOP/s", "layer", "kind", "prec",
+              "tactic");
   for (size_t i : order) {
     const EngineLayerInfo& l = info.layers[i];
-    std::printf("%8.4f %5.1f%%  %-44.44s %-14.14s %-5s %s\n", ms[i], 100 * ms[i] / total, l.name.c_str(),
-                l.kind.c_str(), l.precision.c_str(), l.tactic.c_str());
+    const double seconds = std::max(ms[i], 1e-6) / 1000;
+    std::printf("%8.4f %5.1f%% %6.2f %7.1f  %-44.44s %-14.14s %-5s %s\n", ms[i], 100 * ms[i] / total,
+                bytes[i] / seconds / 1e12, flop[i] / seconds / 1e12, l.name.c_str(), l.kind.c_str(),
+                l.precision.c_str(), l.tactic.c_str());
   }
   std::printf("by kind:");
   for (const auto& [kind, m] : by_kind) std::printf("  %s %.3f ms", kind.c_str(), m);
@@ -241,7 +251,7 @@ int bench(const std::vector<std::string>& argv) {
                 info.activation_bytes / 1048576.0, info.workspace_bytes / 1048576.0,
                 finite ? "" : "; OUTPUTS NOT FINITE");
   }
-  if (args.has("--profile") || args.has("--profile-json")) print_profile(args, info, *context, warmup, iterations);
+  if (args.has("--profile") || args.has("--profile-json")) print_profile(args, info, *context, batch, warmup, iterations);
   return finite ? 0 : 1;
 }
 

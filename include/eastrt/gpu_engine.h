@@ -85,6 +85,11 @@ struct EngineLayerInfo {
   bool side_stream = false;  // runs on the context's second stream, alongside independent steps
   std::vector<Shape> input_shapes;
   Shape output_shape;     // at the largest batch
+  // What the step cannot do with less, for a roofline: multiply-adds per image (convolutions), and bytes
+  // of device memory per image (each input read once, the output written once) plus the weights' bytes.
+  int64_t macs_per_image = 0;
+  int64_t activation_bytes_per_image = 0;
+  int64_t weight_bytes = 0;
 };
 
 struct EngineInfo {

@@ -511,6 +511,30 @@ void Engine::save(const std::string& path) const {
 int Engine::max_batch() const { return impl_->plan.max_batch; }
 Precision Engine::precision() const { return impl_->plan.precision; }
 
+namespace {
+
+// EngineLayerInfo's roofline terms of one step: its least traffic and, for (de)convolutions, its arithmetic.
+void add_roofline_terms(const PlanData& plan, const PlanStep& step, EngineLayerInfo& l) {
+  const auto per_image = [&](int id) { return plan.tensors[id].bytes() / std::max(1, plan.max_batch); };
+  for (int id : step.inputs) l.activation_bytes_per_image += per_image(id);
+  l.activation_bytes_per_image += per_image(step.outputs[0]);
+  if (step.kind != StepKind::kLayer) return;
+  const int64_t weight_size = is_quantized(step.precision) ? 1 : step.precision == Precision::kFp16 ? 2 : 4;
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
+  const Shape& out = plan.tensors[step.outputs[0]].shape;
+  if (const auto* conv = std::get_if<ConvolutionParams>(&step.params)) {
+    const int64_t per_output = int64_t(conv->kernel[0]) * conv->kernel[1] * (in[3] / conv->groups);
+    l.macs_per_image = volume(out) / std::max(1, plan.max_batch) * per_output;
+    l.weight_bytes = (per_output * conv->out_channels + (conv->bias ? conv->out_channels : 0)) * weight_size;
+  } else if (const auto* deconv = std::get_if<DeconvolutionParams>(&step.params)) {
+    const int64_t per_input = int64_t(deconv->kernel[0]) * deconv->kernel[1] * (deconv->out_channels / deconv->groups);
+    l.macs_per_image = volume(in) / std::max(1, plan.max_batch) * per_input;
+    l.weight_bytes = (per_input * in[3] + (deconv->bias ? deconv->out_channels : 0)) * weight_size;
+  }
+}
+
+}  // namespace
+
 EngineInfo Engine::inspect() const {
   const PlanData& plan = impl_->plan;
   EngineInfo info;
@@ -529,6 +553,7 @@ EngineInfo Engine::inspect() const {
     const PlanTensor& out = plan.tensors[step.outputs[0]];
     l.output_shape = out.shape;
     for (int id : step.inputs) l.input_shapes.push_back(plan.tensors[id].shape);
+    add_roofline_terms(plan, step, l);
     if (step.kind == StepKind::kCast) {
       l.kind = "Cast";
       l.precision = gpu::to_string(out.type);
