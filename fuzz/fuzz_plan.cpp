@@ -94,6 +94,16 @@ void write_seeds(const std::string& dir) {
       }
       step.note = k % 2 ? "kept: a note" : "";
     }
+    if (precision == eastrt::Precision::kFp16) {
+      // A fused max-pool (plan format 7) on the stride-2 convolution: its fields as the parser checks them
+      // against the output (the network itself pools elsewhere).
+      for (eastrt::gpu::PlanStep& step : plan.steps)
+        if (step.name == "conv_a") {
+          const eastrt::Shape& y = plan.tensors[step.outputs[0]].shape;
+          step.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
+          step.pool = {"pool_a", 3, 2, 0, 1, static_cast<int>(y[1]) * 2, static_cast<int>(y[2]) * 2};
+        }
+    }
     eastrt::gpu::assign_side_lane(plan);  // lanes as the builder sets them, where the network has any
     plan.steps.back().lane = 1;           // and one set by hand, so that every seed has a side-stream step
     const std::vector<uint8_t> bytes = eastrt::gpu::serialize_plan(plan, {EASTRT_VERSION, "NVIDIA H100 80GB HBM3", 9, 0});

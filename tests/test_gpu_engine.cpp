@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <tuple>
 
 #ifdef EASTRT_HAVE_CUDA
 #include "cuda/engine_impl.h"
@@ -455,6 +456,76 @@ TEST(GpuPlan, CublasLtTacticRoundTripsWithItsAlgorithm) {
   EXPECT_EQ(gpu::describe(t), "cublaslt#3 (algo 21, tile 18, stages 9, split-k 2, tf32, 64 KiB workspace)");
 }
 
+// EAST's conv1 on space-to-depth and pool1: the one pair max_pools_to_fuse finds, folded by fuse_max_pool
+// into one step that writes the pool's output (the convolution's own output then unused), kept by the
+// plan file, refused where the pool does not fit; FP32 or another tactic leaves the pool alone.
+TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
+  east::NetworkOptions options{2, 64, 96, 1};
+  const Network net = east::build(east::random_weights(options, 2), options);
+  for (Precision precision : {Precision::kFp32, Precision::kFp16}) {
+    gpu::PlanData plan = lowered(net, precision, 2);
+    int conv1 = -1;
+    for (size_t i = 0; i < plan.steps.size(); ++i)
+      if (plan.steps[i].name == "resnet_v1_50/conv1/Conv2D") conv1 = static_cast<int>(i);
+    ASSERT_GE(conv1, 0);
+    for (int pool : gpu::max_pools_to_fuse(plan)) EXPECT_EQ(pool, -1) << "no space-to-depth tactic chosen yet";
+    plan.steps[conv1].tactic.kind = gpu::ConvTactic::Kind::kSpaceToDepthFused;
+    const std::vector<int> pools = gpu::max_pools_to_fuse(plan);
+    for (size_t i = 0; i < pools.size(); ++i)
+      if (static_cast<int>(i) != conv1) EXPECT_EQ(pools[i], -1) << plan.steps[i].name;
+    if (precision == Precision::kFp32) {
+      EXPECT_EQ(pools[conv1], -1) << "the kernel is FP16";
+      continue;
+    }
+    ASSERT_GE(pools[conv1], 0);
+    const int pool = pools[conv1];
+    EXPECT_EQ(plan.steps[pool].name, "resnet_v1_50/pool1");
+    const int unpooled = plan.steps[conv1].outputs[0], pooled = plan.steps[pool].outputs[0];
+    const size_t steps = plan.steps.size();
+    gpu::fuse_max_pool(plan, conv1, pool);
+    gpu::plan_arena(plan);
+    ASSERT_EQ(plan.steps.size(), steps - 1);
+    const gpu::PlanStep& c = plan.steps[conv1];
+    EXPECT_EQ(c.tactic.kind, gpu::ConvTactic::Kind::kSpaceToDepthMaxPool);
+    EXPECT_EQ(c.outputs[0], pooled);
+    EXPECT_EQ(c.pool.name, "resnet_v1_50/pool1");
+    EXPECT_EQ(c.pool.window, 3);
+    EXPECT_EQ(c.pool.stride, 2);
+    EXPECT_EQ(c.pool.top, 0);  // TF SAME on an even size: all of the padding after
+    EXPECT_EQ(c.pool.left, 0);
+    EXPECT_EQ(gpu::conv_output_size(plan, c), (std::array<int, 2>{32, 48}));
+    const gpu::SpaceToDepthShape xs = gpu::space_to_depth_shape(plan, c);
+    EXPECT_EQ(xs.h, 35);
+    EXPECT_EQ(xs.w, 51);
+    EXPECT_EQ(xs.c, 16);
+    EXPECT_EQ(plan.tensors[pooled].shape, (Shape{2, 16, 24, 64}));
+    for (const gpu::PlanStep& step : plan.steps)
+      for (int id : step.inputs) EXPECT_NE(id, unpooled) << step.name << " reads the convolution's unpooled output";
+    EXPECT_EQ(gpu::arena_lifetimes(plan)[unpooled].first, -1) << "the unpooled output still has a place";
+    expect_no_live_overlap(plan);
+    EXPECT_NE(gpu::describe(c.tactic).find("conv/max-pool"), std::string::npos) << gpu::describe(c.tactic);
+    // The plan file keeps the fused pool; one that does not fit its output, or a tactic without its pool,
+    // is refused.
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
+    const gpu::ParsedPlan back = gpu::parse_plan(bytes, "pool.plan");
+    const gpu::PlanStep& b = back.plan.steps[conv1];
+    EXPECT_EQ(b.pool.name, c.pool.name);
+    EXPECT_EQ(std::tie(b.pool.window, b.pool.stride, b.pool.top, b.pool.left, b.pool.conv_h, b.pool.conv_w),
+              std::tie(c.pool.window, c.pool.stride, c.pool.top, c.pool.left, c.pool.conv_h, c.pool.conv_w));
+    EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
+    gpu::PlanData short_conv = plan;
+    short_conv.steps[conv1].pool.conv_h = 29;  // the last pooled row's window would start at row 30
+    std::string message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(short_conv, kTarget), "short.plan"); });
+    EXPECT_NE(message.find("fused pool that does not fit"), std::string::npos) << message;
+    gpu::PlanData no_pool = plan;
+    no_pool.steps[conv1].pool = {};
+    message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(no_pool, kTarget), "nopool.plan"); });
+    EXPECT_NE(message.find("conv/max-pool tactic"), std::string::npos) << message;
+    EXPECT_NE(message.find("nopool.plan"), std::string::npos) << message;
+  }
+}
+
+
 // A space-to-depth tactic (both kinds) reads back as it was written on a convolution it fits (small_network's
 // 3x3/2 on 5 channels), and a plan that puts it on one it does not fit (stride 1 here) is refused: its kernel
 // would read the wrong input.
@@ -788,10 +859,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
-  // A plan of the format before the lanes (version 5) is refused with the same advice.
-  ASSERT_EQ(gpu::kPlanFormatVersion, 6u);
-  other_format[8] = 5;
-  expect_refused(other_format, "plan format version 5, this eastrt (" EASTRT_VERSION ") reads version 6; build the plan again");
+  // A plan of the format before the fused pools (version 6) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 7u);
+  other_format[8] = 6;
+  expect_refused(other_format, "plan format version 6, this eastrt (" EASTRT_VERSION ") reads version 7; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
@@ -974,6 +1045,86 @@ TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
                                                                                   want.data.begin() + volume(shape)))),
                     tolerance(precision));
         }
+      }
+    }
+  }
+}
+
+// The conv/max-pool kernel against the CPU: a 7x7/2 convolution on 3 channels into 64, then a 3x3/2 max-pool,
+// at sizes that leave partial tiles, with TF's SAME pads (pool: 0 before, 1 after) and symmetric ones, with
+// and without bias and ReLU, at the plan's largest batch and below it; forced into the plan, and as a
+// timed build chooses.
+TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(23);
+  struct Case {
+    const char* what;
+    Shape input;
+    Padding conv_pad, pool_pad;
+    bool bias, relu;
+  };
+  const Case cases[] = {
+      {"EAST's conv1 and pool1 (TF SAME)", {2, 37, 53, 3}, {2, 2, 3, 3}, {0, 0, 1, 1}, true, true},
+      {"symmetric pads, no bias, no ReLU", {3, 30, 41, 3}, Padding::symmetric(3), Padding::symmetric(1), false, false},
+      {"one row of tiles, ReLU", {1, 9, 70, 3}, {2, 2, 3, 3}, {1, 1, 1, 1}, true, true},
+  };
+  for (const Case& c : cases) {
+    Network net;
+    Tensor* x = net.add_input("x", c.input);
+    ConvolutionParams conv;
+    conv.out_channels = 64;
+    conv.kernel = {7, 7};
+    conv.stride = {2, 2};
+    conv.padding = c.conv_pad;
+    conv.kernel_weights = random_weights({64, 3, 7, 7}, rng, -0.2f, 0.2f);
+    if (c.bias) conv.bias = random_weights({64}, rng);
+    Tensor* y = net.add_convolution(x, conv, "conv");
+    if (c.relu) y = net.add_activation(y, ActivationType::kRelu, "relu");
+    net.mark_output(net.add_pooling(y, {PoolingType::kMax, {3, 3}, {2, 2}, c.pool_pad}, "pool"), "y");
+    const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+    const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+    BuildOptions options;
+    options.precision = Precision::kFp16;
+    options.max_batch = static_cast<int>(c.input[0]);
+    const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
+    for (bool forced : {false, true}) {
+      SCOPED_TRACE(std::string(c.what) + (forced ? ", forced" : ", as built"));
+      gpu::ParsedPlan parsed = gpu::parse_plan(built, "pool.plan");
+      if (forced) {
+        for (size_t i = 0; i < parsed.plan.steps.size(); ++i) {
+          gpu::PlanStep& step = parsed.plan.steps[i];
+          if (step.kind != gpu::StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution || step.pool.window)
+            continue;
+          step.tactic = {};
+          step.tactic.kind = gpu::ConvTactic::Kind::kSpaceToDepthFused;
+          const int pool = gpu::max_pools_to_fuse(parsed.plan)[i];
+          ASSERT_GT(pool, static_cast<int>(i));
+          gpu::fuse_max_pool(parsed.plan, static_cast<int>(i), pool);  // the context sizes the workspace
+          gpu::plan_arena(parsed.plan);
+          break;
+        }
+      }
+      std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "pool.plan");
+      bool fused = false;
+      for (const EngineLayerInfo& l : engine->inspect().layers) fused = fused || l.tactic.find("conv/max-pool") != std::string::npos;
+      if (forced) EXPECT_TRUE(fused);
+      auto context = engine->create_context();
+      context->poison();
+      const auto got = context->run(inputs);
+      EXPECT_EQ(nan_count(got.at("y")), 0);
+      EXPECT_LE(relative_error(got.at("y"), want), tolerance(Precision::kFp16)) << (fused ? "fused" : "separate");
+      if (c.input[0] > 1) {
+        Shape shape = c.input;
+        shape[0] = 1;
+        const HostTensor& in = inputs.at("x");
+        context->poison();
+        const HostTensor got_one =
+            context->run({{"x", HostTensor(shape, std::vector<float>(in.data.begin(), in.data.begin() + volume(shape)))}}).at("y");
+        Shape out = want.shape;
+        out[0] = 1;
+        EXPECT_EQ(nan_count(got_one), 0);
+        EXPECT_LE(relative_error(got_one, HostTensor(out, std::vector<float>(want.data.begin(), want.data.begin() + volume(out)))),
+                  tolerance(Precision::kFp16));
       }
     }
   }

@@ -133,6 +133,11 @@ class TacticTimer {
   // The tactic for convolution step `index`: from `cache` when it holds this signature on this device
   // (and the tactic still runs), else timed and added to it. `timed` says which.
   ConvTactic choose(size_t index, TimingCache* cache, const std::string& device, bool* timed, std::ostream* log);
+  // Whether convolution step `conv` with its chosen tactic and the max-pool step `pool` after it (a pair
+  // gpu::max_pools_to_fuse gives) are better as one conv_max_pool kernel: it gives their output (within the
+  // precision's tolerance, on random input) and, in timed builds, is faster than the tactic's time plus
+  // the pooling kernel's. Its time then (0 in untimed builds), else nothing.
+  std::optional<double> max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log);
 
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
@@ -325,6 +330,7 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return true;
   }
+  if (t.kind == ConvTactic::Kind::kSpaceToDepthMaxPool) return false;  // chosen after the cache (fuse_max_pools)
   if (gpu::is_space_to_depth(t.kind)) {
     if (!gpu::space_to_depth_applies(plan, step) || !engine_.step_weights[index].s2d_filter) return false;
     const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
@@ -797,6 +803,77 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   return fastest(step, shape.str(), tactics, report, timed, log);
 }
 
+std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log) {
+  const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[conv];
+  const PlanStep& pooling = plan.steps[pool];
+  const gpu::PlanTensor& pooled = plan.tensors[pooling.outputs[0]];
+  const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
+  if (xs_bytes > workspace_.size() || static_cast<size_t>(pooled.bytes()) > reference_.size()) return std::nullopt;
+  fill_random(step.padded_input >= 0 ? raw_.get() : x_.get(), plan.tensors[step.inputs[0]], 3000 + conv);
+  // The two kernels as the engine would run them: the pool of the chosen tactic's output (y_) into
+  // reference_, then space-to-depth and the fused kernel into residual_.
+  if (!still_runs(conv, step.tactic)) return std::nullopt;
+  const cuda::PoolArgs pool_args = gpu::pool_args(plan, pooling, plan.max_batch);
+  const cuda::DType type = gpu::dtype(pooled.type);
+  PlanData fused_plan;  // only the steps' shapes are read: the convolution with the pool folded in
+  fused_plan.max_batch = plan.max_batch;
+  fused_plan.tensors = plan.tensors;
+  PlanStep fused = step;
+  fused.outputs[0] = pooling.outputs[0];
+  const Shape& y = plan.tensors[step.outputs[0]].shape;
+  const auto& p = std::get<PoolingParams>(pooling.params);
+  fused.pool = {pooling.name, p.window[0], p.stride[0], p.padding.top, p.padding.left, static_cast<int>(y[1]),
+                static_cast<int>(y[2])};
+  fused.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
+  const void* input = unpadded_input(step);
+  auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
+  auto run_fused = [&] {
+    gpu::launch_space_to_depth(fused_plan, fused, input, workspace_.get(), plan.max_batch, stream_);
+    gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], workspace_.get(), residual_.get(),
+                              plan.max_batch, stream_);
+  };
+  run_pool();
+  run_fused();
+  const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
+  if (!(difference <= tactic_tolerance(step.precision))) {
+    if (log) *log << "conv/max-pool kernel for " << step.name << " + " << pooling.name << ": differs by " << difference
+                  << " from the separate steps: not used\n";
+    return std::nullopt;
+  }
+  if (!options_.time_tactics) return 0.0;
+  warm_up();
+  std::vector<ConvTactic> both(2);
+  time_rounds(both, [&](size_t i) { i == 0 ? run_pool() : run_fused(); });
+  const double separate = step.tactic.ms + both[0].ms;
+  if (log) *log << "conv/max-pool kernel for " << step.name << " + " << pooling.name << ": " << both[1].ms
+                << " ms against " << separate << " ms (" << gpu::describe(step.tactic) << " " << step.tactic.ms
+                << " + pooling " << both[0].ms << "), difference " << difference << "\n";
+  if (both[1].ms >= separate) return std::nullopt;
+  return both[1].ms;
+}
+
+// Folds each max-pool the conv_max_pool kernel can take into the convolution before it, where that pays
+// (TacticTimer::max_pool_fusion_pays), with the tactic's time the fused kernel's; plans the arena again.
+void fuse_max_pools(Engine::Impl& impl, const BuildOptions& options) {
+  const std::vector<int> pools = gpu::max_pools_to_fuse(impl.plan);
+  std::ostream* log = options.verbose ? &std::cerr : nullptr;
+  bool fused = false;
+  for (int conv = static_cast<int>(pools.size()) - 1; conv >= 0; --conv) {  // from the end: erasing keeps the indices before
+    const int pool = pools[static_cast<size_t>(conv)];
+    if (pool < 0) continue;
+    const std::optional<double> ms = TacticTimer(impl, options).max_pool_fusion_pays(conv, pool, log);
+    if (!ms) continue;
+    gpu::fuse_max_pool(impl.plan, conv, pool);
+    PlanStep& step = impl.plan.steps[static_cast<size_t>(conv)];
+    step.tactic.ms = *ms;
+    step.tactic.workspace = static_cast<int64_t>(gpu::space_to_depth_bytes(impl.plan, step, impl.plan.max_batch));
+    impl.step_weights.erase(impl.step_weights.begin() + pool);
+    fused = true;
+  }
+  if (fused) gpu::plan_arena(impl.plan);
+}
+
 // A tactic for every convolution of `impl`'s plan: timed, or taken from `cache` (may be null), counted in
 // `stats`. Returns the largest workspace a chosen tactic needs.
 int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache* cache, const std::string& device,
@@ -939,6 +1016,7 @@ std::unique_ptr<Engine> Builder::build() {
     }
     if (file_cache && stats_.convolutions_timed > 0) file_cache->save(options_.timing_cache);
   }
+  if (has_convolutions) fuse_max_pools(*impl, options_);
   // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
   gpu::release_padded_copies(impl->plan);
   if (options_.parallel_branches && gpu::assign_side_lane(impl->plan) > 0) gpu::plan_arena(impl->plan);

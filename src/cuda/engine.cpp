@@ -104,11 +104,11 @@ void check_quant_tactic(const ConvTactic& t, const std::string& step, const std:
 
 cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
   const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
-  const Shape& out = plan.tensors[step.outputs[0]].shape;
   cuda::ConvGeometry g;
   g.n = batch, g.h = xs.h, g.w = xs.w, g.c = xs.c;
   g.k = std::get<ConvolutionParams>(step.params).out_channels, g.r = xs.r, g.s = xs.s;
-  g.oh = static_cast<int>(out[1]), g.ow = static_cast<int>(out[2]);
+  const std::array<int, 2> size = conv_output_size(plan, step);
+  g.oh = size[0], g.ow = size[1];
   return g;
 }
 
@@ -116,6 +116,30 @@ size_t space_to_depth_bytes(const PlanData& plan, const PlanStep& step, int batc
   const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
   const size_t bytes = size_t(batch) * xs.h * xs.w * xs.c * storage_size(plan.tensors[step.outputs[0]].type);
   return (bytes + 255) / 256 * 256;
+}
+
+cuda::PoolArgs pool_args(const PlanData& plan, const PlanStep& step, int batch) {
+  const auto& p = std::get<PoolingParams>(step.params);
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
+  const Shape& y = plan.tensors[step.outputs[0]].shape;
+  cuda::PoolArgs a;
+  a.n = batch, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+  a.oh = static_cast<int>(y[1]), a.ow = static_cast<int>(y[2]);
+  a.window_h = p.global ? a.h : p.window[0], a.window_w = p.global ? a.w : p.window[1];
+  a.stride_h = p.global ? 1 : p.stride[0], a.stride_w = p.global ? 1 : p.stride[1];
+  a.pad_top = p.global ? 0 : p.padding.top, a.pad_left = p.global ? 0 : p.padding.left;
+  a.average = p.type == PoolingType::kAverage;
+  a.count_include_pad = p.count_include_pad;
+  return a;
+}
+
+void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* xs, void* y,
+                          int batch, cudaStream_t stream) {
+  const std::array<int, 2> conv = conv_output_size(plan, step);
+  const Shape& out = plan.tensors[step.outputs[0]].shape;
+  cuda::launch_conv_max_pool(xs, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, batch, conv[0], conv[1],
+                             static_cast<int>(out[1]), static_cast<int>(out[2]), step.pool.top, step.pool.left,
+                             conv_activation(step).type == static_cast<int>(ActivationType::kRelu), stream);
 }
 
 void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
@@ -521,10 +545,10 @@ void add_roofline_terms(const PlanData& plan, const PlanStep& step, EngineLayerI
   if (step.kind != StepKind::kLayer) return;
   const int64_t weight_size = is_quantized(step.precision) ? 1 : step.precision == Precision::kFp16 ? 2 : 4;
   const Shape& in = plan.tensors[step.inputs[0]].shape;
-  const Shape& out = plan.tensors[step.outputs[0]].shape;
   if (const auto* conv = std::get_if<ConvolutionParams>(&step.params)) {
     const int64_t per_output = int64_t(conv->kernel[0]) * conv->kernel[1] * (in[3] / conv->groups);
-    l.macs_per_image = volume(out) / std::max(1, plan.max_batch) * per_output;
+    const std::array<int, 2> size = gpu::conv_output_size(plan, step);  // before a fused pool
+    l.macs_per_image = int64_t(size[0]) * size[1] * conv->out_channels * per_output;
     l.weight_bytes = (per_output * conv->out_channels + (conv->bias ? conv->out_channels : 0)) * weight_size;
   } else if (const auto* deconv = std::get_if<DeconvolutionParams>(&step.params)) {
     const int64_t per_input = int64_t(deconv->kernel[0]) * deconv->kernel[1] * (deconv->out_channels / deconv->groups);
@@ -568,6 +592,7 @@ EngineInfo Engine::inspect() const {
         if (step.padded_input >= 0 && step.tactic.kind != gpu::ConvTactic::Kind::kDirect &&
             !gpu::is_space_to_depth(step.tactic.kind))
           l.tactic += " after an explicit pad";
+        if (step.pool.window != 0) l.tactic += " (max-pool '" + step.pool.name + "' fused)";
         l.tactic_ms = step.tactic.ms;
       } else if (step.layer_kind() == LayerKind::kResize && out.place == TensorPlace::kView) {
         l.tactic = "eastrt resize, written into " + plan.tensors[out.view_of].name;
@@ -778,6 +803,10 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       state.graphs[i] = std::move(graph);
       continue;
     }
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {  // our kernel after X'
+      needed = std::max(needed, gpu::space_to_depth_bytes(plan, step, b));
+      continue;
+    }
     const bool s2d = gpu::is_space_to_depth(step.tactic.kind);
     auto conv = std::make_unique<cuda::CudnnConvolution>(
         s2d ? gpu::space_to_depth_geometry(plan, step, b) : gpu::conv_geometry(plan, step, b),
@@ -857,6 +886,11 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
                                  gpu::conv_activation(step), on);
         return;
       }
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {
+        gpu::launch_space_to_depth(plan, step, x, ws.get(), b, on);
+        gpu::launch_conv_max_pool(plan, step, w, ws.get(), element_ptr(out), b, on);
+        return;
+      }
       if (gpu::is_space_to_depth(step.tactic.kind)) {
         // X' from the unpadded input (the lowering's explicit pad is not used), then the stride-1 convolution.
         const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, b);
@@ -926,20 +960,10 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
                          a, on);
       return;
     }
-    case LayerKind::kPooling: {
-      const auto& p = std::get<PoolingParams>(step.params);
-      const Shape& in = plan.tensors[step.inputs[0]].shape;
-      cuda::PoolArgs a;
-      a.n = b, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
-      a.oh = static_cast<int>(y.shape[1]), a.ow = static_cast<int>(y.shape[2]);
-      a.window_h = p.global ? a.h : p.window[0], a.window_w = p.global ? a.w : p.window[1];
-      a.stride_h = p.global ? 1 : p.stride[0], a.stride_w = p.global ? 1 : p.stride[1];
-      a.pad_top = p.global ? 0 : p.padding.top, a.pad_left = p.global ? 0 : p.padding.left;
-      a.average = p.type == PoolingType::kAverage;
-      a.count_include_pad = p.count_include_pad;
-      cuda::launch_pooling(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), a, on);
+    case LayerKind::kPooling:
+      cuda::launch_pooling(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out),
+                           gpu::pool_args(plan, step, b), on);
       return;
-    }
     case LayerKind::kActivation: {
       const auto& p = std::get<ActivationParams>(step.params);
       cuda::launch_activation(ptr(step.inputs[0]), type(step.inputs[0]), element_ptr(out), type(out), count,

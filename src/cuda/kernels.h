@@ -1,6 +1,6 @@
 // The GPU engine's own kernels, one launcher per operation, type-erased (float32 or float16 storage on
 // each side, computed in float32). Implemented one family per file: elementwise.cu, pooling.cu, resize.cu,
-// concat.cu, deconvolution.cu, preprocess.cu, and the convolution helpers in conv_cudnn.cu and
+// concat.cu, deconvolution.cu, preprocess.cu, conv_max_pool.cu, and the convolution helpers in conv_cudnn.cu and
 // space_to_depth.cu. C++17 (nvcc compiles the users).
 // Every launcher checks its launch; every tensor is NHWC or flat and dense unless a stride says otherwise.
 #pragma once
@@ -184,5 +184,15 @@ void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w,
 // and in channels 4c..oc): y[n, i, j, (py*2 + px)*c + ch] = x[n, 2i+py-top, 2j+px-left, ch].
 void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left,
                            int oh, int ow, int oc, cudaStream_t stream);
+
+// ---- conv_max_pool.cu ----
+
+// A convolution and the max-pool after it in one pass, FP16 (EAST's conv1 and pool1): the stride-1
+// 4x4 convolution of the space-to-depth X' [n, oh + 3, ow + 3, 16] (launch_space_to_depth) with 64 filters
+// (KRSC, [64][4][4][16]), max-pooled 3x3 / 2 with `top` and `left` padding (the rest clipped to the oh x ow
+// output) into y [n, ph, pw, 64], plus the bias (64 values, or null) and ReLU if `relu`. The shapes it takes:
+// conv_max_pool_fits (conv_max_pool.h).
+void launch_conv_max_pool(const void* xs, const void* filter, const void* bias, void* y, int n, int oh, int ow, int ph,
+                          int pw, int top, int left, bool relu, cudaStream_t stream);
 
 }  // namespace eastrt::cuda

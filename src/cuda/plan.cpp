@@ -48,6 +48,7 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kSpaceToDepthSplit:
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
       break;
+    case ConvTactic::Kind::kSpaceToDepthMaxPool: out << "eastrt space-to-depth + conv/max-pool kernel"; break;
     case ConvTactic::Kind::kCudnnGraphFused:
     case ConvTactic::Kind::kCudnnGraphSplit: {
       const bool fused = tactic.kind == ConvTactic::Kind::kCudnnGraphFused;
@@ -366,6 +367,11 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
     w.i32(s.padded_input);
     w.str(s.note);
     w.u8(s.lane);
+    w.i32(s.pool.window);
+    if (s.pool.window != 0) {
+      w.str(s.pool.name);
+      w.i32(s.pool.stride), w.i32(s.pool.top), w.i32(s.pool.left), w.i32(s.pool.conv_h), w.i32(s.pool.conv_w);
+    }
   }
   w.ints(plan.inputs), w.ints(plan.outputs);
   w.i64(static_cast<int64_t>(plan.passes.size()));
@@ -400,6 +406,23 @@ void check_indices(const PlanData& plan) {
     if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
       throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",
                   "convolution on at most ", kSpaceToDepthMaxChannels / 4, " channels of whole tensors");
+    // A fused pool goes with its kernel only, in the shape the kernel takes, over an output that the pool's
+    // window and padding map onto the step's output tensor (the kernel would read or write out of bounds).
+    if ((s.pool.window != 0) != (s.tactic.kind == ConvTactic::Kind::kSpaceToDepthMaxPool))
+      throw_error("step '", s.name, "' has ", s.pool.window != 0 ? "a fused pool without" : "no fused pool for",
+                  " the conv/max-pool tactic");
+    if (s.pool.window != 0) {
+      const PlanStep::FusedPool& p = s.pool;
+      const Shape& out = plan.tensors[s.outputs[0]].shape;
+      // Every pooled output's window starts inside the convolution's output.
+      const bool fits = p.window > 0 && p.window <= 16 && p.stride > 0 && p.stride <= 16 && p.top >= 0 &&
+                        p.top < p.window && p.left >= 0 && p.left < p.window && p.conv_h > 0 && p.conv_w > 0 &&
+                        p.conv_h <= (1 << 20) && p.conv_w <= (1 << 20) && out.size() == 4 && out[1] > 0 &&
+                        out[2] > 0 && (out[1] - 1) * p.stride - p.top < p.conv_h &&
+                        (out[2] - 1) * p.stride - p.left < p.conv_w && s.kind == StepKind::kLayer &&
+                        std::holds_alternative<ConvolutionParams>(s.params);
+      if (!fits) throw_error("step '", s.name, "' has a fused pool that does not fit its output");
+    }
     // cuDNN's legacy API pads symmetrically: asymmetric padding needs the explicit copy (a graph tactic may
     // release it, so a plan edited to another tactic could lack it).
     const auto* conv = s.kind == StepKind::kLayer ? std::get_if<ConvolutionParams>(&s.params) : nullptr;
@@ -451,7 +474,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 5, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 10, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 11, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
@@ -473,6 +496,13 @@ PlanData read_plan_data(ByteReader& r) {
     s.padded_input = r.i32("a step");
     s.note = r.str("a step note");
     s.lane = r.u8("a step's lane");
+    s.pool.window = r.i32("a step's fused pool");
+    if (s.pool.window != 0) {
+      s.pool.name = r.str("a step's fused pool");
+      s.pool.stride = r.i32("a step's fused pool"), s.pool.top = r.i32("a step's fused pool");
+      s.pool.left = r.i32("a step's fused pool");
+      s.pool.conv_h = r.i32("a step's fused pool"), s.pool.conv_w = r.i32("a step's fused pool");
+    }
     plan.steps.push_back(std::move(s));
   }
   plan.inputs = r.ints("input bindings"), plan.outputs = r.ints("output bindings");

@@ -67,6 +67,9 @@ struct ConvTactic {
     // before and after, so it reads input 0 itself where the explicit copy would only pad it.
     kCudnnGraphFused = 8,
     kCudnnGraphSplit = 9,
+    // Space-to-depth, then our conv_max_pool kernel (kernels.h): the convolution and the max-pool after it
+    // in one pass (PlanStep::pool, fuse_max_pool); `workspace` counts X'.
+    kSpaceToDepthMaxPool = 10,
   };
   Kind kind = Kind::kUnset;
   int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
@@ -117,6 +120,13 @@ struct PlanStep {
   // 0: the context's stream, in step order; 1: the side stream, alongside the steps of lane 0 it does not
   // depend on (assign_side_lane), waiting on the steps of the other lane it reads from, and they on it.
   uint8_t lane = 0;
+  // A max-pool step folded into this convolution after tactic selection (fuse_max_pool): the output tensor
+  // is the pool's, the convolution's own output is conv_h x conv_w. window 0: none.
+  struct FusedPool {
+    std::string name;  // the pool layer's
+    int window = 0, stride = 0, top = 0, left = 0;
+    int conv_h = 0, conv_w = 0;
+  } pool;
 
   LayerKind layer_kind() const { return static_cast<LayerKind>(params.index()); }
 };
@@ -144,11 +154,12 @@ struct PlanTarget {
 
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
 // step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version);
-// 6: each step's lane
-inline constexpr uint32_t kPlanFormatVersion = 6;
+// 6: each step's lane; 7: max-pools fused into convolutions
+inline constexpr uint32_t kPlanFormatVersion = 7;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
-  return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit;
+  return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit ||
+         kind == ConvTactic::Kind::kSpaceToDepthMaxPool;
 }
 inline bool is_cudnn_graph(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kCudnnGraphFused || kind == ConvTactic::Kind::kCudnnGraphSplit;
@@ -221,6 +232,27 @@ bool padded_copy_only_pads(const PlanData& plan, const PlanStep& step);
 // Drops the explicit padded copies that the chosen tactics do not read (space-to-depth's, and the graph's
 // where the copy only pads) and, if any went, plans the activation buffer again. Returns how many went.
 int release_padded_copies(PlanData& plan);
+
+// ---- a max-pool fused into the convolution before it (host only, tested without a GPU) ----
+//
+// EAST's conv1 (on space-to-depth) and pool1: the conv_max_pool kernel computes the convolution and the
+// pool in one pass, so the convolution's output (FP16 batch 16: 440 MB written, then read) never exists.
+
+// Per convolution step that may take kSpaceToDepthMaxPool: the step index of the max-pool that alone reads
+// its output (-1 where there is none). The convolution: FP16, on space-to-depth (its chosen tactic), a
+// shape conv_max_pool_fits takes, no residual, ReLU or no activation, its output neither a network output
+// nor a view; the pool: max, its window and stride as conv_max_pool_fits takes, leading padding smaller than
+// the window, its output an FP16 whole tensor.
+std::vector<int> max_pools_to_fuse(const PlanData& plan);
+
+// Folds pool step `pool` into convolution step `conv` (a pair max_pools_to_fuse gives): the convolution
+// writes the pool's output with tactic kSpaceToDepthMaxPool and records the pool (PlanStep::pool); the pool
+// step goes. The caller sets the tactic's workspace (X'), drops the pool's per-step state and plans the
+// arena again.
+void fuse_max_pool(PlanData& plan, int conv, int pool);
+
+// The convolution's own output rows and columns: its output tensor's, or those PlanStep::pool recorded.
+std::array<int, 2> conv_output_size(const PlanData& plan, const PlanStep& step);
 
 // The first and last step touching each arena tensor's storage (a concatenation and the views into it
 // share one); -1 for tensors not in the arena. Used by the planner and by the tests that check it.

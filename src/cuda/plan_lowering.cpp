@@ -6,8 +6,10 @@
 #include <set>
 #include <sstream>
 
+#include "cuda/conv_max_pool.h"
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
+#include "cuda/space_to_depth.h"
 #include "eastrt/calibration.h"
 #include "eastrt/error.h"
 #include "passes/passes.h"
@@ -520,6 +522,71 @@ int release_padded_copies(PlanData& plan) {
   }
   if (released > 0) plan_arena(plan);
   return released;
+}
+
+std::vector<int> max_pools_to_fuse(const PlanData& plan) {
+  std::vector<int> pools(plan.steps.size(), -1);
+  std::vector<int> readers(plan.tensors.size(), 0);
+  for (const PlanStep& s : plan.steps) {
+    for (int id : s.inputs) ++readers[id];
+    if (s.padded_input >= 0) ++readers[s.padded_input];
+  }
+  for (int id : plan.outputs) ++readers[id];  // a network output is read outside: it must stay
+  for (size_t i = 0; i + 1 < plan.steps.size(); ++i) {
+    const PlanStep& conv = plan.steps[i];
+    if (conv.kind != StepKind::kLayer || conv.layer_kind() != LayerKind::kConvolution || conv.pool.window != 0) continue;
+    if (conv.precision != Precision::kFp16 || conv.inputs.size() != 1 || conv.lane != 0) continue;
+    if (conv.tactic.kind != ConvTactic::Kind::kSpaceToDepthFused && conv.tactic.kind != ConvTactic::Kind::kSpaceToDepthSplit)
+      continue;
+    const auto& c = std::get<ConvolutionParams>(conv.params);
+    if (c.activation && c.activation->type != ActivationType::kRelu) continue;
+    const int y = conv.outputs[0];
+    if (plan.tensors[y].type != StorageType::kFloat16 || plan.tensors[y].place == TensorPlace::kView ||
+        readers[y] != 1 || !space_to_depth_applies(plan, conv))
+      continue;
+    const SpaceToDepthShape xs = space_to_depth_shape(plan, conv);
+    for (size_t j = i + 1; j < plan.steps.size(); ++j) {
+      const PlanStep& pool = plan.steps[j];
+      if (std::find(pool.inputs.begin(), pool.inputs.end(), y) == pool.inputs.end()) continue;
+      // The one reader: fused if it is a max-pool of the kernel's shape, else not at all.
+      if (pool.kind != StepKind::kLayer || pool.layer_kind() != LayerKind::kPooling || pool.inputs.size() != 1 ||
+          pool.lane != 0)
+        break;
+      const auto& p = std::get<PoolingParams>(pool.params);
+      const PlanTensor& out = plan.tensors[pool.outputs[0]];
+      const bool fits = p.type == PoolingType::kMax && !p.global && p.window[0] == p.window[1] &&
+                        p.stride[0] == p.stride[1] &&
+                        cuda::conv_max_pool_fits(xs.c, xs.r, xs.s, c.out_channels, p.window[0], p.stride[0]) &&
+                        p.padding.top >= 0 && p.padding.top < p.window[0] && p.padding.left >= 0 &&
+                        p.padding.left < p.window[1] && out.type == StorageType::kFloat16 &&
+                        out.place != TensorPlace::kView && out.shape.size() == 4 && out.shape[3] == c.out_channels;
+      if (fits) pools[i] = static_cast<int>(j);
+      break;
+    }
+  }
+  return pools;
+}
+
+void fuse_max_pool(PlanData& plan, int conv, int pool) {
+  EASTRT_CHECK(conv >= 0 && pool > conv && pool < static_cast<int>(plan.steps.size()) &&
+                   max_pools_to_fuse(plan)[conv] == pool,
+               "fuse_max_pool: step ", pool, " is not a max-pool that step ", conv, " may take in (a builder bug)");
+  PlanStep& c = plan.steps[conv];
+  const PlanStep& p = plan.steps[pool];
+  const auto& params = std::get<PoolingParams>(p.params);
+  const Shape& y = plan.tensors[c.outputs[0]].shape;
+  c.pool = {p.name, params.window[0], params.stride[0], params.padding.top, params.padding.left,
+            static_cast<int>(y[1]), static_cast<int>(y[2])};
+  c.outputs[0] = p.outputs[0];
+  c.tactic = ConvTactic{};
+  c.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
+  plan.steps.erase(plan.steps.begin() + pool);
+}
+
+std::array<int, 2> conv_output_size(const PlanData& plan, const PlanStep& step) {
+  if (step.pool.window != 0) return {step.pool.conv_h, step.pool.conv_w};
+  const Shape& y = plan.tensors[step.outputs[0]].shape;
+  return {static_cast<int>(y[1]), static_cast<int>(y[2])};
 }
 
 }  // namespace eastrt::gpu

@@ -33,11 +33,10 @@ bool space_to_depth_applies(const PlanData& plan, const PlanStep& step) {
 
 SpaceToDepthShape space_to_depth_shape(const PlanData& plan, const PlanStep& step) {
   const auto& p = std::get<ConvolutionParams>(step.params);
-  const Shape& y = plan.tensors[step.outputs[0]].shape;
+  const std::array<int, 2> y = conv_output_size(plan, step);  // before a fused pool
   const int multiple = plan.tensors[step.outputs[0]].type == StorageType::kFloat16 ? 8 : 4;
-  return space_to_depth_shape(static_cast<int>(y[1]), static_cast<int>(y[2]),
-                              static_cast<int>(plan.tensors[step.inputs[0]].shape[3]), p.kernel[0], p.kernel[1],
-                              multiple);
+  return space_to_depth_shape(y[0], y[1], static_cast<int>(plan.tensors[step.inputs[0]].shape[3]), p.kernel[0],
+                              p.kernel[1], multiple);
 }
 
 HostTensor space_to_depth_filter(const HostTensor& kcrs, int c_padded) {
