@@ -164,12 +164,14 @@ fi
 
 if want bench; then
 phase "eastrt bench: EAST 672x1280"
+# EASTRT_BENCH_PRECISIONS (default "fp32 tf32 fp16") and EASTRT_BENCH_RUNS (default: all of the list below)
+# shorten the phase; the first run saves the weights the PyTorch peer reads.
 for batch in 1 16; do
-  for precision in fp32 tf32 fp16; do
+  for precision in ${EASTRT_BENCH_PRECISIONS:-fp32 tf32 fp16}; do
     if (( $(left) < 150 )); then echo "skipping batch $batch $precision: too little time left"; continue; fi
     iterations=$(( batch == 1 ? 200 : 40 ))
     extra=()
-    [[ $batch == 1 && $precision == fp32 ]] && extra=(--save-weights "$WEIGHTS")
+    [[ -f $WEIGHTS ]] || extra=(--save-weights "$WEIGHTS")
     timeout 150 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision $precision \
       --batch $batch --iterations $iterations --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" "${extra[@]}" \
       2>&1 | tee -a "$WORK/bench.log"
@@ -179,7 +181,7 @@ done
 # configurations and once with parallel branches (what each changes), then twice through a timing cache
 # (the first fills it, the second must time nothing and pick the same tactics); and FP16 batch 16 without
 # the graph configurations and with parallel branches.
-for run in 2 no-graph parallel cache-fill cache-hit b16-no-graph b16-parallel; do
+for run in ${EASTRT_BENCH_RUNS-2 no-graph parallel cache-fill cache-hit b16-no-graph b16-parallel}; do
   (( $(left) < 170 )) && { echo "skipping fp16 build $run: too little time left"; continue; }
   extra=()
   batch=1
@@ -192,8 +194,9 @@ for run in 2 no-graph parallel cache-fill cache-hit b16-no-graph b16-parallel; d
     --iterations $(( batch == 1 ? 200 : 40 )) --warmup 10 --cuda-graph --results "$OUT/bench.jsonl" "${extra[@]}" 2>&1 |
     tee -a "$WORK/bench.log" | tail -n 4
 done
-# PP-OCRv4 det at the size its detector runs ICDAR 2015's 1280x720 images (longer side 960).
-if [[ -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]]; then
+# PP-OCRv4 det at the size its detector runs ICDAR 2015's 1280x720 images (longer side 960), and the launch
+# overhead (EASTRT_BENCH_EXTRA=0 leaves both out).
+if [[ ${EASTRT_BENCH_EXTRA:-1} != 0 && -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]]; then
   for precision in fp32 fp16; do
     (( $(left) < 150 )) && { echo "skipping PP-OCR $precision: too little time left"; continue; }
     timeout 90 "$BIN/eastrt" bench --model gpu-data/ch_PP-OCRv4_det_infer.onnx --input 1x544x960x3 --precision $precision \
@@ -201,7 +204,7 @@ if [[ -f gpu-data/ch_PP-OCRv4_det_infer.onnx ]]; then
   done
 fi
 # Launch overhead: the same FP16 batch-1 engine without the CUDA graph.
-if (( $(left) > 150 )); then
+if [[ ${EASTRT_BENCH_EXTRA:-1} != 0 ]] && (( $(left) > 150 )); then
   timeout 120 "$BIN/eastrt" bench --builtin east --input 1x672x1280x3 --precision fp16 --batch 1 --iterations 200 \
     --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log"
 fi

@@ -1080,7 +1080,9 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
     if (c.bias) conv.bias = random_weights({64}, rng);
     Tensor* y = net.add_convolution(x, conv, "conv");
     if (c.relu) y = net.add_activation(y, ActivationType::kRelu, "relu");
-    net.mark_output(net.add_pooling(y, {PoolingType::kMax, {3, 3}, {2, 2}, c.pool_pad}, "pool"), "y");
+    // The pool's output inside the engine (FP16, as EAST's pool1), not the float32 output binding.
+    Tensor* pooled = net.add_pooling(y, {PoolingType::kMax, {3, 3}, {2, 2}, c.pool_pad}, "pool");
+    net.mark_output(net.add_scale(pooled, {ScaleMode::kUniform, make_weights({1}, {2.0f}), nullptr, nullptr}, "twice"), "y");
     const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
     const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
     BuildOptions options;
@@ -1378,6 +1380,43 @@ TEST(GpuEast, Tf32AndFp16StayCloseToTheCpu) {
     const auto got = run_gpu(f.network, precision, {{east::kInputName, f.image}});
     EXPECT_LE(relative_error(got.at(east::kScoreOutput), f.cpu.at(east::kScoreOutput)), bound);
     EXPECT_LE(relative_error(got.at(east::kGeometryOutput), f.cpu.at(east::kGeometryOutput)), bound);
+  }
+}
+
+// An image's outputs do not depend on where in the batch it is, or on the other images: three images in
+// two orders, bit for bit, with the tactics a timed build chooses and with the untimed heuristic ones
+// (which the serve tests use).
+TEST(GpuEast, AnImagesOutputsDoNotDependOnItsPlaceInTheBatch) {
+  REQUIRE_GPU();
+  EastFixture& f = east_fixture();
+  std::mt19937 rng(31);
+  const HostTensor images = random_tensor({3, 224, 320, 3}, rng, 0.0f, 255.0f);
+  const int64_t per_image = volume(images.shape) / 3;
+  HostTensor rotated(images.shape);  // images 2, 0, 1
+  for (int i = 0; i < 3; ++i)
+    std::copy_n(images.data.begin() + ((i + 2) % 3) * per_image, per_image, rotated.data.begin() + i * per_image);
+  for (bool timed : {true, false}) {
+    SCOPED_TRACE(timed ? "timed tactics" : "untimed tactics");
+    BuildOptions options;
+    options.precision = Precision::kFp16;
+    options.max_batch = 3;
+    options.time_tactics = timed;
+    std::unique_ptr<Engine> engine = Builder(f.network, options).build();
+    auto context = engine->create_context();
+    const auto a = context->run({{east::kInputName, images}});
+    const auto b = context->run({{east::kInputName, rotated}});
+    for (const auto& [name, t] : a) {
+      const int64_t n = volume(t.shape) / 3;
+      for (int i = 0; i < 3; ++i) {
+        int64_t differing = 0;
+        for (int64_t k = 0; k < n; ++k)
+          differing += t.data[i * n + k] != b.at(name).data[((i + 1) % 3) * n + k];
+        EXPECT_EQ(differing, 0) << name << ": image " << i << " in place " << i << " and in place " << (i + 1) % 3;
+      }
+    }
+    if (::testing::Test::HasFailure())
+      for (const EngineLayerInfo& l : engine->inspect().layers)
+        if (l.kind == "Convolution") std::cerr << "  " << l.name << ": " << l.tactic << "\n";
   }
 }
 
