@@ -543,6 +543,13 @@ void add_roofline_terms(const PlanData& plan, const PlanStep& step, EngineLayerI
   for (int id : step.inputs) l.activation_bytes_per_image += per_image(id);
   l.activation_bytes_per_image += per_image(step.outputs[0]);
   if (step.kind != StepKind::kLayer) return;
+  // A pool whose windows leave input out (a 1x1 / 2 subsampling) needs only what they cover.
+  if (const auto* pool = std::get_if<PoolingParams>(&step.params); pool && !pool->global) {
+    const PlanTensor& in = plan.tensors[step.inputs[0]];
+    const int64_t covered = volume(plan.tensors[step.outputs[0]].shape) / std::max(1, plan.max_batch) *
+                            pool->window[0] * pool->window[1] * static_cast<int64_t>(storage_size(in.type));
+    l.activation_bytes_per_image += std::min<int64_t>(covered, per_image(step.inputs[0])) - per_image(step.inputs[0]);
+  }
   const int64_t weight_size = is_quantized(step.precision) ? 1 : step.precision == Precision::kFp16 ? 2 : 4;
   const Shape& in = plan.tensors[step.inputs[0]].shape;
   if (const auto* conv = std::get_if<ConvolutionParams>(&step.params)) {
