@@ -15,7 +15,8 @@ import speed_table  # noqa: E402  (beside this file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-SPEED_COMMIT = "649b4a8"
+SPEED_COMMIT = "c313edd"  # FP16 and TF32 with the PyTorch peer, one call (FP32 last at 5f557a9)
+TRADEOFF_FP32_COMMIT = "649b4a8"  # FP32/TF32 batch 16 beside the 8-bit builds of QUANT_COMMIT
 F1_COMMIT = "1de40e9"  # img_251-500 with every precision
 QUANT_COMMIT = "8e7343e"  # the bundled model at batch 16 in every precision, one call
 
@@ -59,7 +60,7 @@ def plot_tradeoff(gpu, heldout, out):
         if r.get("tool") != "eastrt" or r.get("batch") != 16 or not r.get("cuda_graph"):
             continue
         p = r["precision"]
-        if p in ("fp32", "tf32") and r.get("commit") == SPEED_COMMIT and r.get("model", "").startswith("built-in"):
+        if p in ("fp32", "tf32") and r.get("commit") == TRADEOFF_FP32_COMMIT and r.get("model", "").startswith("built-in"):
             speed[p] = r["images_per_s"]
         # 8 bits: the build as F1_COMMIT ran it (layers kept by the sensitivity pass only: --all-8bit now)
         if r.get("commit") == QUANT_COMMIT and "safetensors" in r.get("model", "") and \
@@ -77,7 +78,7 @@ def plot_tradeoff(gpu, heldout, out):
     ax.set_xlabel("images/s, network only, batch 16, 672×1280")
     ax.set_ylabel("F1 on held-out ICDAR 2015 img_251–500")
     ax.set_title(f"Precision against speed, bundled EAST, one H200\nF1 at {F1_COMMIT}; speed at {QUANT_COMMIT} "
-                 f"(FP32/TF32 at {SPEED_COMMIT})\nINT8/FP8: every layer the sensitivity pass allows in 8 bits "
+                 f"(FP32/TF32 at {TRADEOFF_FP32_COMMIT})\nINT8/FP8: every layer the sensitivity pass allows in 8 bits "
                  "(--all-8bit)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
