@@ -4,8 +4,8 @@
 // serialize back to the same bytes.
 //
 // Seeds: EASTRT_FUZZ_PLAN_SEEDS=DIR writes the bodies of two plans (a small network of every layer kind
-// the GPU runs, lowered in FP32 and FP16, with tactics of every kind set on its convolutions and a step on
-// the side stream) into DIR.
+// the GPU runs, lowered in FP32 and FP16, with tactics of every kind set on its convolutions, a step on
+// the side stream and, in FP16, a fused max-pool) into DIR.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -65,6 +65,8 @@ eastrt::Network seed_network() {
   Tensor* e = conv(cat, 8, 3, 1, "conv_e");
   Tensor* f = conv(e, 4, 1, 1, "conv_f");
   net.mark_output(net.add_scale(f, {ScaleMode::kUniform, make_weights({1}, {2.0f}), nullptr, nullptr}, "out"));
+  // EAST's conv1 shape (7x7/2, 3 -> 64 channels), the one the conv/max-pool tactic takes.
+  net.mark_output(conv(conv(x, 64, 7, 2, "conv_p"), 4, 1, 1, "conv_q"), "second");
   return net;
 }
 
@@ -95,10 +97,10 @@ void write_seeds(const std::string& dir) {
       step.note = k % 2 ? "kept: a note" : "";
     }
     if (precision == eastrt::Precision::kFp16) {
-      // A fused max-pool (plan format 7) on the stride-2 convolution: its fields as the parser checks them
-      // against the output (the network itself pools elsewhere).
+      // A fused max-pool (plan format 7) on the convolution of conv1's shape: its fields as the parser checks
+      // them against the output (the network itself pools elsewhere).
       for (eastrt::gpu::PlanStep& step : plan.steps)
-        if (step.name == "conv_a") {
+        if (step.name == "conv_p") {
           const eastrt::Shape& y = plan.tensors[step.outputs[0]].shape;
           step.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
           step.pool = {"pool_a", 3, 2, 0, 1, static_cast<int>(y[1]) * 2, static_cast<int>(y[2]) * 2};

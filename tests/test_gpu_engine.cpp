@@ -504,6 +504,7 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
     EXPECT_EQ(gpu::arena_lifetimes(plan)[unpooled].first, -1) << "the unpooled output still has a place";
     expect_no_live_overlap(plan);
     EXPECT_NE(gpu::describe(c.tactic).find("conv/max-pool"), std::string::npos) << gpu::describe(c.tactic);
+    EXPECT_EQ(gpu::describe(c.tactic).find("math"), std::string::npos) << "no cuDNN math in our kernel";
     // The plan file keeps the fused pool; one that does not fit its output, or a tactic without its pool,
     // is refused.
     const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
@@ -522,6 +523,11 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
     message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(no_pool, kTarget), "nopool.plan"); });
     EXPECT_NE(message.find("conv/max-pool tactic"), std::string::npos) << message;
     EXPECT_NE(message.find("nopool.plan"), std::string::npos) << message;
+    // A pool the kernel's shape does not take (a 2x2 window) is refused even where its geometry fits.
+    gpu::PlanData other_window = plan;
+    other_window.steps[conv1].pool.window = 2;
+    message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(other_window, kTarget), "window.plan"); });
+    EXPECT_NE(message.find("whose kernel takes"), std::string::npos) << message;
   }
 }
 

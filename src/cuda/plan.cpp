@@ -8,6 +8,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "cuda/conv_max_pool.h"
 #include "eastrt/error.h"
 
 namespace eastrt::gpu {
@@ -48,7 +49,10 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kSpaceToDepthSplit:
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
       break;
-    case ConvTactic::Kind::kSpaceToDepthMaxPool: out << "eastrt space-to-depth + conv/max-pool kernel"; break;
+    case ConvTactic::Kind::kSpaceToDepthMaxPool:  // our kernel: no cuDNN math type
+      out << "eastrt space-to-depth + conv/max-pool kernel";
+      if (tactic.workspace > 0) out << " (" << (tactic.workspace + 1023) / 1024 << " KiB workspace for X')";
+      return out.str();
     case ConvTactic::Kind::kCudnnGraphFused:
     case ConvTactic::Kind::kCudnnGraphSplit: {
       const bool fused = tactic.kind == ConvTactic::Kind::kCudnnGraphFused;
@@ -422,6 +426,15 @@ void check_indices(const PlanData& plan) {
                         (out[2] - 1) * p.stride - p.left < p.conv_w && s.kind == StepKind::kLayer &&
                         std::holds_alternative<ConvolutionParams>(s.params);
       if (!fits) throw_error("step '", s.name, "' has a fused pool that does not fit its output");
+      // The kernel's fixed shape (its filter and tile sizes): anything else would be read out of bounds.
+      const SpaceToDepthShape xs = space_to_depth_shape(plan, s);
+      const int filters = std::get<ConvolutionParams>(s.params).out_channels;
+      if (!cuda::conv_max_pool_fits(xs.c, xs.r, xs.s, filters, p.window, p.stride) || out[3] != filters ||
+          plan.tensors[s.outputs[0]].type != StorageType::kFloat16)
+        throw_error("step '", s.name, "' has the conv/max-pool tactic, whose kernel takes a ", cuda::kConvMaxPoolTaps,
+                    "x", cuda::kConvMaxPoolTaps, " space-to-depth convolution on ", cuda::kConvMaxPoolChannels,
+                    " channels into ", cuda::kConvMaxPoolFilters, " FP16 ones and a ", cuda::kConvMaxPoolWindow, "x",
+                    cuda::kConvMaxPoolWindow, "/", cuda::kConvMaxPoolStride, " pool, not this one");
     }
     // cuDNN's legacy API pads symmetrically: asymmetric padding needs the explicit copy (a graph tactic may
     // release it, so a plan edited to another tactic could lack it).
