@@ -816,16 +816,9 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   if (!still_runs(conv, step.tactic)) return std::nullopt;
   const cuda::PoolArgs pool_args = gpu::pool_args(plan, pooling, plan.max_batch);
   const cuda::DType type = gpu::dtype(pooled.type);
-  PlanData fused_plan;  // only the steps' shapes are read: the convolution with the pool folded in
-  fused_plan.max_batch = plan.max_batch;
-  fused_plan.tensors = plan.tensors;
-  PlanStep fused = step;
-  fused.outputs[0] = pooling.outputs[0];
-  const Shape& y = plan.tensors[step.outputs[0]].shape;
-  const auto& p = std::get<PoolingParams>(pooling.params);
-  fused.pool = {pooling.name, p.window[0], p.stride[0], p.padding.top, p.padding.left, static_cast<int>(y[1]),
-                static_cast<int>(y[2])};
-  fused.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
+  PlanData fused_plan = plan;  // the convolution with the pool folded in, as the engine will run it
+  gpu::fuse_max_pool(fused_plan, static_cast<int>(conv), static_cast<int>(pool));
+  const PlanStep& fused = fused_plan.steps[conv];
   const void* input = unpadded_input(step);
   auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
   auto run_fused = [&] {
