@@ -540,17 +540,19 @@ namespace {
 // EngineLayerInfo's roofline terms of one step: its least traffic and, for (de)convolutions, its arithmetic.
 void add_roofline_terms(const PlanData& plan, const PlanStep& step, EngineLayerInfo& l) {
   const auto per_image = [&](int id) { return plan.tensors[id].bytes() / std::max(1, plan.max_batch); };
-  for (int id : step.inputs) l.activation_bytes_per_image += per_image(id);
+  const auto* pool = step.kind == StepKind::kLayer ? std::get_if<PoolingParams>(&step.params) : nullptr;
+  const int64_t outputs = volume(plan.tensors[step.outputs[0]].shape) / std::max(1, plan.max_batch);
+  for (int id : step.inputs) {
+    int64_t bytes = per_image(id);
+    // A pool whose windows leave input out (a 1x1 / 2 subsampling) needs only what they cover.
+    if (pool && !pool->global)
+      bytes = std::min<int64_t>(bytes, outputs * pool->window[0] * pool->window[1] *
+                                           static_cast<int64_t>(gpu::storage_size(plan.tensors[id].type)));
+    l.activation_bytes_per_image += bytes;
+  }
   l.activation_bytes_per_image += per_image(step.outputs[0]);
   if (step.kind != StepKind::kLayer) return;
-  // A pool whose windows leave input out (a 1x1 / 2 subsampling) needs only what they cover.
-  if (const auto* pool = std::get_if<PoolingParams>(&step.params); pool && !pool->global) {
-    const PlanTensor& in = plan.tensors[step.inputs[0]];
-    const int64_t covered = volume(plan.tensors[step.outputs[0]].shape) / std::max(1, plan.max_batch) *
-                            pool->window[0] * pool->window[1] * static_cast<int64_t>(storage_size(in.type));
-    l.activation_bytes_per_image += std::min<int64_t>(covered, per_image(step.inputs[0])) - per_image(step.inputs[0]);
-  }
-  const int64_t weight_size = is_quantized(step.precision) ? 1 : step.precision == Precision::kFp16 ? 2 : 4;
+  const int64_t weight_size = static_cast<int64_t>(gpu::storage_size(gpu::storage_type(step.precision)));
   const Shape& in = plan.tensors[step.inputs[0]].shape;
   if (const auto* conv = std::get_if<ConvolutionParams>(&step.params)) {
     const int64_t per_output = int64_t(conv->kernel[0]) * conv->kernel[1] * (in[3] / conv->groups);

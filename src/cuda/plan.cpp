@@ -423,8 +423,7 @@ void check_indices(const PlanData& plan) {
                         p.top < p.window && p.left >= 0 && p.left < p.window && p.conv_h > 0 && p.conv_w > 0 &&
                         p.conv_h <= (1 << 20) && p.conv_w <= (1 << 20) && out.size() == 4 && out[1] > 0 &&
                         out[2] > 0 && (out[1] - 1) * p.stride - p.top < p.conv_h &&
-                        (out[2] - 1) * p.stride - p.left < p.conv_w && s.kind == StepKind::kLayer &&
-                        std::holds_alternative<ConvolutionParams>(s.params);
+                        (out[2] - 1) * p.stride - p.left < p.conv_w;  // a convolution: space_to_depth_applies
       if (!fits) throw_error("step '", s.name, "' has a fused pool that does not fit its output");
       // The kernel's fixed shape (its filter and tile sizes): anything else would be read out of bounds.
       const SpaceToDepthShape xs = space_to_depth_shape(plan, s);

@@ -526,43 +526,36 @@ int release_padded_copies(PlanData& plan) {
 
 std::vector<int> max_pools_to_fuse(const PlanData& plan) {
   std::vector<int> pools(plan.steps.size(), -1);
-  std::vector<int> readers(plan.tensors.size(), 0);
-  for (const PlanStep& s : plan.steps) {
-    for (int id : s.inputs) ++readers[id];
-    if (s.padded_input >= 0) ++readers[s.padded_input];
-  }
-  for (int id : plan.outputs) ++readers[id];  // a network output is read outside: it must stay
+  const Access access = storage_access(plan);
   for (size_t i = 0; i + 1 < plan.steps.size(); ++i) {
     const PlanStep& conv = plan.steps[i];
-    if (conv.kind != StepKind::kLayer || conv.layer_kind() != LayerKind::kConvolution || conv.pool.window != 0) continue;
+    if (conv.kind != StepKind::kLayer || conv.layer_kind() != LayerKind::kConvolution) continue;
+    // On space-to-depth, and not fused already (that is the other space-to-depth kind).
+    if (!is_space_to_depth(conv.tactic.kind) || conv.pool.window != 0) continue;
     if (conv.precision != Precision::kFp16 || conv.inputs.size() != 1 || conv.lane != 0) continue;
-    if (conv.tactic.kind != ConvTactic::Kind::kSpaceToDepthFused && conv.tactic.kind != ConvTactic::Kind::kSpaceToDepthSplit)
-      continue;
     const auto& c = std::get<ConvolutionParams>(conv.params);
     if (c.activation && c.activation->type != ActivationType::kRelu) continue;
     const int y = conv.outputs[0];
+    // Read by one step, and not outside the engine (a network output).
+    const std::vector<int>& readers = access.readers[y];
     if (plan.tensors[y].type != StorageType::kFloat16 || plan.tensors[y].place == TensorPlace::kView ||
-        readers[y] != 1 || !space_to_depth_applies(plan, conv))
+        readers.size() != 1 || std::count(plan.outputs.begin(), plan.outputs.end(), y) ||
+        !space_to_depth_applies(plan, conv))
+      continue;
+    const PlanStep& pool = plan.steps[static_cast<size_t>(readers[0])];
+    if (pool.kind != StepKind::kLayer || pool.layer_kind() != LayerKind::kPooling || pool.inputs != std::vector<int>{y} ||
+        pool.lane != 0)
       continue;
     const SpaceToDepthShape xs = space_to_depth_shape(plan, conv);
-    for (size_t j = i + 1; j < plan.steps.size(); ++j) {
-      const PlanStep& pool = plan.steps[j];
-      if (std::find(pool.inputs.begin(), pool.inputs.end(), y) == pool.inputs.end()) continue;
-      // The one reader: fused if it is a max-pool of the kernel's shape, else not at all.
-      if (pool.kind != StepKind::kLayer || pool.layer_kind() != LayerKind::kPooling || pool.inputs.size() != 1 ||
-          pool.lane != 0)
-        break;
-      const auto& p = std::get<PoolingParams>(pool.params);
-      const PlanTensor& out = plan.tensors[pool.outputs[0]];
-      const bool fits = p.type == PoolingType::kMax && !p.global && p.window[0] == p.window[1] &&
-                        p.stride[0] == p.stride[1] &&
-                        cuda::conv_max_pool_fits(xs.c, xs.r, xs.s, c.out_channels, p.window[0], p.stride[0]) &&
-                        p.padding.top >= 0 && p.padding.top < p.window[0] && p.padding.left >= 0 &&
-                        p.padding.left < p.window[1] && out.type == StorageType::kFloat16 &&
-                        out.place != TensorPlace::kView && out.shape.size() == 4 && out.shape[3] == c.out_channels;
-      if (fits) pools[i] = static_cast<int>(j);
-      break;
-    }
+    const auto& p = std::get<PoolingParams>(pool.params);
+    const PlanTensor& out = plan.tensors[pool.outputs[0]];
+    const bool fits = p.type == PoolingType::kMax && !p.global && p.window[0] == p.window[1] &&
+                      p.stride[0] == p.stride[1] &&
+                      cuda::conv_max_pool_fits(xs.c, xs.r, xs.s, c.out_channels, p.window[0], p.stride[0]) &&
+                      p.padding.top >= 0 && p.padding.top < p.window[0] && p.padding.left >= 0 &&
+                      p.padding.left < p.window[1] && out.type == StorageType::kFloat16 &&
+                      out.place != TensorPlace::kView && out.shape.size() == 4 && out.shape[3] == c.out_channels;
+    if (fits) pools[i] = readers[0];
   }
   return pools;
 }
