@@ -523,6 +523,35 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
     message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(no_pool, kTarget), "nopool.plan"); });
     EXPECT_NE(message.find("conv/max-pool tactic"), std::string::npos) << message;
     EXPECT_NE(message.find("nopool.plan"), std::string::npos) << message;
+    // EAST's mean subtraction folds into the same step's space-to-depth pass: conv1 then reads the network's
+    // input and carries the negated means; the plan file keeps them; a shift of another size is refused.
+    {
+      gpu::PlanData folded = plan;
+      const std::vector<int> shifts = gpu::input_shifts_to_fold(folded);
+      for (size_t i = 0; i < shifts.size(); ++i)
+        if (static_cast<int>(i) != conv1) EXPECT_EQ(shifts[i], -1) << folded.steps[i].name;
+      ASSERT_GE(shifts[conv1], 0);
+      const gpu::PlanStep mean = folded.steps[shifts[conv1]];
+      EXPECT_EQ(mean.name, "mean_subtraction");
+      gpu::fold_input_shift(folded, conv1, shifts[conv1]);
+      gpu::plan_arena(folded);
+      const gpu::PlanStep& f = folded.steps[conv1 - 1];
+      EXPECT_EQ(f.name, "resnet_v1_50/conv1/Conv2D");
+      EXPECT_EQ(f.inputs[0], folded.inputs[0]) << "conv1 reads the network input";
+      const auto& shift = std::get<ScaleParams>(mean.params).shift;
+      ASSERT_EQ(f.input_shift.size(), 3u);
+      for (int c = 0; c < 3; ++c) EXPECT_EQ(f.input_shift[c], shift->data[shift->size() == 1 ? 0 : c]);
+      EXPECT_LT(f.input_shift[0], -100.0f) << "EAST subtracts the ImageNet means";
+      for (const gpu::PlanStep& step : folded.steps) EXPECT_NE(step.name, "mean_subtraction");
+      expect_no_live_overlap(folded);
+      const gpu::ParsedPlan again = gpu::parse_plan(gpu::serialize_plan(folded, kTarget), "shift.plan");
+      EXPECT_EQ(again.plan.steps[conv1 - 1].input_shift, f.input_shift);
+      gpu::PlanData wrong = folded;
+      wrong.steps[conv1 - 1].input_shift.push_back(1.0f);
+      const std::string why = error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, kTarget), "wrong.plan"); });
+      EXPECT_NE(why.find("input shift"), std::string::npos) << why;
+      EXPECT_TRUE(gpu::input_shifts_to_fold(folded)[conv1 - 1] == -1) << "folded once";
+    }
     // A pool the kernel's shape does not take (a 2x2 window) is refused even where its geometry fits.
     gpu::PlanData other_window = plan;
     other_window.steps[conv1].pool.window = 2;
@@ -865,10 +894,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
-  // A plan of the format before the fused pools (version 6) is refused with the same advice.
-  ASSERT_EQ(gpu::kPlanFormatVersion, 7u);
-  other_format[8] = 6;
-  expect_refused(other_format, "plan format version 6, this eastrt (" EASTRT_VERSION ") reads version 7; build the plan again");
+  // A plan of the format before the folded shifts (version 7) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 8u);
+  other_format[8] = 7;
+  expect_refused(other_format, "plan format version 7, this eastrt (" EASTRT_VERSION ") reads version 8; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");
@@ -1076,7 +1105,9 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
   };
   for (const Case& c : cases) {
     Network net;
-    Tensor* x = net.add_input("x", c.input);
+    // A per-channel shift first (EAST's mean subtraction), which the builder folds into space-to-depth.
+    Tensor* x = net.add_scale(net.add_input("x", c.input), {ScaleMode::kChannel, nullptr, random_weights({3}, rng), nullptr},
+                              "shift");
     ConvolutionParams conv;
     conv.out_channels = 64;
     conv.kernel = {7, 7};
@@ -1108,6 +1139,8 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
           const int pool = gpu::max_pools_to_fuse(parsed.plan)[i];
           ASSERT_GT(pool, static_cast<int>(i));
           gpu::fuse_max_pool(parsed.plan, static_cast<int>(i), pool);  // the context sizes the workspace
+          if (const int shift = gpu::input_shifts_to_fold(parsed.plan)[i]; shift >= 0)
+            gpu::fold_input_shift(parsed.plan, static_cast<int>(i), shift);
           gpu::plan_arena(parsed.plan);
           break;
         }
@@ -1116,6 +1149,9 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
       bool fused = false;
       for (const EngineLayerInfo& l : engine->inspect().layers) fused = fused || l.tactic.find("conv/max-pool") != std::string::npos;
       if (forced) EXPECT_TRUE(fused);
+      if (forced)
+        for (const EngineLayerInfo& l : engine->inspect().layers)
+          EXPECT_TRUE(l.name != "shift" && l.name != "pool") << l.name << " should be folded into the convolution";
       auto context = engine->create_context();
       context->poison();
       const auto got = context->run(inputs);

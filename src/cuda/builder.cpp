@@ -198,7 +198,8 @@ class TacticTimer {
     if (c.s2d) {
       const PlanData& plan = engine_.plan;
       const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
-      gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
+      gpu::launch_space_to_depth(plan, step, engine_.step_weights[index], unpadded_input(step), workspace_.get(),
+                                 plan.max_batch, stream_);
       s2d_conv_->set_math(c.algo.math);
       cuda::ConvOperands o = gpu::conv_operands(step, engine_.step_weights[index], c.fused, workspace_.get(),
                                                 residual ? residual_.get() : nullptr, y,
@@ -552,7 +553,8 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
         const size_t limit = workspace_.size() - xs_bytes;
         s2d_conv_ = std::make_unique<cuda::CudnnConvolution>(gpu::space_to_depth_geometry(plan, step, plan.max_batch),
                                                              type, gpu::initial_math(step.precision));
-        gpu::launch_space_to_depth(plan, step, unpadded_input(step), workspace_.get(), plan.max_batch, stream_);
+        gpu::launch_space_to_depth(plan, step, engine_.step_weights[index], unpadded_input(step), workspace_.get(),
+                                 plan.max_batch, stream_);
         std::vector<cuda::ConvAlgorithm> s2d_algos =
             options_.time_tactics
                 ? s2d_conv_->find(cudnn_, workspace_.get(), engine_.step_weights[index].s2d_filter, y_.get(),
@@ -822,7 +824,8 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   const void* input = unpadded_input(step);
   auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
   auto run_fused = [&] {
-    gpu::launch_space_to_depth(fused_plan, fused, input, workspace_.get(), plan.max_batch, stream_);
+    gpu::launch_space_to_depth(fused_plan, fused, engine_.step_weights[conv], input, workspace_.get(), plan.max_batch,
+                               stream_);
     gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], workspace_.get(), residual_.get(),
                               plan.max_batch, stream_);
   };
@@ -865,6 +868,23 @@ void fuse_max_pools(Engine::Impl& impl, const BuildOptions& options) {
     fused = true;
   }
   if (fused) gpu::plan_arena(impl.plan);
+}
+
+// Each per-channel shift before a space-to-depth convolution into its space-to-depth pass (one pass less, and
+// the same values: the shifted input is rounded once either way); uploads the weights and plans the arena
+// again when there was one.
+void fold_input_shifts(Engine::Impl& impl) {
+  bool folded = false;
+  for (;;) {  // one at a time: each fold renumbers the steps after it
+    const std::vector<int> shifts = gpu::input_shifts_to_fold(impl.plan);
+    const auto conv = std::find_if(shifts.begin(), shifts.end(), [](int s) { return s >= 0; });
+    if (conv == shifts.end()) break;
+    gpu::fold_input_shift(impl.plan, static_cast<int>(conv - shifts.begin()), *conv);
+    folded = true;
+  }
+  if (!folded) return;
+  impl.upload_weights();
+  gpu::plan_arena(impl.plan);
 }
 
 // A tactic for every convolution of `impl`'s plan: timed, or taken from `cache` (may be null), counted in
@@ -1009,7 +1029,10 @@ std::unique_ptr<Engine> Builder::build() {
     }
     if (file_cache && stats_.convolutions_timed > 0) file_cache->save(options_.timing_cache);
   }
-  if (has_convolutions) fuse_max_pools(*impl, options_);
+  if (has_convolutions) {
+    fuse_max_pools(*impl, options_);
+    fold_input_shifts(*impl);
+  }
   // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
   gpu::release_padded_copies(impl->plan);
   if (options_.parallel_branches && gpu::assign_side_lane(impl->plan) > 0) gpu::plan_arena(impl->plan);

@@ -142,12 +142,13 @@ void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const Step
                              conv_activation(step).type == static_cast<int>(ActivationType::kRelu), stream);
 }
 
-void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
-                           cudaStream_t stream) {
+void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
+                           int batch, cudaStream_t stream) {
   const auto& p = std::get<ConvolutionParams>(step.params);
   const Shape& in = plan.tensors[step.inputs[0]].shape;
   const SpaceToDepthShape s = space_to_depth_shape(plan, step);
-  cuda::launch_space_to_depth(x, dtype(plan.tensors[step.inputs[0]].type), xs, dtype(plan.tensors[step.outputs[0]].type),
+  cuda::launch_space_to_depth(x, dtype(plan.tensors[step.inputs[0]].type), step.input_shift.empty() ? nullptr : w.shift,
+                              xs, dtype(plan.tensors[step.outputs[0]].type),
                               batch, static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
                               p.padding.top, p.padding.left, s.h, s.w, s.c, stream);
 }
@@ -425,6 +426,10 @@ void Engine::Impl::upload_weights() {
         slots.push_back({i, 5, blob.size()});
         append_values(blob, kcrs_to_krsc(gpu::space_to_depth_filter(*p.kernel_weights, xs.c), xs.c), type);
       }
+      if (!step.input_shift.empty()) {
+        slots.push_back({i, 3, blob.size()});
+        append_values(blob, step.input_shift, gpu::StorageType::kFloat32);
+      }
     } else if (step.layer_kind() == LayerKind::kDeconvolution) {
       // Our kernel reads the filter as [R][S][C][K/groups] and the bias in float32 for every storage type.
       const auto& p = std::get<DeconvolutionParams>(step.params);
@@ -602,6 +607,7 @@ EngineInfo Engine::inspect() const {
             !gpu::is_space_to_depth(step.tactic.kind))
           l.tactic += " after an explicit pad";
         if (step.pool.window != 0) l.tactic += " (max-pool '" + step.pool.name + "' fused)";
+        if (!step.input_shift.empty()) l.tactic += " (the input's shift folded in)";
         l.tactic_ms = step.tactic.ms;
       } else if (step.layer_kind() == LayerKind::kResize && out.place == TensorPlace::kView) {
         l.tactic = "eastrt resize, written into " + plan.tensors[out.view_of].name;
@@ -896,14 +902,14 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {
-        gpu::launch_space_to_depth(plan, step, x, ws.get(), b, on);
+        gpu::launch_space_to_depth(plan, step, w, x, ws.get(), b, on);
         gpu::launch_conv_max_pool(plan, step, w, ws.get(), element_ptr(out), b, on);
         return;
       }
       if (gpu::is_space_to_depth(step.tactic.kind)) {
         // X' from the unpadded input (the lowering's explicit pad is not used), then the stride-1 convolution.
         const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, b);
-        gpu::launch_space_to_depth(plan, step, x, ws.get(), b, on);
+        gpu::launch_space_to_depth(plan, step, w, x, ws.get(), b, on);
         const bool fused = step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthFused;
         cuda::ConvOperands operands = gpu::conv_operands(step, w, fused, ws.get(), residual, element_ptr(out),
                                                          ws.as<uint8_t>() + xs_bytes, ws.size() - xs_bytes);

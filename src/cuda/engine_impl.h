@@ -88,7 +88,7 @@ struct StepWeights {
   bool has_bias = false;
   float* scale = nullptr;  // Scale layers, float32; INT8/FP8 convolutions: s_x · s_w[k] (their filter is 8-bit
                            // codes, KRSC, and their bias float32)
-  float* shift = nullptr;
+  float* shift = nullptr;  // Scale layers; space-to-depth convolutions: their input shift (PlanStep::input_shift)
   float* power = nullptr;
 };
 
@@ -125,8 +125,9 @@ size_t space_to_depth_bytes(const PlanData& plan, const PlanStep& step, int batc
 // the channels rounded up, in the padded tensor's type.
 void launch_explicit_pad(const PlanData& plan, const PlanStep& step, const void* x, void* padded, int batch,
                          cudaStream_t stream);
-void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const void* x, void* xs, int batch,
-                           cudaStream_t stream);
+// (With the step's input shift, PlanStep::input_shift, from w.shift.)
+void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
+                           int batch, cudaStream_t stream);
 // A pooling step's kernel arguments at `batch`.
 cuda::PoolArgs pool_args(const PlanData& plan, const PlanStep& step, int batch);
 // A kSpaceToDepthMaxPool step's kernel on X' (launch_space_to_depth) into y, the pool's output.

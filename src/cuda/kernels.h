@@ -181,9 +181,10 @@ void launch_pad(const void* x, DType xt, void* y, DType yt, int n, int h, int w,
 // ---- space_to_depth.cu ----
 
 // y [n, oh, ow, oc] = the 2x2 space-to-depth of x [n, h, w, c] padded by `top` and `left` (zeros elsewhere,
-// and in channels 4c..oc): y[n, i, j, (py*2 + px)*c + ch] = x[n, 2i+py-top, 2j+px-left, ch].
-void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left,
-                           int oh, int ow, int oc, cudaStream_t stream);
+// and in channels 4c..oc): y[n, i, j, (py*2 + px)*c + ch] = x[n, 2i+py-top, 2j+px-left, ch] + shift[ch]
+// (c float32 values, or null for none), the padding zeros left as they are.
+void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y, DType yt, int n, int h, int w, int c,
+                           int top, int left, int oh, int ow, int oc, cudaStream_t stream);
 
 // ---- conv_max_pool.cu ----
 

@@ -3,6 +3,7 @@
 #include "cuda/plan.h"
 #include "cuda/space_to_depth.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -376,6 +377,8 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
       w.str(s.pool.name);
       w.i32(s.pool.stride), w.i32(s.pool.top), w.i32(s.pool.left), w.i32(s.pool.conv_h), w.i32(s.pool.conv_w);
     }
+    w.i64(static_cast<int64_t>(s.input_shift.size()));
+    for (float v : s.input_shift) w.f32(v);
   }
   w.ints(plan.inputs), w.ints(plan.outputs);
   w.i64(static_cast<int64_t>(plan.passes.size()));
@@ -434,6 +437,14 @@ void check_indices(const PlanData& plan) {
                     "x", cuda::kConvMaxPoolTaps, " space-to-depth convolution on ", cuda::kConvMaxPoolChannels,
                     " channels into ", cuda::kConvMaxPoolFilters, " FP16 ones and a ", cuda::kConvMaxPoolWindow, "x",
                     cuda::kConvMaxPoolWindow, "/", cuda::kConvMaxPoolStride, " pool, not this one");
+    }
+    // An input shift goes with the space-to-depth pass that adds it, one finite value per input channel.
+    if (!s.input_shift.empty()) {
+      const bool fits = is_space_to_depth(s.tactic.kind) && !s.inputs.empty() &&
+                        static_cast<int64_t>(s.input_shift.size()) == plan.tensors[s.inputs[0]].shape.back() &&
+                        std::all_of(s.input_shift.begin(), s.input_shift.end(), [](float v) { return std::isfinite(v); });
+      if (!fits) throw_error("step '", s.name, "' has an input shift without a space-to-depth tactic, of another ",
+                             "channel count than its input, or not finite");
     }
     // cuDNN's legacy API pads symmetrically: asymmetric padding needs the explicit copy (a graph tactic may
     // release it, so a plan edited to another tactic could lack it).
@@ -515,6 +526,8 @@ PlanData read_plan_data(ByteReader& r) {
       s.pool.left = r.i32("a step's fused pool");
       s.pool.conv_h = r.i32("a step's fused pool"), s.pool.conv_w = r.i32("a step's fused pool");
     }
+    const int64_t shifts = r.count("a step's input shift", 4);
+    for (int64_t k = 0; k < shifts; ++k) s.input_shift.push_back(r.f32("a step's input shift"));
     plan.steps.push_back(std::move(s));
   }
   plan.inputs = r.ints("input bindings"), plan.outputs = r.ints("output bindings");

@@ -127,6 +127,10 @@ struct PlanStep {
     int window = 0, stride = 0, top = 0, left = 0;
     int conv_h = 0, conv_w = 0;
   } pool;
+  // A per-channel shift folded into this space-to-depth convolution (fold_input_shift): added to input 0's
+  // values inside the space-to-depth pass, the padding zeros left as they are (they are the shifted
+  // tensor's zeros in the graph). Empty: none.
+  std::vector<float> input_shift;
 
   LayerKind layer_kind() const { return static_cast<LayerKind>(params.index()); }
 };
@@ -154,8 +158,8 @@ struct PlanTarget {
 
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
 // step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version);
-// 6: each step's lane; 7: max-pools fused into convolutions
-inline constexpr uint32_t kPlanFormatVersion = 7;
+// 6: each step's lane; 7: max-pools fused into convolutions; 8: input shifts folded into them
+inline constexpr uint32_t kPlanFormatVersion = 8;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit ||
@@ -250,6 +254,15 @@ std::vector<int> max_pools_to_fuse(const PlanData& plan);
 // step goes. The caller sets the tactic's workspace (X'), drops the pool's per-step state and plans the
 // arena again.
 void fuse_max_pool(PlanData& plan, int conv, int pool);
+
+// Per convolution step on space-to-depth (its chosen tactic): the step index of the per-channel shift (a
+// Scale with a shift only, EAST's mean subtraction) that alone writes its input 0 and whose output it alone
+// reads (-1 where there is none). Folded (fold_input_shift), the shift costs no pass of its own.
+std::vector<int> input_shifts_to_fold(const PlanData& plan);
+// Folds shift step `scale` into convolution step `conv` (a pair input_shifts_to_fold gives): the convolution
+// reads the shift's input and adds the shift in its space-to-depth pass (PlanStep::input_shift); the shift
+// step goes. The caller uploads the weights and plans the arena again.
+void fold_input_shift(PlanData& plan, int conv, int scale);
 
 // The convolution's own output rows and columns: its output tensor's, or those PlanStep::pool recorded.
 std::array<int, 2> conv_output_size(const PlanData& plan, const PlanStep& step);

@@ -576,6 +576,49 @@ void fuse_max_pool(PlanData& plan, int conv, int pool) {
   plan.steps.erase(plan.steps.begin() + pool);
 }
 
+std::vector<int> input_shifts_to_fold(const PlanData& plan) {
+  std::vector<int> shifts(plan.steps.size(), -1);
+  const Access access = storage_access(plan);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& conv = plan.steps[i];
+    if (conv.kind != StepKind::kLayer || conv.layer_kind() != LayerKind::kConvolution ||
+        !is_space_to_depth(conv.tactic.kind) || !conv.input_shift.empty())
+      continue;
+    // Written by one step and read by the convolution alone (its explicit padded copy, which the tactic
+    // lets go, is written by the convolution itself).
+    const int x = conv.inputs[0];
+    if (plan.tensors[x].place == TensorPlace::kView || access.writers[x].size() != 1 ||
+        access.readers[x] != std::vector<int>{static_cast<int>(i)} ||
+        std::count(plan.outputs.begin(), plan.outputs.end(), x))
+      continue;
+    const int j = access.writers[x][0];
+    const PlanStep& scale = plan.steps[static_cast<size_t>(j)];
+    if (scale.kind != StepKind::kLayer || scale.layer_kind() != LayerKind::kScale || scale.lane != conv.lane) continue;
+    const auto& p = std::get<ScaleParams>(scale.params);
+    const PlanTensor& source = plan.tensors[scale.inputs[0]];
+    if (p.scale || p.power || !p.shift || source.place == TensorPlace::kView || is_8bit(source.type) ||
+        source.shape != plan.tensors[x].shape)
+      continue;
+    shifts[i] = j;
+  }
+  return shifts;
+}
+
+void fold_input_shift(PlanData& plan, int conv, int scale) {
+  EASTRT_CHECK(scale >= 0 && scale < conv && conv < static_cast<int>(plan.steps.size()) &&
+                   input_shifts_to_fold(plan)[conv] == scale,
+               "fold_input_shift: step ", scale, " is not a shift that step ", conv, " may take in (a builder bug)");
+  PlanStep& c = plan.steps[conv];
+  const PlanStep& s = plan.steps[scale];
+  const auto& p = std::get<ScaleParams>(s.params);
+  const int64_t channels = plan.tensors[c.inputs[0]].shape.back();
+  c.input_shift.assign(static_cast<size_t>(channels), 0.0f);
+  for (int64_t k = 0; k < channels; ++k)
+    c.input_shift[k] = p.shift->data[p.mode == ScaleMode::kChannel && p.shift->size() != 1 ? k : 0];
+  c.inputs[0] = s.inputs[0];
+  plan.steps.erase(plan.steps.begin() + scale);
+}
+
 std::array<int, 2> conv_output_size(const PlanData& plan, const PlanStep& step) {
   if (step.pool.window != 0) return {step.pool.conv_h, step.pool.conv_w};
   const Shape& y = plan.tensors[step.outputs[0]].shape;

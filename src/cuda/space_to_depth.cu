@@ -10,8 +10,8 @@ namespace {
 // One thread per X' pixel and pack of V channels: EAST's conv1 in FP16 is 3 channels -> 12, rounded to 16,
 // two 16-byte stores per pixel.
 template <int V, typename In, typename Out>
-__global__ void space_to_depth_kernel(const In* x, Out* y, int n, int h, int w, int c, int top, int left, int oh,
-                                      int ow, int oc) {
+__global__ void space_to_depth_kernel(const In* x, const float* shift, Out* y, int n, int h, int w, int c, int top,
+                                      int left, int oh, int ow, int oc) {
   const int packs = oc / V;
   const int64_t count = int64_t(n) * oh * ow * packs;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
@@ -28,7 +28,9 @@ __global__ void space_to_depth_kernel(const In* x, Out* y, int n, int h, int w, 
       const int phase = channel / c;  // py * 2 + px; 4 and above are the rounding's zeros
       const int source_row = 2 * row + phase / 2 - top, source_col = 2 * col + phase % 2 - left;
       const bool inside = phase < 4 && source_row >= 0 && source_row < h && source_col >= 0 && source_col < w;
-      v[j] = inside ? load(x, ((image * h + source_row) * w + source_col) * c + channel % c) : 0.0f;
+      v[j] = inside ? load(x, ((image * h + source_row) * w + source_col) * c + channel % c) +
+                          (shift ? shift[channel % c] : 0.0f)
+                    : 0.0f;
     }
     store_pack<V>(y + pixel * oc + first, v);
   }
@@ -36,8 +38,8 @@ __global__ void space_to_depth_kernel(const In* x, Out* y, int n, int h, int w, 
 
 }  // namespace
 
-void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, int h, int w, int c, int top, int left,
-                           int oh, int ow, int oc, cudaStream_t stream) {
+void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y, DType yt, int n, int h, int w, int c,
+                           int top, int left, int oh, int ow, int oc, cudaStream_t stream) {
   const int64_t count = int64_t(n) * oh * ow * oc;
   if (count == 0) return;
   dispatch_types(xt, yt, [&](auto in, auto out) {
@@ -46,10 +48,10 @@ void launch_space_to_depth(const void* x, DType xt, void* y, DType yt, int n, in
     constexpr int V = 16 / sizeof(Out);
     if (oc % V == 0 && aligned_to(y, 16))
       space_to_depth_kernel<V><<<grid_for(count / V), kThreads, 0, stream>>>(
-          static_cast<const In*>(x), static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
+          static_cast<const In*>(x), shift, static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
     else
       space_to_depth_kernel<1><<<grid_for(count), kThreads, 0, stream>>>(
-          static_cast<const In*>(x), static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
+          static_cast<const In*>(x), shift, static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
   });
   EASTRT_LAUNCHED("space_to_depth_kernel");
 }
