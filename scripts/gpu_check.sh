@@ -181,12 +181,12 @@ done
 # configurations and once with parallel branches (what each changes), then twice through a timing cache
 # (the first fills it, the second must time nothing and pick the same tactics); and FP16 batch 16 without
 # the graph configurations and with parallel branches.
-for run in ${EASTRT_BENCH_RUNS-2 no-graph parallel cache-fill cache-hit b16-no-graph b16-parallel}; do
+for run in ${EASTRT_BENCH_RUNS-2 no-cudnn-graph parallel cache-fill cache-hit b16-no-cudnn-graph b16-parallel}; do
   (( $(left) < 170 )) && { echo "skipping fp16 build $run: too little time left"; continue; }
   extra=()
   batch=1
   [[ $run == cache-* ]] && extra=(--timing-cache "$WORK/timing_cache.json")
-  [[ $run == *no-graph ]] && extra=(--no-cudnn-graph)
+  [[ $run == *no-cudnn-graph ]] && extra=(--no-cudnn-graph)
   [[ $run == *-parallel || $run == parallel ]] && extra=(--parallel-branches)
   [[ $run == b16-* ]] && batch=16
   echo "--- fp16 batch $batch, build $run"

@@ -1095,25 +1095,28 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
   struct Case {
     const char* what;
     Shape input;
+    int kernel;
     Padding conv_pad, pool_pad;
     bool bias, relu;
   };
   const Case cases[] = {
-      {"EAST's conv1 and pool1 (TF SAME)", {2, 37, 53, 3}, {2, 2, 3, 3}, {0, 0, 1, 1}, true, true},
-      {"symmetric pads, no bias, no ReLU", {3, 30, 41, 3}, Padding::symmetric(3), Padding::symmetric(1), false, false},
-      {"one row of tiles, ReLU", {1, 9, 70, 3}, {2, 2, 3, 3}, {1, 1, 1, 1}, true, true},
+      {"EAST's conv1 and pool1 (TF SAME)", {2, 37, 53, 3}, 7, {2, 2, 3, 3}, {0, 0, 1, 1}, true, true},
+      {"symmetric pads, no bias, no ReLU", {3, 30, 41, 3}, 7, Padding::symmetric(3), Padding::symmetric(1), false, false},
+      {"one row of tiles, ReLU", {1, 9, 70, 3}, 7, {2, 2, 3, 3}, {1, 1, 1, 1}, true, true},
+      {"an 8x8 filter: every tap row whole", {2, 33, 64, 3}, 8, {3, 3, 4, 4}, {0, 0, 1, 1}, true, true},
+      {"four input channels", {1, 24, 95, 4}, 7, {2, 2, 3, 3}, {0, 0, 1, 1}, true, false},
   };
   for (const Case& c : cases) {
     Network net;
     // A per-channel shift first (EAST's mean subtraction), which the builder folds into space-to-depth.
-    Tensor* x = net.add_scale(net.add_input("x", c.input), {ScaleMode::kChannel, nullptr, random_weights({3}, rng), nullptr},
+    Tensor* x = net.add_scale(net.add_input("x", c.input), {ScaleMode::kChannel, nullptr, random_weights({c.input[3]}, rng), nullptr},
                               "shift");
     ConvolutionParams conv;
     conv.out_channels = 64;
-    conv.kernel = {7, 7};
+    conv.kernel = {c.kernel, c.kernel};
     conv.stride = {2, 2};
     conv.padding = c.conv_pad;
-    conv.kernel_weights = random_weights({64, 3, 7, 7}, rng, -0.2f, 0.2f);
+    conv.kernel_weights = random_weights({64, c.input[3], c.kernel, c.kernel}, rng, -0.2f, 0.2f);
     if (c.bias) conv.bias = random_weights({64}, rng);
     Tensor* y = net.add_convolution(x, conv, "conv");
     if (c.relu) y = net.add_activation(y, ActivationType::kRelu, "relu");

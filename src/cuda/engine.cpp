@@ -139,7 +139,8 @@ void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const Step
   const Shape& out = plan.tensors[step.outputs[0]].shape;
   cuda::launch_conv_max_pool(xs, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, batch, conv[0], conv[1],
                              static_cast<int>(out[1]), static_cast<int>(out[2]), step.pool.top, step.pool.left,
-                             conv_activation(step).type == static_cast<int>(ActivationType::kRelu), stream);
+                             conv_activation(step).type == static_cast<int>(ActivationType::kRelu),
+                             std::get<ConvolutionParams>(step.params).kernel[0] % 2 == 1, stream);
 }
 
 void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,

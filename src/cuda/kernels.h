@@ -191,9 +191,10 @@ void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y,
 // A convolution and the max-pool after it in one pass, FP16 (EAST's conv1 and pool1): the stride-1
 // 4x4 convolution of the space-to-depth X' [n, oh + 3, ow + 3, 16] (launch_space_to_depth) with 64 filters
 // (KRSC, [64][4][4][16]), max-pooled 3x3 / 2 with `top` and `left` padding (the rest clipped to the oh x ow
-// output) into y [n, ph, pw, 64], plus the bias (64 values, or null) and ReLU if `relu`. The shapes it takes:
-// conv_max_pool_fits (conv_max_pool.h).
+// output) into y [n, ph, pw, 64], plus the bias (64 values, or null) and ReLU if `relu`. `short_last_row`:
+// the original filter is 7 rows high, so the last tap row's X' channels 8-15 have zero weights and are
+// skipped. The shapes it takes: conv_max_pool_fits (conv_max_pool.h).
 void launch_conv_max_pool(const void* xs, const void* filter, const void* bias, void* y, int n, int oh, int ow, int ph,
-                          int pw, int top, int left, bool relu, cudaStream_t stream);
+                          int pw, int top, int left, bool relu, bool short_last_row, cudaStream_t stream);
 
 }  // namespace eastrt::cuda

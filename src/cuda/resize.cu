@@ -4,7 +4,9 @@
 // of a concatenation: EAST's ×2 upsampling writes straight into the first channels of the merge's input.
 // One thread per output pixel and pack of V channels: the source cells and weights are worked out once per
 // pack, and moved by 16-byte loads and stores when the channels, the slice and the pointers allow.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
@@ -45,16 +47,17 @@ __device__ int nearest_index(int rule, int dst, int in_size, int out_size) {
 
 __device__ __forceinline__ float lerp(float a, float b, float t) { return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t)); }
 
-template <int V, typename In, typename Out>
+// Index: int where the whole tensor's offsets fit (64-bit division costs as much as the pack's arithmetic).
+template <int V, typename Index, typename In, typename Out>
 __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
-  const int packs = p.c / V;
-  const int64_t count = int64_t(p.n) * p.oh * p.ow * packs;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+  const Index packs = p.c / V;
+  const Index count = Index(p.n) * p.oh * p.ow * packs;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % packs) * V;
-    const int64_t pixel = i / packs;
+    const Index pixel = i / packs;
     const int ow = static_cast<int>(pixel % p.ow);
     const int oh = static_cast<int>(pixel / p.ow % p.oh);
-    const int64_t n = pixel / (int64_t(p.ow) * p.oh);
+    const Index n = pixel / (Index(p.ow) * p.oh);
     auto at = [&](int h, int w, float(&v)[V]) { load_pack<V>(x + ((n * p.h + h) * p.w + w) * p.c + c, v); };
     float v[V];
     if (p.nearest) {
@@ -71,7 +74,7 @@ __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = lerp(lerp(a[j], b[j], fx), lerp(d[j], e[j], fx), fy);
     }
-    store_pack<V>(y + pixel * p.out_channel_stride + p.out_channel_offset + c, v);
+    store_pack<V>(y + pixel * Index(p.out_channel_stride) + Index(p.out_channel_offset) + c, v);
   }
 }
 
@@ -87,11 +90,22 @@ void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs&
     // Every pack's address is a multiple of the pack: channels, slice width and slice offset in whole packs.
     const bool packed = args.c % V == 0 && args.out_channel_stride % V == 0 && args.out_channel_offset % V == 0 &&
                         aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out));
-    if (packed)
-      resize_kernel<V><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
-                                                                     args);
+    // int indices when every input and output offset fits in one, with room for the grid stride.
+    const int64_t largest = std::max(int64_t(args.n) * args.h * args.w * args.c,
+                                     int64_t(args.n) * args.oh * args.ow * args.out_channel_stride);
+    const auto run = [&](auto index) {
+      using Index = decltype(index);
+      if (packed)
+        resize_kernel<V, Index><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x),
+                                                                             static_cast<Out*>(y), args);
+      else
+        resize_kernel<1, Index><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
+                                                                         args);
+    };
+    if (largest <= std::numeric_limits<int>::max() / 2)
+      run(int{});
     else
-      resize_kernel<1><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), args);
+      run(int64_t{});
   });
   EASTRT_LAUNCHED("resize_kernel");
 }
