@@ -46,10 +46,13 @@ inline const ConvCase kConvCases[] = {
 };
 
 // The case's network: input x, the convolution (weights uniform within ±1.5/√fan-in), then as the case says
-// a folded batch norm, a residual input r added, an activation; output y.
-inline Network conv_case_network(const ConvCase& c, std::mt19937& rng) {
+// a folded batch norm, a residual input r added, an activation; output y. `before`: an activation on x
+// first, so that the convolution reads a tensor of the engine's precision (not the float32 input binding).
+inline Network conv_case_network(const ConvCase& c, std::mt19937& rng,
+                                 std::optional<ActivationType> before = std::nullopt) {
   Network net;
   Tensor* x = net.add_input("x", c.input);
+  if (before) x = net.add_activation(x, *before, "before");
   ConvolutionParams p;
   p.out_channels = c.k;
   p.kernel = {c.kernel, c.kernel};

@@ -561,6 +561,30 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
 }
 
 
+// The direct tactic's variant reads back as written (the tensor-core one named so), and one past the
+// variants there are is refused by name; whether a variant takes the convolution is checked when a
+// context is made (GpuKernels.TensorCoreConvolutionMatchesTheCpu runs it).
+TEST(GpuPlan, DirectTacticVariantsRoundTripAndAnUnknownOneIsRefused) {
+  std::mt19937 rng(6);
+  gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
+  const size_t conv = conv_step(plan);
+  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore}) {
+    plan.steps[conv].tactic = {};
+    plan.steps[conv].tactic.kind = gpu::ConvTactic::Kind::kDirect;
+    plan.steps[conv].tactic.algo = variant;
+    const gpu::ParsedPlan back = gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "direct.plan");
+    EXPECT_EQ(back.plan.steps[conv].tactic.algo, variant);
+    EXPECT_EQ(gpu::describe(back.plan.steps[conv].tactic).find("tensor-core") != std::string::npos,
+              variant == gpu::kDirectTensorCore);
+  }
+  for (int variant : {-1, static_cast<int>(gpu::kDirectVariants)}) {
+    plan.steps[conv].tactic.algo = variant;
+    const std::string message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "variant.plan"); });
+    EXPECT_NE(message.find("direct-convolution variant " + std::to_string(variant)), std::string::npos) << message;
+    EXPECT_NE(message.find("variant.plan"), std::string::npos) << message;
+  }
+}
+
 // A space-to-depth tactic (both kinds) reads back as it was written on a convolution it fits (small_network's
 // 3x3/2 on 5 channels), and a plan that puts it on one it does not fit (stride 1 here) is refused: its kernel
 // would read the wrong input.
@@ -1009,6 +1033,78 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
       EXPECT_EQ(nan_count(got.at("y")), 0);
       EXPECT_LE(relative_error(got.at("y"), CpuEngine(net, {1, true}).run(inputs).at("y")), tolerance(precision));
     }
+  }
+}
+
+// The direct tactic's tensor-core variant (3x3 stride 1, FP16, 32 input channels), forced on the
+// convolution (after a tanh, so that it reads FP16 as EAST's do): partial row and column tiles, two and
+// three filter groups, a residual, asymmetric and no padding, sigmoid and no activation, batch 3 and a
+// smaller batch than the plan's; and a timed build of the same network, whatever it picks. Against the CPU
+// in FP16's tolerance.
+TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(31);
+  const ConvCase cases[] = {
+      {"EAST's feature-merging 3x3 (pad 1, bias, ReLU), partial tiles", {2, 21, 45, 32}, 32, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, false, false},
+      {"64 outputs, residual + ReLU, batch norm", {1, 8, 32, 32}, 64, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, true},
+      {"asymmetric pad, no bias, no activation", {3, 17, 70, 32}, 32, 3, 1, 1, 1, {2, 1, 0, 1}, false, std::nullopt, false, false},
+      {"no padding, sigmoid, 96 outputs", {2, 11, 35, 32}, 96, 3, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
+  };
+  for (const ConvCase& c : cases) {
+    const Network net = conv_case_network(c, rng, ActivationType::kTanh);
+    BuildOptions options;
+    options.precision = Precision::kFp16;
+    options.max_batch = static_cast<int>(c.input[0]);
+    const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
+    const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+    const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+    for (bool forced : {true, false}) {
+      SCOPED_TRACE(std::string(c.what) + (forced ? ", forced" : ", as built"));
+      gpu::ParsedPlan parsed = gpu::parse_plan(built, "tensor_core.plan");
+      if (forced) {
+        gpu::PlanStep& step = parsed.plan.steps[conv_step(parsed.plan)];
+        ASSERT_TRUE(gpu::direct_conv_applies(parsed.plan, step, gpu::kDirectTensorCore));
+        step.tactic = {};
+        step.tactic.kind = gpu::ConvTactic::Kind::kDirect;
+        step.tactic.algo = gpu::kDirectTensorCore;
+      }
+      std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "tensor_core.plan");
+      if (forced) {
+        bool found = false;
+        for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find("tensor-core 3x3") != std::string::npos;
+        EXPECT_TRUE(found);
+      }
+      auto context = engine->create_context();
+      context->poison();
+      const auto got = context->run(inputs);
+      EXPECT_EQ(nan_count(got.at("y")), 0);
+      EXPECT_LE(relative_error(got.at("y"), want), tolerance(Precision::kFp16));
+      if (c.input[0] > 1) {
+        std::map<std::string, HostTensor> one;
+        for (const auto& [name, tensor] : inputs) one[name] = batch_item(tensor, 0);
+        context->poison();
+        const HostTensor got_one = context->run(one).at("y");
+        EXPECT_EQ(nan_count(got_one), 0);
+        EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(Precision::kFp16));
+      }
+    }
+  }
+  // Not offered where it cannot run: 16 channels, stride 2, FP32.
+  for (const ConvCase& c : {ConvCase{"16 channels", {1, 9, 9, 16}, 32, 3, 1, 1, 1, Padding::symmetric(1), true, std::nullopt, false, false},
+                            ConvCase{"stride 2", {1, 9, 9, 32}, 32, 3, 2, 1, 1, Padding::symmetric(1), true, std::nullopt, false, false}}) {
+    SCOPED_TRACE(c.what);
+    const Network net = conv_case_network(c, rng, ActivationType::kTanh);
+    BuildOptions options;
+    options.precision = Precision::kFp16;
+    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
+    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
+  }
+  {
+    BuildOptions options;
+    options.precision = Precision::kFp32;
+    const Network net = conv_case_network(cases[0], rng, ActivationType::kTanh);
+    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
+    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
   }
 }
 

@@ -169,6 +169,7 @@ class TacticTimer {
     // copy only pads (padded_copy_only_pads), else on x_.
     int graph_form = -1, graph_plan = -1;
     ConvTactic graph_tactic{};
+    int direct_variant = gpu::kDirectCudaCores;  // with `direct`: which kernel (gpu::DirectVariant)
   };
   std::vector<cuda::ConvAlgorithm> usable_algorithms(cuda::CudnnConvolution& conv, std::vector<cuda::ConvAlgorithm> algos,
                                                      bool strict, size_t limit);
@@ -187,12 +188,9 @@ class TacticTimer {
   cudnnStatus_t run(cuda::CudnnConvolution& conv, const PlanStep& step, size_t index, const Candidate& c, void* y,
                     bool residual) {
     if (c.direct) {
-      const PlanData& plan = engine_.plan;
-      const gpu::StepWeights& w = engine_.step_weights[index];
-      cuda::launch_direct_conv(unpadded_input(step), gpu::dtype(plan.tensors[step.inputs[0]].type), w.filter,
-                               w.has_bias ? w.bias : nullptr, residual ? residual_.get() : nullptr, y,
-                               gpu::dtype(plan.tensors[step.outputs[0]].type),
-                               gpu::direct_conv_args(plan, step, plan.max_batch), gpu::conv_activation(step), stream_);
+      gpu::launch_direct_conv(engine_.plan, step, engine_.step_weights[index], unpadded_input(step),
+                              residual ? residual_.get() : nullptr, y, engine_.plan.max_batch, c.direct_variant,
+                              stream_);
       return CUDNN_STATUS_SUCCESS;  // a failed launch throws
     }
     if (c.s2d) {
@@ -325,9 +323,10 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   // (A cuBLASLt tactic's math is a cuBLAS compute type, not a cuDNN math type; its conv is not used.)
   cuda::CudnnConvolution conv(g, type, t.kind == ConvTactic::Kind::kCublasLt ? gpu::initial_math(step.precision) : t.math);
   if (t.kind == ConvTactic::Kind::kDirect) {
-    const cuda::DirectConvArgs a = gpu::direct_conv_args(plan, step, plan.max_batch);
-    if (!cuda::direct_conv_fits(a.c, a.k, a.r, a.s, std::get<ConvolutionParams>(step.params).groups)) return false;
-    run(conv, step, index, {false, {}, true}, y_.get(), step.inputs.size() > 1);
+    if (!gpu::direct_conv_applies(plan, step, t.algo)) return false;
+    Candidate c{false, {}, true};
+    c.direct_variant = t.algo;
+    run(conv, step, index, c, y_.get(), step.inputs.size() > 1);
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return true;
   }
@@ -537,7 +536,12 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
-  if (cuda::direct_conv_fits(direct.c, direct.k, direct.r, direct.s, g.groups)) candidates.push_back({false, {}, true});
+  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore})
+    if (gpu::direct_conv_applies(plan, step, variant)) {
+      Candidate c{false, {}, true};
+      c.direct_variant = variant;
+      candidates.push_back(c);
+    }
   std::ostringstream report;
   // Space-to-depth: cuDNN's algorithms for the stride-1 convolution on X', searched on X' of this input,
   // within what the workspace leaves after X'.
@@ -644,7 +648,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
       t.workspace = static_cast<int64_t>(gpu::space_to_depth_bytes(plan, step, plan.max_batch) + c.algo.memory);
     } else {
       t.kind = c.direct ? ConvTactic::Kind::kDirect : c.fused ? ConvTactic::Kind::kCudnnFused : ConvTactic::Kind::kCudnnSplit;
-      t.algo = c.direct ? 0 : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
+      t.algo = c.direct ? c.direct_variant : c.algo.algo, t.math = c.direct ? 0 : c.algo.math;
       t.workspace = c.direct ? 0 : static_cast<int64_t>(c.algo.memory);
     }
     if (run(conv, step, index, c, y_.get(), residual) != CUDNN_STATUS_SUCCESS) {

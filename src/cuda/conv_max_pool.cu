@@ -7,6 +7,7 @@
 #include "cuda/conv_max_pool.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
+#include "cuda/tensor_core.cuh"
 
 namespace eastrt::cuda {
 namespace {
@@ -33,35 +34,6 @@ constexpr size_t kSharedBytes = 2 * kInputBytes + size_t(kConvRows) * kConvCols 
 // X' pixels are 32 bytes, two 16-byte halves; consecutive pixels swap halves in groups of four so that an
 // ldmatrix of any 8 consecutive pixels' same half hits 8 distinct bank groups.
 __device__ __forceinline__ int swizzled_half(int pixel, int half) { return half ^ ((pixel >> 2) & 1); }
-
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void mma_1688(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t b0) {
-  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a0), "r"(a1), "r"(b0));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&a)[4], const void* shared) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
-               : "r"(address));
-}
-
-// 16 bytes from global to shared memory without passing through registers; zeros where `inside` is false.
-__device__ __forceinline__ void copy_async_16(void* shared, const void* global, bool inside) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(inside ? 16 : 0));
-}
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending)); }
 
 struct TileOrigin {
   int image, ph0, pw0;
@@ -114,17 +86,17 @@ __global__ void __launch_bounds__(kThreads, 3)
       const int gy = cy0 + pixel / kInputCols, gx = cx0 + pixel % kInputCols;
       const bool inside = gy >= 0 && gy < xh && gx >= 0 && gx < xw;
       const __half* source = inside ? xs + ((int64_t(t.image) * xh + gy) * xw + gx) * kChannels + half * 8 : xs;
-      copy_async_16(input + pixel * kChannels + swizzled_half(pixel, half) * 8, source, inside);
+      cp_async_16(input + pixel * kChannels + swizzled_half(pixel, half) * 8, source, inside);
     }
   };
 
   if (blockIdx.x < tiles) load_input(blockIdx.x, input_buffer(0));
-  copy_async_commit();
+  cp_async_commit();
   int buffer = 0;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, buffer ^= 1) {
     if (tile + gridDim.x < tiles) load_input(tile + gridDim.x, input_buffer(buffer ^ 1));
-    copy_async_commit();
-    copy_async_wait<1>();  // this tile's X' has landed (the next one's may still be in flight)
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's X' has landed (the next one's may still be in flight)
     __syncthreads();
     const __half* input = input_buffer(buffer);
 
@@ -139,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 3)
         for (int tx = 0; tx < kTaps; ++tx) {
           const int pixel = row * kInputCols + column + tx;
           uint32_t a[4];
-          ldmatrix_x4(a, input + pixel * kChannels + swizzled_half(pixel, half) * 8);
+          ldmatrix_x4(a, shared_address(input + pixel * kChannels + swizzled_half(pixel, half) * 8));
 #pragma unroll
           for (int ty = 0; ty < kTaps; ++ty) {
             const int conv_row = row - ty;
@@ -196,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     // The next tile's conv outputs overwrite `conv` only after its own barrier above; its X' copy goes into
     // the buffer this tile read, which every thread finished with before the barrier after the convolution.
   }
-  copy_async_wait<0>();
+  cp_async_wait<0>();
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/tensor_core.cuh"
 
 namespace eastrt::cuda {
 namespace {
@@ -36,29 +37,6 @@ constexpr int kRowBytes = KS + 16;
 constexpr int kOutsideRow = -(1 << 29);  // the input row of a pixel past the end: never inside x
 
 // ---- Device pieces ----
-
-__device__ __forceinline__ void cp_async_16(void* shared, const void* global, bool copy) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-  // src-size 0 reads nothing and fills the 16 bytes with zeros: the padding and everything out of range.
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(copy ? 16 : 0)
-               : "memory");
-#endif
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-// Waits until at most `Pending` of this thread's committed groups are still in flight.
-template <int Pending>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-#endif
-}
 
 // D = A·B + D for one 16x8x32 tile. Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k32", 8-bit types),
 // g = lane / 4, t = lane % 4, the lowest byte of a register the lowest column / row:
@@ -117,14 +95,6 @@ __device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at,
 }
 
 // ---- The convolution ----
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-#endif
-}
 
 // The residual's value at element `at`, in the header's order: code · residual_scale, or the value.
 __device__ __forceinline__ float residual_value(const QuantConvArgs& a, int64_t at) {

@@ -68,6 +68,32 @@ cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step
   return a;
 }
 
+bool direct_conv_applies(const PlanData& plan, const PlanStep& step, int variant) {
+  if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution || step.inputs.empty()) return false;
+  for (int id : step.inputs)
+    if (plan.tensors[id].place == TensorPlace::kView || plan.tensors[id].shape.size() != 4) return false;
+  const PlanTensor& y = plan.tensors[step.outputs[0]];
+  if (y.place == TensorPlace::kView || y.shape.size() != 4) return false;
+  const cuda::DirectConvArgs a = direct_conv_args(plan, step, plan.max_batch);
+  switch (variant) {
+    case kDirectCudaCores: return cuda::direct_conv_fits(a.c, a.k, a.r, a.s, a.groups);
+    case kDirectTensorCore:
+      return cuda::tensor_core_conv_fits(a, dtype(plan.tensors[step.inputs[0]].type), dtype(y.type));
+    default: return false;
+  }
+}
+
+void launch_direct_conv(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x,
+                        const void* residual, void* y, int batch, int variant, cudaStream_t stream) {
+  const cuda::DirectConvArgs a = direct_conv_args(plan, step, batch);
+  const void* bias = w.has_bias ? w.bias : nullptr;
+  if (variant == kDirectTensorCore)
+    cuda::launch_tensor_core_conv(x, w.filter, bias, residual, y, a, conv_activation(step), stream);
+  else
+    cuda::launch_direct_conv(x, dtype(plan.tensors[step.inputs[0]].type), w.filter, bias, residual, y,
+                             dtype(plan.tensors[step.outputs[0]].type), a, conv_activation(step), stream);
+}
+
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
                                  const void* residual, void* y, void* workspace, size_t workspace_bytes) {
   (void)step;
@@ -785,6 +811,9 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
     size_t& needed = needed_by_lane[step.lane];
     // Our own kernels (8-bit, direct on the unpadded input) need no cuDNN handle and no workspace.
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect)
+      EASTRT_CHECK(gpu::direct_conv_applies(plan, step, step.tactic.algo), "convolution '", step.name, "' (",
+                   gpu::describe(step.tactic), "): that kernel does not take this convolution: the plan is corrupt");
     if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant || step.tactic.kind == gpu::ConvTactic::Kind::kDirect) continue;
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
       // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
@@ -897,9 +926,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {
-        cuda::launch_direct_conv(x, type(step.inputs[0]), w.filter, w.has_bias ? w.bias : nullptr, residual,
-                                 element_ptr(out), type(out), gpu::direct_conv_args(plan, step, b),
-                                 gpu::conv_activation(step), on);
+        gpu::launch_direct_conv(plan, step, w, x, residual, element_ptr(out), b, step.tactic.algo, on);
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {

@@ -101,6 +101,11 @@ int initial_math(Precision precision);
 cuda::ConvGeometry conv_geometry(const PlanData& plan, const PlanStep& step, int batch);
 // The same convolution for the direct tactic: on input 0 as it is (unpadded, its own type), padding per tap.
 cuda::DirectConvArgs direct_conv_args(const PlanData& plan, const PlanStep& step, int batch);
+// Whether the direct tactic's `variant` (DirectVariant) takes the step: its kernel's shapes and types, on
+// whole (not view) tensors. And the launch of that variant, on the step's unpadded input x.
+bool direct_conv_applies(const PlanData& plan, const PlanStep& step, int variant);
+void launch_direct_conv(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x,
+                        const void* residual, void* y, int batch, int variant, cudaStream_t stream);
 cuda::Activation conv_activation(const PlanStep& step);
 
 // An INT8/FP8 convolution step's kernel arguments at `batch` with its weights and these operands.

@@ -169,6 +169,15 @@ bool direct_conv_fits(int c, int k, int r, int s, int groups);
 void launch_direct_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
                         DType type, const DirectConvArgs& args, Activation act, cudaStream_t stream);
 
+// ---- conv_tensor_core.cu ----
+
+// The direct tactic on tensor cores: a 3x3 stride-1 convolution, FP16 in and out, of 32 input channels
+// (the filter KRSC with filter_c = 32) into a multiple of 32, read unpadded with leading padding 0-2 (the
+// rest follows from oh and ow), with bias, residual and activation as launch_direct_conv takes them.
+bool tensor_core_conv_fits(const DirectConvArgs& a, DType xt, DType yt);
+void launch_tensor_core_conv(const void* x, const void* filter, const void* bias, const void* residual, void* y,
+                             const DirectConvArgs& a, Activation act, cudaStream_t stream);
+
 // ---- conv_cudnn.cu ----
 
 // Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the

@@ -41,7 +41,9 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kUnset: return "unset";
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
-    case ConvTactic::Kind::kDirect: return "eastrt direct convolution, unpadded input";
+    case ConvTactic::Kind::kDirect:
+      return tactic.algo == kDirectTensorCore ? "eastrt tensor-core 3x3 convolution, unpadded input"
+                                              : "eastrt direct convolution, unpadded input";
     case ConvTactic::Kind::kQuant:
       out << "eastrt 8-bit convolution variant " << tactic.algo;
       if (!tactic.variant_name.empty()) out << " (" << tactic.variant_name << ")";
@@ -409,6 +411,9 @@ void check_indices(const PlanData& plan) {
           out[3] != p.out_channels)
         throw_error("deconvolution step '", s.name, "' does not fit its tensors");
     }
+    if (s.tactic.kind == ConvTactic::Kind::kDirect && (s.tactic.algo < 0 || s.tactic.algo >= kDirectVariants))
+      throw_error("step '", s.name, "' has direct-convolution variant ", s.tactic.algo, " (there are 0 to ",
+                  kDirectVariants - 1, ")");
     // After the deconvolution check's style: a tactic on a layer it cannot run would read out of bounds.
     if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
       throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",

@@ -46,12 +46,17 @@ struct PlanTensor {
   int64_t bytes() const { return elements() * static_cast<int64_t>(storage_size(type)); }
 };
 
+// The direct tactic's kernels (ConvTactic::algo of a kDirect step): CUDA cores for few input channels or
+// depthwise (conv_direct.cu), tensor cores for 3x3 stride-1 FP16 convolutions on 32 channels
+// (conv_tensor_core.cu).
+enum DirectVariant : int { kDirectCudaCores = 0, kDirectTensorCore = 1, kDirectVariants = 2 };
+
 struct ConvTactic {
   enum class Kind : uint8_t {
     kUnset = 0,
     kCudnnFused = 1,  // cudnnConvolutionBiasActivationForward (ReLU or identity inside, others after it)
     kCudnnSplit = 2,  // cudnnConvolutionForward, then our epilogue kernel for bias, residual, activation
-    kDirect = 3,      // our direct convolution for few input channels, on the unpadded input (conv_direct.cu)
+    kDirect = 3,      // our direct convolution on the unpadded input, `algo` its DirectVariant
     kCublasLt = 4,    // 1x1 convolutions as one cublasLtMatmul, bias, residual and ReLU in its epilogue (conv_cublaslt.cu)
     // Stride-2 convolutions on few channels: our kernel writes the 2x2 space-to-depth X' of the unpadded input
     // into the workspace, then cuDNN runs the equivalent stride-1 convolution on it, fused or split as above
@@ -72,7 +77,7 @@ struct ConvTactic {
     kSpaceToDepthMaxPool = 10,
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; 0 for kDirect; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; kDirect: its DirectVariant; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
   int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built

@@ -1,5 +1,9 @@
 // The space-to-depth tactic's device kernel: X' of an unpadded NHWC input, the convolution's padding and
 // the channel rounding done in the same pass (space_to_depth.h says what X' is).
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.h"
@@ -8,19 +12,21 @@ namespace eastrt::cuda {
 namespace {
 
 // One thread per X' pixel and pack of V channels: EAST's conv1 in FP16 is 3 channels -> 12, rounded to 16,
-// two 16-byte stores per pixel.
-template <int V, typename In, typename Out>
-__global__ void space_to_depth_kernel(const In* x, const float* shift, Out* y, int n, int h, int w, int c, int top,
-                                      int left, int oh, int ow, int oc) {
+// two 16-byte stores per pixel. kC: the input's channel count where it is known at compile time (EAST's 3:
+// the per-channel divisions fold away), 0 for c at run time; Index: int where every offset fits in one.
+template <int V, int kC, typename Index, typename In, typename Out>
+__global__ void space_to_depth_kernel(const In* x, const float* shift, Out* y, int n, int h, int w, int runtime_c,
+                                      int top, int left, int oh, int ow, int oc) {
+  const int c = kC > 0 ? kC : runtime_c;
   const int packs = oc / V;
-  const int64_t count = int64_t(n) * oh * ow * packs;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+  const Index count = Index(n) * oh * ow * packs;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
     const int first = static_cast<int>(i % packs) * V;
-    const int64_t pixel = i / packs;
+    const Index pixel = i / packs;
     const int col = static_cast<int>(pixel % ow);
-    const int64_t rest = pixel / ow;
+    const Index rest = pixel / ow;
     const int row = static_cast<int>(rest % oh);
-    const int64_t image = rest / oh;
+    const Index image = rest / oh;
     float v[V];
 #pragma unroll
     for (int j = 0; j < V; ++j) {
@@ -42,16 +48,26 @@ void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y,
                            int top, int left, int oh, int ow, int oc, cudaStream_t stream) {
   const int64_t count = int64_t(n) * oh * ow * oc;
   if (count == 0) return;
+  const bool small = std::max(int64_t(n) * h * w * c, count) <= std::numeric_limits<int>::max() / 2;
   dispatch_types(xt, yt, [&](auto in, auto out) {
     using In = decltype(in);
     using Out = decltype(out);
     constexpr int V = 16 / sizeof(Out);
-    if (oc % V == 0 && aligned_to(y, 16))
-      space_to_depth_kernel<V><<<grid_for(count / V), kThreads, 0, stream>>>(
+    const bool packed = oc % V == 0 && aligned_to(y, 16);
+    const auto run = [&](auto pack, auto channels, auto index) {
+      constexpr int kV = decltype(pack)::value, kC = decltype(channels)::value;
+      using Index = decltype(index);
+      space_to_depth_kernel<kV, kC, Index><<<grid_for(count / kV), kThreads, 0, stream>>>(
           static_cast<const In*>(x), shift, static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
+    };
+    using Three = std::integral_constant<int, 3>;
+    using Any = std::integral_constant<int, 0>;
+    if (packed && c == 3 && small)
+      run(std::integral_constant<int, V>{}, Three{}, int{});
+    else if (packed)
+      run(std::integral_constant<int, V>{}, Any{}, int64_t{});
     else
-      space_to_depth_kernel<1><<<grid_for(count), kThreads, 0, stream>>>(
-          static_cast<const In*>(x), shift, static_cast<Out*>(y), n, h, w, c, top, left, oh, ow, oc);
+      run(std::integral_constant<int, 1>{}, Any{}, int64_t{});
   });
   EASTRT_LAUNCHED("space_to_depth_kernel");
 }
