@@ -43,10 +43,23 @@ __device__ __forceinline__ Tile tile_at(int64_t tile, int tiles_h, int tiles_w, 
   return {image, rest / tiles_w * kRows, rest % tiles_w * kCols, group * kFilters};
 }
 
+// The epilogue's activation: none and ReLU (EAST's) known at compile time; any other through activate(),
+// whose switch over every kind, inlined at each of a thread's 64 outputs, made the kernel 16 000
+// instructions long (3 900 with ReLU alone), far past the instruction cache.
+constexpr int kNoActivation = -1, kReluActivation = 0, kAnyActivation = 1000;
+
+template <int kActivation>
+__device__ __forceinline__ float epilogue_activation(const Activation& act, float v) {
+  if constexpr (kActivation == kNoActivation) return v;
+  else if constexpr (kActivation == kReluActivation) return fmaxf(v, 0.0f);
+  else return activate(act, v);
+}
+
 // A persistent grid over tiles (image, 8 output rows, 32 output columns, 32 filters); the next tile's input
 // rows are copied into shared memory by cp.async while this one computes. Warp w computes 16 filters
 // (w / 2) of one 16-column segment (w % 2) at all 8 rows, their filter fragments in registers for the whole
 // grid; every input row it loads serves the up to three output rows that read it.
+template <int kActivation>
 __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
     tensor_core_conv_kernel(const __half* __restrict__ x, const __half* __restrict__ filter,
                             const __half* __restrict__ bias, const __half* __restrict__ residual,
@@ -139,7 +152,8 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
             const float2 add = __half22float2(*reinterpret_cast<const __half2*>(residual + at));
             v0 += add.x, v1 += add.y;
           }
-          *reinterpret_cast<__half2*>(y + at) = __floats2half2_rn(activate(act, v0), activate(act, v1));
+          *reinterpret_cast<__half2*>(y + at) = __floats2half2_rn(epilogue_activation<kActivation>(act, v0),
+                                                                  epilogue_activation<kActivation>(act, v1));
         }
     }
   }
@@ -164,10 +178,12 @@ void launch_tensor_core_conv(const void* x, const void* filter, const void* bias
   int device = 0, sms = 0;
   EASTRT_CUDA(cudaGetDevice(&device));
   EASTRT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  EASTRT_CUDA(cudaFuncSetAttribute(tensor_core_conv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(kSharedBytes)));
+  const auto kernel = act.type == -1  ? tensor_core_conv_kernel<kNoActivation>
+                      : act.type == 0 ? tensor_core_conv_kernel<kReluActivation>
+                                      : tensor_core_conv_kernel<kAnyActivation>;
+  EASTRT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSharedBytes)));
   const int blocks = static_cast<int>(std::min<int64_t>(tiles, int64_t(sms) * kBlocksPerSm));
-  tensor_core_conv_kernel<<<blocks, kBlockThreads, kSharedBytes, stream>>>(
+  kernel<<<blocks, kBlockThreads, kSharedBytes, stream>>>(
       static_cast<const __half*>(x), static_cast<const __half*>(filter), static_cast<const __half*>(bias),
       static_cast<const __half*>(residual), static_cast<__half*>(y), a, act);
   EASTRT_LAUNCHED("tensor_core_conv_kernel");
