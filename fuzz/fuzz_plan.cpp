@@ -89,6 +89,7 @@ void write_seeds(const std::string& dir) {
                                         ConvTactic::Kind::kCudnnGraphSplit, ConvTactic::Kind::kDirect};
       t.kind = kinds[k++ % 6];
       t.algo = k % 7, t.math = k % 3, t.workspace = 4096 * (k % 5), t.ms = 0.01 * k;
+      if (t.kind == ConvTactic::Kind::kDirect) t.algo = (k / 6) % eastrt::gpu::kDirectVariants;  // the ones there are
       if (t.kind == ConvTactic::Kind::kCublasLt) t.lt = {{1, 2, 3, 4, 5, 6, 7, 8}, 130000, 21, 18, 9, 1};
       if (eastrt::gpu::is_cudnn_graph(t.kind)) {
         t.graph.version = 91900;
@@ -104,6 +105,7 @@ void write_seeds(const std::string& dir) {
           const eastrt::Shape& y = plan.tensors[step.outputs[0]].shape;
           step.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
           step.pool = {"pool_a", 3, 2, 0, 1, static_cast<int>(y[1]) * 2, static_cast<int>(y[2]) * 2};
+          step.input_shift = {-123.68f, -116.78f, -103.94f};  // plan format 8: EAST's means, folded in
         }
     }
     eastrt::gpu::assign_side_lane(plan);  // lanes as the builder sets them, where the network has any
