@@ -78,7 +78,8 @@ __global__ void __launch_bounds__(kThreads, 3)
 
   const int tiles_h = (ph + kPoolRows - 1) / kPoolRows, tiles_w = (pw + kPoolCols - 1) / kPoolCols;
   const int64_t tiles = int64_t(n) * tiles_h * tiles_w;
-  const auto load_input = [&](int64_t tile, __half* input) {
+  const auto load_input = [&](int64_t tile, int buffer) {
+    __half* input = input_buffer(buffer);
     const TileOrigin t = tile_origin(tile, tiles_h, tiles_w);
     const int cy0 = t.ph0 * kStride - top, cx0 = t.pw0 * kStride - left;
     for (int i = threadIdx.x; i < kInputLoads; i += kThreads) {
@@ -90,14 +91,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
   };
 
-  if (blockIdx.x < tiles) load_input(blockIdx.x, input_buffer(0));
-  cp_async_commit();
-  int buffer = 0;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, buffer ^= 1) {
-    if (tile + gridDim.x < tiles) load_input(tile + gridDim.x, input_buffer(buffer ^ 1));
-    cp_async_commit();
-    cp_async_wait<1>();  // this tile's X' has landed (the next one's may still be in flight)
-    __syncthreads();
+  double_buffered_tiles(tiles, load_input, [&](int64_t tile, int buffer) {
     const __half* input = input_buffer(buffer);
 
 #pragma unroll 1
@@ -167,8 +161,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     // The next tile's conv outputs overwrite `conv` only after its own barrier above; its X' copy goes into
     // the buffer this tile read, which every thread finished with before the barrier after the convolution.
-  }
-  cp_async_wait<0>();
+  });
 }
 
 }  // namespace

@@ -72,7 +72,8 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
   const int tiles_h = (a.oh + kRows - 1) / kRows, tiles_w = (a.ow + kCols - 1) / kCols;
   const int64_t tiles = int64_t(a.n) * tiles_h * tiles_w * filter_groups;
   const auto input_buffer = [&](int buffer) { return reinterpret_cast<__half*>(shared + buffer * kInputBytes); };
-  const auto load_input = [&](int64_t tile, __half* input) {
+  const auto load_input = [&](int64_t tile, int buffer) {
+    __half* input = input_buffer(buffer);
     const Tile t = tile_at(tile, tiles_h, tiles_w, filter_groups);
     const int y0 = t.row0 - a.pad_top, x0 = t.col0 - a.pad_left;
     for (int i = threadIdx.x; i < kInputPixels * kChunks; i += kBlockThreads) {
@@ -102,16 +103,9 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
     loaded_filters = filter0;
   };
 
-  if (blockIdx.x < tiles) load_input(blockIdx.x, input_buffer(0));
-  cp_async_commit();
-  int buffer = 0;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, buffer ^= 1) {
-    if (tile + gridDim.x < tiles) load_input(tile + gridDim.x, input_buffer(buffer ^ 1));
-    cp_async_commit();
+  double_buffered_tiles(tiles, load_input, [&](int64_t tile, int buffer) {
     const Tile t = tile_at(tile, tiles_h, tiles_w, filter_groups);
     if (t.filter0 != loaded_filters) load_filters(t.filter0);
-    cp_async_wait<1>();  // this tile's input has landed (the next one's may still be in flight)
-    __syncthreads();
     const __half* input = input_buffer(buffer);
 
     float c[kRows][2][4] = {};
@@ -156,8 +150,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
                                                                   epilogue_activation<kActivation>(act, v1));
         }
     }
-  }
-  cp_async_wait<0>();
+  });
 }
 
 }  // namespace

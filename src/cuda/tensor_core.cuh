@@ -69,4 +69,23 @@ __device__ __forceinline__ void mma_1688(float (&c)[4], uint32_t a0, uint32_t a1
 #endif
 }
 
+// A persistent block's tiles (blockIdx.x, then every gridDim.x-th below `tiles`), each next tile's input
+// copied by cp.async while this one computes: load(tile, buffer) issues the copies of a tile's input into
+// shared buffer 0 or 1; compute(tile, buffer) starts after a barrier that makes its tile's copy visible to
+// the whole block and must pass a barrier after its last read of the buffer (the next copy goes into it).
+template <typename Load, typename Compute>
+__device__ __forceinline__ void double_buffered_tiles(int64_t tiles, const Load& load, const Compute& compute) {
+  if (blockIdx.x < tiles) load(int64_t(blockIdx.x), 0);
+  cp_async_commit();
+  int buffer = 0;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, buffer ^= 1) {
+    if (tile + gridDim.x < tiles) load(tile + gridDim.x, buffer ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's input has landed (the next one's may still be in flight)
+    __syncthreads();
+    compute(tile, buffer);
+  }
+  cp_async_wait<0>();
+}
+
 }  // namespace eastrt::cuda
