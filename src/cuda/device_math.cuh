@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "cuda/kernels.h"
 
@@ -96,6 +97,15 @@ template <typename F>
 void dispatch_type(DType type, F&& f) {
   if (type == DType::kF32) f(float{});
   else f(__half{});
+}
+
+// Calls f(int{}) where a kernel's offsets fit in an int with room for its grid stride (`largest`: the
+// element count of its largest tensor), else f(int64_t{}): in the grid-stride kernels a thread's handful of
+// 64-bit divisions and remainders cost more than its pack's loads and stores.
+template <typename F>
+void dispatch_index(int64_t largest, F&& f) {
+  if (largest <= std::numeric_limits<int>::max() / 2) f(int{});
+  else f(int64_t{});
 }
 
 constexpr int kThreads = 256;

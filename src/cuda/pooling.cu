@@ -2,6 +2,7 @@
 // kernel, as cpu::naive::pooling computes. One thread per output pixel and pack of V channels (16-byte loads
 // and stores when the channels and pointers allow, V = 1 otherwise), channels fastest so that a warp reads
 // consecutive memory.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda/cuda_check.h"
@@ -11,17 +12,18 @@
 namespace eastrt::cuda {
 namespace {
 
-template <int V, typename In, typename Out>
+// Index: int where every offset fits (dispatch_index).
+template <int V, typename Index, typename In, typename Out>
 __global__ void pooling_kernel(const In* x, Out* y, PoolArgs p) {
-  const int packs = p.c / V;
-  const int64_t count = int64_t(p.n) * p.oh * p.ow * packs;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+  const Index packs = p.c / V;
+  const Index count = Index(p.n) * p.oh * p.ow * packs;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % packs) * V;
-    int64_t rest = i / packs;
+    Index rest = i / packs;
     const int ow = static_cast<int>(rest % p.ow);
     rest /= p.ow;
     const int oh = static_cast<int>(rest % p.oh);
-    const int64_t n = rest / p.oh;
+    const Index n = rest / p.oh;
     // Padded cells never win a max (they are −inf) and are not counted by an average unless asked.
     float best[V], sum[V];
 #pragma unroll
@@ -118,11 +120,16 @@ void launch_pooling(const void* x, DType xt, void* y, DType yt, const PoolArgs& 
     using In = decltype(in);
     using Out = decltype(out);
     constexpr int V = pack_width<In, Out>();
-    if (args.c % V == 0 && aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out)))
-      pooling_kernel<V><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
-                                                                      args);
-    else
-      pooling_kernel<1><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), args);
+    const bool packed = args.c % V == 0 && aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out));
+    dispatch_index(std::max(int64_t(args.n) * args.h * args.w * args.c, count), [&](auto index) {
+      using Index = decltype(index);
+      if (packed)
+        pooling_kernel<V, Index><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x),
+                                                                              static_cast<Out*>(y), args);
+      else
+        pooling_kernel<1, Index><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
+                                                                          args);
+    });
   });
   EASTRT_LAUNCHED("pooling_kernel");
 }

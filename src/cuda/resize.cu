@@ -6,7 +6,6 @@
 // pack, and moved by 16-byte loads and stores when the channels, the slice and the pointers allow.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
@@ -47,7 +46,7 @@ __device__ int nearest_index(int rule, int dst, int in_size, int out_size) {
 
 __device__ __forceinline__ float lerp(float a, float b, float t) { return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t)); }
 
-// Index: int where the whole tensor's offsets fit (64-bit division costs as much as the pack's arithmetic).
+// Index: int where every offset fits (dispatch_index).
 template <int V, typename Index, typename In, typename Out>
 __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
   const Index packs = p.c / V;
@@ -90,10 +89,9 @@ void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs&
     // Every pack's address is a multiple of the pack: channels, slice width and slice offset in whole packs.
     const bool packed = args.c % V == 0 && args.out_channel_stride % V == 0 && args.out_channel_offset % V == 0 &&
                         aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out));
-    // int indices when every input and output offset fits in one, with room for the grid stride.
     const int64_t largest = std::max(int64_t(args.n) * args.h * args.w * args.c,
                                      int64_t(args.n) * args.oh * args.ow * args.out_channel_stride);
-    const auto run = [&](auto index) {
+    dispatch_index(largest, [&](auto index) {
       using Index = decltype(index);
       if (packed)
         resize_kernel<V, Index><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x),
@@ -101,11 +99,7 @@ void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs&
       else
         resize_kernel<1, Index><<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
                                                                          args);
-    };
-    if (largest <= std::numeric_limits<int>::max() / 2)
-      run(int{});
-    else
-      run(int64_t{});
+    });
   });
   EASTRT_LAUNCHED("resize_kernel");
 }

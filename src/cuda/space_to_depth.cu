@@ -1,7 +1,6 @@
 // The space-to-depth tactic's device kernel: X' of an unpadded NHWC input, the convolution's padding and
 // the channel rounding done in the same pass (space_to_depth.h says what X' is).
 #include <algorithm>
-#include <limits>
 #include <type_traits>
 
 #include "cuda/cuda_check.h"
@@ -13,7 +12,8 @@ namespace {
 
 // One thread per X' pixel and pack of V channels: EAST's conv1 in FP16 is 3 channels -> 12, rounded to 16,
 // two 16-byte stores per pixel. kC: the input's channel count where it is known at compile time (EAST's 3:
-// the per-channel divisions fold away), 0 for c at run time; Index: int where every offset fits in one.
+// the per-channel divisions fold away), 0 for c at run time; Index: int where every offset fits
+// (dispatch_index).
 template <int V, int kC, typename Index, typename In, typename Out>
 __global__ void space_to_depth_kernel(const In* x, const float* shift, Out* y, int n, int h, int w, int runtime_c,
                                       int top, int left, int oh, int ow, int oc) {
@@ -48,7 +48,6 @@ void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y,
                            int top, int left, int oh, int ow, int oc, cudaStream_t stream) {
   const int64_t count = int64_t(n) * oh * ow * oc;
   if (count == 0) return;
-  const bool small = std::max(int64_t(n) * h * w * c, count) <= std::numeric_limits<int>::max() / 2;
   dispatch_types(xt, yt, [&](auto in, auto out) {
     using In = decltype(in);
     using Out = decltype(out);
@@ -62,12 +61,14 @@ void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y,
     };
     using Three = std::integral_constant<int, 3>;
     using Any = std::integral_constant<int, 0>;
-    if (packed && c == 3 && small)
-      run(std::integral_constant<int, V>{}, Three{}, int{});
-    else if (packed)
-      run(std::integral_constant<int, V>{}, Any{}, int64_t{});
-    else
-      run(std::integral_constant<int, 1>{}, Any{}, int64_t{});
+    dispatch_index(std::max(int64_t(n) * h * w * c, count), [&](auto index) {
+      if (packed && c == 3)
+        run(std::integral_constant<int, V>{}, Three{}, index);
+      else if (packed)
+        run(std::integral_constant<int, V>{}, Any{}, index);
+      else
+        run(std::integral_constant<int, 1>{}, Any{}, index);
+    });
   });
   EASTRT_LAUNCHED("space_to_depth_kernel");
 }
