@@ -9,10 +9,11 @@
 namespace eastrt::cuda {
 namespace {
 
-template <typename In, typename Out>
-__global__ void scale_kernel(const In* x, Out* y, int64_t count, int64_t channels, ScaleArgs a) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = i % channels;
+// Index (here and in conv_epilogue_kernel): int where the count fits (dispatch_index), for the remainder.
+template <typename Index, typename In, typename Out>
+__global__ void scale_kernel(const In* x, Out* y, Index count, Index channels, ScaleArgs a) {
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
+    const Index c = i % channels;
     float v = load(x, i);
     if (a.scale) v *= a.scale[a.scale_per_channel ? c : 0];
     if (a.shift) v += a.shift[a.shift_per_channel ? c : 0];
@@ -83,10 +84,10 @@ __global__ void elementwise_kernel(const A* a, const B* b, Out* y, int64_t count
   }
 }
 
-template <typename T>
-__global__ void conv_epilogue_kernel(T* y, int64_t count, int64_t channels, const T* bias, const T* residual,
+template <typename Index, typename T>
+__global__ void conv_epilogue_kernel(T* y, Index count, Index channels, const T* bias, const T* residual,
                                      Activation act) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
     float v = load(y, i);
     if (bias) v += load(bias, i % channels);
     if (residual) v += load(residual, i);
@@ -142,8 +143,11 @@ void launch_scale(const void* x, DType xt, void* y, DType yt, int64_t count, int
   dispatch_types(xt, yt, [&](auto in, auto out) {
     using In = decltype(in);
     using Out = decltype(out);
-    scale_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y), count,
-                                                           channels, args);
+    dispatch_index(count, [&](auto index) {
+      using Index = decltype(index);
+      scale_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<const In*>(x), static_cast<Out*>(y),
+                                                             Index(count), Index(channels), args);
+    });
   });
   EASTRT_LAUNCHED("scale_kernel");
 }
@@ -202,9 +206,12 @@ void launch_conv_epilogue(void* y, DType type, int64_t count, int64_t channels, 
   if (count == 0) return;
   dispatch_type(type, [&](auto t) {
     using T = decltype(t);
-    conv_epilogue_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<T*>(y), count, channels,
-                                                                   static_cast<const T*>(bias),
-                                                                   static_cast<const T*>(residual), act);
+    dispatch_index(count, [&](auto index) {
+      using Index = decltype(index);
+      conv_epilogue_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<T*>(y), Index(count), Index(channels),
+                                                                     static_cast<const T*>(bias),
+                                                                     static_cast<const T*>(residual), act);
+    });
   });
   EASTRT_LAUNCHED("conv_epilogue_kernel");
 }
