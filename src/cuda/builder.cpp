@@ -828,9 +828,7 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   const void* input = unpadded_input(step);
   auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
   auto run_fused = [&] {
-    gpu::launch_space_to_depth(fused_plan, fused, engine_.step_weights[conv], input, workspace_.get(), plan.max_batch,
-                               stream_);
-    gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], workspace_.get(), residual_.get(),
+    gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], input, workspace_.get(), residual_.get(),
                               plan.max_batch, stream_);
   };
   run_pool();

@@ -28,6 +28,7 @@ constexpr int kInputPixels = kInputRows * kInputCols;
 constexpr int kInputLoads = kInputPixels * 2;  // 16-byte halves
 constexpr int kConvStride = kFilters + 8;      // halves per conv pixel in shared memory: conflict-free stores
 constexpr int kThreads = 128;
+constexpr int kBlocksPerSm = 3;  // 168 registers a thread, 68 KB of shared memory a block
 constexpr size_t kInputBytes = size_t(kInputPixels) * kChannels * sizeof(__half);
 constexpr size_t kSharedBytes = 2 * kInputBytes + size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);
 
@@ -54,7 +55,7 @@ __device__ __forceinline__ TileOrigin tile_origin(int64_t tile, int tiles_h, int
 // outputs inside the image. kShortLastRow: the filter is 7 rows high, so the last tap row reads only the
 // first of X''s two rows (its channels 0-7 hold all of them; space_to_depth.h) and takes one K step of 8.
 template <bool kShortLastRow>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     conv_max_pool_kernel(const __half* __restrict__ xs, const __half* __restrict__ filter,
                          const __half* __restrict__ bias, __half* __restrict__ y, int n, int oh, int ow, int ph,
                          int pw, int top, int left, bool relu) {
@@ -170,13 +171,8 @@ void launch_conv_max_pool(const void* xs, const void* filter, const void* bias, 
                           int pw, int top, int left, bool relu, bool short_last_row, cudaStream_t stream) {
   const int64_t tiles = int64_t(n) * ((ph + kPoolRows - 1) / kPoolRows) * ((pw + kPoolCols - 1) / kPoolCols);
   if (tiles == 0) return;
-  int device = 0, sms = 0;
-  EASTRT_CUDA(cudaGetDevice(&device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const auto kernel = short_last_row ? conv_max_pool_kernel<true> : conv_max_pool_kernel<false>;
-  EASTRT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSharedBytes)));
-  const int blocks = static_cast<int>(std::min<int64_t>(tiles, int64_t(sms) * 3));
-  kernel<<<blocks, kThreads, kSharedBytes, stream>>>(
+  kernel<<<persistent_grid(kernel, kSharedBytes, tiles, kBlocksPerSm), kThreads, kSharedBytes, stream>>>(
       static_cast<const __half*>(xs), static_cast<const __half*>(filter), static_cast<const __half*>(bias),
       static_cast<__half*>(y), n, oh, ow, ph, pw, top, left, relu);
   EASTRT_LAUNCHED("conv_max_pool_kernel");

@@ -168,15 +168,10 @@ void launch_tensor_core_conv(const void* x, const void* filter, const void* bias
                a.k, " outputs, ", a.r, "x", a.s, "/", a.stride_h, " is beyond what it takes");
   const int64_t tiles = int64_t(a.n) * ((a.oh + kRows - 1) / kRows) * ((a.ow + kCols - 1) / kCols) * (a.k / kFilters);
   if (tiles == 0) return;
-  int device = 0, sms = 0;
-  EASTRT_CUDA(cudaGetDevice(&device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const auto kernel = act.type == -1  ? tensor_core_conv_kernel<kNoActivation>
                       : act.type == 0 ? tensor_core_conv_kernel<kReluActivation>
                                       : tensor_core_conv_kernel<kAnyActivation>;
-  EASTRT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSharedBytes)));
-  const int blocks = static_cast<int>(std::min<int64_t>(tiles, int64_t(sms) * kBlocksPerSm));
-  kernel<<<blocks, kBlockThreads, kSharedBytes, stream>>>(
+  kernel<<<persistent_grid(kernel, kSharedBytes, tiles, kBlocksPerSm), kBlockThreads, kSharedBytes, stream>>>(
       static_cast<const __half*>(x), static_cast<const __half*>(filter), static_cast<const __half*>(bias),
       static_cast<const __half*>(residual), static_cast<__half*>(y), a, act);
   EASTRT_LAUNCHED("tensor_core_conv_kernel");

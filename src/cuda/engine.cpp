@@ -159,8 +159,9 @@ cuda::PoolArgs pool_args(const PlanData& plan, const PlanStep& step, int batch) 
   return a;
 }
 
-void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* xs, void* y,
-                          int batch, cudaStream_t stream) {
+void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
+                          void* y, int batch, cudaStream_t stream) {
+  launch_space_to_depth(plan, step, w, x, xs, batch, stream);
   const std::array<int, 2> conv = conv_output_size(plan, step);
   const Shape& out = plan.tensors[step.outputs[0]].shape;
   cuda::launch_conv_max_pool(xs, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, batch, conv[0], conv[1],
@@ -930,8 +931,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {
-        gpu::launch_space_to_depth(plan, step, w, x, ws.get(), b, on);
-        gpu::launch_conv_max_pool(plan, step, w, ws.get(), element_ptr(out), b, on);
+        gpu::launch_conv_max_pool(plan, step, w, x, ws.get(), element_ptr(out), b, on);
         return;
       }
       if (gpu::is_space_to_depth(step.tactic.kind)) {

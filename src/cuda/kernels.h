@@ -1,7 +1,7 @@
 // The GPU engine's own kernels, one launcher per operation, type-erased (float32 or float16 storage on
 // each side, computed in float32). Implemented one family per file: elementwise.cu, pooling.cu, resize.cu,
-// concat.cu, deconvolution.cu, preprocess.cu, conv_max_pool.cu, and the convolution helpers in conv_cudnn.cu and
-// space_to_depth.cu. C++17 (nvcc compiles the users).
+// concat.cu, deconvolution.cu, preprocess.cu, the convolutions of our own (conv_direct.cu, conv_tensor_core.cu,
+// conv_max_pool.cu) and the convolution helpers in conv_cudnn.cu and space_to_depth.cu. C++17 (nvcc compiles the users).
 // Every launcher checks its launch; every tensor is NHWC or flat and dense unless a stride says otherwise.
 #pragma once
 #include <cuda_runtime.h>

@@ -2,7 +2,12 @@
 // cp.async copies into shared memory, ldmatrix, and the FP16 mma.sync shapes. sm_80 and later; on older
 // targets the copies compile to nothing and the mma to a trap (the host code never launches them there).
 #pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
 #include <cstdint>
+
+#include "cuda/cuda_check.h"
 
 namespace eastrt::cuda {
 
@@ -67,6 +72,17 @@ __device__ __forceinline__ void mma_1688(float (&c)[4], uint32_t a0, uint32_t a1
 #else
   __trap();
 #endif
+}
+
+// The grid of a persistent kernel (double_buffered_tiles): `per_sm` blocks on every SM of the current
+// device, no more than there are tiles; the kernel's dynamic shared memory allowed first.
+template <typename Kernel>
+int persistent_grid(Kernel* kernel, size_t shared_bytes, int64_t tiles, int per_sm) {
+  int device = 0, sms = 0;
+  EASTRT_CUDA(cudaGetDevice(&device));
+  EASTRT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  EASTRT_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
+  return static_cast<int>(std::min<int64_t>(tiles, int64_t(sms) * per_sm));
 }
 
 // A persistent block's tiles (blockIdx.x, then every gridDim.x-th below `tiles`), each next tile's input
