@@ -8,7 +8,8 @@
 # (built elsewhere, stripped, with the shared libraries the machine may lack, in one archive).
 # EASTRT_CHECK_PHASES picks phases (default "tests bench profile eval pipeline serve peer"; also "quant":
 # INT8/FP8 against FP16 on the bundled model; "qselect": F1 of the calibration caches in gpu-data/caches on
-# the training-split images in gpu-data/select; "tactics": FP16 batch-1 builds profiled one by one).
+# the training-split images in gpu-data/select; "tactics": FP16 batch-1 builds profiled one by one; "ncu":
+# Nsight Compute on our own kernels at FP16 batch 16).
 # `scripts/gpu_check.sh --prepare-carry`, on the development machine, builds build-gpu/, packs the bundle (with
 # libnvjpeg.so.13 from the nvidia-nvjpeg wheel, which eastrt opens at run time for the GPU's JPEG decoder),
 # copies a held-out ICDAR slice and the PP-OCR model into gpu-data/ and prints the carry list.
@@ -227,6 +228,23 @@ if want profile; then
     timeout 60 "$BIN/eastrt" bench --model gpu-data/ch_PP-OCRv4_det_infer.onnx --input 1x544x960x3 --precision fp16 \
       --batch 1 --iterations 30 --warmup 5 --profile --profile-json "$WORK/profile_ppocr_fp16_b1.json" 2>&1 | head -n 40
   fi
+fi
+
+if want ncu; then
+  # Nsight Compute on our own kernels at FP16 batch 16, one run for each name in EASTRT_NCU_KERNELS (default the
+  # conv/max-pool and tensor-core 3x3 kernels), its first launch: the builder's timing launch, the shape the
+  # engine runs. --clock-control none leaves the GPU's clocks as they are. Reports into results.tgz.
+  command -v ncu >/dev/null || PATH=$PATH:$(dirname "$(ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)")
+  for kernel in ${EASTRT_NCU_KERNELS:-conv_max_pool_kernel tensor_core_conv_kernel}; do
+    phase "Nsight Compute: $kernel"
+    if ! command -v ncu >/dev/null || (( $(left) < 90 )); then echo "skipped: no ncu or too little time left"; continue; fi
+    timeout 120 ncu --clock-control none -k "regex:$kernel" --launch-count 1 --section SpeedOfLight \
+      --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+      --section WarpStateStats --section SchedulerStats --section InstructionStats --page details --print-units base \
+      "$BIN/eastrt" bench --builtin east --input 16x672x1280x3 --precision fp16 --batch 16 --iterations 2 \
+      --warmup 1 > "$WORK/ncu_$kernel.log" 2>&1 || echo "ncu exited non-zero"
+    grep -v -E "^\s*$|^built-in|^precision|^fp16 |^weights" "$WORK/ncu_$kernel.log" | head -n 150
+  done
 fi
 
 if want tactics; then
