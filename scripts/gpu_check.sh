@@ -241,6 +241,7 @@ if want ncu; then
     timeout 120 ncu --clock-control none -k "regex:$kernel" --launch-count 1 --section SpeedOfLight \
       --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
       --section WarpStateStats --section SchedulerStats --section InstructionStats --page details --print-units base \
+      --metrics 'regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct' \
       "$BIN/eastrt" bench --builtin east --input 16x672x1280x3 --precision fp16 --batch 16 --iterations 2 \
       --warmup 1 > "$WORK/ncu_$kernel.log" 2>&1 || echo "ncu exited non-zero"
     grep -v -E "^\s*$|^built-in|^precision|^fp16 |^weights" "$WORK/ncu_$kernel.log" | head -n 150

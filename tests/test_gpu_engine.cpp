@@ -1183,8 +1183,9 @@ TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
 
 // The conv/max-pool kernel against the CPU: a 7x7/2 convolution on 3 channels into 64, then a 3x3/2 max-pool,
 // at sizes that leave partial tiles, with TF's SAME pads (pool: 0 before, 1 after) and symmetric ones, with
-// and without bias and ReLU, at the plan's largest batch and below it; forced into the plan, and as a
-// timed build chooses.
+// and without bias and ReLU, on a float32 input with its shift folded in and on an FP16 one (a scale before
+// it that stays a step), element counts that end inside a 16-byte chunk, at the plan's largest batch and
+// below it; forced into the plan, and as a timed build chooses.
 TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(23);
@@ -1194,6 +1195,7 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
     int kernel;
     Padding conv_pad, pool_pad;
     bool bias, relu;
+    bool fp16_input = false;  // the scale before it multiplies too, so it stays a step with an FP16 output
   };
   const Case cases[] = {
       {"EAST's conv1 and pool1 (TF SAME)", {2, 37, 53, 3}, 7, {2, 2, 3, 3}, {0, 0, 1, 1}, true, true},
@@ -1201,11 +1203,15 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
       {"one row of tiles, ReLU", {1, 9, 70, 3}, 7, {2, 2, 3, 3}, {1, 1, 1, 1}, true, true},
       {"an 8x8 filter: every tap row whole", {2, 33, 64, 3}, 8, {3, 3, 4, 4}, {0, 0, 1, 1}, true, true},
       {"four input channels", {1, 24, 95, 4}, 7, {2, 2, 3, 3}, {0, 0, 1, 1}, true, false},
+      {"an FP16 input, 3 channels", {2, 21, 45, 3}, 7, {2, 2, 3, 3}, {0, 0, 1, 1}, true, true, true},
+      {"an FP16 input, 4 channels", {1, 19, 33, 4}, 7, {3, 3, 3, 3}, {1, 1, 1, 1}, false, true, true},
   };
   for (const Case& c : cases) {
     Network net;
     // A per-channel shift first (EAST's mean subtraction), which the builder folds into space-to-depth.
-    Tensor* x = net.add_scale(net.add_input("x", c.input), {ScaleMode::kChannel, nullptr, random_weights({c.input[3]}, rng), nullptr},
+    Tensor* x = net.add_scale(net.add_input("x", c.input),
+                              {ScaleMode::kChannel, c.fp16_input ? random_weights({c.input[3]}, rng, 0.5f, 1.5f) : nullptr,
+                               random_weights({c.input[3]}, rng), nullptr},
                               "shift");
     ConvolutionParams conv;
     conv.out_channels = 64;
@@ -1250,7 +1256,7 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
       if (forced) EXPECT_TRUE(fused);
       if (forced)
         for (const EngineLayerInfo& l : engine->inspect().layers)
-          EXPECT_TRUE(l.name != "shift" && l.name != "pool") << l.name << " should be folded into the convolution";
+          EXPECT_TRUE((c.fp16_input || l.name != "shift") && l.name != "pool") << l.name << " should be folded into the convolution";
       auto context = engine->create_context();
       context->poison();
       const auto got = context->run(inputs);

@@ -814,11 +814,10 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   const PlanStep& step = plan.steps[conv];
   const PlanStep& pooling = plan.steps[pool];
   const gpu::PlanTensor& pooled = plan.tensors[pooling.outputs[0]];
-  const size_t xs_bytes = gpu::space_to_depth_bytes(plan, step, plan.max_batch);
-  if (xs_bytes > workspace_.size() || static_cast<size_t>(pooled.bytes()) > reference_.size()) return std::nullopt;
+  if (static_cast<size_t>(pooled.bytes()) > reference_.size()) return std::nullopt;
   fill_random(step.padded_input >= 0 ? raw_.get() : x_.get(), plan.tensors[step.inputs[0]], 3000 + conv);
   // The two kernels as the engine would run them: the pool of the chosen tactic's output (y_) into
-  // reference_, then space-to-depth and the fused kernel into residual_.
+  // reference_, then the fused kernel into residual_.
   if (!still_runs(conv, step.tactic)) return std::nullopt;
   const cuda::PoolArgs pool_args = gpu::pool_args(plan, pooling, plan.max_batch);
   const cuda::DType type = gpu::dtype(pooled.type);
@@ -828,8 +827,8 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   const void* input = unpadded_input(step);
   auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
   auto run_fused = [&] {
-    gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], input, workspace_.get(), residual_.get(),
-                              plan.max_batch, stream_);
+    gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], input, residual_.get(), plan.max_batch,
+                              stream_);
   };
   run_pool();
   run_fused();
@@ -864,8 +863,7 @@ void fuse_max_pools(Engine::Impl& impl, const BuildOptions& options) {
     if (!ms) continue;
     gpu::fuse_max_pool(impl.plan, conv, pool);
     PlanStep& step = impl.plan.steps[static_cast<size_t>(conv)];
-    step.tactic.ms = *ms;
-    step.tactic.workspace = static_cast<int64_t>(gpu::space_to_depth_bytes(impl.plan, step, impl.plan.max_batch));
+    step.tactic.ms = *ms;  // no workspace: the kernel builds X' in shared memory
     impl.step_weights.erase(impl.step_weights.begin() + pool);
     fused = true;
   }

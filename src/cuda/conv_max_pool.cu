@@ -1,11 +1,14 @@
 // EAST's conv1 and pool1 as one FP16 tensor-core kernel: the 4x4 stride-1 convolution of the 16-channel
-// space-to-depth X' (space_to_depth.h) and the 3x3/2 max-pool over its output, which never leaves the chip.
+// space-to-depth X' of its input (space_to_depth.h), built tile by tile in shared memory from the raw input,
+// and the 3x3/2 max-pool over its output, which never leaves the chip either.
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/conv_max_pool.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_math.cuh"
 #include "cuda/kernels.h"
 #include "cuda/tensor_core.cuh"
 
@@ -23,14 +26,27 @@ constexpr int kPoolRows = 4, kPoolCols = 15;
 constexpr int kConvRows = (kPoolRows - 1) * kStride + kWindow;  // 9
 constexpr int kSegments = 2, kConvCols = kSegments * 16;        // 32, of which 31 are pooled
 static_assert((kPoolCols - 1) * kStride + kWindow <= kConvCols);
-constexpr int kInputRows = kConvRows + kTaps - 1, kInputCols = kConvCols + kTaps - 1;  // 12 x 35
+constexpr int kInputRows = kConvRows + kTaps - 1, kInputCols = kConvCols + kTaps - 1;  // X': 12 x 35
 constexpr int kInputPixels = kInputRows * kInputCols;
-constexpr int kInputLoads = kInputPixels * 2;  // 16-byte halves
-constexpr int kConvStride = kFilters + 8;      // halves per conv pixel in shared memory: conflict-free stores
+constexpr int kConvStride = kFilters + 8;  // halves per conv pixel in shared memory: conflict-free stores
 constexpr int kThreads = 128;
-constexpr int kBlocksPerSm = 3;  // 168 registers a thread, 68 KB of shared memory a block
 constexpr size_t kInputBytes = size_t(kInputPixels) * kChannels * sizeof(__half);
-constexpr size_t kSharedBytes = 2 * kInputBytes + size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);
+constexpr size_t kConvBytes = size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);
+
+// The raw input a tile's X' comes from: 2 x 12 rows of 2 x 35 pixels, each row copied as the 16-byte
+// chunks that cover it (one more than its length needs, since it starts anywhere in a chunk).
+template <int kC, typename In>
+struct RawTile {
+  static constexpr int kRows = 2 * kInputRows, kPixels = 2 * kInputCols;
+  static constexpr int kChunkElements = 16 / sizeof(In);
+  static constexpr int kRowChunks = (kPixels * kC + kChunkElements - 1) / kChunkElements + 1;
+  static constexpr int kRowElements = kRowChunks * kChunkElements;
+  static constexpr size_t kBytes = size_t(kRows) * kRowChunks * 16;
+  static constexpr size_t kSharedBytes = kBytes + kInputBytes + kConvBytes;
+  // Three blocks an SM where their shared memory fits (EAST's three float32 channels: 74 KB each; four
+  // channels, 80 KB, get two): 168 registers a thread at three.
+  static constexpr int kBlocksPerSm = (kSharedBytes + 1024) * 3 <= 233472 ? 3 : 2;
+};
 
 // X' pixels are 32 bytes, two 16-byte halves; consecutive pixels swap halves in groups of four so that an
 // ldmatrix of any 8 consecutive pixels' same half hits 8 distinct bank groups.
@@ -46,23 +62,25 @@ __device__ __forceinline__ TileOrigin tile_origin(int64_t tile, int tiles_h, int
   return {image, rest / tiles_w * kPoolRows, rest % tiles_w * kPoolCols};
 }
 
-// A persistent grid over tiles of kPoolRows x kPoolCols pooled outputs of one image; the next tile's X' is
-// copied into shared memory while this one computes. Each warp computes 16 filters (their fragments held in
-// registers for the whole grid) at all of the tile's conv outputs, one 16-column segment at a time: every X'
-// row it loads serves the (up to four) conv rows that read it, so shared memory is read a quarter as often as
-// one conv row at a time would. The conv outputs (bias and ReLU applied, rounded to FP16, as the separate
-// convolution writes them) go to shared memory, and each pooled output is the max over its window's conv
-// outputs inside the image. kShortLastRow: the filter is 7 rows high, so the last tap row reads only the
-// first of X''s two rows (its channels 0-7 hold all of them; space_to_depth.h) and takes one K step of 8.
-template <bool kShortLastRow>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
-    conv_max_pool_kernel(const __half* __restrict__ xs, const __half* __restrict__ filter,
-                         const __half* __restrict__ bias, __half* __restrict__ y, int n, int oh, int ow, int ph,
-                         int pw, int top, int left, bool relu) {
+// A persistent grid over tiles of kPoolRows x kPoolCols pooled outputs of one image. The next tile's raw
+// input rows are copied into shared memory (cp.async) while this one computes; at the start of each tile
+// every thread builds its share of the tile's X' from them (X'[i, j, (py * 2 + px) * C + c] =
+// x[2i + py - conv_top, 2j + px - conv_left, c] + shift[c], zero outside x and past 4C), so X' never goes
+// through device memory. Each warp computes 16 filters (their fragments held in registers for the whole
+// grid) at all of the tile's conv outputs, one 16-column segment at a time: every X' row it loads serves the
+// (up to four) conv rows that read it. The conv outputs (bias and ReLU applied, rounded to FP16, as the
+// separate convolution writes them) go to shared memory, and each pooled output is the max over its window's
+// conv outputs inside the image. kShortLastRow: the filter is 7 rows high, so the last tap row reads only the
+// first of X''s two rows (its channels 0-7 hold all of them) and takes one K step of 8.
+template <int kC, typename In, bool kShortLastRow>
+__global__ void __launch_bounds__(kThreads, RawTile<kC, In>::kBlocksPerSm)
+    conv_max_pool_kernel(const In* __restrict__ x, const float* __restrict__ shift, const __half* __restrict__ filter,
+                         const __half* __restrict__ bias, __half* __restrict__ y, ConvMaxPoolArgs a) {
+  using Raw = RawTile<kC, In>;
   extern __shared__ __align__(16) unsigned char shared[];
-  const auto input_buffer = [&](int buffer) { return reinterpret_cast<__half*>(shared + buffer * kInputBytes); };
-  __half* conv = reinterpret_cast<__half*>(shared + 2 * kInputBytes);
-  const int xh = oh + kTaps - 1, xw = ow + kTaps - 1;
+  In* raw = reinterpret_cast<In*>(shared);
+  __half* input = reinterpret_cast<__half*>(shared + Raw::kBytes);
+  __half* conv = reinterpret_cast<__half*>(shared + Raw::kBytes + kInputBytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   // B fragments (K x N column-major = the KRSC filter's rows) of this warp's two n tiles, every tap.
@@ -76,24 +94,85 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       b[tap][nt][1] = *reinterpret_cast<const uint32_t*>(row + 8);
     }
   }
+  float shifts[kC];
+#pragma unroll
+  for (int c = 0; c < kC; ++c) shifts[c] = shift ? shift[c] : 0.0f;
 
-  const int tiles_h = (ph + kPoolRows - 1) / kPoolRows, tiles_w = (pw + kPoolCols - 1) / kPoolCols;
-  const int64_t tiles = int64_t(n) * tiles_h * tiles_w;
-  const auto load_input = [&](int64_t tile, int buffer) {
-    __half* input = input_buffer(buffer);
+  const int tiles_h = (a.ph + kPoolRows - 1) / kPoolRows, tiles_w = (a.pw + kPoolCols - 1) / kPoolCols;
+  const int64_t tiles = int64_t(a.n) * tiles_h * tiles_w;
+  const int64_t elements = int64_t(a.n) * a.h * a.w * kC;
+  // The tile's first raw row and column: X' row and column (cy0, cx0) is conv output (cy0, cx0)'s first tap.
+  struct RawOrigin {
+    int image, y0, x0;
+  };
+  const auto raw_origin = [&](int64_t tile) {
     const TileOrigin t = tile_origin(tile, tiles_h, tiles_w);
-    const int cy0 = t.ph0 * kStride - top, cx0 = t.pw0 * kStride - left;
-    for (int i = threadIdx.x; i < kInputLoads; i += kThreads) {
-      const int pixel = i / 2, half = i % 2;
-      const int gy = cy0 + pixel / kInputCols, gx = cx0 + pixel % kInputCols;
-      const bool inside = gy >= 0 && gy < xh && gx >= 0 && gx < xw;
-      const __half* source = inside ? xs + ((int64_t(t.image) * xh + gy) * xw + gx) * kChannels + half * 8 : xs;
-      cp_async_16(input + pixel * kChannels + swizzled_half(pixel, half) * 8, source, inside);
+    const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
+    return RawOrigin{t.image, 2 * cy0 - a.conv_top, 2 * cx0 - a.conv_left};
+  };
+  // Where raw row `row`'s first element sits in its first chunk (the residue of its offset: unsigned
+  // arithmetic keeps it for negative columns too).
+  const auto row_skew = [&](const RawOrigin& o, int row) {
+    const unsigned first = ((unsigned(o.image) * unsigned(a.h) + unsigned(o.y0 + row)) * unsigned(a.w) +
+                            unsigned(o.x0)) * unsigned(kC);
+    return static_cast<int>(first % Raw::kChunkElements);
+  };
+  const auto copy_raw = [&](int64_t tile) {
+    const RawOrigin o = raw_origin(tile);
+    for (int i = threadIdx.x; i < Raw::kRows * Raw::kRowChunks; i += kThreads) {
+      const int row = i / Raw::kRowChunks, chunk = i % Raw::kRowChunks;
+      const int gy = o.y0 + row;
+      if (gy < 0 || gy >= a.h) continue;  // X' is zero there: never read
+      const int64_t first = ((int64_t(o.image) * a.h + gy) * a.w + o.x0) * kC;
+      const int64_t start = first - row_skew(o, row) + int64_t(chunk) * Raw::kChunkElements;
+      if (start < 0 || start >= elements) continue;  // before the tensor (padding) or past it
+      const int64_t left = elements - start;
+      const int bytes = static_cast<int>((left < Raw::kChunkElements ? left : Raw::kChunkElements) * sizeof(In));
+      cp_async_zfill(raw + (row * Raw::kRowChunks + chunk) * Raw::kChunkElements, x + start, bytes);
+    }
+  };
+  const auto build_input = [&](int64_t tile) {
+    const RawOrigin o = raw_origin(tile);
+    for (int pixel = threadIdx.x; pixel < kInputPixels; pixel += kThreads) {
+      const int i = pixel / kInputCols, j = pixel % kInputCols;
+      float v[kChannels];
+#pragma unroll
+      for (int ch = 4 * kC; ch < kChannels; ++ch) v[ch] = 0.0f;
+#pragma unroll
+      for (int py = 0; py < 2; ++py) {
+        const int row = 2 * i + py, gy = o.y0 + row;
+        const bool row_inside = gy >= 0 && gy < a.h;
+        const In* source = raw + row * Raw::kRowElements + row_skew(o, row);
+#pragma unroll
+        for (int px = 0; px < 2; ++px) {
+          const int gx = o.x0 + 2 * j + px;
+          const bool inside = row_inside && gx >= 0 && gx < a.w;
+#pragma unroll
+          for (int c = 0; c < kC; ++c)
+            v[(py * 2 + px) * kC + c] = inside ? load(source, (2 * j + px) * kC + c) + shifts[c] : 0.0f;
+        }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        uint4 packed;
+        __half2* h = reinterpret_cast<__half2*>(&packed);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) h[k] = __floats2half2_rn(v[half * 8 + 2 * k], v[half * 8 + 2 * k + 1]);
+        *reinterpret_cast<uint4*>(input + pixel * kChannels + swizzled_half(pixel, half) * 8) = packed;
+      }
     }
   };
 
-  double_buffered_tiles(tiles, load_input, [&](int64_t tile, int buffer) {
-    const __half* input = input_buffer(buffer);
+  if (blockIdx.x < tiles) copy_raw(blockIdx.x);
+  cp_async_commit();
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    // The raw rows have arrived, and every thread is done with the last tile's X' and conv outputs.
+    cp_async_wait<0>();
+    __syncthreads();
+    build_input(tile);
+    __syncthreads();  // X' complete; the raw rows free for the next tile's copy
+    if (tile + gridDim.x < tiles) copy_raw(tile + gridDim.x);
+    cp_async_commit();
 
 #pragma unroll 1
     for (int segment = 0; segment < kSegments; ++segment) {
@@ -105,19 +184,19 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
         for (int tx = 0; tx < kTaps; ++tx) {
           const int pixel = row * kInputCols + column + tx;
-          uint32_t a[4];
-          ldmatrix_x4(a, shared_address(input + pixel * kChannels + swizzled_half(pixel, half) * 8));
+          uint32_t frag[4];
+          ldmatrix_x4(frag, shared_address(input + pixel * kChannels + swizzled_half(pixel, half) * 8));
 #pragma unroll
           for (int ty = 0; ty < kTaps; ++ty) {
             const int conv_row = row - ty;
             if (conv_row < 0 || conv_row >= kConvRows) continue;
             if (kShortLastRow && ty == kTaps - 1) {
-              mma_1688(c[conv_row][0], a[0], a[1], b[ty * kTaps + tx][0][0]);
-              mma_1688(c[conv_row][1], a[0], a[1], b[ty * kTaps + tx][1][0]);
+              mma_1688(c[conv_row][0], frag[0], frag[1], b[ty * kTaps + tx][0][0]);
+              mma_1688(c[conv_row][1], frag[0], frag[1], b[ty * kTaps + tx][1][0]);
               continue;
             }
-            mma_16816(c[conv_row][0], a, b[ty * kTaps + tx][0][0], b[ty * kTaps + tx][0][1]);
-            mma_16816(c[conv_row][1], a, b[ty * kTaps + tx][1][0], b[ty * kTaps + tx][1][1]);
+            mma_16816(c[conv_row][0], frag, b[ty * kTaps + tx][0][0], b[ty * kTaps + tx][0][1]);
+            mma_16816(c[conv_row][1], frag, b[ty * kTaps + tx][1][0], b[ty * kTaps + tx][1][1]);
           }
         }
 #pragma unroll
@@ -129,7 +208,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {  // accumulator rows lane / 4 and lane / 4 + 8
             float v0 = c[r][nt][2 * h] + bias0, v1 = c[r][nt][2 * h + 1] + bias1;
-            if (relu) v0 = fmaxf(v0, 0.0f), v1 = fmaxf(v1, 0.0f);
+            if (a.relu) v0 = fmaxf(v0, 0.0f), v1 = fmaxf(v1, 0.0f);
             const int pixel = r * kConvCols + segment * 16 + lane / 4 + h * 8;
             *reinterpret_cast<__half2*>(conv + pixel * kConvStride + filter0) = __floats2half2_rn(v0, v1);
           }
@@ -138,11 +217,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     __syncthreads();
 
     const TileOrigin t = tile_origin(tile, tiles_h, tiles_w);
-    const int cy0 = t.ph0 * kStride - top, cx0 = t.pw0 * kStride - left;
+    const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
     for (int i = threadIdx.x; i < kPoolRows * kPoolCols * (kFilters / 8); i += kThreads) {
       const int group = i % (kFilters / 8), pixel = i / (kFilters / 8);
       const int pr = pixel / kPoolCols, pc = pixel % kPoolCols;
-      if (t.ph0 + pr >= ph || t.pw0 + pc >= pw) continue;
+      if (t.ph0 + pr >= a.ph || t.pw0 + pc >= a.pw) continue;
       __half2 m[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) m[j] = __half2half2(__ushort_as_half(0xFC00));  // -infinity
@@ -151,30 +230,42 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
         for (int dx = 0; dx < kWindow; ++dx) {
           const int cy = pr * kStride + dy, cx = pc * kStride + dx;
-          if (cy0 + cy < 0 || cy0 + cy >= oh || cx0 + cx < 0 || cx0 + cx >= ow) continue;  // the pool's padding
+          if (cy0 + cy < 0 || cy0 + cy >= a.oh || cx0 + cx < 0 || cx0 + cx >= a.ow) continue;  // the pool's padding
           const uint4 v = *reinterpret_cast<const uint4*>(conv + (cy * kConvCols + cx) * kConvStride + group * 8);
           const __half2* h = reinterpret_cast<const __half2*>(&v);
 #pragma unroll
           for (int j = 0; j < 4; ++j) m[j] = __hmax2(m[j], h[j]);
         }
-      *reinterpret_cast<uint4*>(y + ((int64_t(t.image) * ph + t.ph0 + pr) * pw + t.pw0 + pc) * kFilters + group * 8) =
+      *reinterpret_cast<uint4*>(y + ((int64_t(t.image) * a.ph + t.ph0 + pr) * a.pw + t.pw0 + pc) * kFilters + group * 8) =
           *reinterpret_cast<const uint4*>(m);
     }
-    // The next tile's conv outputs overwrite `conv` only after its own barrier above; its X' copy goes into
-    // the buffer this tile read, which every thread finished with before the barrier after the convolution.
-  });
+  }
+}
+
+template <int kC, typename In>
+void launch(const void* x, const float* shift, const void* filter, const void* bias, void* y, const ConvMaxPoolArgs& a,
+            bool short_last_row, int64_t tiles, cudaStream_t stream) {
+  using Raw = RawTile<kC, In>;
+  const auto kernel = short_last_row ? conv_max_pool_kernel<kC, In, true> : conv_max_pool_kernel<kC, In, false>;
+  kernel<<<persistent_grid(kernel, Raw::kSharedBytes, tiles, Raw::kBlocksPerSm), kThreads, Raw::kSharedBytes, stream>>>(
+      static_cast<const In*>(x), shift, static_cast<const __half*>(filter), static_cast<const __half*>(bias),
+      static_cast<__half*>(y), a);
 }
 
 }  // namespace
 
-void launch_conv_max_pool(const void* xs, const void* filter, const void* bias, void* y, int n, int oh, int ow, int ph,
-                          int pw, int top, int left, bool relu, bool short_last_row, cudaStream_t stream) {
-  const int64_t tiles = int64_t(n) * ((ph + kPoolRows - 1) / kPoolRows) * ((pw + kPoolCols - 1) / kPoolCols);
+void launch_conv_max_pool(const void* x, DType xt, const float* shift, const void* filter, const void* bias, void* y,
+                          const ConvMaxPoolArgs& a, bool short_last_row, cudaStream_t stream) {
+  EASTRT_CHECK(a.c == 3 || a.c == 4, "conv/max-pool kernel: ", a.c, " input channels (it takes 3 or 4)");
+  EASTRT_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0, "conv/max-pool kernel: its input is not 16-byte aligned");
+  const int64_t tiles = int64_t(a.n) * ((a.ph + kPoolRows - 1) / kPoolRows) * ((a.pw + kPoolCols - 1) / kPoolCols);
   if (tiles == 0) return;
-  const auto kernel = short_last_row ? conv_max_pool_kernel<true> : conv_max_pool_kernel<false>;
-  kernel<<<persistent_grid(kernel, kSharedBytes, tiles, kBlocksPerSm), kThreads, kSharedBytes, stream>>>(
-      static_cast<const __half*>(xs), static_cast<const __half*>(filter), static_cast<const __half*>(bias),
-      static_cast<__half*>(y), n, oh, ow, ph, pw, top, left, relu);
+  if (xt == DType::kF32)
+    a.c == 3 ? launch<3, float>(x, shift, filter, bias, y, a, short_last_row, tiles, stream)
+             : launch<4, float>(x, shift, filter, bias, y, a, short_last_row, tiles, stream);
+  else
+    a.c == 3 ? launch<3, __half>(x, shift, filter, bias, y, a, short_last_row, tiles, stream)
+             : launch<4, __half>(x, shift, filter, bias, y, a, short_last_row, tiles, stream);
   EASTRT_LAUNCHED("conv_max_pool_kernel");
 }
 

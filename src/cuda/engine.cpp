@@ -159,15 +159,20 @@ cuda::PoolArgs pool_args(const PlanData& plan, const PlanStep& step, int batch) 
   return a;
 }
 
-void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
-                          void* y, int batch, cudaStream_t stream) {
-  launch_space_to_depth(plan, step, w, x, xs, batch, stream);
-  const std::array<int, 2> conv = conv_output_size(plan, step);
+void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* y,
+                          int batch, cudaStream_t stream) {
+  const auto& p = std::get<ConvolutionParams>(step.params);
+  const Shape& in = plan.tensors[step.inputs[0]].shape;
   const Shape& out = plan.tensors[step.outputs[0]].shape;
-  cuda::launch_conv_max_pool(xs, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, batch, conv[0], conv[1],
-                             static_cast<int>(out[1]), static_cast<int>(out[2]), step.pool.top, step.pool.left,
-                             conv_activation(step).type == static_cast<int>(ActivationType::kRelu),
-                             std::get<ConvolutionParams>(step.params).kernel[0] % 2 == 1, stream);
+  const std::array<int, 2> conv = conv_output_size(plan, step);
+  cuda::ConvMaxPoolArgs a;
+  a.n = batch, a.h = static_cast<int>(in[1]), a.w = static_cast<int>(in[2]), a.c = static_cast<int>(in[3]);
+  a.conv_top = p.padding.top, a.conv_left = p.padding.left, a.oh = conv[0], a.ow = conv[1];
+  a.pool_top = step.pool.top, a.pool_left = step.pool.left;
+  a.ph = static_cast<int>(out[1]), a.pw = static_cast<int>(out[2]);
+  a.relu = conv_activation(step).type == static_cast<int>(ActivationType::kRelu);
+  cuda::launch_conv_max_pool(x, dtype(plan.tensors[step.inputs[0]].type), step.input_shift.empty() ? nullptr : w.shift,
+                             w.s2d_filter, w.has_bias ? w.bias : nullptr, y, a, p.kernel[0] % 2 == 1, stream);
 }
 
 void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
@@ -849,10 +854,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       state.graphs[i] = std::move(graph);
       continue;
     }
-    if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {  // our kernel after X'
-      needed = std::max(needed, gpu::space_to_depth_bytes(plan, step, b));
-      continue;
-    }
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) continue;  // our kernel: no workspace
     const bool s2d = gpu::is_space_to_depth(step.tactic.kind);
     auto conv = std::make_unique<cuda::CudnnConvolution>(
         s2d ? gpu::space_to_depth_geometry(plan, step, b) : gpu::conv_geometry(plan, step, b),
@@ -931,7 +933,7 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kSpaceToDepthMaxPool) {
-        gpu::launch_conv_max_pool(plan, step, w, x, ws.get(), element_ptr(out), b, on);
+        gpu::launch_conv_max_pool(plan, step, w, x, element_ptr(out), b, on);
         return;
       }
       if (gpu::is_space_to_depth(step.tactic.kind)) {

@@ -135,10 +135,10 @@ void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const Ste
                            int batch, cudaStream_t stream);
 // A pooling step's kernel arguments at `batch`.
 cuda::PoolArgs pool_args(const PlanData& plan, const PlanStep& step, int batch);
-// A kSpaceToDepthMaxPool step: X' of its unpadded input x into xs (launch_space_to_depth), then the
-// conv_max_pool kernel into y, the pool's output.
-void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,
-                          void* y, int batch, cudaStream_t stream);
+// A kSpaceToDepthMaxPool step: the conv_max_pool kernel on its unpadded input x (with the step's input
+// shift) into y, the pool's output.
+void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* y,
+                          int batch, cudaStream_t stream);
 
 // ---- the cuBLASLt tactic (1x1 convolutions as one matmul) ----
 

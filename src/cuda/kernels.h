@@ -197,13 +197,21 @@ void launch_space_to_depth(const void* x, DType xt, const float* shift, void* y,
 
 // ---- conv_max_pool.cu ----
 
-// A convolution and the max-pool after it in one pass, FP16 (EAST's conv1 and pool1): the stride-1
-// 4x4 convolution of the space-to-depth X' [n, oh + 3, ow + 3, 16] (launch_space_to_depth) with 64 filters
-// (KRSC, [64][4][4][16]), max-pooled 3x3 / 2 with `top` and `left` padding (the rest clipped to the oh x ow
-// output) into y [n, ph, pw, 64], plus the bias (64 values, or null) and ReLU if `relu`. `short_last_row`:
-// the original filter is 7 rows high, so the last tap row's X' channels 8-15 have zero weights and are
-// skipped. The shapes it takes: conv_max_pool_fits (conv_max_pool.h).
-void launch_conv_max_pool(const void* xs, const void* filter, const void* bias, void* y, int n, int oh, int ow, int ph,
-                          int pw, int top, int left, bool relu, bool short_last_row, cudaStream_t stream);
+// A convolution and the max-pool after it in one pass, FP16 (EAST's conv1 and pool1): the 7x7 or 8x8 stride-2
+// convolution of x [n, h, w, c] (float32 or FP16, c 3 or 4, plus `shift` per channel, or null) with
+// `conv_top`/`conv_left` leading padding into oh x ow outputs, as the 4x4 stride-1 one of its space-to-depth
+// X' (space_to_depth.h; the kernel builds X' in shared memory) with 64 filters (KRSC, [64][4][4][16]), plus
+// the bias (64 values, or null) and ReLU if `relu`, max-pooled 3x3 / 2 with `pool_top` and `pool_left`
+// padding (the rest clipped to the oh x ow output) into y [n, ph, pw, 64]. `short_last_row`: the original
+// filter is 7 rows high, so the last tap row's X' channels 8-15 have zero weights and are skipped. The
+// shapes it takes: conv_max_pool_fits (conv_max_pool.h).
+struct ConvMaxPoolArgs {
+  int n = 0, h = 0, w = 0, c = 0;
+  int conv_top = 0, conv_left = 0, oh = 0, ow = 0;
+  int pool_top = 0, pool_left = 0, ph = 0, pw = 0;
+  bool relu = false;
+};
+void launch_conv_max_pool(const void* x, DType xt, const float* shift, const void* filter, const void* bias, void* y,
+                          const ConvMaxPoolArgs& a, bool short_last_row, cudaStream_t stream);
 
 }  // namespace eastrt::cuda

@@ -53,8 +53,7 @@ std::string describe(const ConvTactic& tactic) {
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
       break;
     case ConvTactic::Kind::kSpaceToDepthMaxPool:  // our kernel: no cuDNN math type
-      out << "eastrt space-to-depth + conv/max-pool kernel";
-      if (tactic.workspace > 0) out << " (" << (tactic.workspace + 1023) / 1024 << " KiB workspace for X')";
+      out << "eastrt conv/max-pool kernel (space-to-depth in shared memory)";
       return out.str();
     case ConvTactic::Kind::kCudnnGraphFused:
     case ConvTactic::Kind::kCudnnGraphSplit: {

@@ -249,15 +249,15 @@ int release_padded_copies(PlanData& plan);
 
 // Per convolution step that may take kSpaceToDepthMaxPool: the step index of the max-pool that alone reads
 // its output (-1 where there is none). The convolution: FP16, on space-to-depth (its chosen tactic), a
-// shape conv_max_pool_fits takes, no residual, ReLU or no activation, its output neither a network output
-// nor a view; the pool: max, its window and stride as conv_max_pool_fits takes, leading padding smaller than
+// shape conv_max_pool_fits takes, a float32 or FP16 input, no residual, ReLU or no activation, its output
+// neither a network output nor a view; the pool: max, its window and stride as conv_max_pool_fits takes, leading padding smaller than
 // the window, its output an FP16 whole tensor.
 std::vector<int> max_pools_to_fuse(const PlanData& plan);
 
 // Folds pool step `pool` into convolution step `conv` (a pair max_pools_to_fuse gives): the convolution
 // writes the pool's output with tactic kSpaceToDepthMaxPool and records the pool (PlanStep::pool); the pool
-// step goes. The caller sets the tactic's workspace (X'), drops the pool's per-step state and plans the
-// arena again.
+// step goes. The caller drops the pool's per-step state and plans the arena again (the kernel needs no
+// workspace: it builds X' in shared memory).
 void fuse_max_pool(PlanData& plan, int conv, int pool);
 
 // Per convolution step on space-to-depth (its chosen tactic): the step index of the per-channel shift (a

@@ -533,6 +533,8 @@ std::vector<int> max_pools_to_fuse(const PlanData& plan) {
     // On space-to-depth, and not fused already (that is the other space-to-depth kind).
     if (!is_space_to_depth(conv.tactic.kind) || conv.pool.window != 0) continue;
     if (conv.precision != Precision::kFp16 || conv.inputs.size() != 1 || conv.lane != 0) continue;
+    const StorageType input = plan.tensors[conv.inputs[0]].type;
+    if (input != StorageType::kFloat32 && input != StorageType::kFloat16) continue;
     const auto& c = std::get<ConvolutionParams>(conv.params);
     if (c.activation && c.activation->type != ActivationType::kRelu) continue;
     const int y = conv.outputs[0];

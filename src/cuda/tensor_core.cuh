@@ -21,6 +21,15 @@ __device__ __forceinline__ void cp_async_16(void* shared, const void* global, bo
 #endif
 }
 
+// The first `bytes` (0 to 16) of 16 from global to shared memory, the rest of the 16 zeros; the global
+// address is 16-byte aligned even where fewer bytes are read (the end of a tensor).
+__device__ __forceinline__ void cp_async_zfill(void* shared, const void* global, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(bytes) : "memory");
+#endif
+}
+
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::: "memory");
