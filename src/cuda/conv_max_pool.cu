@@ -101,21 +101,24 @@ __global__ void __launch_bounds__(kThreads, RawTile<kC, In>::kBlocksPerSm)
   const int tiles_h = (a.ph + kPoolRows - 1) / kPoolRows, tiles_w = (a.pw + kPoolCols - 1) / kPoolCols;
   const int64_t tiles = int64_t(a.n) * tiles_h * tiles_w;
   const int64_t elements = int64_t(a.n) * a.h * a.w * kC;
-  // The tile's first raw row and column: X' row and column (cy0, cx0) is conv output (cy0, cx0)'s first tap.
+  const int64_t row_elements = int64_t(a.w) * kC;
+  // The tile's first raw row and column (X' row and column (cy0, cx0) is conv output (cy0, cx0)'s first
+  // tap), and the offset of the element there (negative left of the first image's first row).
   struct RawOrigin {
-    int image, y0, x0;
+    int y0, x0;
+    int64_t first;
   };
   const auto raw_origin = [&](int64_t tile) {
     const TileOrigin t = tile_origin(tile, tiles_h, tiles_w);
     const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
-    return RawOrigin{t.image, 2 * cy0 - a.conv_top, 2 * cx0 - a.conv_left};
+    const int y0 = 2 * cy0 - a.conv_top, x0 = 2 * cx0 - a.conv_left;
+    return RawOrigin{y0, x0, (int64_t(t.image) * a.h + y0) * row_elements + int64_t(x0) * kC};
   };
-  // Where raw row `row`'s first element sits in its first chunk (the residue of its offset: unsigned
-  // arithmetic keeps it for negative columns too).
+  // Where raw row `row`'s first element sits in its first chunk (two's complement keeps the residue of a
+  // negative offset).
+  const int row_step_skew = static_cast<int>(row_elements & (Raw::kChunkElements - 1));
   const auto row_skew = [&](const RawOrigin& o, int row) {
-    const unsigned first = ((unsigned(o.image) * unsigned(a.h) + unsigned(o.y0 + row)) * unsigned(a.w) +
-                            unsigned(o.x0)) * unsigned(kC);
-    return static_cast<int>(first % Raw::kChunkElements);
+    return (static_cast<int>(o.first & (Raw::kChunkElements - 1)) + row * row_step_skew) & (Raw::kChunkElements - 1);
   };
   const auto copy_raw = [&](int64_t tile) {
     const RawOrigin o = raw_origin(tile);
@@ -123,8 +126,7 @@ __global__ void __launch_bounds__(kThreads, RawTile<kC, In>::kBlocksPerSm)
       const int row = i / Raw::kRowChunks, chunk = i % Raw::kRowChunks;
       const int gy = o.y0 + row;
       if (gy < 0 || gy >= a.h) continue;  // X' is zero there: never read
-      const int64_t first = ((int64_t(o.image) * a.h + gy) * a.w + o.x0) * kC;
-      const int64_t start = first - row_skew(o, row) + int64_t(chunk) * Raw::kChunkElements;
+      const int64_t start = o.first + row * row_elements - row_skew(o, row) + chunk * Raw::kChunkElements;
       if (start < 0 || start >= elements) continue;  // before the tensor (padding) or past it
       const int64_t left = elements - start;
       const int bytes = static_cast<int>((left < Raw::kChunkElements ? left : Raw::kChunkElements) * sizeof(In));

@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
@@ -15,15 +16,12 @@ namespace {
 
 constexpr int kTaps = 3;
 constexpr int kChannels = 32;  // two mma K steps per tap
-constexpr int kRows = 8, kSegments = 2, kCols = kSegments * 16;  // a tile: 8 x 32 outputs of 32 filters
+constexpr int kRows = 4, kSegments = 2, kCols = kSegments * 16;  // a tile: 4 x 32 outputs of 32 filters
 constexpr int kFilters = 32;                                     // two warps of 16 per segment
 constexpr int kInputRows = kRows + kTaps - 1, kInputCols = kCols + kTaps - 1;
 constexpr int kInputPixels = kInputRows * kInputCols;
 constexpr int kChunks = kChannels / 8;  // 16-byte pieces of a pixel
 constexpr int kBlockThreads = 128;
-// Two blocks an SM: 255 registers a thread and no spills (three would cap them at 168 and spill the
-// filter fragments); the cp.async of the next tile keeps the copies going meanwhile.
-constexpr int kBlocksPerSm = 2;
 constexpr size_t kInputBytes = size_t(kInputPixels) * kChannels * sizeof(__half);
 constexpr size_t kSharedBytes = 2 * kInputBytes;
 
@@ -48,6 +46,12 @@ __device__ __forceinline__ Tile tile_at(int64_t tile, int tiles_h, int tiles_w, 
 // instructions long (3 900 with ReLU alone), far past the instruction cache.
 constexpr int kNoActivation = -1, kReluActivation = 0, kAnyActivation = 1000;
 
+// Four blocks an SM, 128 registers a thread without spills (the generic activation's epilogue, which would
+// spill there, three). Tiles of 8 rows at two blocks (255 registers) left the schedulers without an eligible
+// warp 57 % of the time (ncu, FP16 batch 16 on the H200) and lost to cuDNN at batch 16 (0.078 ms).
+template <int kActivation>
+constexpr int kBlocksPerSm = kActivation == kAnyActivation ? 3 : 4;
+
 template <int kActivation>
 __device__ __forceinline__ float epilogue_activation(const Activation& act, float v) {
   if constexpr (kActivation == kNoActivation) return v;
@@ -55,12 +59,12 @@ __device__ __forceinline__ float epilogue_activation(const Activation& act, floa
   else return activate(act, v);
 }
 
-// A persistent grid over tiles (image, 8 output rows, 32 output columns, 32 filters); the next tile's input
+// A persistent grid over tiles (image, 4 output rows, 32 output columns, 32 filters); the next tile's input
 // rows are copied into shared memory by cp.async while this one computes. Warp w computes 16 filters
-// (w / 2) of one 16-column segment (w % 2) at all 8 rows, their filter fragments in registers for the whole
+// (w / 2) of one 16-column segment (w % 2) at all 4 rows, their filter fragments in registers for the whole
 // grid; every input row it loads serves the up to three output rows that read it.
 template <int kActivation>
-__global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
+__global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm<kActivation>)
     tensor_core_conv_kernel(const __half* __restrict__ x, const __half* __restrict__ filter,
                             const __half* __restrict__ bias, const __half* __restrict__ residual,
                             __half* __restrict__ y, DirectConvArgs a, Activation act) {
@@ -168,12 +172,20 @@ void launch_tensor_core_conv(const void* x, const void* filter, const void* bias
                a.k, " outputs, ", a.r, "x", a.s, "/", a.stride_h, " is beyond what it takes");
   const int64_t tiles = int64_t(a.n) * ((a.oh + kRows - 1) / kRows) * ((a.ow + kCols - 1) / kCols) * (a.k / kFilters);
   if (tiles == 0) return;
-  const auto kernel = act.type == -1  ? tensor_core_conv_kernel<kNoActivation>
-                      : act.type == 0 ? tensor_core_conv_kernel<kReluActivation>
-                                      : tensor_core_conv_kernel<kAnyActivation>;
-  kernel<<<persistent_grid(kernel, kSharedBytes, tiles, kBlocksPerSm), kBlockThreads, kSharedBytes, stream>>>(
-      static_cast<const __half*>(x), static_cast<const __half*>(filter), static_cast<const __half*>(bias),
-      static_cast<const __half*>(residual), static_cast<__half*>(y), a, act);
+  const auto run = [&](auto activation) {
+    constexpr int kActivation = decltype(activation)::value;
+    const auto kernel = tensor_core_conv_kernel<kActivation>;
+    kernel<<<persistent_grid(kernel, kSharedBytes, tiles, kBlocksPerSm<kActivation>), kBlockThreads, kSharedBytes,
+             stream>>>(static_cast<const __half*>(x), static_cast<const __half*>(filter),
+                       static_cast<const __half*>(bias), static_cast<const __half*>(residual),
+                       static_cast<__half*>(y), a, act);
+  };
+  if (act.type == -1)
+    run(std::integral_constant<int, kNoActivation>{});
+  else if (act.type == 0)
+    run(std::integral_constant<int, kReluActivation>{});
+  else
+    run(std::integral_constant<int, kAnyActivation>{});
   EASTRT_LAUNCHED("tensor_core_conv_kernel");
 }
 
