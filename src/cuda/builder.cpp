@@ -887,13 +887,21 @@ void fold_input_shifts(Engine::Impl& impl) {
   gpu::plan_arena(impl.plan);
 }
 
+// The largest workspace a convolution step's tactic needs.
+int64_t largest_tactic_workspace(const PlanData& plan) {
+  int64_t workspace = 0;
+  for (const PlanStep& step : plan.steps)
+    if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution)
+      workspace = std::max(workspace, step.tactic.workspace);
+  return workspace;
+}
+
 // A tactic for every convolution of `impl`'s plan: timed, or taken from `cache` (may be null), counted in
 // `stats`. Returns the largest workspace a chosen tactic needs.
 int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache* cache, const std::string& device,
                        BuildStats& stats) {
   TacticTimer timer(impl, options);
   std::ostream* log = options.verbose ? &std::cerr : nullptr;
-  int64_t workspace = 0;
   for (size_t i = 0; i < impl.plan.steps.size(); ++i) {
     PlanStep& step = impl.plan.steps[i];
     if (step.kind != StepKind::kLayer || step.layer_kind() != LayerKind::kConvolution) continue;
@@ -901,9 +909,8 @@ int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCa
     step.tactic = timer.choose(i, cache, device, &timed, log);
     if (timed) ++stats.convolutions_timed;
     else if (options.time_tactics) ++stats.convolutions_from_cache;
-    workspace = std::max(workspace, step.tactic.workspace);
   }
-  return workspace;
+  return largest_tactic_workspace(impl.plan);
 }
 
 }  // namespace
@@ -1032,6 +1039,7 @@ std::unique_ptr<Engine> Builder::build() {
   if (has_convolutions) {
     fuse_max_pools(*impl, options_);
     fold_input_shifts(*impl);
+    workspace = largest_tactic_workspace(impl->plan);  // a fused conv/max-pool step needs none
   }
   // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
   gpu::release_padded_copies(impl->plan);
