@@ -26,7 +26,9 @@ done
 export NVDISASM_PATH=$PWD/$tools/nvdisasm PATH=$PWD/$tools:$PATH
 for source in "$@"; do
   object=build-sass/$(basename "$source" .cu).o
-  "$nvcc" -O3 -DNDEBUG --generate-code=arch=compute_90,code=sm_90 -std=c++17 -Isrc -Iinclude -Xptxas -v \
+  # wgmma kernels build for sm_90a alone, as CMakeLists.txt builds them.
+  arch=90; grep -q "wgmma.cuh" "$source" && arch=90a
+  "$nvcc" -O3 -DNDEBUG --generate-code=arch=compute_$arch,code=sm_$arch -std=c++17 -Isrc -Iinclude -Xptxas -v \
     -c "$source" -o "$object" 2> "$object.ptxas"
   "$tools/cuobjdump" -sass "$object" > "$object.sass"
   echo "== $source"
@@ -38,7 +40,7 @@ print(f"{'instructions':>12} {'mma':>5} {'ldsm':>5} {'spill':>5} {'regs':>4}  ke
 for name, body in re.findall(r"Function : (\S+)\n(.*?)(?=\n\s*Function : |\Z)", sass, re.S):
     ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", body)
     count = lambda *names: sum(op in names for op in ops)
-    print(f"{len(ops):>12} {count('HMMA', 'IMMA', 'QMMA', 'HGMMA'):>5} {count('LDSM'):>5} "
+    print(f"{len(ops):>12} {count('HMMA', 'IMMA', 'QMMA', 'HGMMA', 'QGMMA', 'IGMMA'):>5} {count('LDSM'):>5} "
           f"{count('LDL', 'STL'):>5} {registers.get(name, '?'):>4}  {name}")
 EOF
 done

@@ -1,0 +1,73 @@
+// Hopper's warpgroup matrix multiply (wgmma, sm_90a only): the shared-memory matrix descriptor and the PTX
+// of one FP16 m64n64k16 product with float32 accumulators, for kernels compiled for sm_90a alone (a plain
+// sm_90 pass rejects the instructions; there they compile to a trap). Groundwork: gemm_wgmma.cu.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace eastrt::cuda {
+
+// The 64-bit descriptor of a K-major operand in shared memory without swizzling: 8x8 core matrices of 16
+// FP16 values' rows (128 contiguous bytes each), `lbo` bytes between core matrices adjacent in K and `sbo`
+// bytes between those adjacent in M or N. Bits 0-13: the address / 16, 16-29: lbo / 16, 32-45: sbo / 16;
+// base offset 0 and swizzle mode 0 (none).
+__device__ __forceinline__ uint64_t wgmma_descriptor(const void* shared, uint32_t lbo, uint32_t sbo) {
+  const uint64_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  return ((address & 0x3FFFF) >> 4) | (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32);
+}
+
+// Shared memory written by ordinary stores is read by wgmma through the async proxy: each writing thread
+// fences before the barrier that publishes the stores.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// Orders the warpgroup's register accesses before the wgmma that follow (required before the first and
+// whenever the accumulators were touched by other instructions).
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most `Pending` committed wgmma groups are still in flight.
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+#endif
+}
+
+// d += A·Bᵀ for a 64x16 A and a 64x16 B (both K-major, by descriptor), issued by the 128 threads of a
+// warpgroup. Thread t of warp w holds rows 16w + t/4 (d[4j], d[4j+1]) and 16w + t/4 + 8 (d[4j+2], d[4j+3]),
+// columns 8j + 2 (t % 4) and + 1, j = 0..7 — the mma.sync m16n8 accumulator layout, once per 8 columns.
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // scale-d (a predicate) 1: accumulate; A and B scaled by 1, neither transposed (both K-major).
+  asm volatile(
+      "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, accumulate, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(1)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+}  // namespace eastrt::cuda
