@@ -29,7 +29,7 @@ for source in "$@"; do
   # wgmma kernels build for sm_90a alone, as CMakeLists.txt builds them.
   arch=90; grep -q "wgmma.cuh" "$source" && arch=90a
   "$nvcc" -O3 -DNDEBUG --generate-code=arch=compute_$arch,code=sm_$arch -std=c++17 -Isrc -Iinclude -Xptxas -v \
-    -c "$source" -o "$object" 2> "$object.ptxas"
+    -c "$source" -o "$object" 2> "$object.ptxas" || { cat "$object.ptxas" >&2; exit 1; }
   "$tools/cuobjdump" -sass "$object" > "$object.sass"
   echo "== $source"
   python3 - "$object.sass" "$object.ptxas" <<'EOF'
