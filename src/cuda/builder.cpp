@@ -897,8 +897,8 @@ int64_t largest_tactic_workspace(const PlanData& plan) {
 }
 
 // A tactic for every convolution of `impl`'s plan: timed, or taken from `cache` (may be null), counted in
-// `stats`. Returns the largest workspace a chosen tactic needs.
-int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache* cache, const std::string& device,
+// `stats`.
+void choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache* cache, const std::string& device,
                        BuildStats& stats) {
   TacticTimer timer(impl, options);
   std::ostream* log = options.verbose ? &std::cerr : nullptr;
@@ -910,7 +910,6 @@ int64_t choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCa
     if (timed) ++stats.convolutions_timed;
     else if (options.time_tactics) ++stats.convolutions_from_cache;
   }
-  return largest_tactic_workspace(impl.plan);
 }
 
 }  // namespace
@@ -950,7 +949,6 @@ std::unique_ptr<Engine> Builder::build() {
   const bool has_convolutions = std::any_of(impl->plan.steps.begin(), impl->plan.steps.end(), [](const PlanStep& s) {
     return s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution;
   });
-  int64_t workspace = 0;
   stats_ = {};
   if (has_convolutions) {
     // Read before any timing, so that a bad cache file fails the build at once.
@@ -965,7 +963,7 @@ std::unique_ptr<Engine> Builder::build() {
     // its second lowering times only the layers whose types changed.
     TimingCache memory;
     TimingCache* cache = file_cache ? &*file_cache : compare_fp16 ? &memory : nullptr;
-    workspace = choose_tactics(*impl, options_, cache, device, stats_);
+    choose_tactics(*impl, options_, cache, device, stats_);
     if (compare_fp16) {
       // The quantised convolutions' times against the same convolutions in an FP16 engine of the network.
       std::map<std::string, double> quant_ms, fp16_ms;
@@ -1015,7 +1013,7 @@ std::unique_ptr<Engine> Builder::build() {
             step.note = found != notes.end() ? found->second : every;
           }
         impl->upload_weights();
-        workspace = choose_tactics(*impl, fp16, cache, device, stats_);
+        choose_tactics(*impl, fp16, cache, device, stats_);
         // Once a process: a detector builds an engine per image size.
         static std::atomic<bool> said{false};
         if (!said.exchange(true) || options_.verbose)
@@ -1031,7 +1029,7 @@ std::unique_ptr<Engine> Builder::build() {
           if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())
             step.note = found->second;
         impl->upload_weights();
-        workspace = choose_tactics(*impl, again, cache, device, stats_);
+        choose_tactics(*impl, again, cache, device, stats_);
       }
     }
     if (file_cache && stats_.convolutions_timed > 0) file_cache->save(options_.timing_cache);
@@ -1039,12 +1037,11 @@ std::unique_ptr<Engine> Builder::build() {
   if (has_convolutions) {
     fuse_max_pools(*impl, options_);
     fold_input_shifts(*impl);
-    workspace = largest_tactic_workspace(impl->plan);  // a fused conv/max-pool step needs none
   }
   // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
   gpu::release_padded_copies(impl->plan);
   if (options_.parallel_branches && gpu::assign_side_lane(impl->plan) > 0) gpu::plan_arena(impl->plan);
-  impl->plan.workspace_bytes = workspace;
+  impl->plan.workspace_bytes = largest_tactic_workspace(impl->plan);  // after the fusions (conv/max-pool needs none)
   return std::make_unique<Engine>(std::move(impl));
 }
 

@@ -98,7 +98,7 @@ void launch(const void* x, const float* shift, const void* filter, const void* b
 void launch_conv_max_pool(const void* x, DType xt, const float* shift, const void* filter, const void* bias, void* y,
                           const ConvMaxPoolArgs& a, bool short_last_row, cudaStream_t stream) {
   EASTRT_CHECK(a.c == 3 || a.c == 4, "conv/max-pool kernel: ", a.c, " input channels (it takes 3 or 4)");
-  EASTRT_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0, "conv/max-pool kernel: its input is not 16-byte aligned");
+  EASTRT_CHECK(aligned_to(x, 16), "conv/max-pool kernel: its input is not 16-byte aligned");
   if (tile_count(a) == 0) return;
   if (xt == DType::kF32)
     a.c == 3 ? launch<3, float>(x, shift, filter, bias, y, a, short_last_row, stream)

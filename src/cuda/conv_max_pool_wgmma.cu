@@ -102,13 +102,9 @@ void launch(const void* x, const float* shift, const void* filter, const void* b
 void launch_conv_max_pool_wgmma(const void* x, DType xt, const float* shift, const void* filter, const void* bias,
                                 void* y, const ConvMaxPoolArgs& a, cudaStream_t stream) {
   EASTRT_CHECK(a.c == 3 || a.c == 4, "conv/max-pool wgmma kernel: ", a.c, " input channels (it takes 3 or 4)");
-  EASTRT_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(filter) % 16 == 0,
+  EASTRT_CHECK(aligned_to(x, 16) && aligned_to(filter, 16),
                "conv/max-pool wgmma kernel: its input and filter must be 16-byte aligned");
-  int device = 0, major = 0, minor = 0;
-  EASTRT_CUDA(cudaGetDevice(&device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  EASTRT_CHECK(major == 9 && minor == 0, "conv/max-pool wgmma kernel: built for sm_90a, the GPU is sm_", major, minor);
+  require_sm90a("conv/max-pool wgmma kernel");
   if (tile_count(a) == 0) return;
   if (xt == DType::kF32)
     a.c == 3 ? launch<3, float>(x, shift, filter, bias, y, a, stream) : launch<4, float>(x, shift, filter, bias, y, a, stream);

@@ -8,20 +8,21 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_math.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace eastrt::cuda {
 namespace {
 
 constexpr int kTile = 64;  // M, N and the K slice
-constexpr int kThreads = 128;
+constexpr int kBlockThreads = 128;
 // A [64][64] slice as 8x8 core matrices: row group r (rows 8r..8r+7) and K group g (values 8g..8g+7) at
 // ((r * 8) + g) * 64 values, row i of it 8 values in: K groups 128 bytes apart (LBO), row groups 1024 (SBO).
 constexpr uint32_t kLbo = 128, kSbo = 1024;
 
 __device__ __forceinline__ int core_offset(int row, int group) { return ((row / 8) * 8 + group) * 64 + (row % 8) * 8; }
 
-__global__ void __launch_bounds__(kThreads) wgmma_gemm_kernel(const __half* __restrict__ a, const __half* __restrict__ b,
+__global__ void __launch_bounds__(kBlockThreads) wgmma_gemm_kernel(const __half* __restrict__ a, const __half* __restrict__ b,
                                                               const __half* __restrict__ bias, __half* __restrict__ c,
                                                               int m, int n, int k) {
   __shared__ __align__(128) __half sa[kTile * kTile];
@@ -31,7 +32,7 @@ __global__ void __launch_bounds__(kThreads) wgmma_gemm_kernel(const __half* __re
 #pragma unroll
   for (int i = 0; i < 32; ++i) d[i] = 0.0f;
   for (int k0 = 0; k0 < k; k0 += kTile) {
-    for (int i = threadIdx.x; i < kTile * kTile / 8; i += kThreads) {
+    for (int i = threadIdx.x; i < kTile * kTile / 8; i += kBlockThreads) {
       const int row = i / (kTile / 8), group = i % (kTile / 8);
       *reinterpret_cast<uint4*>(sa + core_offset(row, group)) =
           *reinterpret_cast<const uint4*>(a + int64_t(m0 + row) * k + k0 + group * 8);
@@ -60,8 +61,6 @@ __global__ void __launch_bounds__(kThreads) wgmma_gemm_kernel(const __half* __re
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 bool wgmma_gemm_fits(int m, int n, int k) {
@@ -72,13 +71,9 @@ void run_wgmma_gemm(const void* a, const void* b, const void* bias, void* c, int
                     cudaStream_t stream) {
   EASTRT_CHECK(wgmma_gemm_fits(m, n, k), "wgmma GEMM: ", m, "x", k, " times ", k, "x", n,
                ": m, n and k must be multiples of ", kTile);
-  EASTRT_CHECK(a && b && c && aligned16(a) && aligned16(b) && aligned16(c), "wgmma GEMM: its operands must be 16-byte aligned");
-  int device = 0, major = 0, minor = 0;
-  EASTRT_CUDA(cudaGetDevice(&device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  EASTRT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  EASTRT_CHECK(major == 9 && minor == 0, "wgmma GEMM: built for sm_90a, the GPU is sm_", major, minor);
-  wgmma_gemm_kernel<<<dim3(m / kTile, n / kTile), kThreads, 0, stream>>>(
+  EASTRT_CHECK(a && b && c && aligned_to(a, 16) && aligned_to(b, 16) && aligned_to(c, 16), "wgmma GEMM: its operands must be 16-byte aligned");
+  require_sm90a("wgmma GEMM");
+  wgmma_gemm_kernel<<<dim3(m / kTile, n / kTile), kBlockThreads, 0, stream>>>(
       static_cast<const __half*>(a), static_cast<const __half*>(b), static_cast<const __half*>(bias),
       static_cast<__half*>(c), m, n, k);
   EASTRT_LAUNCHED("wgmma_gemm_kernel");

@@ -250,8 +250,8 @@ int release_padded_copies(PlanData& plan);
 // Per convolution step that may take kSpaceToDepthMaxPool: the step index of the max-pool that alone reads
 // its output (-1 where there is none). The convolution: FP16, on space-to-depth (its chosen tactic), a
 // shape conv_max_pool_fits takes, a float32 or FP16 input, no residual, ReLU or no activation, its output
-// neither a network output nor a view; the pool: max, its window and stride as conv_max_pool_fits takes, leading padding smaller than
-// the window, its output an FP16 whole tensor.
+// neither a network output nor a view; the pool: max, its window and stride as conv_max_pool_fits takes,
+// leading padding smaller than the window, its output an FP16 whole tensor.
 std::vector<int> max_pools_to_fuse(const PlanData& plan);
 
 // Folds pool step `pool` into convolution step `conv` (a pair max_pools_to_fuse gives): the convolution

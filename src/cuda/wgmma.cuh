@@ -6,7 +6,18 @@
 
 #include <cstdint>
 
+#include "cuda/cuda_check.h"
+
 namespace eastrt::cuda {
+
+// sm_90a code runs on compute capability 9.0 alone: `kernel`'s launcher refuses any other current device.
+inline void require_sm90a(const char* kernel) {
+  int device = 0, major = 0, minor = 0;
+  EASTRT_CUDA(cudaGetDevice(&device));
+  EASTRT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  EASTRT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  EASTRT_CHECK(major == 9 && minor == 0, kernel, ": built for sm_90a, the GPU is sm_", major, minor);
+}
 
 // The 64-bit descriptor of a K-major operand in shared memory without swizzling: 8x8 core matrices of 16
 // FP16 values' rows (128 contiguous bytes each), `lbo` bytes between core matrices adjacent in K and `sbo`
