@@ -234,16 +234,23 @@ if want ncu; then
   # Nsight Compute on our own kernels at FP16 batch 16, one run for each name in EASTRT_NCU_KERNELS (default the
   # conv/max-pool and tensor-core 3x3 kernels), its first launch: the builder's timing launch, the shape the
   # engine runs. --clock-control none leaves the GPU's clocks as they are. Reports into results.tgz.
+  # EASTRT_NCU_TESTS=FILTER profiles those tests' launches instead (eastrt_tests), EASTRT_NCU_SKIP of them
+  # skipped first (default 0); SourceCounters names the instructions the warps stall at.
+  if [[ -n ${EASTRT_NCU_TESTS:-} ]]; then
+    target=("$BIN/eastrt_tests" --gtest_filter="$EASTRT_NCU_TESTS")
+  else
+    target=("$BIN/eastrt" bench --builtin east --input 16x672x1280x3 --precision fp16 --batch 16 --iterations 2 --warmup 1)
+  fi
   command -v ncu >/dev/null || PATH=$PATH:$(dirname "$(ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)")
   for kernel in ${EASTRT_NCU_KERNELS:-conv_max_pool_kernel tensor_core_conv_kernel}; do
     phase "Nsight Compute: $kernel"
     if ! command -v ncu >/dev/null || (( $(left) < 90 )); then echo "skipped: no ncu or too little time left"; continue; fi
-    timeout 120 ncu --clock-control none -k "regex:$kernel" --launch-count 1 --section SpeedOfLight \
+    timeout 120 ncu --clock-control none -k "regex:$kernel" --launch-skip "${EASTRT_NCU_SKIP:-0}" --launch-count 1 \
+      --section SpeedOfLight --section SourceCounters \
       --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
       --section WarpStateStats --section SchedulerStats --section InstructionStats --page details --print-units base \
       --metrics 'regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct' \
-      "$BIN/eastrt" bench --builtin east --input 16x672x1280x3 --precision fp16 --batch 16 --iterations 2 \
-      --warmup 1 > "$WORK/ncu_$kernel.log" 2>&1 || echo "ncu exited non-zero"
+      "${target[@]}" > "$WORK/ncu_$kernel.log" 2>&1 || echo "ncu exited non-zero"
     grep -v -E "^\s*$|^built-in|^precision|^fp16 |^weights" "$WORK/ncu_$kernel.log" | head -n 150
   done
 fi

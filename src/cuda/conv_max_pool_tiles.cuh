@@ -10,6 +10,7 @@
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.h"
 #include "cuda/tensor_core.cuh"
+#include "cuda/wgmma.cuh"
 
 namespace eastrt::cuda::conv_max_pool_tiles {
 
@@ -26,9 +27,16 @@ constexpr int kSegments = 2, kConvCols = kSegments * 16;        // 32, of which 
 static_assert((kPoolCols - 1) * kStride + kWindow <= kConvCols);
 constexpr int kInputRows = kConvRows + kTaps - 1, kInputCols = kConvCols + kTaps - 1;  // X': 12 x 35
 constexpr int kInputPixels = kInputRows * kInputCols;
+// X' in shared memory, one of two layouts: kSwizzledPixels, 32 bytes a pixel (its two 16-byte halves
+// swizzled, for ldmatrix); kChannelPlanes, channels 0-7 of every pixel, then channels 8-15, 16 bytes a pixel
+// and kPlanePixels pixels a plane (the last ones zero), so that any 8 consecutive pixels of a plane are one
+// wgmma core matrix.
+enum class InputLayout { kSwizzledPixels, kChannelPlanes };
+constexpr int kPlanePixels = 432;  // 5 x 64 flat conv positions plus the furthest tap (3 rows and 3 columns on)
 constexpr int kConvStride = kFilters + 8;  // halves per conv pixel in shared memory: conflict-free stores
 constexpr int kBlockThreads = 128;
-constexpr size_t kInputBytes = size_t(kInputPixels) * kChannels * sizeof(__half);
+constexpr size_t kInputBytes = size_t(kPlanePixels) * kChannels * sizeof(__half);  // either layout
+static_assert(kPlanePixels >= kInputPixels && kPlanePixels % 8 == 0);
 constexpr size_t kConvBytes = size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);
 
 inline int64_t tile_count(const ConvMaxPoolArgs& a) {
@@ -62,9 +70,9 @@ struct TileOrigin {
   int image, ph0, pw0;
 };
 
-// One block's tiles and its shared memory: raw rows, X' (kInputPixels x 16, swizzled halves) and the conv
-// outputs (kConvRows x kConvCols pixels, kConvStride halves each).
-template <int kC, typename In>
+// One block's tiles and its shared memory: raw rows, X' (kInputPixels x 16, in kLayout) and the conv outputs
+// (kConvRows x kConvCols pixels, kConvStride halves each).
+template <int kC, typename In, InputLayout kLayout = InputLayout::kSwizzledPixels>
 struct Tiles {
   using Raw = RawTile<kC, In>;
   const In* x;
@@ -155,7 +163,9 @@ struct Tiles {
         __half2* h = reinterpret_cast<__half2*>(&packed);
 #pragma unroll
         for (int k = 0; k < 4; ++k) h[k] = __floats2half2_rn(v[half * 8 + 2 * k], v[half * 8 + 2 * k + 1]);
-        *reinterpret_cast<uint4*>(input + pixel * kChannels + swizzled_half(pixel, half) * 8) = packed;
+        *reinterpret_cast<uint4*>(kLayout == InputLayout::kChannelPlanes
+                                      ? input + (half * kPlanePixels + pixel) * 8
+                                      : input + pixel * kChannels + swizzled_half(pixel, half) * 8) = packed;
       }
     }
   }
@@ -166,6 +176,13 @@ struct Tiles {
     v0 += bias0, v1 += bias1;
     if (a.relu) v0 = fmaxf(v0, 0.0f), v1 = fmaxf(v1, 0.0f);
     *reinterpret_cast<__half2*>(conv + (row * kConvCols + column) * kConvStride + filter0) = __floats2half2_rn(v0, v1);
+  }
+
+  // The same for one filter.
+  __device__ void store_conv(int row, int column, int filter, float v, float bias) const {
+    v += bias;
+    if (a.relu) v = fmaxf(v, 0.0f);
+    conv[(row * kConvCols + column) * kConvStride + filter] = __float2half_rn(v);
   }
 
   // Each pooled output of the tile: the max over its window's conv outputs inside the image.
@@ -207,7 +224,8 @@ struct Tiles {
       cp_async_wait<0>();
       __syncthreads();
       build_input(tile);
-      __syncthreads();  // X' complete; the raw rows free for the next tile's copy
+      fence_proxy_async_shared();  // for wgmma, which reads X' through the async proxy (a no-op below sm_90a)
+      __syncthreads();             // X' complete; the raw rows free for the next tile's copy
       if (tile + gridDim.x < tiles) copy_raw(tile + gridDim.x);
       cp_async_commit();
       convolve(tile);

@@ -1,8 +1,11 @@
 // The conv/max-pool kernel on Hopper's warpgroup MMA (sm_90a alone, CMakeLists.txt): the tiles, X' and the
-// pool of conv_max_pool_tiles.cuh, the convolution as wgmma m64n64k16 products, A (16 pixels of X' a warp)
-// from registers and B (the filter, all 16 taps) from shared memory. An experiment beside the mma.sync
-// kernel (conv_max_pool.cu), not a builder tactic: GpuKernels.ConvMaxPoolWgmmaMatchesTheMmaSyncKernel
-// compares and times the two.
+// pool of conv_max_pool_tiles.cuh, the convolution as wgmma m64n64k16 products with the roles swapped: A is
+// the filter (M = 64 filters, each warp's 16 held in registers for the whole grid, all 16 taps), B is X'
+// (N = 64 conv positions, read by descriptor from X''s two channel planes). The conv positions are X''s
+// pixels taken flat, row after row (kInputCols a row), so that a tap's B for 64 consecutive positions is 64
+// consecutive pixels of each plane: positions past a row's 32 columns are computed and dropped. An
+// experiment beside the mma.sync kernel (conv_max_pool.cu), not a builder tactic:
+// GpuKernels.ConvMaxPoolWgmmaMatchesTheMmaSyncKernel compares and times the two.
 #include <cuda_fp16.h>
 
 #include "cuda/conv_max_pool_tiles.cuh"
@@ -16,17 +19,15 @@ namespace {
 
 using namespace conv_max_pool_tiles;
 
-// The filter in shared memory as wgmma's B, tap by tap: N = 64 filters x K = 16 channels, 8x8 core matrices
-// (filter group g, channel half q) at (g * 2 + q) * 128 bytes: K-adjacent 128 bytes apart (LBO), N-adjacent
-// 256 (SBO); a tap 2048 bytes.
-constexpr size_t kFilterBytes = size_t(kFilters) * kK * sizeof(__half);
-constexpr uint32_t kFilterLbo = 128, kFilterSbo = 256, kTapHalves = kFilters * kChannels;
-// Each M tile: two conv rows of 32 columns (warp w: row 2m + w / 2, segment w % 2), five for the 9 rows
-// (the tenth row a repeat of the ninth, never stored).
-constexpr int kMTiles = (kConvRows + 1) / 2;
+// B's core matrices: 8 consecutive pixels of a plane (128 bytes), the next 8 pixels 128 bytes on (SBO), the
+// other plane (channels 8-15, the next 8 of K) a plane on (LBO).
+constexpr uint32_t kPlaneBytes = kPlanePixels * 8 * sizeof(__half), kPixelGroupBytes = 128;
+constexpr int kPositions = 64;                                            // N of one product
+constexpr int kChunks = (kConvRows * kInputCols + kPositions - 1) / kPositions;  // 5: 320 flat positions
+static_assert((kChunks * kPositions - 1) + (kTaps - 1) * (kInputCols + 1) < kPlanePixels);
 
 template <int kC, typename In>
-constexpr int kBlocksPerSm = RawTile<kC, In>::blocks_per_sm(kFilterBytes, 2);
+constexpr int kBlocksPerSm = RawTile<kC, In>::blocks_per_sm();
 
 template <int kC, typename In>
 __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
@@ -34,55 +35,58 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
                                const __half* __restrict__ filter, const __half* __restrict__ bias, __half* __restrict__ y,
                                ConvMaxPoolArgs a) {
   extern __shared__ __align__(128) unsigned char shared[];
-  const Tiles<kC, In> tiles(x, shift, a, shared);
-  __half* b = reinterpret_cast<__half*>(shared + RawTile<kC, In>::shared_bytes());
+  const Tiles<kC, In, InputLayout::kChannelPlanes> tiles(x, shift, a, shared);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
-  // The filter [64][16 taps][16] into its core matrices, read by the async proxy (fenced; the tile walk's
-  // first barrier publishes it).
-  for (int i = threadIdx.x; i < kFilters * kTaps * kTaps * 2; i += kBlockThreads) {
-    const int f = i / (kTaps * kTaps * 2), tap = i / 2 % (kTaps * kTaps), q = i % 2;
-    *reinterpret_cast<uint4*>(b + tap * kTapHalves + ((f / 8) * 2 + q) * 64 + (f % 8) * 8) =
-        *reinterpret_cast<const uint4*>(filter + size_t(f) * kK + tap * kChannels + q * 8);
-  }
-  fence_proxy_async_shared();
-  float bias_of[8][2];  // this lane's accumulator columns 8j + 2 (lane % 4), + 1
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) bias_of[j][e] = bias ? __half2float(bias[j * 8 + (lane % 4) * 2 + e]) : 0.0f;
+  // The planes' pixels past X' are read by the last chunk's furthest taps (for positions that are dropped):
+  // zero, so that nothing there is NaN. Published by the tile walk's fence and first barrier.
+  constexpr int kTail = kPlanePixels - kInputPixels;
+  for (int i = threadIdx.x; i < 2 * kTail; i += kBlockThreads)
+    *reinterpret_cast<uint4*>(tiles.input + ((i / kTail) * kPlanePixels + kInputPixels + i % kTail) * 8) = uint4{};
 
-  const int segment = warp % 2;
-  // This lane's ldmatrix row: matrices 0-3 are pixels 0-7 / 8-15 of K halves 0 / 1.
-  const int column = segment * 16 + lane % 8 + (lane / 8) % 2 * 8, half = lane / 16;
+  // A: this warp's filters 16w..16w+15 as the m16n8k16 A fragment, tap by tap (rows: filters; K: channels).
+  const int filter0 = warp * 16 + lane / 4;  // this lane's accumulator rows filter0 and filter0 + 8
+  uint32_t f[kTaps * kTaps][4];
+#pragma unroll
+  for (int tap = 0; tap < kTaps * kTaps; ++tap) {
+    const __half* row = filter + size_t(filter0) * kK + tap * kChannels + (lane % 4) * 2;
+    f[tap][0] = *reinterpret_cast<const uint32_t*>(row);
+    f[tap][1] = *reinterpret_cast<const uint32_t*>(row + 8 * kK);
+    f[tap][2] = *reinterpret_cast<const uint32_t*>(row + 8);
+    f[tap][3] = *reinterpret_cast<const uint32_t*>(row + 8 * kK + 8);
+  }
+  const float bias0 = bias ? __half2float(bias[filter0]) : 0.0f, bias8 = bias ? __half2float(bias[filter0 + 8]) : 0.0f;
+
+  // One chunk after another: its 16 products, then its outputs stored (accumulating a second chunk while
+  // storing one takes 32 more registers, which spill at three blocks an SM). Blocks overlap each other.
   tiles.for_each_tile(y, [&](int64_t) {
 #pragma unroll 1
-    for (int m = 0; m < kMTiles; ++m) {
-      const int wanted = 2 * m + warp / 2, row = wanted < kConvRows ? wanted : kConvRows - 1;
-      uint32_t frag[kTaps * kTaps][4];
-#pragma unroll
-      for (int ty = 0; ty < kTaps; ++ty)
-#pragma unroll
-        for (int tx = 0; tx < kTaps; ++tx) {
-          const int pixel = (row + ty) * kInputCols + column + tx;
-          ldmatrix_x4(frag[ty * kTaps + tx], shared_address(tiles.input + pixel * kChannels + swizzled_half(pixel, half) * 8));
-        }
+    for (int chunk = 0; chunk < kChunks; ++chunk) {
       float d[32];
 #pragma unroll
       for (int i = 0; i < 32; ++i) d[i] = 0.0f;
       wgmma_fence();
 #pragma unroll
-      for (int tap = 0; tap < kTaps * kTaps; ++tap)
-        wgmma_m64n64k16(d, frag[tap], wgmma_descriptor(b + tap * kTapHalves, kFilterLbo, kFilterSbo));
+      for (int ty = 0; ty < kTaps; ++ty)
+#pragma unroll
+        for (int tx = 0; tx < kTaps; ++tx) {
+          const __half* first = tiles.input + (chunk * kPositions + ty * kInputCols + tx) * 8;
+          wgmma_m64n64k16(d, f[ty * kTaps + tx], wgmma_descriptor(first, kPlaneBytes, kPixelGroupBytes));
+        }
       wgmma_commit();
       wgmma_wait<0>();
-      if (wanted >= kConvRows) continue;
+      wgmma_fence_operands(d);
+      // d[4j + 2h + e]: filter filter0 + 8h at flat position 8j + 2 (lane % 4) + e of the chunk.
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int h = 0; h < 2; ++h)  // accumulator rows lane / 4 and lane / 4 + 8
-          tiles.store_conv(row, segment * 16 + lane / 4 + h * 8, j * 8 + (lane % 4) * 2, d[4 * j + 2 * h],
-                           d[4 * j + 2 * h + 1], bias_of[j][0], bias_of[j][1]);
+        for (int e = 0; e < 2; ++e) {
+          const int position = chunk * kPositions + 8 * j + 2 * (lane % 4) + e;
+          const int row = position / kInputCols, column = position % kInputCols;
+          if (row >= kConvRows || column >= kConvCols) continue;
+          tiles.store_conv(row, column, filter0, d[4 * j + e], bias0);
+          tiles.store_conv(row, column, filter0 + 8, d[4 * j + 2 + e], bias8);
+        }
     }
   });
 }
@@ -90,7 +94,7 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
 template <int kC, typename In>
 void launch(const void* x, const float* shift, const void* filter, const void* bias, void* y, const ConvMaxPoolArgs& a,
             cudaStream_t stream) {
-  const size_t shared = RawTile<kC, In>::shared_bytes(kFilterBytes);
+  const size_t shared = RawTile<kC, In>::shared_bytes();
   const auto kernel = conv_max_pool_wgmma_kernel<kC, In>;
   kernel<<<persistent_grid(kernel, shared, tile_count(a), kBlocksPerSm<kC, In>), kBlockThreads, shared, stream>>>(
       static_cast<const In*>(x), shift, static_cast<const __half*>(filter), static_cast<const __half*>(bias),
@@ -102,8 +106,8 @@ void launch(const void* x, const float* shift, const void* filter, const void* b
 void launch_conv_max_pool_wgmma(const void* x, DType xt, const float* shift, const void* filter, const void* bias,
                                 void* y, const ConvMaxPoolArgs& a, cudaStream_t stream) {
   EASTRT_CHECK(a.c == 3 || a.c == 4, "conv/max-pool wgmma kernel: ", a.c, " input channels (it takes 3 or 4)");
-  EASTRT_CHECK(aligned_to(x, 16) && aligned_to(filter, 16),
-               "conv/max-pool wgmma kernel: its input and filter must be 16-byte aligned");
+  EASTRT_CHECK(aligned_to(x, 16) && aligned_to(filter, 4),
+               "conv/max-pool wgmma kernel: its input must be 16-byte aligned and its filter 4-byte aligned");
   require_sm90a("conv/max-pool wgmma kernel");
   if (tile_count(a) == 0) return;
   if (xt == DType::kF32)

@@ -58,6 +58,13 @@ __device__ __forceinline__ void wgmma_wait() {
 #endif
 }
 
+// Pins the accumulators at this point of the instruction stream: the compiler may not move their other uses
+// across it (wgmma reads and writes them asynchronously, unseen by it). After wgmma_wait, before reading them.
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
 // d += A·Bᵀ for a 64x16 A and a 64x16 B (both K-major, by descriptor), issued by the 128 threads of a
 // warpgroup. Thread t of warp w holds rows 16w + t/4 (d[4j], d[4j+1]) and 16w + t/4 + 8 (d[4j+2], d[4j+3]),
 // columns 8j + 2 (t % 4) and + 1, j = 0..7 — the mma.sync m16n8 accumulator layout, once per 8 columns.
