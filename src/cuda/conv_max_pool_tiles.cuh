@@ -27,17 +27,25 @@ constexpr int kSegments = 2, kConvCols = kSegments * 16;        // 32, of which 
 static_assert((kPoolCols - 1) * kStride + kWindow <= kConvCols);
 constexpr int kInputRows = kConvRows + kTaps - 1, kInputCols = kConvCols + kTaps - 1;  // X': 12 x 35
 constexpr int kInputPixels = kInputRows * kInputCols;
-// X' in shared memory, one of two layouts: kSwizzledPixels, 32 bytes a pixel (its two 16-byte halves
-// swizzled, for ldmatrix); kChannelPlanes, channels 0-7 of every pixel, then channels 8-15, 16 bytes a pixel
-// and kPlanePixels pixels a plane (the last ones zero), so that any 8 consecutive pixels of a plane are one
-// wgmma core matrix.
+// The two layouts of a tile in shared memory. kSwizzledPixels (the mma.sync kernel): X' 12 x 35 pixels of
+// 32 bytes (their two 16-byte halves swizzled, for ldmatrix); conv outputs pixel-major, kConvStride halves a
+// pixel. kChannelPlanes (the wgmma kernel): X' 12 x 36 pixels as two planes, channels 0-7 of every pixel,
+// then channels 8-15, 16 bytes a pixel, so that any 8 consecutive pixels of a plane are one wgmma core
+// matrix; conv outputs filter-major, flat positions (row * 36 + column) kPlaneConvStride halves a filter.
 enum class InputLayout { kSwizzledPixels, kChannelPlanes };
-constexpr int kPlanePixels = 432;  // 5 x 64 flat conv positions plus the furthest tap (3 rows and 3 columns on)
+constexpr int kPlaneCols = kInputCols + 1;  // even, so that position pairs never straddle a row
+constexpr int kPlanePixels = kInputRows * kPlaneCols;
+constexpr int kPlaneConvPositions = 320;  // five wgmma N tiles of 64: every row * 36 + column the pool reads
+static_assert((kConvRows - 1) * kPlaneCols + kConvCols - 2 < kPlaneConvPositions);
+// 648 bytes: the 8 filters x 4 position pairs of one wgmma store hit each bank at most twice, the 32 filters
+// of one pool load (8 bytes each) spread over the banks evenly.
+constexpr int kPlaneConvStride = kPlaneConvPositions + 4;
 constexpr int kConvStride = kFilters + 8;  // halves per conv pixel in shared memory: conflict-free stores
 constexpr int kBlockThreads = 128;
 constexpr size_t kInputBytes = size_t(kPlanePixels) * kChannels * sizeof(__half);  // either layout
-static_assert(kPlanePixels >= kInputPixels && kPlanePixels % 8 == 0);
-constexpr size_t kConvBytes = size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);
+static_assert(kPlanePixels % 8 == 0);
+constexpr size_t kConvBytes = size_t(kConvRows) * kConvCols * kConvStride * sizeof(__half);  // either layout
+static_assert(kConvBytes >= size_t(kFilters) * kPlaneConvStride * sizeof(__half));
 
 inline int64_t tile_count(const ConvMaxPoolArgs& a) {
   return int64_t(a.n) * ((a.ph + kPoolRows - 1) / kPoolRows) * ((a.pw + kPoolCols - 1) / kPoolCols);
@@ -46,9 +54,9 @@ inline int64_t tile_count(const ConvMaxPoolArgs& a) {
 // The raw input a tile's X' comes from: 2 x 12 rows of 2 x 35 pixels, each row copied as the 16-byte
 // chunks that cover it (one more than its length needs, since it starts anywhere in a chunk). Shared
 // memory: the raw rows, X', the conv outputs, then `extra` bytes of the kernel's own.
-template <int kC, typename In>
+template <int kC, typename In, int kCols = kInputCols>
 struct RawTile {
-  static constexpr int kRows = 2 * kInputRows, kPixels = 2 * kInputCols;
+  static constexpr int kRows = 2 * kInputRows, kPixels = 2 * kCols;
   static constexpr int kChunkElements = 16 / sizeof(In);
   static constexpr int kRowChunks = (kPixels * kC + kChunkElements - 1) / kChunkElements + 1;
   static constexpr int kRowElements = kRowChunks * kChunkElements;
@@ -70,11 +78,12 @@ struct TileOrigin {
   int image, ph0, pw0;
 };
 
-// One block's tiles and its shared memory: raw rows, X' (kInputPixels x 16, in kLayout) and the conv outputs
-// (kConvRows x kConvCols pixels, kConvStride halves each).
+// One block's tiles and its shared memory: raw rows, X' and the conv outputs, in kLayout.
 template <int kC, typename In, InputLayout kLayout = InputLayout::kSwizzledPixels>
 struct Tiles {
-  using Raw = RawTile<kC, In>;
+  static constexpr bool kPlanes = kLayout == InputLayout::kChannelPlanes;
+  static constexpr int kCols = kPlanes ? kPlaneCols : kInputCols, kPixels = kInputRows * kCols;  // X'
+  using Raw = RawTile<kC, In, kCols>;
   const In* x;
   ConvMaxPoolArgs a;
   In* raw;
@@ -138,8 +147,8 @@ struct Tiles {
   // x and past 4C.
   __device__ void build_input(int64_t tile) const {
     const RawOrigin o = raw_origin(tile);
-    for (int pixel = threadIdx.x; pixel < kInputPixels; pixel += kBlockThreads) {
-      const int i = pixel / kInputCols, j = pixel % kInputCols;
+    for (int pixel = threadIdx.x; pixel < kPixels; pixel += kBlockThreads) {
+      const int i = pixel / kCols, j = pixel % kCols;
       float v[kChannels];
 #pragma unroll
       for (int ch = 4 * kC; ch < kChannels; ++ch) v[ch] = 0.0f;
@@ -163,8 +172,7 @@ struct Tiles {
         __half2* h = reinterpret_cast<__half2*>(&packed);
 #pragma unroll
         for (int k = 0; k < 4; ++k) h[k] = __floats2half2_rn(v[half * 8 + 2 * k], v[half * 8 + 2 * k + 1]);
-        *reinterpret_cast<uint4*>(kLayout == InputLayout::kChannelPlanes
-                                      ? input + (half * kPlanePixels + pixel) * 8
+        *reinterpret_cast<uint4*>(kPlanes ? input + (half * kPlanePixels + pixel) * 8
                                       : input + pixel * kChannels + swizzled_half(pixel, half) * 8) = packed;
       }
     }
@@ -178,15 +186,15 @@ struct Tiles {
     *reinterpret_cast<__half2*>(conv + (row * kConvCols + column) * kConvStride + filter0) = __floats2half2_rn(v0, v1);
   }
 
-  // The same for one filter.
-  __device__ void store_conv(int row, int column, int filter, float v, float bias) const {
-    v += bias;
-    if (a.relu) v = fmaxf(v, 0.0f);
-    conv[(row * kConvCols + column) * kConvStride + filter] = __float2half_rn(v);
-  }
+  // kChannelPlanes: where filter f's conv output at flat position p sits in `conv` (halves).
+  __device__ static int conv_offset(int f, int p) { return f * kPlaneConvStride + p; }
 
   // Each pooled output of the tile: the max over its window's conv outputs inside the image.
   __device__ void pool(int64_t tile, __half* y) const {
+    if constexpr (kPlanes) {
+      pool_filter_major(tile, y);
+      return;
+    }
     const TileOrigin t = origin(tile);
     const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
     for (int i = threadIdx.x; i < kPoolRows * kPoolCols * (kFilters / 8); i += kBlockThreads) {
@@ -209,6 +217,49 @@ struct Tiles {
         }
       *reinterpret_cast<uint4*>(y + ((int64_t(t.image) * a.ph + t.ph0 + pr) * a.pw + t.pw0 + pc) * kFilters + group * 8) =
           *reinterpret_cast<const uint4*>(m);
+    }
+  }
+
+  // kChannelPlanes: a thread a filter and pooled row at a time, its three conv rows of 32 columns read 4
+  // values at once, the max taken down the rows in pairs of columns, then across.
+  __device__ void pool_filter_major(int64_t tile, __half* y) const {
+    const TileOrigin t = origin(tile);
+    const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
+    const __half2 lowest = __half2half2(__ushort_as_half(0xFC00));  // -infinity
+    const bool edge = cx0 < 0 || cx0 + kConvCols > a.ow;            // columns outside the conv output to mask
+    for (int i = threadIdx.x; i < kFilters * kPoolRows; i += kBlockThreads) {
+      const int f = i % kFilters, pr = i / kFilters;
+      if (t.ph0 + pr >= a.ph) continue;
+      __half2 m[kConvCols / 2];
+#pragma unroll
+      for (int c = 0; c < kConvCols / 2; ++c) m[c] = lowest;
+#pragma unroll
+      for (int dy = 0; dy < kWindow; ++dy) {
+        const int cy = pr * kStride + dy;
+        if (cy0 + cy < 0 || cy0 + cy >= a.oh) continue;  // the pool's padding
+#pragma unroll
+        for (int g = 0; g < kConvCols / 4; ++g) {
+          const uint2 v = *reinterpret_cast<const uint2*>(conv + conv_offset(f, cy * kPlaneCols + 4 * g));
+          const __half2* h = reinterpret_cast<const __half2*>(&v);
+          m[2 * g] = __hmax2(m[2 * g], h[0]), m[2 * g + 1] = __hmax2(m[2 * g + 1], h[1]);
+        }
+      }
+      if (edge) {
+#pragma unroll
+        for (int c = 0; c < kConvCols; ++c)
+          if (cx0 + c < 0 || cx0 + c >= a.ow) {
+            if (c % 2)
+              m[c / 2].y = lowest.y;
+            else
+              m[c / 2].x = lowest.x;
+          }
+      }
+      __half* out = y + ((int64_t(t.image) * a.ph + t.ph0 + pr) * a.pw + t.pw0) * kFilters + f;
+#pragma unroll
+      for (int pc = 0; pc < kPoolCols; ++pc) {  // conv columns 2pc, 2pc + 1, 2pc + 2
+        if (t.pw0 + pc >= a.pw) break;
+        out[int64_t(pc) * kFilters] = __hmax(__hmax(m[pc].x, m[pc].y), m[pc + 1].x);
+      }
     }
   }
 

@@ -1,11 +1,13 @@
 // The conv/max-pool kernel on Hopper's warpgroup MMA (sm_90a alone, CMakeLists.txt): the tiles, X' and the
-// pool of conv_max_pool_tiles.cuh, the convolution as wgmma m64n64k16 products with the roles swapped: A is
-// the filter (M = 64 filters, each warp's 16 held in registers for the whole grid, all 16 taps), B is X'
-// (N = 64 conv positions, read by descriptor from X''s two channel planes). The conv positions are X''s
-// pixels taken flat, row after row (kInputCols a row), so that a tap's B for 64 consecutive positions is 64
-// consecutive pixels of each plane: positions past a row's 32 columns are computed and dropped. An
-// experiment beside the mma.sync kernel (conv_max_pool.cu), not a builder tactic:
-// GpuKernels.ConvMaxPoolWgmmaMatchesTheMmaSyncKernel compares and times the two.
+// pool of conv_max_pool_tiles.cuh in their kChannelPlanes layout, the convolution as wgmma m64n64k16 products
+// with A the filter (M = 64 filters, each warp's 16 held in registers for the whole grid, all 16 taps) and B
+// X' (N = 64 conv positions, read by descriptor from X''s two channel planes). The conv positions are X''s
+// pixels taken flat, row after row (36 a row), so that a tap's B for 64 consecutive positions is 64
+// consecutive pixels of each plane; positions past a row's 32 columns are computed and never pooled. The
+// bias starts the accumulators; each lane's accumulators are pairs of consecutive positions of one filter,
+// stored as such into the filter-major conv outputs. An experiment beside the mma.sync kernel
+// (conv_max_pool.cu), not a builder tactic: GpuKernels.ConvMaxPoolWgmmaMatchesTheMmaSyncKernel compares and
+// times the two.
 #include <cuda_fp16.h>
 
 #include "cuda/conv_max_pool_tiles.cuh"
@@ -22,12 +24,14 @@ using namespace conv_max_pool_tiles;
 // B's core matrices: 8 consecutive pixels of a plane (128 bytes), the next 8 pixels 128 bytes on (SBO), the
 // other plane (channels 8-15, the next 8 of K) a plane on (LBO).
 constexpr uint32_t kPlaneBytes = kPlanePixels * 8 * sizeof(__half), kPixelGroupBytes = 128;
-constexpr int kPositions = 64;                                            // N of one product
-constexpr int kChunks = (kConvRows * kInputCols + kPositions - 1) / kPositions;  // 5: 320 flat positions
-static_assert((kChunks * kPositions - 1) + (kTaps - 1) * (kInputCols + 1) < kPlanePixels);
+constexpr int kPositions = 64;  // N of one product
+constexpr int kChunks = kPlaneConvPositions / kPositions;
+static_assert(kChunks * kPositions - 1 + (kTaps - 1) * (kPlaneCols + 1) < kPlanePixels);  // the furthest tap
 
 template <int kC, typename In>
-constexpr int kBlocksPerSm = RawTile<kC, In>::blocks_per_sm();
+using PlaneTiles = Tiles<kC, In, InputLayout::kChannelPlanes>;
+template <int kC, typename In>
+constexpr int kBlocksPerSm = PlaneTiles<kC, In>::Raw::blocks_per_sm();
 
 template <int kC, typename In>
 __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
@@ -35,14 +39,8 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
                                const __half* __restrict__ filter, const __half* __restrict__ bias, __half* __restrict__ y,
                                ConvMaxPoolArgs a) {
   extern __shared__ __align__(128) unsigned char shared[];
-  const Tiles<kC, In, InputLayout::kChannelPlanes> tiles(x, shift, a, shared);
+  const PlaneTiles<kC, In> tiles(x, shift, a, shared);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-
-  // The planes' pixels past X' are read by the last chunk's furthest taps (for positions that are dropped):
-  // zero, so that nothing there is NaN. Published by the tile walk's fence and first barrier.
-  constexpr int kTail = kPlanePixels - kInputPixels;
-  for (int i = threadIdx.x; i < 2 * kTail; i += kBlockThreads)
-    *reinterpret_cast<uint4*>(tiles.input + ((i / kTail) * kPlanePixels + kInputPixels + i % kTail) * 8) = uint4{};
 
   // A: this warp's filters 16w..16w+15 as the m16n8k16 A fragment, tap by tap (rows: filters; K: channels).
   const int filter0 = warp * 16 + lane / 4;  // this lane's accumulator rows filter0 and filter0 + 8
@@ -56,36 +54,36 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
     f[tap][3] = *reinterpret_cast<const uint32_t*>(row + 8 * kK + 8);
   }
   const float bias0 = bias ? __half2float(bias[filter0]) : 0.0f, bias8 = bias ? __half2float(bias[filter0 + 8]) : 0.0f;
+  const __half2 floor = a.relu ? __float2half2_rn(0.0f) : __half2half2(__ushort_as_half(0xFC00));  // ReLU or none
 
   // One chunk after another: its 16 products, then its outputs stored (accumulating a second chunk while
-  // storing one takes 32 more registers, which spill at three blocks an SM). Blocks overlap each other.
+  // storing one spills at three blocks an SM). Blocks overlap each other.
+  // The descriptor of X''s first pixel; its address field counts 16 bytes, one pixel of a plane.
+  const uint64_t planes = wgmma_descriptor(tiles.input, kPlaneBytes, kPixelGroupBytes);
   tiles.for_each_tile(y, [&](int64_t) {
 #pragma unroll 1
     for (int chunk = 0; chunk < kChunks; ++chunk) {
+      // d[4j + 2h + e]: filter filter0 + 8h at the chunk's position 8j + 2 (lane % 4) + e.
       float d[32];
 #pragma unroll
-      for (int i = 0; i < 32; ++i) d[i] = 0.0f;
+      for (int j = 0; j < 8; ++j) d[4 * j] = d[4 * j + 1] = bias0, d[4 * j + 2] = d[4 * j + 3] = bias8;
       wgmma_fence();
 #pragma unroll
       for (int ty = 0; ty < kTaps; ++ty)
 #pragma unroll
         for (int tx = 0; tx < kTaps; ++tx) {
-          const __half* first = tiles.input + (chunk * kPositions + ty * kInputCols + tx) * 8;
-          wgmma_m64n64k16(d, f[ty * kTaps + tx], wgmma_descriptor(first, kPlaneBytes, kPixelGroupBytes));
+          wgmma_m64n64k16(d, f[ty * kTaps + tx], planes + uint64_t(chunk * kPositions + ty * kPlaneCols + tx));
         }
       wgmma_commit();
       wgmma_wait<0>();
       wgmma_fence_operands(d);
-      // d[4j + 2h + e]: filter filter0 + 8h at flat position 8j + 2 (lane % 4) + e of the chunk.
 #pragma unroll
       for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int position = chunk * kPositions + 8 * j + 2 * (lane % 4) + e;
-          const int row = position / kInputCols, column = position % kInputCols;
-          if (row >= kConvRows || column >= kConvCols) continue;
-          tiles.store_conv(row, column, filter0, d[4 * j + e], bias0);
-          tiles.store_conv(row, column, filter0 + 8, d[4 * j + 2 + e], bias8);
+        for (int h = 0; h < 2; ++h) {
+          const int position = chunk * kPositions + 8 * j + 2 * (lane % 4);
+          *reinterpret_cast<__half2*>(tiles.conv + tiles.conv_offset(filter0 + 8 * h, position)) =
+              __hmax2(__floats2half2_rn(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]), floor);
         }
     }
   });
@@ -94,7 +92,7 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
 template <int kC, typename In>
 void launch(const void* x, const float* shift, const void* filter, const void* bias, void* y, const ConvMaxPoolArgs& a,
             cudaStream_t stream) {
-  const size_t shared = RawTile<kC, In>::shared_bytes();
+  const size_t shared = PlaneTiles<kC, In>::Raw::shared_bytes();
   const auto kernel = conv_max_pool_wgmma_kernel<kC, In>;
   kernel<<<persistent_grid(kernel, shared, tile_count(a), kBlocksPerSm<kC, In>), kBlockThreads, shared, stream>>>(
       static_cast<const In*>(x), shift, static_cast<const __half*>(filter), static_cast<const __half*>(bias),
