@@ -17,6 +17,7 @@
 #include <tuple>
 
 #ifdef EASTRT_HAVE_CUDA
+#include "cuda/conv_max_pool.h"
 #include "cuda/engine_impl.h"
 #endif
 #include "cuda/memory_planner.h"
@@ -505,6 +506,8 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
     expect_no_live_overlap(plan);
     EXPECT_NE(gpu::describe(c.tactic).find("conv/max-pool"), std::string::npos) << gpu::describe(c.tactic);
     EXPECT_EQ(gpu::describe(c.tactic).find("math"), std::string::npos) << "no cuDNN math in our kernel";
+    EXPECT_EQ(c.tactic.algo, cuda::kConvMaxPoolMmaSync) << "the kernel that runs everywhere, until the builder times the other";
+    EXPECT_EQ(gpu::describe(c.tactic).find("wgmma"), std::string::npos) << gpu::describe(c.tactic);
     // The plan file keeps the fused pool; one that does not fit its output, or a tactic without its pool,
     // is refused.
     const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, kTarget);
@@ -523,6 +526,17 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
     message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(no_pool, kTarget), "nopool.plan"); });
     EXPECT_NE(message.find("conv/max-pool tactic"), std::string::npos) << message;
     EXPECT_NE(message.find("nopool.plan"), std::string::npos) << message;
+    // Which of its two kernels: the wgmma one round-trips and says so; an unknown one is refused.
+    gpu::PlanData on_wgmma = plan;
+    on_wgmma.steps[conv1].tactic.algo = cuda::kConvMaxPoolWgmma;
+    const gpu::ParsedPlan wgmma_back = gpu::parse_plan(gpu::serialize_plan(on_wgmma, kTarget), "wgmma.plan");
+    EXPECT_EQ(wgmma_back.plan.steps[conv1].tactic.algo, cuda::kConvMaxPoolWgmma);
+    EXPECT_NE(gpu::describe(wgmma_back.plan.steps[conv1].tactic).find("conv/max-pool kernel on wgmma"), std::string::npos);
+    gpu::PlanData unknown_kernel = plan;
+    unknown_kernel.steps[conv1].tactic.algo = 2;
+    message = error_of([&] { gpu::parse_plan(gpu::serialize_plan(unknown_kernel, kTarget), "kernel2.plan"); });
+    EXPECT_NE(message.find("conv/max-pool kernel 2"), std::string::npos) << message;
+    EXPECT_NE(message.find("kernel2.plan"), std::string::npos) << message;
     // EAST's mean subtraction folds into the same step's space-to-depth pass: conv1 then reads the network's
     // input and carries the negated means; the plan file keeps them; a shift of another size is refused.
     {
@@ -1231,8 +1245,12 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
     options.precision = Precision::kFp16;
     options.max_batch = static_cast<int>(c.input[0]);
     const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
-    for (bool forced : {false, true}) {
-      SCOPED_TRACE(std::string(c.what) + (forced ? ", forced" : ", as built"));
+    // As built, then forced with each of the kernel's two versions (wgmma on compute capability 9.0 alone).
+    const GpuInfo gpu = query_gpu();
+    for (int kernel : {-1, cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
+      if (kernel == cuda::kConvMaxPoolWgmma && !(gpu.major == 9 && gpu.minor == 0)) continue;
+      const bool forced = kernel >= 0;
+      SCOPED_TRACE(std::string(c.what) + (!forced ? ", as built" : kernel == cuda::kConvMaxPoolWgmma ? ", forced, wgmma" : ", forced"));
       gpu::ParsedPlan parsed = gpu::parse_plan(built, "pool.plan");
       if (forced) {
         for (size_t i = 0; i < parsed.plan.steps.size(); ++i) {
@@ -1244,6 +1262,7 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
           const int pool = gpu::max_pools_to_fuse(parsed.plan)[i];
           ASSERT_GT(pool, static_cast<int>(i));
           gpu::fuse_max_pool(parsed.plan, static_cast<int>(i), pool);  // the context sizes the workspace
+          parsed.plan.steps[i].tactic.algo = kernel;
           if (const int shift = gpu::input_shifts_to_fold(parsed.plan)[i]; shift >= 0)
             gpu::fold_input_shift(parsed.plan, static_cast<int>(i), shift);
           gpu::plan_arena(parsed.plan);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 
+#include "cuda/conv_max_pool.h"
 #include "cuda/engine_impl.h"
 #include "cuda/timing_cache.h"
 #include "eastrt/error.h"
@@ -137,7 +138,13 @@ class TacticTimer {
   // gpu::max_pools_to_fuse gives) are better as one conv_max_pool kernel: it gives their output (within the
   // precision's tolerance, on random input) and, in timed builds, is faster than the tactic's time plus
   // the pooling kernel's. Its time then (0 in untimed builds), else nothing.
-  std::optional<double> max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log);
+  // The conv/max-pool kernel that replaces convolution `conv` and pool `pool` fastest, with its time, if one
+  // is faster than the two steps and gives their output.
+  struct FusedKernel {
+    int kernel;  // kConvMaxPoolMmaSync or kConvMaxPoolWgmma
+    double ms;
+  };
+  std::optional<FusedKernel> max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log);
 
  private:
   ConvTactic time_candidates(size_t index, std::vector<ConvTactic>* timed, std::ostream* log);
@@ -809,7 +816,7 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   return fastest(step, shape.str(), tactics, report, timed, log);
 }
 
-std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log) {
+std::optional<TacticTimer::FusedKernel> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool, std::ostream* log) {
   const PlanData& plan = engine_.plan;
   const PlanStep& step = plan.steps[conv];
   const PlanStep& pooling = plan.steps[pool];
@@ -823,31 +830,43 @@ std::optional<double> TacticTimer::max_pool_fusion_pays(size_t conv, size_t pool
   const cuda::DType type = gpu::dtype(pooled.type);
   PlanData fused_plan = plan;  // the convolution with the pool folded in, as the engine will run it
   gpu::fuse_max_pool(fused_plan, static_cast<int>(conv), static_cast<int>(pool));
-  const PlanStep& fused = fused_plan.steps[conv];
+  PlanStep& fused = fused_plan.steps[conv];
   const void* input = unpadded_input(step);
   auto run_pool = [&] { cuda::launch_pooling(y_.get(), type, reference_.get(), type, pool_args, stream_); };
-  auto run_fused = [&] {
+  auto run_fused = [&](int kernel) {
+    fused.tactic.algo = kernel;
     gpu::launch_conv_max_pool(fused_plan, fused, engine_.step_weights[conv], input, residual_.get(), plan.max_batch,
                               stream_);
   };
+  // The kernels that give the separate steps' output: mma.sync, and wgmma where it runs (sm_90a code).
+  const gpu::PlanTarget& gpu = engine_.target;
+  std::vector<int> kernels;
   run_pool();
-  run_fused();
-  const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
-  if (!(difference <= tactic_tolerance(step.precision))) {
-    if (log) *log << "conv/max-pool kernel for " << step.name << " + " << pooling.name << ": differs by " << difference
-                  << " from the separate steps: not used\n";
-    return std::nullopt;
+  for (int kernel : {cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
+    if (kernel == cuda::kConvMaxPoolWgmma && !(gpu.major == 9 && gpu.minor == 0)) continue;
+    run_fused(kernel);
+    const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
+    const bool same = difference <= tactic_tolerance(step.precision);
+    if (log) *log << "conv/max-pool kernel " << gpu::describe(fused.tactic) << " for " << step.name << " + "
+                  << pooling.name << ": differs by " << difference << " from the separate steps"
+                  << (same ? "" : ": not used") << "\n";
+    if (same) kernels.push_back(kernel);
   }
-  if (!options_.time_tactics) return 0.0;
+  if (kernels.empty()) return std::nullopt;
+  if (!options_.time_tactics) return FusedKernel{kernels.back(), 0.0};
   warm_up();
-  std::vector<ConvTactic> both(2);
-  time_rounds(both, [&](size_t i) { i == 0 ? run_pool() : run_fused(); });
-  const double separate = step.tactic.ms + both[0].ms;
-  if (log) *log << "conv/max-pool kernel for " << step.name << " + " << pooling.name << ": " << both[1].ms
-                << " ms against " << separate << " ms (" << gpu::describe(step.tactic) << " " << step.tactic.ms
-                << " + pooling " << both[0].ms << "), difference " << difference << "\n";
-  if (both[1].ms >= separate) return std::nullopt;
-  return both[1].ms;
+  std::vector<ConvTactic> times(kernels.size() + 1);  // the pool, then each kernel
+  time_rounds(times, [&](size_t i) { i == 0 ? run_pool() : run_fused(kernels[i - 1]); });
+  const double separate = step.tactic.ms + times[0].ms;
+  FusedKernel best{-1, separate};
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    fused.tactic.algo = kernels[i];
+    if (log) *log << "  " << gpu::describe(fused.tactic) << ": " << times[i + 1].ms << " ms against " << separate
+                  << " ms (" << gpu::describe(step.tactic) << " " << step.tactic.ms << " + pooling " << times[0].ms << ")\n";
+    if (times[i + 1].ms < best.ms) best = {kernels[i], times[i + 1].ms};
+  }
+  if (best.kernel < 0) return std::nullopt;
+  return best;
 }
 
 // Folds each max-pool the conv_max_pool kernel can take into the convolution before it, where that pays
@@ -859,11 +878,12 @@ void fuse_max_pools(Engine::Impl& impl, const BuildOptions& options) {
   for (int conv = static_cast<int>(pools.size()) - 1; conv >= 0; --conv) {  // from the end: erasing keeps the indices before
     const int pool = pools[static_cast<size_t>(conv)];
     if (pool < 0) continue;
-    const std::optional<double> ms = TacticTimer(impl, options).max_pool_fusion_pays(conv, pool, log);
-    if (!ms) continue;
+    const std::optional<TacticTimer::FusedKernel> best = TacticTimer(impl, options).max_pool_fusion_pays(conv, pool, log);
+    if (!best) continue;
     gpu::fuse_max_pool(impl.plan, conv, pool);
     PlanStep& step = impl.plan.steps[static_cast<size_t>(conv)];
-    step.tactic.ms = *ms;  // no workspace: the kernel builds X' in shared memory
+    step.tactic.algo = best->kernel;
+    step.tactic.ms = best->ms;  // no workspace: the kernel builds X' in shared memory
     impl.step_weights.erase(impl.step_weights.begin() + pool);
     fused = true;
   }

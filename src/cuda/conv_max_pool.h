@@ -9,6 +9,10 @@ inline constexpr int kConvMaxPoolTaps = 4;       // the stride-1 kernel on X', 4
 inline constexpr int kConvMaxPoolFilters = 64;   // output channels
 inline constexpr int kConvMaxPoolWindow = 3, kConvMaxPoolStride = 2;
 
+// Its two kernels (a kSpaceToDepthMaxPool tactic's algo; -1, in plans from before there were two, is the
+// first): mma.sync on any GPU, wgmma on compute capability 9.0 alone (kernels.h).
+inline constexpr int kConvMaxPoolMmaSync = 0, kConvMaxPoolWgmma = 1;
+
 inline bool conv_max_pool_fits(int channels, int taps_h, int taps_w, int filters, int window, int stride) {
   return channels == kConvMaxPoolChannels && taps_h == kConvMaxPoolTaps && taps_w == kConvMaxPoolTaps &&
          filters == kConvMaxPoolFilters && window == kConvMaxPoolWindow && stride == kConvMaxPoolStride;

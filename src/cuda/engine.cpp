@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 
+#include "cuda/conv_max_pool.h"
 #include "cuda/east_candidates.h"
 #include "cuda/engine_impl.h"
 #include "eastrt/calibration.h"
@@ -171,8 +172,12 @@ void launch_conv_max_pool(const PlanData& plan, const PlanStep& step, const Step
   a.pool_top = step.pool.top, a.pool_left = step.pool.left;
   a.ph = static_cast<int>(out[1]), a.pw = static_cast<int>(out[2]);
   a.relu = conv_activation(step).type == static_cast<int>(ActivationType::kRelu);
-  cuda::launch_conv_max_pool(x, dtype(plan.tensors[step.inputs[0]].type), step.input_shift.empty() ? nullptr : w.shift,
-                             w.s2d_filter, w.has_bias ? w.bias : nullptr, y, a, p.kernel[0] % 2 == 1, stream);
+  const cuda::DType xt = dtype(plan.tensors[step.inputs[0]].type);
+  const float* shift = step.input_shift.empty() ? nullptr : w.shift;
+  if (step.tactic.algo == cuda::kConvMaxPoolWgmma)
+    cuda::launch_conv_max_pool_wgmma(x, xt, shift, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, a, stream);
+  else
+    cuda::launch_conv_max_pool(x, xt, shift, w.s2d_filter, w.has_bias ? w.bias : nullptr, y, a, p.kernel[0] % 2 == 1, stream);
 }
 
 void launch_space_to_depth(const PlanData& plan, const PlanStep& step, const StepWeights& w, const void* x, void* xs,

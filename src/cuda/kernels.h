@@ -214,8 +214,8 @@ struct ConvMaxPoolArgs {
 void launch_conv_max_pool(const void* x, DType xt, const float* shift, const void* filter, const void* bias, void* y,
                           const ConvMaxPoolArgs& a, bool short_last_row, cudaStream_t stream);
 // The same on Hopper's wgmma (conv_max_pool_wgmma.cu, sm_90a alone: throws on any other GPU), the filter's
-// last tap row taken whole (a 7-row filter's zeros there multiply too). An experiment beside it, not used by
-// the engine yet.
+// last tap row taken whole (a 7-row filter's zeros there multiply too). The builder times both on
+// compute capability 9.0 (kConvMaxPoolWgmma, conv_max_pool.h).
 void launch_conv_max_pool_wgmma(const void* x, DType xt, const float* shift, const void* filter, const void* bias,
                                 void* y, const ConvMaxPoolArgs& a, cudaStream_t stream);
 

@@ -53,7 +53,8 @@ std::string describe(const ConvTactic& tactic) {
       out << "eastrt space-to-depth + cudnn algo " << tactic.algo << " + epilogue";
       break;
     case ConvTactic::Kind::kSpaceToDepthMaxPool:  // our kernel: no cuDNN math type
-      out << "eastrt conv/max-pool kernel (space-to-depth in shared memory)";
+      out << "eastrt conv/max-pool kernel" << (tactic.algo == cuda::kConvMaxPoolWgmma ? " on wgmma" : "")
+          << " (space-to-depth in shared memory)";
       return out.str();
     case ConvTactic::Kind::kCudnnGraphFused:
     case ConvTactic::Kind::kCudnnGraphSplit: {
@@ -413,6 +414,8 @@ void check_indices(const PlanData& plan) {
     if (s.tactic.kind == ConvTactic::Kind::kDirect && (s.tactic.algo < 0 || s.tactic.algo >= kDirectVariants))
       throw_error("step '", s.name, "' has direct-convolution variant ", s.tactic.algo, " (there are 0 to ",
                   kDirectVariants - 1, ")");
+    if (s.tactic.kind == ConvTactic::Kind::kSpaceToDepthMaxPool && (s.tactic.algo < -1 || s.tactic.algo > cuda::kConvMaxPoolWgmma))
+      throw_error("step '", s.name, "' has conv/max-pool kernel ", s.tactic.algo, " (there are 0 and 1)");
     // After the deconvolution check's style: a tactic on a layer it cannot run would read out of bounds.
     if (is_space_to_depth(s.tactic.kind) && !space_to_depth_applies(plan, s))
       throw_error("step '", s.name, "' has a space-to-depth tactic but is not a stride-2, dilation-1, ungrouped ",

@@ -72,8 +72,9 @@ struct ConvTactic {
     // before and after, so it reads input 0 itself where the explicit copy would only pad it.
     kCudnnGraphFused = 8,
     kCudnnGraphSplit = 9,
-    // Space-to-depth, then our conv_max_pool kernel (kernels.h): the convolution and the max-pool after it
-    // in one pass (PlanStep::pool, fuse_max_pool); `workspace` counts X'.
+    // Our conv_max_pool kernel (kernels.h), which builds the space-to-depth X' in shared memory: the
+    // convolution and the max-pool after it in one pass (PlanStep::pool, fuse_max_pool); algo: which of its
+    // kernels (kConvMaxPoolMmaSync or kConvMaxPoolWgmma, conv_max_pool.h).
     kSpaceToDepthMaxPool = 10,
   };
   Kind kind = Kind::kUnset;

@@ -575,6 +575,7 @@ void fuse_max_pool(PlanData& plan, int conv, int pool) {
   c.outputs[0] = p.outputs[0];
   c.tactic = ConvTactic{};
   c.tactic.kind = ConvTactic::Kind::kSpaceToDepthMaxPool;
+  c.tactic.algo = cuda::kConvMaxPoolMmaSync;  // the builder may time the wgmma one too (fuse_max_pools)
   plan.steps.erase(plan.steps.begin() + pool);
 }
 
