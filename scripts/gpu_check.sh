@@ -189,6 +189,7 @@ for run in ${EASTRT_BENCH_RUNS-2 no-cudnn-graph parallel cache-fill cache-hit b1
   [[ $run == cache-* ]] && extra=(--timing-cache "$WORK/timing_cache.json")
   [[ $run == *no-cudnn-graph ]] && extra=(--no-cudnn-graph)
   [[ $run == *-parallel || $run == parallel ]] && extra=(--parallel-branches)
+  [[ $run == *no-wgmma ]] && extra=(--no-wgmma)
   [[ $run == b16-* ]] && batch=16
   echo "--- fp16 batch $batch, build $run"
   timeout 90 "$BIN/eastrt" bench --builtin east --input ${batch}x672x1280x3 --precision fp16 --batch $batch \

@@ -110,6 +110,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --layer-precision L=P[,L=P...]  per-layer precision when building\n"
                 "  --no-cudnn-graph      when building: leave cuDNN's graph API configurations out of the tactics\n"
                 "  --parallel-branches   when building: independent convolutions on a second stream (see build)\n"
+                "  --no-wgmma            when building: leave our Hopper wgmma kernels out of the tactics\n"
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
                 "                        bits, even where FP16 times faster (default: those stay in FP16)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
@@ -126,7 +127,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--parallel-branches"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--parallel-branches", "--no-wgmma"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -166,6 +167,7 @@ int bench(const std::vector<std::string>& argv) {
     options.keep_faster_fp16 = !args.has("--all-8bit");
     options.cudnn_graph = !args.has("--no-cudnn-graph");
     options.parallel_branches = args.has("--parallel-branches");
+    options.wgmma = !args.has("--no-wgmma");
     const auto start = std::chrono::steady_clock::now();
     engine = Builder(std::move(model.network), options).build();
     build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -209,6 +211,7 @@ int bench(const std::vector<std::string>& argv) {
                       {"width", shape.size() > 2 ? shape[2] : 0},
                       {"cuda_graph", args.has("--cuda-graph")},
                       {"cudnn_graph_tactics", !args.has("--plan") && !args.has("--no-cudnn-graph")},
+                      {"wgmma_tactics", !args.has("--plan") && !args.has("--no-wgmma")},
                       {"side_stream_steps", side_stream_steps},
                       {"iterations", iterations},
                       {"median_ms", median},

@@ -97,6 +97,7 @@ int build(const std::vector<std::string>& argv) {
                 "  --heuristic           take cuDNN's heuristic choice instead of timing the tactics\n"
                 "  --no-cudnn-graph      leave cuDNN's graph API configurations out of the tactics timed\n"
                 "  --parallel-branches   independent convolutions on a second stream (default: one stream)\n"
+                "  --no-wgmma            leave our Hopper wgmma kernels out of the tactics timed\n"
                 "  --timing-cache FILE   reuse the tactics timed by earlier builds on this GPU model (and\n"
                 "                        cuDNN and eastrt version) from FILE, time the rest and add them;\n"
                 "                        a FILE that is not a valid cache is an error (delete it to start over)\n"
@@ -107,7 +108,7 @@ int build(const std::vector<std::string>& argv) {
              "--layer-precision", "--output", "--timing-cache", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
              "--batch", "--size", "--threads"},
             {"--heuristic", "--verbose", "--json", "--allow-held-out", "--all-8bit", "--no-cudnn-graph",
-             "--parallel-branches"});
+             "--parallel-branches", "--no-wgmma"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   EASTRT_CHECK(args.has("--output"), "no plan file: give -o PLAN");
@@ -130,6 +131,7 @@ int build(const std::vector<std::string>& argv) {
   options.keep_faster_fp16 = !args.has("--all-8bit");
   options.cudnn_graph = !args.has("--no-cudnn-graph");
   options.parallel_branches = args.has("--parallel-branches");
+  options.wgmma = !args.has("--no-wgmma");
   options.verbose = args.has("--verbose");
   options.timing_cache = args.get("--timing-cache");
 

@@ -843,7 +843,7 @@ std::optional<TacticTimer::FusedKernel> TacticTimer::max_pool_fusion_pays(size_t
   std::vector<int> kernels;
   run_pool();
   for (int kernel : {cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
-    if (kernel == cuda::kConvMaxPoolWgmma && !(gpu.major == 9 && gpu.minor == 0)) continue;
+    if (kernel == cuda::kConvMaxPoolWgmma && !(options_.wgmma && gpu.major == 9 && gpu.minor == 0)) continue;
     run_fused(kernel);
     const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
     const bool same = difference <= tactic_tolerance(step.precision);

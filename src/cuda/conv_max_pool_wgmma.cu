@@ -56,36 +56,44 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
   const float bias0 = bias ? __half2float(bias[filter0]) : 0.0f, bias8 = bias ? __half2float(bias[filter0 + 8]) : 0.0f;
   const __half2 floor = a.relu ? __float2half2_rn(0.0f) : __half2half2(__ushort_as_half(0xFC00));  // ReLU or none
 
-  // One chunk after another: its 16 products, then its outputs stored (accumulating a second chunk while
-  // storing one spills at three blocks an SM). Blocks overlap each other.
   // The descriptor of X''s first pixel; its address field counts 16 bytes, one pixel of a plane.
   const uint64_t planes = wgmma_descriptor(tiles.input, kPlaneBytes, kPixelGroupBytes);
+  // Chunk c's 16 products are issued into one set of accumulators while chunk c - 1's outputs, in the
+  // other, are stored (161 registers, no spills at three blocks an SM).
+  // d[4j + 2h + e]: filter filter0 + 8h at the chunk's position 8j + 2 (lane % 4) + e.
+  const auto issue = [&](int chunk, float(&d)[32]) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) d[4 * j] = d[4 * j + 1] = bias0, d[4 * j + 2] = d[4 * j + 3] = bias8;
+    wgmma_fence();
+#pragma unroll
+    for (int ty = 0; ty < kTaps; ++ty)
+#pragma unroll
+      for (int tx = 0; tx < kTaps; ++tx)
+        wgmma_m64n64k16(d, f[ty * kTaps + tx], planes + uint64_t(chunk * kPositions + ty * kPlaneCols + tx));
+    wgmma_commit();
+  };
+  const auto store = [&](int chunk, float(&d)[32]) {
+    wgmma_fence_operands(d);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int position = chunk * kPositions + 8 * j + 2 * (lane % 4);
+        *reinterpret_cast<__half2*>(tiles.conv + tiles.conv_offset(filter0 + 8 * h, position)) =
+            __hmax2(__floats2half2_rn(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]), floor);
+      }
+  };
   tiles.for_each_tile(y, [&](int64_t) {
-#pragma unroll 1
-    for (int chunk = 0; chunk < kChunks; ++chunk) {
-      // d[4j + 2h + e]: filter filter0 + 8h at the chunk's position 8j + 2 (lane % 4) + e.
-      float d[32];
+    float d0[32], d1[32];
+    issue(0, d0);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) d[4 * j] = d[4 * j + 1] = bias0, d[4 * j + 2] = d[4 * j + 3] = bias8;
-      wgmma_fence();
-#pragma unroll
-      for (int ty = 0; ty < kTaps; ++ty)
-#pragma unroll
-        for (int tx = 0; tx < kTaps; ++tx) {
-          wgmma_m64n64k16(d, f[ty * kTaps + tx], planes + uint64_t(chunk * kPositions + ty * kPlaneCols + tx));
-        }
-      wgmma_commit();
-      wgmma_wait<0>();
-      wgmma_fence_operands(d);
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int position = chunk * kPositions + 8 * j + 2 * (lane % 4);
-          *reinterpret_cast<__half2*>(tiles.conv + tiles.conv_offset(filter0 + 8 * h, position)) =
-              __hmax2(__floats2half2_rn(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]), floor);
-        }
+    for (int chunk = 1; chunk < kChunks; ++chunk) {
+      if (chunk % 2) issue(chunk, d1); else issue(chunk, d0);
+      wgmma_wait<1>();
+      if (chunk % 2) store(chunk - 1, d0); else store(chunk - 1, d1);
     }
+    wgmma_wait<0>();
+    store(kChunks - 1, (kChunks - 1) % 2 ? d1 : d0);
   });
 }
 
