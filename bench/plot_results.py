@@ -15,7 +15,7 @@ import speed_table  # noqa: E402  (beside this file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-SPEED_COMMIT = "d4b439f"  # FP16 and TF32 with the PyTorch peer, one call (FP32 last at 5f557a9)
+SPEED_COMMIT = "c27635a"  # FP32, TF32 and FP16 with the PyTorch peer (two calls: the best PyTorch of both)
 TRADEOFF_FP32_COMMIT = "649b4a8"  # FP32/TF32 batch 16 beside the 8-bit builds of QUANT_COMMIT
 F1_COMMIT = "1de40e9"  # img_251-500 with every precision
 QUANT_COMMIT = "8e7343e"  # the bundled model at batch 16 in every precision, one call

@@ -16,7 +16,8 @@ def pairs(rows):
             continue
         key = (r["precision"], r["batch"])
         if r["tool"] == "eastrt" and r.get("model", "").startswith("built-in") and r.get("cuda_graph") \
-                and r.get("cudnn_graph_tactics", True) and r.get("side_stream_steps", 0) == 0:
+                and r.get("cudnn_graph_tactics", True) and r.get("wgmma_tactics", True) \
+                and r.get("side_stream_steps", 0) == 0:
             ours.setdefault(key, []).append(r["images_per_s"])
         elif r["tool"].startswith("pytorch") and r["images_per_s"] > theirs.get(key, (0, ""))[0]:
             theirs[key] = (r["images_per_s"], r["mode"])
