@@ -26,7 +26,6 @@ constexpr int kConvRows = (kPoolRows - 1) * kStride + kWindow;  // 9
 constexpr int kSegments = 2, kConvCols = kSegments * 16;        // 32, of which 31 are pooled
 static_assert((kPoolCols - 1) * kStride + kWindow <= kConvCols);
 constexpr int kInputRows = kConvRows + kTaps - 1, kInputCols = kConvCols + kTaps - 1;  // X': 12 x 35
-constexpr int kInputPixels = kInputRows * kInputCols;
 // The two layouts of a tile in shared memory. kSwizzledPixels (the mma.sync kernel): X' 12 x 35 pixels of
 // 32 bytes (their two 16-byte halves swizzled, for ldmatrix); conv outputs pixel-major, kConvStride halves a
 // pixel. kChannelPlanes (the wgmma kernel): X' 12 x 36 pixels as two planes, channels 0-7 of every pixel,
@@ -51,9 +50,10 @@ inline int64_t tile_count(const ConvMaxPoolArgs& a) {
   return int64_t(a.n) * ((a.ph + kPoolRows - 1) / kPoolRows) * ((a.pw + kPoolCols - 1) / kPoolCols);
 }
 
-// The raw input a tile's X' comes from: 2 x 12 rows of 2 x 35 pixels, each row copied as the 16-byte
-// chunks that cover it (one more than its length needs, since it starts anywhere in a chunk). Shared
-// memory: the raw rows, X', the conv outputs, then `extra` bytes of the kernel's own.
+// The raw input a tile's X' comes from: 2 x 12 rows of 2 x kCols pixels (X''s columns: 35, or 36 in the
+// kChannelPlanes layout), each row copied as the 16-byte chunks that cover it (one more than its length
+// needs, since it starts anywhere in a chunk). Shared memory: the raw rows, X', the conv outputs, then
+// `extra` bytes of the kernel's own.
 template <int kC, typename In, int kCols = kInputCols>
 struct RawTile {
   static constexpr int kRows = 2 * kInputRows, kPixels = 2 * kCols;
