@@ -220,45 +220,60 @@ struct Tiles {
     }
   }
 
-  // kChannelPlanes: a thread a filter and pooled row at a time, its three conv rows of 32 columns read 4
-  // values at once, the max taken down the rows in pairs of columns, then across.
+  // kChannelPlanes: a thread a pair of filters and a pooled row at a time (128 of them a tile): each
+  // filter's three conv rows of 32 columns read 4 values at once and their max taken down the rows in pairs
+  // of columns, then the two filters' columns interleaved so that the max across them serves both, and both
+  // pooled values stored at once.
   __device__ void pool_filter_major(int64_t tile, __half* y) const {
     const TileOrigin t = origin(tile);
     const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
     const __half2 lowest = __half2half2(__ushort_as_half(0xFC00));  // -infinity
     const bool edge = cx0 < 0 || cx0 + kConvCols > a.ow;            // columns outside the conv output to mask
-    for (int i = threadIdx.x; i < kFilters * kPoolRows; i += kBlockThreads) {
-      const int f = i % kFilters, pr = i / kFilters;
+    const int cols = a.pw - t.pw0 < kPoolCols ? a.pw - t.pw0 : kPoolCols;
+    for (int i = threadIdx.x; i < kFilters / 2 * kPoolRows; i += kBlockThreads) {
+      const int f = i % (kFilters / 2) * 2, pr = i / (kFilters / 2);
       if (t.ph0 + pr >= a.ph) continue;
-      __half2 m[kConvCols / 2];
+      __half2 m[2][kConvCols / 2];  // filter f + k: columns 2c and 2c + 1
 #pragma unroll
-      for (int c = 0; c < kConvCols / 2; ++c) m[c] = lowest;
+      for (int k = 0; k < 2; ++k)
+#pragma unroll
+        for (int c = 0; c < kConvCols / 2; ++c) m[k][c] = lowest;
 #pragma unroll
       for (int dy = 0; dy < kWindow; ++dy) {
         const int cy = pr * kStride + dy;
         if (cy0 + cy < 0 || cy0 + cy >= a.oh) continue;  // the pool's padding
 #pragma unroll
-        for (int g = 0; g < kConvCols / 4; ++g) {
-          const uint2 v = *reinterpret_cast<const uint2*>(conv + conv_offset(f, cy * kPlaneCols + 4 * g));
-          const __half2* h = reinterpret_cast<const __half2*>(&v);
-          m[2 * g] = __hmax2(m[2 * g], h[0]), m[2 * g + 1] = __hmax2(m[2 * g + 1], h[1]);
-        }
+        for (int k = 0; k < 2; ++k)
+#pragma unroll
+          for (int g = 0; g < kConvCols / 4; ++g) {
+            const uint2 v = *reinterpret_cast<const uint2*>(conv + conv_offset(f + k, cy * kPlaneCols + 4 * g));
+            const __half2* h = reinterpret_cast<const __half2*>(&v);
+            m[k][2 * g] = __hmax2(m[k][2 * g], h[0]), m[k][2 * g + 1] = __hmax2(m[k][2 * g + 1], h[1]);
+          }
       }
       if (edge) {
 #pragma unroll
         for (int c = 0; c < kConvCols; ++c)
           if (cx0 + c < 0 || cx0 + c >= a.ow) {
-            if (c % 2)
-              m[c / 2].y = lowest.y;
-            else
-              m[c / 2].x = lowest.x;
+#pragma unroll
+            for (int k = 0; k < 2; ++k) {
+              if (c % 2)
+                m[k][c / 2].y = lowest.y;
+              else
+                m[k][c / 2].x = lowest.x;
+            }
           }
       }
+      // even[c] = (filter f, filter f + 1) at column 2c, odd[c] the same at 2c + 1.
+      __half2 even[kConvCols / 2], odd[kConvCols / 2];
+#pragma unroll
+      for (int c = 0; c < kConvCols / 2; ++c)
+        even[c] = __lows2half2(m[0][c], m[1][c]), odd[c] = __highs2half2(m[0][c], m[1][c]);
       __half* out = y + ((int64_t(t.image) * a.ph + t.ph0 + pr) * a.pw + t.pw0) * kFilters + f;
 #pragma unroll
       for (int pc = 0; pc < kPoolCols; ++pc) {  // conv columns 2pc, 2pc + 1, 2pc + 2
-        if (t.pw0 + pc >= a.pw) break;
-        out[int64_t(pc) * kFilters] = __hmax(__hmax(m[pc].x, m[pc].y), m[pc + 1].x);
+        if (pc >= cols) break;
+        *reinterpret_cast<__half2*>(out + int64_t(pc) * kFilters) = __hmax2(__hmax2(even[pc], odd[pc]), even[pc + 1]);
       }
     }
   }
