@@ -1247,6 +1247,12 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
     const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
     // As built, then forced with each of the kernel's two versions (wgmma on compute capability 9.0 alone).
     const GpuInfo gpu = query_gpu();
+    if (&c == &cases[0]) {  // BuildOptions::wgmma off (--no-wgmma): never the wgmma version
+      BuildOptions no_wgmma = options;
+      no_wgmma.wgmma = false;
+      for (const EngineLayerInfo& l : Builder(net, no_wgmma).build()->inspect().layers)
+        EXPECT_EQ(l.tactic.find("on wgmma"), std::string::npos) << l.name << ": " << l.tactic;
+    }
     for (int kernel : {-1, cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
       if (kernel == cuda::kConvMaxPoolWgmma && !(gpu.major == 9 && gpu.minor == 0)) continue;
       const bool forced = kernel >= 0;
