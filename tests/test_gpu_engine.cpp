@@ -22,6 +22,7 @@
 #endif
 #include "cuda/memory_planner.h"
 #include "cuda/plan.h"
+#include "cuda/sm90a.h"
 #include "cuda/space_to_depth.h"
 #include "conv_cases.h"
 #include "eastrt/cpu_engine.h"
@@ -1254,7 +1255,7 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
         EXPECT_EQ(l.tactic.find("on wgmma"), std::string::npos) << l.name << ": " << l.tactic;
     }
     for (int kernel : {-1, cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
-      if (kernel == cuda::kConvMaxPoolWgmma && !(gpu.major == 9 && gpu.minor == 0)) continue;
+      if (kernel == cuda::kConvMaxPoolWgmma && !cuda::runs_sm90a(gpu.major, gpu.minor)) continue;
       const bool forced = kernel >= 0;
       SCOPED_TRACE(std::string(c.what) + (!forced ? ", as built" : kernel == cuda::kConvMaxPoolWgmma ? ", forced, wgmma" : ", forced"));
       gpu::ParsedPlan parsed = gpu::parse_plan(built, "pool.plan");

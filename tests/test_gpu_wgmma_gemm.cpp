@@ -16,6 +16,7 @@
 
 #include "cuda/gemm_wgmma.h"
 #include "cuda/kernels.h"
+#include "cuda/sm90a.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/tensor.h"
@@ -29,7 +30,7 @@ using test_support::DeviceMemory;
 TEST(GpuKernels, WgmmaGemmMatchesTheCpu) {
   const GpuInfo gpu = query_gpu();
   if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";
-  if (gpu.major != 9 || gpu.minor != 0) GTEST_SKIP() << "sm_" << gpu.major << gpu.minor << ": the wgmma code is sm_90a";
+  if (!cuda::runs_sm90a(gpu.major, gpu.minor)) GTEST_SKIP() << "sm_" << gpu.major << gpu.minor << ": the wgmma code is sm_90a";
   struct Case {
     int m, n, k;
     bool bias;
@@ -78,7 +79,7 @@ TEST(GpuKernels, WgmmaGemmMatchesTheCpu) {
 TEST(GpuKernels, ConvMaxPoolWgmmaMatchesTheMmaSyncKernel) {
   const GpuInfo gpu = query_gpu();
   if (!gpu.available) GTEST_SKIP() << "no usable GPU (" << gpu.reason << "): GPU test skipped";
-  if (gpu.major != 9 || gpu.minor != 0) GTEST_SKIP() << "sm_" << gpu.major << gpu.minor << ": the wgmma code is sm_90a";
+  if (!cuda::runs_sm90a(gpu.major, gpu.minor)) GTEST_SKIP() << "sm_" << gpu.major << gpu.minor << ": the wgmma code is sm_90a";
   std::mt19937 rng(47);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   struct Case {

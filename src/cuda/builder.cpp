@@ -21,6 +21,7 @@
 
 #include "cuda/conv_max_pool.h"
 #include "cuda/engine_impl.h"
+#include "cuda/sm90a.h"
 #include "cuda/timing_cache.h"
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
@@ -843,7 +844,7 @@ std::optional<TacticTimer::FusedKernel> TacticTimer::max_pool_fusion_pays(size_t
   std::vector<int> kernels;
   run_pool();
   for (int kernel : {cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
-    if (kernel == cuda::kConvMaxPoolWgmma && !(options_.wgmma && gpu.major == 9 && gpu.minor == 0)) continue;
+    if (kernel == cuda::kConvMaxPoolWgmma && !(options_.wgmma && cuda::runs_sm90a(gpu.major, gpu.minor))) continue;
     run_fused(kernel);
     const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
     const bool same = difference <= tactic_tolerance(step.precision);

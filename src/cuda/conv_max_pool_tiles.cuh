@@ -70,6 +70,9 @@ struct RawTile {
   }
 };
 
+// -infinity in both halves: where a max starts, and the floor of a convolution without ReLU.
+__device__ __forceinline__ __half2 lowest_half2() { return __half2half2(__ushort_as_half(0xFC00)); }
+
 // X' pixels are 32 bytes, two 16-byte halves; consecutive pixels swap halves in groups of four so that an
 // ldmatrix of any 8 consecutive pixels' same half hits 8 distinct bank groups.
 __device__ __forceinline__ int swizzled_half(int pixel, int half) { return half ^ ((pixel >> 2) & 1); }
@@ -203,7 +206,7 @@ struct Tiles {
       if (t.ph0 + pr >= a.ph || t.pw0 + pc >= a.pw) continue;
       __half2 m[4];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) m[j] = __half2half2(__ushort_as_half(0xFC00));  // -infinity
+      for (int j = 0; j < 4; ++j) m[j] = lowest_half2();
 #pragma unroll
       for (int dy = 0; dy < kWindow; ++dy)
 #pragma unroll
@@ -227,7 +230,7 @@ struct Tiles {
   __device__ void pool_filter_major(int64_t tile, __half* y) const {
     const TileOrigin t = origin(tile);
     const int cy0 = t.ph0 * kStride - a.pool_top, cx0 = t.pw0 * kStride - a.pool_left;
-    const __half2 lowest = __half2half2(__ushort_as_half(0xFC00));  // -infinity
+    const __half2 lowest = lowest_half2();
     const bool edge = cx0 < 0 || cx0 + kConvCols > a.ow;            // columns outside the conv output to mask
     const int cols = a.pw - t.pw0 < kPoolCols ? a.pw - t.pw0 : kPoolCols;
     for (int i = threadIdx.x; i < kFilters / 2 * kPoolRows; i += kBlockThreads) {

@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kBlockThreads, (kBlocksPerSm<kC, In>))
     f[tap][3] = *reinterpret_cast<const uint32_t*>(row + 8 * kK + 8);
   }
   const float bias0 = bias ? __half2float(bias[filter0]) : 0.0f, bias8 = bias ? __half2float(bias[filter0 + 8]) : 0.0f;
-  const __half2 floor = a.relu ? __float2half2_rn(0.0f) : __half2half2(__ushort_as_half(0xFC00));  // ReLU or none
+  const __half2 floor = a.relu ? __float2half2_rn(0.0f) : lowest_half2();  // ReLU or none
 
   // The descriptor of X''s first pixel; its address field counts 16 bytes, one pixel of a plane.
   const uint64_t planes = wgmma_descriptor(tiles.input, kPlaneBytes, kPixelGroupBytes);

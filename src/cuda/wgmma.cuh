@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/sm90a.h"
 
 namespace eastrt::cuda {
 
@@ -16,7 +17,7 @@ inline void require_sm90a(const char* kernel) {
   EASTRT_CUDA(cudaGetDevice(&device));
   EASTRT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   EASTRT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  EASTRT_CHECK(major == 9 && minor == 0, kernel, ": built for sm_90a, the GPU is sm_", major, minor);
+  EASTRT_CHECK(runs_sm90a(major, minor), kernel, ": built for sm_90a, the GPU is sm_", major, minor);
 }
 
 // The 64-bit descriptor of a K-major operand in shared memory without swizzling: 8x8 core matrices of 16
