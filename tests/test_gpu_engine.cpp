@@ -583,7 +583,7 @@ TEST(GpuPlan, DirectTacticVariantsRoundTripAndAnUnknownOneIsRefused) {
   std::mt19937 rng(6);
   gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
   const size_t conv = conv_step(plan);
-  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore}) {
+  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore, gpu::kDirectPointwise}) {
     plan.steps[conv].tactic = {};
     plan.steps[conv].tactic.kind = gpu::ConvTactic::Kind::kDirect;
     plan.steps[conv].tactic.algo = variant;
@@ -1120,6 +1120,80 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
     const Network net = conv_case_network(cases[0], rng, ActivationType::kTanh);
     const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
     EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
+  }
+}
+
+// The direct tactic's pointwise variant (1x1 into 1-8 outputs), forced on the convolution, reading the
+// float32 input binding or (after a tanh) the engine's own type: EAST's score and geometry heads (32
+// channels into 1 and 5, sigmoid), 8 outputs with a residual and ReLU, a folded batch norm, the most
+// channels it takes, odd pixel counts, batch 3 and a smaller batch than the plan's, in every precision;
+// and a timed build of the same network, whatever it picks. Against the CPU in each precision's tolerance.
+TEST(GpuKernels, PointwiseConvolutionMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(47);
+  const ConvCase cases[] = {
+      {"EAST's score head: 32 into 1, sigmoid", {2, 21, 45, 32}, 1, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
+      {"EAST's geometry head: 32 into 5, sigmoid", {3, 17, 23, 32}, 5, 1, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
+      {"8 outputs, residual + ReLU, batch norm", {2, 9, 13, 16}, 8, 1, 1, 1, 1, {}, true, ActivationType::kRelu, true, true},
+      {"512 channels into 3, no bias, no activation", {1, 7, 11, 512}, 3, 1, 1, 1, 1, {}, false, std::nullopt, false, false},
+  };
+  for (const ConvCase& c : cases)
+    for (bool before : {false, true}) {
+      const Network net = before ? conv_case_network(c, rng, ActivationType::kTanh) : conv_case_network(c, rng);
+      const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
+      const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+      for (Precision precision : kPrecisions) {
+        BuildOptions options;
+        options.precision = precision;
+        options.max_batch = static_cast<int>(c.input[0]);
+        const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
+        for (bool forced : {true, false}) {
+          SCOPED_TRACE(std::string(c.what) + (before ? ", after a tanh" : ", on the input binding") + " at " +
+                       to_string(precision) + (forced ? ", forced" : ", as built"));
+          gpu::ParsedPlan parsed = gpu::parse_plan(built, "pointwise.plan");
+          if (forced) {
+            gpu::PlanStep& step = parsed.plan.steps[conv_step(parsed.plan)];
+            ASSERT_TRUE(gpu::direct_conv_applies(parsed.plan, step, gpu::kDirectPointwise));
+            step.tactic = {};
+            step.tactic.kind = gpu::ConvTactic::Kind::kDirect;
+            step.tactic.algo = gpu::kDirectPointwise;
+          }
+          std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "pointwise.plan");
+          if (forced) {
+            bool found = false;
+            for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find("pointwise") != std::string::npos;
+            EXPECT_TRUE(found);
+          }
+          auto context = engine->create_context();
+          context->poison();
+          const auto got = context->run(inputs);
+          EXPECT_EQ(nan_count(got.at("y")), 0);
+          EXPECT_LE(relative_error(got.at("y"), want), tolerance(precision));
+          if (c.input[0] > 1) {
+            std::map<std::string, HostTensor> one;
+            for (const auto& [name, tensor] : inputs) one[name] = batch_item(tensor, 0);
+            context->poison();
+            const HostTensor got_one = context->run(one).at("y");
+            EXPECT_EQ(nan_count(got_one), 0);
+            EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(precision));
+          }
+        }
+      }
+    }
+  // Not offered where it cannot run: 9 outputs, 3x3, stride 2, 12 FP16 channels (not whole 16-byte packs).
+  const ConvCase refused[] = {
+      {"9 outputs", {1, 5, 7, 32}, 9, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
+      {"3x3", {1, 5, 7, 32}, 4, 3, 1, 1, 1, Padding::symmetric(1), true, std::nullopt, false, false},
+      {"stride 2", {1, 6, 8, 32}, 4, 1, 2, 1, 1, {}, true, std::nullopt, false, false},
+      {"12 channels", {1, 5, 7, 12}, 4, 1, 1, 1, 1, {}, true, std::nullopt, false, false},
+  };
+  for (const ConvCase& c : refused) {
+    SCOPED_TRACE(c.what);
+    const Network net = conv_case_network(c, rng, ActivationType::kTanh);
+    BuildOptions options;
+    options.precision = Precision::kFp16;
+    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "pointwise.plan");
+    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectPointwise));
   }
 }
 

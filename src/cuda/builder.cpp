@@ -544,7 +544,7 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
-  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore})
+  for (int variant = 0; variant < gpu::kDirectVariants; ++variant)
     if (gpu::direct_conv_applies(plan, step, variant)) {
       Candidate c{false, {}, true};
       c.direct_variant = variant;

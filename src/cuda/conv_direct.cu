@@ -1,4 +1,6 @@
-// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels) or depthwise (PP-OCRv4's),
+// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels), depthwise (PP-OCRv4's) or
+// 1x1 into few outputs (EAST's score and geometry heads, where cuDNN and cuBLASLt, built for wide outputs,
+// move a third of the bandwidth),
 // a tactic the builder times against cuDNN: it reads the unpadded input, of either storage type, with any (asymmetric) padding
 // decided in the kernel, so that neither the pad copy nor the channels padded to 8 cost anything; bias,
 // residual and activation in its epilogue, as conv_epilogue_kernel applies them.
@@ -105,6 +107,63 @@ __global__ void depthwise_conv_kernel(const In* x, const T* filter, const T* bia
   }
 }
 
+
+// The pointwise variant: one thread a pixel reads its channels in 16-byte packs and keeps a sum for each of
+// up to kPointwiseMaxOutputs filters; the filters, as float [channel][kPointwiseMaxOutputs] in shared
+// memory (zeros past k), are the same two float4 loads for every thread of a warp.
+__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[8], __half) {
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __half22float2(h[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[4], float) {
+  v[0] = __uint_as_float(raw.x), v[1] = __uint_as_float(raw.y), v[2] = __uint_as_float(raw.z), v[3] = __uint_as_float(raw.w);
+}
+
+template <typename In, typename T>
+__global__ void pointwise_conv_kernel(const In* __restrict__ x, const T* __restrict__ filter, const T* __restrict__ bias,
+                                      const T* __restrict__ residual, T* __restrict__ y, int64_t pixels, int c, int k,
+                                      int filter_c, Activation act) {
+  constexpr int kOut = kPointwiseMaxOutputs;
+  constexpr int kPack = 16 / sizeof(In);  // channels a 16-byte load brings
+  __shared__ float4 weights[kPointwiseMaxChannels * kOut / 4];
+  float* w = reinterpret_cast<float*>(weights);
+  for (int i = threadIdx.x; i < c * kOut; i += blockDim.x) {
+    const int j = i % kOut, ch = i / kOut;
+    w[i] = j < k ? load(filter, int64_t(j) * filter_c + ch) : 0.0f;
+  }
+  __syncthreads();
+  for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < pixels; p += int64_t(gridDim.x) * blockDim.x) {
+    float acc[kOut] = {};
+    const uint4* px = reinterpret_cast<const uint4*>(x + p * c);
+    for (int pack = 0; pack < c / kPack; ++pack) {
+      float v[kPack];
+      unpack(__ldg(px + pack), v, In{});
+      const float4* tap = weights + pack * kPack * (kOut / 4);
+#pragma unroll
+      for (int e = 0; e < kPack; ++e) {
+        const float4 a = tap[2 * e], b = tap[2 * e + 1];
+        acc[0] = fmaf(v[e], a.x, acc[0]), acc[1] = fmaf(v[e], a.y, acc[1]);
+        acc[2] = fmaf(v[e], a.z, acc[2]), acc[3] = fmaf(v[e], a.w, acc[3]);
+        acc[4] = fmaf(v[e], b.x, acc[4]), acc[5] = fmaf(v[e], b.y, acc[5]);
+        acc[6] = fmaf(v[e], b.z, acc[6]), acc[7] = fmaf(v[e], b.w, acc[7]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kOut; ++j) {
+      if (j >= k) break;
+      const int64_t at = p * k + j;
+      float v = acc[j];
+      if (bias) v += load(bias, j);
+      if (residual) v += load(residual, at);
+      store(y, at, activate(act, v));
+    }
+  }
+}
+
 }  // namespace
 
 bool direct_conv_fits(int c, int k, int r, int s, int groups) {
@@ -141,6 +200,29 @@ void launch_direct_conv(const void* x, DType xt, const void* filter, const void*
         static_cast<const T*>(residual), static_cast<T*>(y), a, act);
   });
   EASTRT_LAUNCHED("direct_conv_kernel");
+}
+
+bool pointwise_conv_fits(const DirectConvArgs& a, DType xt) {
+  const int pack = xt == DType::kF32 ? 4 : 8;
+  return a.groups == 1 && a.r == 1 && a.s == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 &&
+         a.pad_left == 0 && a.oh == a.h && a.ow == a.w && a.k >= 1 && a.k <= kPointwiseMaxOutputs && a.c >= pack &&
+         a.c % pack == 0 && a.c <= kPointwiseMaxChannels && a.filter_c >= a.c;
+}
+
+void launch_pointwise_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
+                           DType type, const DirectConvArgs& a, Activation act, cudaStream_t stream) {
+  EASTRT_CHECK(pointwise_conv_fits(a, xt), "pointwise convolution: ", a.c, " channels, ", a.k, " outputs, ", a.r, "x",
+               a.s, "/", a.stride_h, " is beyond what it takes");
+  const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
+  if (pixels == 0) return;
+  dispatch_types(xt, type, [&](auto in, auto out) {
+    using In = decltype(in);
+    using T = decltype(out);
+    pointwise_conv_kernel<<<grid_for(pixels), kThreads, 0, stream>>>(
+        static_cast<const In*>(x), static_cast<const T*>(filter), static_cast<const T*>(bias),
+        static_cast<const T*>(residual), static_cast<T*>(y), pixels, a.c, a.k, a.filter_c, act);
+  });
+  EASTRT_LAUNCHED("pointwise_conv_kernel");
 }
 
 }  // namespace eastrt::cuda

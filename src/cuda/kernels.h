@@ -169,6 +169,14 @@ bool direct_conv_fits(int c, int k, int r, int s, int groups);
 void launch_direct_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
                         DType type, const DirectConvArgs& args, Activation act, cudaStream_t stream);
 
+// The direct tactic's pointwise variant: a 1x1 stride-1 unpadded convolution into 1-8 outputs, x of either
+// type with a multiple of one 16-byte pack of channels (8 FP16 or 4 float, at most 512), 16-byte aligned;
+// the filter [k][filter_c], bias, residual and activation as launch_direct_conv takes them.
+constexpr int kPointwiseMaxOutputs = 8, kPointwiseMaxChannels = 512;
+bool pointwise_conv_fits(const DirectConvArgs& a, DType xt);
+void launch_pointwise_conv(const void* x, DType xt, const void* filter, const void* bias, const void* residual, void* y,
+                           DType type, const DirectConvArgs& a, Activation act, cudaStream_t stream);
+
 // ---- conv_tensor_core.cu ----
 
 // The direct tactic on tensor cores: a 3x3 stride-1 convolution, FP16 in and out, of 32 input channels
