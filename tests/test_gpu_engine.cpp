@@ -1478,6 +1478,27 @@ TEST(GpuKernels, ResizeUnderEveryRuleMatchesTheCpu) {
     }
 }
 
+// The bilinear ×2 of the asymmetric rule has a kernel of its own (a thread an input pixel): in FP32 it gives
+// the CPU reference's values bit for bit, as the general kernel does, with channels in 16-byte packs and
+// not, odd sizes and one row or column.
+TEST(GpuKernels, TwiceUpsamplingIsTheReferenceBitForBit) {
+  REQUIRE_GPU();
+  std::mt19937 rng(17);
+  for (const Shape& input : {Shape{2, 5, 7, 16}, Shape{3, 4, 3, 6}, Shape{1, 1, 9, 8}, Shape{2, 6, 1, 4}}) {
+    SCOPED_TRACE(to_string(input));
+    const Network net = single_layer(input, [&](Network& n, Tensor* x) {
+      return n.add_resize(x, {ResizeMode::kBilinear, ResizeCoordinates::kAsymmetric, 0, 0, 2.0f, 2.0f}, "up2");
+    });
+    const auto inputs = random_inputs(net, rng, -3.0f, 3.0f);
+    const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
+    const HostTensor got = run_gpu(net, Precision::kFp32, inputs).at("y");
+    ASSERT_EQ(got.shape, want.shape);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < want.size(); ++i) differ += got.data[i] != want.data[i];
+    EXPECT_EQ(differ, 0);
+  }
+}
+
 TEST(GpuKernels, ConcatenationsAndResizeIntoConcatenationMatchTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(14);

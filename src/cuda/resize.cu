@@ -3,7 +3,8 @@
 // CPU rounds separately, so source coordinates land on the same cells). The output may be a channel slice
 // of a concatenation: EAST's ×2 upsampling writes straight into the first channels of the merge's input.
 // One thread per output pixel and pack of V channels: the source cells and weights are worked out once per
-// pack, and moved by 16-byte loads and stores when the channels, the slice and the pointers allow.
+// pack, and moved by 16-byte loads and stores when the channels, the slice and the pointers allow; the
+// bilinear ×2 of the asymmetric rule, one thread per input pixel and pack (its four output pixels).
 #include <algorithm>
 #include <cmath>
 
@@ -77,6 +78,38 @@ __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
   }
 }
 
+// Bilinear ×2 under the asymmetric rule (TensorFlow's default, EAST's unpooling): output row 2i+f reads
+// rows i and min(i + 1, h - 1) at weight f / 2, the same cells and weights resize_kernel finds there (the
+// source coordinate dst · (h / 2h) is exactly dst / 2), so one thread reads the four cells of an input
+// pixel once and writes the four output pixels they make, with resize_kernel's arithmetic, bit for bit.
+template <int V, typename Index, typename In, typename Out>
+__global__ void resize_twice_kernel(const In* x, Out* y, ResizeArgs p) {
+  const Index packs = p.c / V;
+  const Index count = Index(p.n) * p.h * p.w * packs;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % packs) * V;
+    const Index pixel = i / packs;
+    const int col = static_cast<int>(pixel % p.w);
+    const int row = static_cast<int>(pixel / p.w % p.h);
+    const Index n = pixel / (Index(p.w) * p.h);
+    auto at = [&](int h, int w, float(&v)[V]) { load_pack<V>(x + ((n * p.h + h) * p.w + w) * p.c + c, v); };
+    const int col1 = min(col + 1, p.w - 1), row1 = min(row + 1, p.h - 1);
+    float a[V], b[V], d[V], e[V];
+    at(row, col, a), at(row, col1, b), at(row1, col, d), at(row1, col1, e);
+#pragma unroll
+    for (int fy = 0; fy < 2; ++fy)
+#pragma unroll
+      for (int fx = 0; fx < 2; ++fx) {
+        float v[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          v[j] = lerp(lerp(a[j], b[j], 0.5f * fx), lerp(d[j], e[j], 0.5f * fx), 0.5f * fy);
+        const Index out = (n * p.oh + 2 * row + fy) * Index(p.ow) + 2 * col + fx;
+        store_pack<V>(y + out * Index(p.out_channel_stride) + Index(p.out_channel_offset) + c, v);
+      }
+  }
+}
+
 }  // namespace
 
 void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs& args, cudaStream_t stream) {
@@ -91,9 +124,16 @@ void launch_resize(const void* x, DType xt, void* y, DType yt, const ResizeArgs&
                         aligned_to(x, V * sizeof(In)) && aligned_to(y, V * sizeof(Out));
     const int64_t largest = std::max(int64_t(args.n) * args.h * args.w * args.c,
                                      int64_t(args.n) * args.oh * args.ow * args.out_channel_stride);
+    const bool twice = !args.nearest && args.coordinates == kAsymmetric && args.oh == 2 * args.h && args.ow == 2 * args.w;
     dispatch_index(largest, [&](auto index) {
       using Index = decltype(index);
-      if (packed)
+      if (twice && packed)
+        resize_twice_kernel<V, Index><<<grid_for(count / V / 4), kThreads, 0, stream>>>(static_cast<const In*>(x),
+                                                                                   static_cast<Out*>(y), args);
+      else if (twice)
+        resize_twice_kernel<1, Index><<<grid_for(count / 4), kThreads, 0, stream>>>(static_cast<const In*>(x),
+                                                                               static_cast<Out*>(y), args);
+      else if (packed)
         resize_kernel<V, Index><<<grid_for(count / V), kThreads, 0, stream>>>(static_cast<const In*>(x),
                                                                              static_cast<Out*>(y), args);
       else
