@@ -1761,9 +1761,12 @@ TEST(GpuEast, GraphsSmallerBatchesAndContextsAgree) {
   for (const EngineLayerInfo& l : info.layers)
     if (l.kind == "Convolution") {
       ++convolutions;
-      // A timed tactic of one of the three families (cuDNN, cuBLASLt for 1x1, our direct convolution).
+      // A timed tactic of one of the three families (cuDNN, cuBLASLt for 1x1, our direct convolution's
+      // variants).
       const bool named = l.tactic.find("cudnn") != std::string::npos || l.tactic.find("cublaslt#") != std::string::npos ||
-                         l.tactic.find("eastrt direct") != std::string::npos;
+                         l.tactic.find("eastrt direct") != std::string::npos ||
+                         l.tactic.find("eastrt pointwise") != std::string::npos ||
+                         l.tactic.find("eastrt tensor-core 3x3") != std::string::npos;
       EXPECT_TRUE(named) << l.name << ": " << l.tactic;
       EXPECT_GT(l.tactic_ms, 0.0) << l.name;
     }

@@ -1,9 +1,11 @@
-// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels), depthwise (PP-OCRv4's) or
-// 1x1 into few outputs (EAST's score and geometry heads, where cuDNN and cuBLASLt, built for wide outputs,
-// move a third of the bandwidth),
-// a tactic the builder times against cuDNN: it reads the unpadded input, of either storage type, with any (asymmetric) padding
-// decided in the kernel, so that neither the pad copy nor the channels padded to 8 cost anything; bias,
-// residual and activation in its epilogue, as conv_epilogue_kernel applies them.
+// A direct convolution for few input channels (EAST's conv1: 7x7/2 on 3 channels), depthwise (PP-OCRv4's)
+// or 1x1 into few outputs (EAST's score and geometry heads, where cuDNN and cuBLASLt, built for wide
+// outputs, move a third of the bandwidth), a tactic the builder times against cuDNN: it reads the unpadded
+// input, of either storage type, with any (asymmetric) padding decided in the kernel, so that neither the
+// pad copy nor the channels padded to 8 cost anything; bias, residual and activation in its epilogue, as
+// conv_epilogue_kernel applies them.
+#include <type_traits>
+
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/kernels.h"
@@ -108,9 +110,12 @@ __global__ void depthwise_conv_kernel(const In* x, const T* filter, const T* bia
 }
 
 
-// The pointwise variant: one thread a pixel reads its channels in 16-byte packs and keeps a sum for each of
-// up to kPointwiseMaxOutputs filters; the filters, as float [channel][kPointwiseMaxOutputs] in shared
-// memory (zeros past k), are the same two float4 loads for every thread of a warp.
+// The pointwise variant: a thread takes two pixels (blockDim apart, so that a warp's loads of either are
+// consecutive), reads their channels in 16-byte packs, a group of kPointwiseGroup packs in flight before any
+// arithmetic, and keeps a sum for each of K filters (k rounded up to 1, 2, 4 or 8); the filters, as float
+// [channel][K] in shared memory (zeros past k), are the same loads for every thread of a warp.
+constexpr int kPointwisePixels = 2, kPointwiseGroup = 4;
+
 __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[8], __half) {
   const __half2* h = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
@@ -123,43 +128,61 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&v)[4], float) {
   v[0] = __uint_as_float(raw.x), v[1] = __uint_as_float(raw.y), v[2] = __uint_as_float(raw.z), v[3] = __uint_as_float(raw.w);
 }
 
-template <typename In, typename T>
+template <int K, typename In, typename T>
 __global__ void pointwise_conv_kernel(const In* __restrict__ x, const T* __restrict__ filter, const T* __restrict__ bias,
                                       const T* __restrict__ residual, T* __restrict__ y, int64_t pixels, int c, int k,
                                       int filter_c, Activation act) {
-  constexpr int kOut = kPointwiseMaxOutputs;
   constexpr int kPack = 16 / sizeof(In);  // channels a 16-byte load brings
-  __shared__ float4 weights[kPointwiseMaxChannels * kOut / 4];
-  float* w = reinterpret_cast<float*>(weights);
-  for (int i = threadIdx.x; i < c * kOut; i += blockDim.x) {
-    const int j = i % kOut, ch = i / kOut;
+  __shared__ __align__(16) float w[kPointwiseMaxChannels * K];
+  for (int i = threadIdx.x; i < c * K; i += blockDim.x) {
+    const int j = i % K, ch = i / K;
     w[i] = j < k ? load(filter, int64_t(j) * filter_c + ch) : 0.0f;
   }
   __syncthreads();
-  for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < pixels; p += int64_t(gridDim.x) * blockDim.x) {
-    float acc[kOut] = {};
-    const uint4* px = reinterpret_cast<const uint4*>(x + p * c);
-    for (int pack = 0; pack < c / kPack; ++pack) {
-      float v[kPack];
-      unpack(__ldg(px + pack), v, In{});
-      const float4* tap = weights + pack * kPack * (kOut / 4);
+  const int packs = c / kPack;
+  const int64_t step = int64_t(gridDim.x) * blockDim.x * kPointwisePixels;
+  for (int64_t first = blockIdx.x * int64_t(blockDim.x) * kPointwisePixels + threadIdx.x; first < pixels; first += step) {
+    float acc[kPointwisePixels][K] = {};
+    for (int pack0 = 0; pack0 < packs; pack0 += kPointwiseGroup) {
+      uint4 raw[kPointwisePixels][kPointwiseGroup];
 #pragma unroll
-      for (int e = 0; e < kPack; ++e) {
-        const float4 a = tap[2 * e], b = tap[2 * e + 1];
-        acc[0] = fmaf(v[e], a.x, acc[0]), acc[1] = fmaf(v[e], a.y, acc[1]);
-        acc[2] = fmaf(v[e], a.z, acc[2]), acc[3] = fmaf(v[e], a.w, acc[3]);
-        acc[4] = fmaf(v[e], b.x, acc[4]), acc[5] = fmaf(v[e], b.y, acc[5]);
-        acc[6] = fmaf(v[e], b.z, acc[6]), acc[7] = fmaf(v[e], b.w, acc[7]);
+      for (int q = 0; q < kPointwisePixels; ++q)
+#pragma unroll
+        for (int g = 0; g < kPointwiseGroup; ++g) {
+          const int64_t p = first + q * int64_t(blockDim.x);
+          if (p < pixels && pack0 + g < packs)
+            raw[q][g] = __ldg(reinterpret_cast<const uint4*>(x + p * c) + pack0 + g);
+        }
+#pragma unroll
+      for (int g = 0; g < kPointwiseGroup; ++g) {
+        if (pack0 + g >= packs) break;
+        float v[kPointwisePixels][kPack];
+#pragma unroll
+        for (int q = 0; q < kPointwisePixels; ++q) unpack(raw[q][g], v[q], In{});
+        const float* tap = w + (pack0 + g) * kPack * K;
+#pragma unroll
+        for (int e = 0; e < kPack; ++e)
+#pragma unroll
+          for (int j = 0; j < K; ++j) {
+            const float f = tap[e * K + j];
+#pragma unroll
+            for (int q = 0; q < kPointwisePixels; ++q) acc[q][j] = fmaf(v[q][e], f, acc[q][j]);
+          }
       }
     }
 #pragma unroll
-    for (int j = 0; j < kOut; ++j) {
-      if (j >= k) break;
-      const int64_t at = p * k + j;
-      float v = acc[j];
-      if (bias) v += load(bias, j);
-      if (residual) v += load(residual, at);
-      store(y, at, activate(act, v));
+    for (int q = 0; q < kPointwisePixels; ++q) {
+      const int64_t p = first + q * int64_t(blockDim.x);
+      if (p >= pixels) break;
+#pragma unroll
+      for (int j = 0; j < K; ++j) {
+        if (j >= k) break;
+        const int64_t at = p * k + j;
+        float v = acc[q][j];
+        if (bias) v += load(bias, j);
+        if (residual) v += load(residual, at);
+        store(y, at, activate(act, v));
+      }
     }
   }
 }
@@ -215,13 +238,20 @@ void launch_pointwise_conv(const void* x, DType xt, const void* filter, const vo
                a.s, "/", a.stride_h, " is beyond what it takes");
   const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
   if (pixels == 0) return;
-  dispatch_types(xt, type, [&](auto in, auto out) {
-    using In = decltype(in);
-    using T = decltype(out);
-    pointwise_conv_kernel<<<grid_for(pixels), kThreads, 0, stream>>>(
-        static_cast<const In*>(x), static_cast<const T*>(filter), static_cast<const T*>(bias),
-        static_cast<const T*>(residual), static_cast<T*>(y), pixels, a.c, a.k, a.filter_c, act);
-  });
+  const auto run = [&](auto outputs) {
+    constexpr int K = decltype(outputs)::value;
+    dispatch_types(xt, type, [&](auto in, auto out) {
+      using In = decltype(in);
+      using T = decltype(out);
+      pointwise_conv_kernel<K><<<grid_for((pixels + kPointwisePixels - 1) / kPointwisePixels), kThreads, 0, stream>>>(
+          static_cast<const In*>(x), static_cast<const T*>(filter), static_cast<const T*>(bias),
+          static_cast<const T*>(residual), static_cast<T*>(y), pixels, a.c, a.k, a.filter_c, act);
+    });
+  };
+  if (a.k == 1) run(std::integral_constant<int, 1>{});
+  else if (a.k == 2) run(std::integral_constant<int, 2>{});
+  else if (a.k <= 4) run(std::integral_constant<int, 4>{});
+  else run(std::integral_constant<int, 8>{});
   EASTRT_LAUNCHED("pointwise_conv_kernel");
 }
 
