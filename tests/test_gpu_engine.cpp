@@ -583,14 +583,16 @@ TEST(GpuPlan, DirectTacticVariantsRoundTripAndAnUnknownOneIsRefused) {
   std::mt19937 rng(6);
   gpu::PlanData plan = lowered(small_network(rng), Precision::kFp16, 2);
   const size_t conv = conv_step(plan);
-  for (int variant : {gpu::kDirectCudaCores, gpu::kDirectTensorCore, gpu::kDirectPointwise}) {
+  for (int variant = 0; variant < gpu::kDirectVariants; ++variant) {
     plan.steps[conv].tactic = {};
     plan.steps[conv].tactic.kind = gpu::ConvTactic::Kind::kDirect;
     plan.steps[conv].tactic.algo = variant;
     const gpu::ParsedPlan back = gpu::parse_plan(gpu::serialize_plan(plan, kTarget), "direct.plan");
     EXPECT_EQ(back.plan.steps[conv].tactic.algo, variant);
     EXPECT_EQ(gpu::describe(back.plan.steps[conv].tactic).find("tensor-core") != std::string::npos,
-              variant == gpu::kDirectTensorCore);
+              variant == gpu::kDirectTensorCore || variant == gpu::kDirectTensorCoreWgmma);
+    EXPECT_EQ(gpu::describe(back.plan.steps[conv].tactic).find("wgmma") != std::string::npos,
+              variant == gpu::kDirectTensorCoreWgmma);
   }
   for (int variant : {-1, static_cast<int>(gpu::kDirectVariants)}) {
     plan.steps[conv].tactic.algo = variant;
@@ -1051,11 +1053,12 @@ TEST(GpuKernels, DirectConvolutionMatchesTheCpu) {
   }
 }
 
-// The direct tactic's tensor-core variant (3x3 stride 1, FP16, 32 input channels), forced on the
-// convolution (after a tanh, so that it reads FP16 as EAST's do): partial row and column tiles, two and
-// three filter groups, a residual, asymmetric and no padding, sigmoid and no activation, batch 3 and a
-// smaller batch than the plan's; and a timed build of the same network, whatever it picks. Against the CPU
-// in FP16's tolerance.
+// The direct tactic's tensor-core variants (3x3 stride 1, FP16, 32 input channels: mma.sync into any
+// multiple of 32 filters, wgmma into 32 on compute capability 9.0), each forced on the convolution where it
+// takes it (after a tanh, so that it reads FP16 as EAST's do): partial row and column tiles, two and three
+// filter groups, a residual, asymmetric and no padding, sigmoid, ReLU and no activation, batch 3 and a
+// smaller batch than the plan's; and a timed build of the same network, whatever it picks (with wgmma off:
+// never the wgmma variant). Against the CPU in FP16's tolerance.
 TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(31);
@@ -1064,7 +1067,10 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
       {"64 outputs, residual + ReLU, batch norm", {1, 8, 32, 32}, 64, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, true},
       {"asymmetric pad, no bias, no activation", {3, 17, 70, 32}, 32, 3, 1, 1, 1, {2, 1, 0, 1}, false, std::nullopt, false, false},
       {"no padding, sigmoid, 96 outputs", {2, 11, 35, 32}, 96, 3, 1, 1, 1, {}, true, ActivationType::kSigmoid, false, false},
+      {"32 outputs, residual + ReLU, batch norm, two column tiles", {3, 9, 130, 32}, 32, 3, 1, 1, 1, Padding::symmetric(1), true, ActivationType::kRelu, true, true},
+      {"32 outputs, pad 2 before, sigmoid", {2, 6, 64, 32}, 32, 3, 1, 1, 1, {2, 2, 0, 0}, true, ActivationType::kSigmoid, false, false},
   };
+  const GpuInfo gpu = query_gpu();
   for (const ConvCase& c : cases) {
     const Network net = conv_case_network(c, rng, ActivationType::kTanh);
     BuildOptions options;
@@ -1073,20 +1079,35 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
     const std::vector<uint8_t> built = Builder(net, options).build()->serialize();
     const auto inputs = random_inputs(net, rng, -1.0f, 1.0f);
     const HostTensor want = CpuEngine(net, {1, true}).run(inputs).at("y");
-    for (bool forced : {true, false}) {
-      SCOPED_TRACE(std::string(c.what) + (forced ? ", forced" : ", as built"));
+    if (&c == &cases[0]) {
+      BuildOptions no_wgmma = options;
+      no_wgmma.wgmma = false;
+      for (const EngineLayerInfo& l : Builder(net, no_wgmma).build()->inspect().layers)
+        EXPECT_EQ(l.tactic.find("on wgmma"), std::string::npos) << l.name << ": " << l.tactic;
+    }
+    for (int variant : {-1, static_cast<int>(gpu::kDirectTensorCore), static_cast<int>(gpu::kDirectTensorCoreWgmma)}) {
+      const bool forced = variant >= 0;
+      SCOPED_TRACE(std::string(c.what) + (!forced ? ", as built" : variant == gpu::kDirectTensorCoreWgmma ? ", forced, wgmma" : ", forced"));
       gpu::ParsedPlan parsed = gpu::parse_plan(built, "tensor_core.plan");
       if (forced) {
         gpu::PlanStep& step = parsed.plan.steps[conv_step(parsed.plan)];
-        ASSERT_TRUE(gpu::direct_conv_applies(parsed.plan, step, gpu::kDirectTensorCore));
+        const bool applies = gpu::direct_conv_applies(parsed.plan, step, variant);
+        if (variant == gpu::kDirectTensorCoreWgmma) {
+          EXPECT_EQ(applies, c.k == 32);
+          if (!applies || !cuda::runs_sm90a(gpu.major, gpu.minor)) continue;
+        } else {
+          ASSERT_TRUE(applies);
+        }
         step.tactic = {};
         step.tactic.kind = gpu::ConvTactic::Kind::kDirect;
-        step.tactic.algo = gpu::kDirectTensorCore;
+        step.tactic.algo = variant;
       }
       std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(parsed.plan, parsed.target), "tensor_core.plan");
       if (forced) {
+        const std::string name = variant == gpu::kDirectTensorCoreWgmma ? "tensor-core 3x3 convolution on wgmma"
+                                                                         : "tensor-core 3x3 convolution, unpadded";
         bool found = false;
-        for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find("tensor-core 3x3") != std::string::npos;
+        for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find(name) != std::string::npos;
         EXPECT_TRUE(found);
       }
       auto context = engine->create_context();
@@ -1113,6 +1134,7 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
     options.precision = Precision::kFp16;
     const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
     EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
+    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCoreWgmma));
   }
   {
     BuildOptions options;
@@ -1120,6 +1142,7 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
     const Network net = conv_case_network(cases[0], rng, ActivationType::kTanh);
     const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
     EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
+    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCoreWgmma));
   }
 }
 

@@ -56,8 +56,8 @@ struct BuildOptions {
   // With timed tactics, FP32/TF32/FP16 convolutions also time cuDNN graph API configurations; off: the
   // legacy API, cuBLASLt and our kernels only (to compare, or where the graphs make the build slow).
   bool cudnn_graph = true;
-  // Our Hopper wgmma kernels among the candidates on compute capability 9.0 (now: the conv1/pool1 kernel's
-  // wgmma version); off: the mma.sync ones alone (to compare them in one run).
+  // Our Hopper wgmma kernels among the candidates on compute capability 9.0 (the conv1/pool1 kernel's and
+  // the tensor-core 3x3's wgmma versions); off: the mma.sync ones alone (to compare them in one run).
   bool wgmma = true;
   // Convolutions independent of the steps around them (a ResNet unit's projection shortcut, one of two
   // heads) run on a second stream alongside them (gpu::assign_side_lane). Off by default: on the H200 EAST

@@ -544,8 +544,10 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
+  // Our direct kernels that take the step (the wgmma one where sm_90a code runs and wgmma is allowed).
+  const bool wgmma = options_.wgmma && cuda::runs_sm90a(engine_.target.major, engine_.target.minor);
   for (int variant = 0; variant < gpu::kDirectVariants; ++variant)
-    if (gpu::direct_conv_applies(plan, step, variant)) {
+    if ((variant != gpu::kDirectTensorCoreWgmma || wgmma) && gpu::direct_conv_applies(plan, step, variant)) {
       Candidate c{false, {}, true};
       c.direct_variant = variant;
       candidates.push_back(c);

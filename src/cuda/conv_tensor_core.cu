@@ -41,23 +41,11 @@ __device__ __forceinline__ Tile tile_at(int64_t tile, int tiles_h, int tiles_w, 
   return {image, rest / tiles_w * kRows, rest % tiles_w * kCols, group * kFilters};
 }
 
-// The epilogue's activation: none and ReLU (EAST's) known at compile time; any other through activate(),
-// whose switch over every kind, inlined at each of a thread's 64 outputs, made the kernel 16 000
-// instructions long (3 900 with ReLU alone), far past the instruction cache.
-constexpr int kNoActivation = -1, kReluActivation = 0, kAnyActivation = 1000;
-
 // Four blocks an SM, 128 registers a thread without spills (the generic activation's epilogue, which would
 // spill there, three). Tiles of 8 rows at two blocks (255 registers) left the schedulers without an eligible
 // warp 57 % of the time (ncu, FP16 batch 16 on the H200) and lost to cuDNN at batch 16 (0.078 ms).
 template <int kActivation>
 constexpr int kBlocksPerSm = kActivation == kAnyActivation ? 3 : 4;
-
-template <int kActivation>
-__device__ __forceinline__ float epilogue_activation(const Activation& act, float v) {
-  if constexpr (kActivation == kNoActivation) return v;
-  else if constexpr (kActivation == kReluActivation) return fmaxf(v, 0.0f);
-  else return activate(act, v);
-}
 
 // A persistent grid over tiles (image, 4 output rows, 32 output columns, 32 filters); the next tile's input
 // rows are copied into shared memory by cp.async while this one computes. Warp w computes 16 filters
@@ -180,12 +168,7 @@ void launch_tensor_core_conv(const void* x, const void* filter, const void* bias
                        static_cast<const __half*>(bias), static_cast<const __half*>(residual),
                        static_cast<__half*>(y), a, act);
   };
-  if (act.type == -1)
-    run(std::integral_constant<int, kNoActivation>{});
-  else if (act.type == 0)
-    run(std::integral_constant<int, kReluActivation>{});
-  else
-    run(std::integral_constant<int, kAnyActivation>{});
+  dispatch_epilogue_activation(act, run);
   EASTRT_LAUNCHED("tensor_core_conv_kernel");
 }
 

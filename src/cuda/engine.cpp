@@ -81,6 +81,8 @@ bool direct_conv_applies(const PlanData& plan, const PlanStep& step, int variant
     case kDirectTensorCore:
       return cuda::tensor_core_conv_fits(a, dtype(plan.tensors[step.inputs[0]].type), dtype(y.type));
     case kDirectPointwise: return cuda::pointwise_conv_fits(a, dtype(plan.tensors[step.inputs[0]].type));
+    case kDirectTensorCoreWgmma:
+      return cuda::tensor_core_wgmma_conv_fits(a, dtype(plan.tensors[step.inputs[0]].type), dtype(y.type));
     default: return false;
   }
 }
@@ -91,6 +93,8 @@ void launch_direct_conv(const PlanData& plan, const PlanStep& step, const StepWe
   const void* bias = w.has_bias ? w.bias : nullptr;
   if (variant == kDirectTensorCore)
     cuda::launch_tensor_core_conv(x, w.filter, bias, residual, y, a, conv_activation(step), stream);
+  else if (variant == kDirectTensorCoreWgmma)
+    cuda::launch_tensor_core_wgmma_conv(x, w.filter, bias, residual, y, a, conv_activation(step), stream);
   else if (variant == kDirectPointwise)
     cuda::launch_pointwise_conv(x, dtype(plan.tensors[step.inputs[0]].type), w.filter, bias, residual, y,
                                 dtype(plan.tensors[step.outputs[0]].type), a, conv_activation(step), stream);

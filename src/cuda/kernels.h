@@ -186,6 +186,14 @@ bool tensor_core_conv_fits(const DirectConvArgs& a, DType xt, DType yt);
 void launch_tensor_core_conv(const void* x, const void* filter, const void* bias, const void* residual, void* y,
                              const DirectConvArgs& a, Activation act, cudaStream_t stream);
 
+// ---- conv_tensor_core_wgmma.cu (sm_90a) ----
+
+// The same convolution into exactly 32 filters on wgmma, for compute capability 9.0 alone (the launcher
+// refuses any other GPU), with x and the filter 16-byte aligned.
+bool tensor_core_wgmma_conv_fits(const DirectConvArgs& a, DType xt, DType yt);
+void launch_tensor_core_wgmma_conv(const void* x, const void* filter, const void* bias, const void* residual, void* y,
+                                   const DirectConvArgs& a, Activation act, cudaStream_t stream);
+
 // ---- conv_cudnn.cu ----
 
 // Copies x [n, h, w, c] into y [n, oh, ow, oc] at row `top`, column `left`, channel 0, zero elsewhere: the

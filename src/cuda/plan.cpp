@@ -42,9 +42,10 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kCudnnFused: out << "cudnn fused algo " << tactic.algo; break;
     case ConvTactic::Kind::kCudnnSplit: out << "cudnn algo " << tactic.algo << " + epilogue"; break;
     case ConvTactic::Kind::kDirect:
-      return tactic.algo == kDirectTensorCore  ? "eastrt tensor-core 3x3 convolution, unpadded input"
-             : tactic.algo == kDirectPointwise ? "eastrt pointwise convolution into few outputs"
-                                               : "eastrt direct convolution, unpadded input";
+      return tactic.algo == kDirectTensorCore        ? "eastrt tensor-core 3x3 convolution, unpadded input"
+             : tactic.algo == kDirectTensorCoreWgmma ? "eastrt tensor-core 3x3 convolution on wgmma, unpadded input"
+             : tactic.algo == kDirectPointwise       ? "eastrt pointwise convolution into few outputs"
+                                                     : "eastrt direct convolution, unpadded input";
     case ConvTactic::Kind::kQuant:
       out << "eastrt 8-bit convolution variant " << tactic.algo;
       if (!tactic.variant_name.empty()) out << " (" << tactic.variant_name << ")";

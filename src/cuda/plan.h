@@ -48,8 +48,15 @@ struct PlanTensor {
 
 // The direct tactic's kernels (ConvTactic::algo of a kDirect step): CUDA cores for few input channels or
 // depthwise (conv_direct.cu), tensor cores for 3x3 stride-1 FP16 convolutions on 32 channels
-// (conv_tensor_core.cu), CUDA cores for 1x1 convolutions into 1-8 outputs (conv_direct.cu: pointwise).
-enum DirectVariant : int { kDirectCudaCores = 0, kDirectTensorCore = 1, kDirectPointwise = 2, kDirectVariants = 3 };
+// (conv_tensor_core.cu; conv_tensor_core_wgmma.cu into 32 filters), CUDA cores for 1x1 convolutions into
+// 1-8 outputs (conv_direct.cu: pointwise).
+enum DirectVariant : int {
+  kDirectCudaCores = 0,
+  kDirectTensorCore = 1,
+  kDirectPointwise = 2,
+  kDirectTensorCoreWgmma = 3,  // the tensor-core 3x3 into 32 filters on wgmma (sm_90a: compute capability 9.0)
+  kDirectVariants = 4
+};
 
 struct ConvTactic {
   enum class Kind : uint8_t {

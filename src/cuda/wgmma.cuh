@@ -1,6 +1,7 @@
 // Hopper's warpgroup matrix multiply (wgmma, sm_90a only): the shared-memory matrix descriptor and the PTX
-// of one FP16 m64n64k16 product with float32 accumulators, for kernels compiled for sm_90a alone (a plain
-// sm_90 pass rejects the instructions; there they compile to a trap). Groundwork: gemm_wgmma.cu.
+// of the FP16 m64n64k16 and m64n32k16 products with float32 accumulators, for kernels compiled for sm_90a
+// alone (a plain sm_90 pass rejects the instructions; there they compile to a trap). Groundwork:
+// gemm_wgmma.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -61,9 +62,20 @@ __device__ __forceinline__ void wgmma_wait() {
 
 // Pins the accumulators at this point of the instruction stream: the compiler may not move their other uses
 // across it (wgmma reads and writes them asynchronously, unseen by it). After wgmma_wait, before reading them.
-__device__ __forceinline__ void wgmma_fence_operands(float (&d)[32]) {
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// Waits until at most `pending` (0-3, known once the caller's loop is unrolled) groups are in flight.
+__device__ __forceinline__ void wgmma_wait_at_most(int pending) {
+  switch (pending) {
+    case 0: wgmma_wait<0>(); break;
+    case 1: wgmma_wait<1>(); break;
+    case 2: wgmma_wait<2>(); break;
+    default: wgmma_wait<3>(); break;
+  }
 }
 
 // d += A·Bᵀ for a 64x16 A and a 64x16 B (both K-major, by descriptor), issued by the 128 threads of a
@@ -82,6 +94,24 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint
         "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
         "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
         "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(1)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+// d += A·Bᵀ for a 64x16 A and a 32x16 B, both K-major by descriptor: the m64n64k16 layout above with
+// j = 0..3.
+__device__ __forceinline__ void wgmma_m64n32k16(float (&d)[16], uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+      "%16, %17, accumulate, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
       : "l"(a), "l"(b), "r"(1)
       : "memory");
 #else
