@@ -56,6 +56,26 @@ std::map<std::string, HostTensor> run_gpu(const Network& net, Precision precisio
   return outputs;
 }
 
+// Runs `engine` on `inputs` in a poisoned context and compares its output y with `want`: every element
+// written, within `precision`'s tolerance; for a batch of more than one, the first image alone as well (a
+// smaller batch than the plan's reads only its own images).
+void expect_engine_matches(Engine& engine, const std::map<std::string, HostTensor>& inputs,
+                           const HostTensor& want, Precision precision) {
+  auto context = engine.create_context();
+  context->poison();
+  const HostTensor got = context->run(inputs).at("y");
+  EXPECT_EQ(nan_count(got), 0);
+  EXPECT_LE(relative_error(got, want), tolerance(precision));
+  if (want.shape[0] > 1) {
+    std::map<std::string, HostTensor> one;
+    for (const auto& [name, tensor] : inputs) one[name] = batch_item(tensor, 0);
+    context->poison();
+    const HostTensor got_one = context->run(one).at("y");
+    EXPECT_EQ(nan_count(got_one), 0);
+    EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(precision));
+  }
+}
+
 // The network on the GPU at every precision against the naive CPU kernels on the same fresh random input.
 void check_network(const Network& net, std::mt19937& rng, const std::string& what, float lo = -1.0f, float hi = 1.0f,
                    const std::vector<Precision>& precisions = {std::begin(kPrecisions), std::end(kPrecisions)}) {
@@ -1110,19 +1130,7 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
         for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find(name) != std::string::npos;
         EXPECT_TRUE(found);
       }
-      auto context = engine->create_context();
-      context->poison();
-      const auto got = context->run(inputs);
-      EXPECT_EQ(nan_count(got.at("y")), 0);
-      EXPECT_LE(relative_error(got.at("y"), want), tolerance(Precision::kFp16));
-      if (c.input[0] > 1) {
-        std::map<std::string, HostTensor> one;
-        for (const auto& [name, tensor] : inputs) one[name] = batch_item(tensor, 0);
-        context->poison();
-        const HostTensor got_one = context->run(one).at("y");
-        EXPECT_EQ(nan_count(got_one), 0);
-        EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(Precision::kFp16));
-      }
+      expect_engine_matches(*engine, inputs, want, Precision::kFp16);
     }
   }
   // Not offered where it cannot run: 16 channels, stride 2, FP32.
@@ -1187,19 +1195,7 @@ TEST(GpuKernels, PointwiseConvolutionMatchesTheCpu) {
             for (const EngineLayerInfo& l : engine->inspect().layers) found = found || l.tactic.find("pointwise") != std::string::npos;
             EXPECT_TRUE(found);
           }
-          auto context = engine->create_context();
-          context->poison();
-          const auto got = context->run(inputs);
-          EXPECT_EQ(nan_count(got.at("y")), 0);
-          EXPECT_LE(relative_error(got.at("y"), want), tolerance(precision));
-          if (c.input[0] > 1) {
-            std::map<std::string, HostTensor> one;
-            for (const auto& [name, tensor] : inputs) one[name] = batch_item(tensor, 0);
-            context->poison();
-            const HostTensor got_one = context->run(one).at("y");
-            EXPECT_EQ(nan_count(got_one), 0);
-            EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(precision));
-          }
+          expect_engine_matches(*engine, inputs, want, precision);
         }
       }
     }
@@ -1266,28 +1262,7 @@ TEST(GpuKernels, SpaceToDepthConvolutionMatchesTheCpu) {
                                        [](const EngineLayerInfo& l) { return l.kind == "Convolution"; });
         ASSERT_NE(conv, info.layers.end());
         EXPECT_NE(conv->tactic.find("space-to-depth"), std::string::npos) << conv->tactic;
-        auto context = engine->create_context();
-        context->poison();
-        const auto got = context->run(inputs);
-        EXPECT_EQ(nan_count(got.at("y")), 0);
-        EXPECT_LE(relative_error(got.at("y"), want), tolerance(precision));
-        // A smaller batch than the plan's largest reads only its own images.
-        if (c.input[0] > 1) {
-          std::map<std::string, HostTensor> one;
-          for (const auto& [name, t] : inputs) {
-            Shape shape = t.shape;
-            shape[0] = 1;
-            one[name] = HostTensor(shape, std::vector<float>(t.data.begin(), t.data.begin() + volume(shape)));
-          }
-          context->poison();
-          const HostTensor got_one = context->run(one).at("y");
-          Shape shape = want.shape;
-          shape[0] = 1;
-          EXPECT_EQ(nan_count(got_one), 0);
-          EXPECT_LE(relative_error(got_one, HostTensor(shape, std::vector<float>(want.data.begin(),
-                                                                                  want.data.begin() + volume(shape)))),
-                    tolerance(precision));
-        }
+        expect_engine_matches(*engine, inputs, want, precision);
       }
     }
   }
@@ -1382,17 +1357,8 @@ TEST(GpuKernels, ConvMaxPoolMatchesTheCpu) {
       if (forced)
         for (const EngineLayerInfo& l : engine->inspect().layers)
           EXPECT_TRUE((c.fp16_input || l.name != "shift") && l.name != "pool") << l.name << " should be folded into the convolution";
-      auto context = engine->create_context();
-      context->poison();
-      const auto got = context->run(inputs);
-      EXPECT_EQ(nan_count(got.at("y")), 0);
-      EXPECT_LE(relative_error(got.at("y"), want), tolerance(Precision::kFp16)) << (fused ? "fused" : "separate");
-      if (c.input[0] > 1) {
-        context->poison();
-        const HostTensor got_one = context->run({{"x", batch_item(inputs.at("x"), 0)}}).at("y");
-        EXPECT_EQ(nan_count(got_one), 0);
-        EXPECT_LE(relative_error(got_one, batch_item(want, 0)), tolerance(Precision::kFp16));
-      }
+      SCOPED_TRACE(fused ? "fused" : "separate");
+      expect_engine_matches(*engine, inputs, want, Precision::kFp16);
     }
   }
 }

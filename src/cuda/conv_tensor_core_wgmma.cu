@@ -87,16 +87,8 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
     for (int e = 0; e < 2; ++e) bias_at[2 * j + e] = bias ? __half2float(bias[8 * j + 2 * (lane % 4) + e]) : 0.0f;
   const uint64_t b0 = wgmma_descriptor(filters, 128, 256);
 
-  if (blockIdx.x < tiles) load_input(blockIdx.x, 0);
-  cp_async_commit();
-  int buffer = 0;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x, buffer ^= 1) {
-    if (tile + gridDim.x < tiles) load_input(tile + gridDim.x, buffer ^ 1);
-    cp_async_commit();
-    cp_async_wait<1>();          // this tile's input has landed (the next one's may still be in flight)
-    fence_proxy_async_shared();  // wgmma reads it (and the filters) through the async proxy
-    __syncthreads();
-
+  // The filters' stores are published, for wgmma too, by the fence and barrier before the first tile.
+  double_buffered_tiles<true>(tiles, load_input, [&](int64_t tile, int buffer) {
     const Tile t = tile_at(tile, tiles_h, tiles_w);
     const uint64_t a0 = wgmma_descriptor(input_buffer(buffer), kPlaneBytes, 128);
     float d[kRows][16];
@@ -143,8 +135,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
         }
       }
     }
-  }
-  cp_async_wait<0>();
+  });
 }
 
 }  // namespace

@@ -83,6 +83,14 @@ __device__ __forceinline__ void mma_1688(float (&c)[4], uint32_t a0, uint32_t a1
 #endif
 }
 
+// Shared memory written by ordinary stores or cp.async is read by wgmma through the async proxy: each
+// writing thread fences before the barrier that publishes the stores (a no-op below sm_90a).
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 // The grid of a persistent kernel (double_buffered_tiles): `per_sm` blocks on every SM of the current
 // device, no more than there are tiles; the kernel's dynamic shared memory allowed first.
 template <typename Kernel>
@@ -98,7 +106,8 @@ int persistent_grid(Kernel* kernel, size_t shared_bytes, int64_t tiles, int per_
 // copied by cp.async while this one computes: load(tile, buffer) issues the copies of a tile's input into
 // shared buffer 0 or 1; compute(tile, buffer) starts after a barrier that makes its tile's copy visible to
 // the whole block and must pass a barrier after its last read of the buffer (the next copy goes into it).
-template <typename Load, typename Compute>
+// kWgmmaReads: compute reads the buffers with wgmma (each thread fences its copies for the async proxy).
+template <bool kWgmmaReads = false, typename Load, typename Compute>
 __device__ __forceinline__ void double_buffered_tiles(int64_t tiles, const Load& load, const Compute& compute) {
   if (blockIdx.x < tiles) load(int64_t(blockIdx.x), 0);
   cp_async_commit();
@@ -107,6 +116,7 @@ __device__ __forceinline__ void double_buffered_tiles(int64_t tiles, const Load&
     if (tile + gridDim.x < tiles) load(tile + gridDim.x, buffer ^ 1);
     cp_async_commit();
     cp_async_wait<1>();  // this tile's input has landed (the next one's may still be in flight)
+    if constexpr (kWgmmaReads) fence_proxy_async_shared();
     __syncthreads();
     compute(tile, buffer);
   }

@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/sm90a.h"
+#include "cuda/tensor_core.cuh"
 
 namespace eastrt::cuda {
 
@@ -28,14 +29,6 @@ inline void require_sm90a(const char* kernel) {
 __device__ __forceinline__ uint64_t wgmma_descriptor(const void* shared, uint32_t lbo, uint32_t sbo) {
   const uint64_t address = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
   return ((address & 0x3FFFF) >> 4) | (uint64_t((lbo >> 4) & 0x3FFF) << 16) | (uint64_t((sbo >> 4) & 0x3FFF) << 32);
-}
-
-// Shared memory written by ordinary stores is read by wgmma through the async proxy: each writing thread
-// fences before the barrier that publishes the stores.
-__device__ __forceinline__ void fence_proxy_async_shared() {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
 }
 
 // Orders the warpgroup's register accesses before the wgmma that follow (required before the first and
