@@ -56,7 +56,8 @@ void expect_same(const ConvTactic& a, const ConvTactic& b) {
 }
 
 TEST(TimingCache, DeviceKeyNamesGpuComputeCapabilityCudnnAndVersion) {
-  EXPECT_EQ(timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0"), "NVIDIA H200 sm_90 cudnn 91000 eastrt 0.1.0");
+  EXPECT_EQ(timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0"),
+            "NVIDIA H200 sm_90 cudnn 91000 eastrt 0.1.0 candidates " + std::to_string(kCandidateRevision));
   EXPECT_NE(timing_device("NVIDIA H200", 9, 0, 91000, "0.1.0"), timing_device("NVIDIA H200", 9, 0, 91100, "0.1.0"));
 }
 

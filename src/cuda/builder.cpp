@@ -162,6 +162,8 @@ class TacticTimer {
   // The tensor `t` held at `src` as float32 at `dst`.
   void to_float(const void* src, const gpu::PlanTensor& t, float* dst);
   bool still_runs(size_t index, const ConvTactic& tactic);
+  // Whether our wgmma kernels are candidates: BuildOptions::wgmma, on a GPU where sm_90a code runs.
+  bool wgmma_allowed() const { return options_.wgmma && cuda::runs_sm90a(engine_.target.major, engine_.target.minor); }
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
   struct Candidate {
@@ -331,6 +333,7 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   // (A cuBLASLt tactic's math is a cuBLAS compute type, not a cuDNN math type; its conv is not used.)
   cuda::CudnnConvolution conv(g, type, t.kind == ConvTactic::Kind::kCublasLt ? gpu::initial_math(step.precision) : t.math);
   if (t.kind == ConvTactic::Kind::kDirect) {
+    if (t.algo == gpu::kDirectTensorCoreWgmma && !wgmma_allowed()) return false;
     if (!gpu::direct_conv_applies(plan, step, t.algo)) return false;
     Candidate c{false, {}, true};
     c.direct_variant = t.algo;
@@ -447,7 +450,9 @@ ConvTactic TacticTimer::choose(size_t index, TimingCache* cache, const std::stri
       conv_signature(gpu::conv_geometry(plan, step, plan.max_batch), types, step.precision, gpu::conv_activation(step),
                      engine_.step_weights[index].bias != nullptr, step.inputs.size() > 1, workspace_.size()) +
       // The candidates include space-to-depth: an entry timed without it (an earlier build) is not taken.
-      (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "") + explicit_pad_signature(plan, step);
+      (gpu::space_to_depth_applies(plan, step) ? " space-to-depth" : "") + explicit_pad_signature(plan, step) +
+      // A build without the wgmma kernels times fewer candidates: its choice is not the others' to reuse.
+      (wgmma_allowed() ? "" : " no-wgmma");
   if (const TimingEntry* entry = cache->find(device, signature)) {
     if (still_runs(index, entry->chosen)) {
       *timed = false;
@@ -544,10 +549,9 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
-  // Our direct kernels that take the step (the wgmma one where sm_90a code runs and wgmma is allowed).
-  const bool wgmma = options_.wgmma && cuda::runs_sm90a(engine_.target.major, engine_.target.minor);
+  // Our direct kernels that take the step (the wgmma one where wgmma_allowed).
   for (int variant = 0; variant < gpu::kDirectVariants; ++variant)
-    if ((variant != gpu::kDirectTensorCoreWgmma || wgmma) && gpu::direct_conv_applies(plan, step, variant)) {
+    if ((variant != gpu::kDirectTensorCoreWgmma || wgmma_allowed()) && gpu::direct_conv_applies(plan, step, variant)) {
       Candidate c{false, {}, true};
       c.direct_variant = variant;
       candidates.push_back(c);
@@ -842,11 +846,10 @@ std::optional<TacticTimer::FusedKernel> TacticTimer::max_pool_fusion_pays(size_t
                               stream_);
   };
   // The kernels that give the separate steps' output: mma.sync, and wgmma where it runs (sm_90a code).
-  const gpu::PlanTarget& gpu = engine_.target;
   std::vector<int> kernels;
   run_pool();
   for (int kernel : {cuda::kConvMaxPoolMmaSync, cuda::kConvMaxPoolWgmma}) {
-    if (kernel == cuda::kConvMaxPoolWgmma && !(options_.wgmma && cuda::runs_sm90a(gpu.major, gpu.minor))) continue;
+    if (kernel == cuda::kConvMaxPoolWgmma && !wgmma_allowed()) continue;
     run_fused(kernel);
     const double difference = relative_difference(residual_.get(), reference_.get(), type, pooled.elements());
     const bool same = difference <= tactic_tolerance(step.precision);

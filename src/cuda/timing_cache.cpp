@@ -121,7 +121,8 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
 std::string timing_device(const std::string& gpu_name, int major, int minor, long cudnn_version,
                           const std::string& eastrt_version) {
   std::ostringstream out;
-  out << gpu_name << " sm_" << major << minor << " cudnn " << cudnn_version << " eastrt " << eastrt_version;
+  out << gpu_name << " sm_" << major << minor << " cudnn " << cudnn_version << " eastrt " << eastrt_version
+      << " candidates " << kCandidateRevision;
   return out.str();
 }
 
