@@ -596,6 +596,60 @@ TEST(GpuPlan, MaxPoolFoldsIntoTheSpaceToDepthConvolutionBeforeIt) {
 }
 
 
+// The shapes the pointwise and wgmma 3x3 kernels take, decided on the host (no GPU needed): the pointwise
+// one 1x1/1 unpadded into 1-8 outputs with channels in whole 16-byte packs of the input's type, at most 512;
+// the wgmma 3x3 FP16 32 channels into exactly 32 filters, stride 1, leading padding 0-2.
+TEST(GpuPlan, DirectVariantsTakeTheShapesTheirKernelsTake) {
+  cuda::DirectConvArgs p;
+  p.n = 2, p.h = p.oh = 7, p.w = p.ow = 9, p.c = p.filter_c = 32, p.k = 5;
+  EXPECT_TRUE(cuda::pointwise_conv_fits(p, cuda::DType::kF16));
+  for (int k : {1, 8}) {
+    cuda::DirectConvArgs q = p;
+    q.k = k;
+    EXPECT_TRUE(cuda::pointwise_conv_fits(q, cuda::DType::kF16)) << k;
+  }
+  const auto refused = [&](const char* what, auto change, cuda::DType type = cuda::DType::kF16) {
+    cuda::DirectConvArgs q = p;
+    change(q);
+    EXPECT_FALSE(cuda::pointwise_conv_fits(q, type)) << what;
+  };
+  refused("9 outputs", [](cuda::DirectConvArgs& q) { q.k = 9; });
+  refused("3x3", [](cuda::DirectConvArgs& q) { q.r = q.s = 3; });
+  refused("stride 2", [](cuda::DirectConvArgs& q) { q.stride_h = q.stride_w = 2, q.oh = 4, q.ow = 5; });
+  refused("padding", [](cuda::DirectConvArgs& q) { q.pad_top = 1, q.oh = 9; });
+  refused("12 FP16 channels", [](cuda::DirectConvArgs& q) { q.c = q.filter_c = 12; });
+  refused("520 channels", [](cuda::DirectConvArgs& q) { q.c = q.filter_c = 520; });
+  refused("grouped", [](cuda::DirectConvArgs& q) { q.groups = 2; });
+  {
+    cuda::DirectConvArgs q = p;
+    q.c = q.filter_c = 12;  // three float packs
+    EXPECT_TRUE(cuda::pointwise_conv_fits(q, cuda::DType::kF32));
+  }
+
+  cuda::DirectConvArgs t = p;
+  t.k = 32, t.r = t.s = 3, t.pad_top = t.pad_left = 1;
+  EXPECT_TRUE(cuda::tensor_core_wgmma_conv_fits(t, cuda::DType::kF16, cuda::DType::kF16));
+  EXPECT_TRUE(cuda::tensor_core_conv_fits(t, cuda::DType::kF16, cuda::DType::kF16));
+  for (int k : {64, 16}) {
+    cuda::DirectConvArgs q = t;
+    q.k = k;
+    EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(q, cuda::DType::kF16, cuda::DType::kF16)) << k;
+  }
+  EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(t, cuda::DType::kF32, cuda::DType::kF32));
+  EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(t, cuda::DType::kF16, cuda::DType::kF32));
+  {
+    cuda::DirectConvArgs q = t;
+    q.pad_top = 3;
+    EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(q, cuda::DType::kF16, cuda::DType::kF16));
+    q = t;
+    q.c = q.filter_c = 64;
+    EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(q, cuda::DType::kF16, cuda::DType::kF16));
+    q = t;
+    q.stride_h = 2;
+    EXPECT_FALSE(cuda::tensor_core_wgmma_conv_fits(q, cuda::DType::kF16, cuda::DType::kF16));
+  }
+}
+
 // The direct tactic's variant reads back as written (the tensor-core one named so), and one past the
 // variants there are is refused by name; whether a variant takes the convolution is checked when a
 // context is made (GpuKernels.TensorCoreConvolutionMatchesTheCpu runs it).
