@@ -76,6 +76,14 @@ void expect_engine_matches(Engine& engine, const std::map<std::string, HostTenso
   }
 }
 
+// Whether the direct tactic's `variant` takes the first convolution of `net` built in `precision`.
+bool direct_variant_applies(const Network& net, Precision precision, int variant) {
+  BuildOptions options;
+  options.precision = precision;
+  const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "direct.plan");
+  return gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], variant);
+}
+
 // The network on the GPU at every precision against the naive CPU kernels on the same fresh random input.
 void check_network(const Network& net, std::mt19937& rng, const std::string& what, float lo = -1.0f, float hi = 1.0f,
                    const std::vector<Precision>& precisions = {std::begin(kPrecisions), std::end(kPrecisions)}) {
@@ -1203,19 +1211,13 @@ TEST(GpuKernels, TensorCoreConvolutionMatchesTheCpu) {
                             ConvCase{"stride 2", {1, 9, 9, 32}, 32, 3, 2, 1, 1, Padding::symmetric(1), true, std::nullopt, false, false}}) {
     SCOPED_TRACE(c.what);
     const Network net = conv_case_network(c, rng, ActivationType::kTanh);
-    BuildOptions options;
-    options.precision = Precision::kFp16;
-    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
-    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
-    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCoreWgmma));
+    EXPECT_FALSE(direct_variant_applies(net, Precision::kFp16, gpu::kDirectTensorCore));
+    EXPECT_FALSE(direct_variant_applies(net, Precision::kFp16, gpu::kDirectTensorCoreWgmma));
   }
   {
-    BuildOptions options;
-    options.precision = Precision::kFp32;
     const Network net = conv_case_network(cases[0], rng, ActivationType::kTanh);
-    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "tensor_core.plan");
-    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCore));
-    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectTensorCoreWgmma));
+    EXPECT_FALSE(direct_variant_applies(net, Precision::kFp32, gpu::kDirectTensorCore));
+    EXPECT_FALSE(direct_variant_applies(net, Precision::kFp32, gpu::kDirectTensorCoreWgmma));
   }
 }
 
@@ -1273,11 +1275,8 @@ TEST(GpuKernels, PointwiseConvolutionMatchesTheCpu) {
   };
   for (const ConvCase& c : refused) {
     SCOPED_TRACE(c.what);
-    const Network net = conv_case_network(c, rng, ActivationType::kTanh);
-    BuildOptions options;
-    options.precision = Precision::kFp16;
-    const gpu::ParsedPlan parsed = gpu::parse_plan(Builder(net, options).build()->serialize(), "pointwise.plan");
-    EXPECT_FALSE(gpu::direct_conv_applies(parsed.plan, parsed.plan.steps[conv_step(parsed.plan)], gpu::kDirectPointwise));
+    EXPECT_FALSE(direct_variant_applies(conv_case_network(c, rng, ActivationType::kTanh), Precision::kFp16,
+                                        gpu::kDirectPointwise));
   }
 }
 

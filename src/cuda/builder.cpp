@@ -164,6 +164,12 @@ class TacticTimer {
   bool still_runs(size_t index, const ConvTactic& tactic);
   // Whether our wgmma kernels are candidates: BuildOptions::wgmma, on a GPU where sm_90a code runs.
   bool wgmma_allowed() const { return options_.wgmma && cuda::runs_sm90a(engine_.target.major, engine_.target.minor); }
+  // Whether the direct tactic's `variant` is a candidate for `step`: it takes the step, and the wgmma one
+  // only where wgmma_allowed.
+  bool direct_variant_offered(const gpu::PlanStep& step, int variant) const {
+    return (variant != gpu::kDirectTensorCoreWgmma || wgmma_allowed()) &&
+           gpu::direct_conv_applies(engine_.plan, step, variant);
+  }
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
   struct Candidate {
@@ -333,8 +339,7 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   // (A cuBLASLt tactic's math is a cuBLAS compute type, not a cuDNN math type; its conv is not used.)
   cuda::CudnnConvolution conv(g, type, t.kind == ConvTactic::Kind::kCublasLt ? gpu::initial_math(step.precision) : t.math);
   if (t.kind == ConvTactic::Kind::kDirect) {
-    if (t.algo == gpu::kDirectTensorCoreWgmma && !wgmma_allowed()) return false;
-    if (!gpu::direct_conv_applies(plan, step, t.algo)) return false;
+    if (!direct_variant_offered(step, t.algo)) return false;
     Candidate c{false, {}, true};
     c.direct_variant = t.algo;
     run(conv, step, index, c, y_.get(), step.inputs.size() > 1);
@@ -549,9 +554,8 @@ ConvTactic TacticTimer::time_candidates(size_t index, std::vector<ConvTactic>* t
     // Identity inside the fused call is allowed only with IMPLICIT_PRECOMP_GEMM (cuDNN's rule).
     if (act.type == 0 || a.algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) candidates.push_back({true, a});
   }
-  // Our direct kernels that take the step (the wgmma one where wgmma_allowed).
   for (int variant = 0; variant < gpu::kDirectVariants; ++variant)
-    if ((variant != gpu::kDirectTensorCoreWgmma || wgmma_allowed()) && gpu::direct_conv_applies(plan, step, variant)) {
+    if (direct_variant_offered(step, variant)) {
       Candidate c{false, {}, true};
       c.direct_variant = variant;
       candidates.push_back(c);

@@ -109,24 +109,11 @@ __global__ void depthwise_conv_kernel(const In* x, const T* filter, const T* bia
   }
 }
 
-
 // The pointwise variant: a thread takes two pixels (blockDim apart, so that a warp's loads of either are
 // consecutive), reads their channels in 16-byte packs, a group of kPointwiseGroup packs in flight before any
 // arithmetic, and keeps a sum for each of K filters (k rounded up to 1, 2, 4 or 8); the filters, as float
 // [channel][K] in shared memory (zeros past k), are the same loads for every thread of a warp.
 constexpr int kPointwisePixels = 2, kPointwiseGroup = 4;
-
-__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[8], __half) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(h[i]);
-    v[2 * i] = f.x, v[2 * i + 1] = f.y;
-  }
-}
-__device__ __forceinline__ void unpack(const uint4& raw, float (&v)[4], float) {
-  v[0] = __uint_as_float(raw.x), v[1] = __uint_as_float(raw.y), v[2] = __uint_as_float(raw.z), v[3] = __uint_as_float(raw.w);
-}
 
 template <int K, typename In, typename T>
 __global__ void pointwise_conv_kernel(const In* __restrict__ x, const T* __restrict__ filter, const T* __restrict__ bias,
@@ -158,7 +145,7 @@ __global__ void pointwise_conv_kernel(const In* __restrict__ x, const T* __restr
         if (pack0 + g >= packs) break;
         float v[kPointwisePixels][kPack];
 #pragma unroll
-        for (int q = 0; q < kPointwisePixels; ++q) unpack(raw[q][g], v[q], In{});
+        for (int q = 0; q < kPointwisePixels; ++q) unpack<kPack, In>(raw[q][g], v[q]);
         const float* tap = w + (pack0 + g) * kPack * K;
 #pragma unroll
         for (int e = 0; e < kPack; ++e)

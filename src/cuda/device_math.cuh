@@ -39,14 +39,22 @@ struct PackWord<16> {
   using type = uint4;
 };
 
-template <int V, typename T>
-__device__ __forceinline__ void load_pack(const T* p, float (&v)[V]) {
-  using Word = typename PackWord<V * sizeof(T)>::type;
-  const Word word = *reinterpret_cast<const Word*>(p);
+// The V values of type T that `word` holds, as float: load_pack's second half, for kernels that issue
+// several packs' loads before converting any.
+template <int V, typename T, typename Word>
+__device__ __forceinline__ void unpack(const Word& word, float (&v)[V]) {
+  static_assert(sizeof(Word) == V * sizeof(T));
   T e[V];
   memcpy(e, &word, sizeof word);
 #pragma unroll
   for (int i = 0; i < V; ++i) v[i] = load(e, i);
+}
+
+template <int V, typename T>
+__device__ __forceinline__ void load_pack(const T* p, float (&v)[V]) {
+  using Word = typename PackWord<V * sizeof(T)>::type;
+  const Word word = *reinterpret_cast<const Word*>(p);  // one load of the whole pack
+  unpack<V, T>(word, v);
 }
 
 template <int V, typename T>

@@ -47,17 +47,27 @@ __device__ int nearest_index(int rule, int dst, int in_size, int out_size) {
 
 __device__ __forceinline__ float lerp(float a, float b, float t) { return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t)); }
 
+// Grid-stride item i of an [n, height, width, packs] walk: its first channel (V a pack), column, row and image.
+template <typename Index>
+struct PackAt {
+  int c, col, row;
+  Index n;
+};
+template <int V, typename Index>
+__device__ __forceinline__ PackAt<Index> pack_at(Index i, Index packs, int width, int height) {
+  const Index pixel = i / packs;
+  return {static_cast<int>(i % packs) * V, static_cast<int>(pixel % width), static_cast<int>(pixel / width % height),
+          pixel / (Index(width) * height)};
+}
+
 // Index: int where every offset fits (dispatch_index).
 template <int V, typename Index, typename In, typename Out>
 __global__ void resize_kernel(const In* x, Out* y, ResizeArgs p) {
   const Index packs = p.c / V;
   const Index count = Index(p.n) * p.oh * p.ow * packs;
   for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
-    const int c = static_cast<int>(i % packs) * V;
+    const auto [c, ow, oh, n] = pack_at<V>(i, packs, p.ow, p.oh);
     const Index pixel = i / packs;
-    const int ow = static_cast<int>(pixel % p.ow);
-    const int oh = static_cast<int>(pixel / p.ow % p.oh);
-    const Index n = pixel / (Index(p.ow) * p.oh);
     auto at = [&](int h, int w, float(&v)[V]) { load_pack<V>(x + ((n * p.h + h) * p.w + w) * p.c + c, v); };
     float v[V];
     if (p.nearest) {
@@ -87,11 +97,7 @@ __global__ void resize_twice_kernel(const In* x, Out* y, ResizeArgs p) {
   const Index packs = p.c / V;
   const Index count = Index(p.n) * p.h * p.w * packs;
   for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < count; i += Index(gridDim.x) * blockDim.x) {
-    const int c = static_cast<int>(i % packs) * V;
-    const Index pixel = i / packs;
-    const int col = static_cast<int>(pixel % p.w);
-    const int row = static_cast<int>(pixel / p.w % p.h);
-    const Index n = pixel / (Index(p.w) * p.h);
+    const auto [c, col, row, n] = pack_at<V>(i, packs, p.w, p.h);
     auto at = [&](int h, int w, float(&v)[V]) { load_pack<V>(x + ((n * p.h + h) * p.w + w) * p.c + c, v); };
     const int col1 = min(col + 1, p.w - 1), row1 = min(row + 1, p.h - 1);
     float a[V], b[V], d[V], e[V];
