@@ -378,6 +378,14 @@ TEST(GpuQuantEngine, SmallEastInt8AndFp8MatchTheFakeQuantisedCpu) {
     expect_matches_fake_quant(network, *cache, *engine, *context, 1, 11);
     expect_matches_fake_quant(network, *cache, *engine, *context, 3, 12);
     expect_matches_fake_quant(network, *cache, *engine, *context, 1, 13);  // the batch-1 graph replayed
+    // --no-wgmma: the mma.sync variants alone (on compute capability 9.0 the wgmma ones are candidates).
+    BuildOptions without = options;
+    without.wgmma = false;
+    std::unique_ptr<Engine> mma_sync = Builder(network, without).build();
+    for (const EngineLayerInfo& l : mma_sync->inspect().layers)
+      EXPECT_EQ(l.tactic.find("wgmma"), std::string::npos) << l.name << ": " << l.tactic;
+    auto mma_sync_context = mma_sync->create_context();
+    expect_matches_fake_quant(network, *cache, *mma_sync, *mma_sync_context, 3, 14);
   }
 }
 

@@ -170,6 +170,11 @@ class TacticTimer {
     return (variant != gpu::kDirectTensorCoreWgmma || wgmma_allowed()) &&
            gpu::direct_conv_applies(engine_.plan, step, variant);
   }
+  // The same for the quantised convolution's `variant` on these arguments.
+  bool quant_variant_offered(const cuda::QuantConvArgs& args, int variant) const {
+    return (!cuda::quant_conv_variant_uses_wgmma(variant) || wgmma_allowed()) &&
+           cuda::quant_conv_variant_applies(args, variant);
+  }
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
   struct Candidate {
@@ -328,7 +333,7 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
     const cuda::QuantConvArgs args =
         gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch, x_.get(),
                                  step.inputs.size() > 1 ? residual_.get() : nullptr, y_.get());
-    if (!cuda::quant_conv_variant_applies(args, t.algo)) return false;
+    if (!quant_variant_offered(args, t.algo)) return false;
     cuda::launch_quant_conv(args, t.algo, stream_);
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
     return true;
@@ -799,8 +804,8 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
     t.kind = ConvTactic::Kind::kQuant;
     t.algo = v, t.math = 0, t.workspace = 0;
     t.variant_name = cuda::quant_conv_variant_name(v);
-    if (!cuda::quant_conv_variant_applies(args, v)) {
-      report << "  " << gpu::describe(t) << ": does not apply\n";
+    if (!quant_variant_offered(args, v)) {
+      report << "  " << gpu::describe(t) << ": not offered\n";
       continue;
     }
     if (!have_reference) {

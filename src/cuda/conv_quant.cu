@@ -21,12 +21,16 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda/conv_quant_kernel.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/device_math.cuh"
+#include "cuda/sm90a.h"
 #include "cuda/tensor_core.cuh"
 
 namespace eastrt::cuda {
 namespace {
+
+using namespace quant_kernel;
 
 constexpr int kStages = 3;  // the cp.async ring: two stages in flight while the third is consumed
 // A stage's shared rows are KS + 16 bytes apart: ldmatrix reads 8 rows of 16 bytes at a time, and with a
@@ -34,7 +38,6 @@ constexpr int kStages = 3;  // the cp.async ring: two stages in flight while the
 // (5·i mod 8 and 9·i mod 8 are permutations of 0..7); every 16-byte copy stays aligned.
 template <int KS>
 constexpr int kRowBytes = KS + 16;
-constexpr int kOutsideRow = -(1 << 29);  // the input row of a pixel past the end: never inside x
 
 // ---- Device pieces ----
 
@@ -68,127 +71,8 @@ __device__ __forceinline__ void mma_k32(float (&d)[4], const uint32_t (&a)[4], c
 #endif
 }
 
-// quantize_int8's rule on y = x / scale: NaN → 0, else clamp to ±127 and round half to even.
-__device__ __forceinline__ int8_t int8_code(float y) {
-  if (isnan(y)) return 0;
-  return static_cast<int8_t>(__float2int_rn(fminf(fmaxf(y, -127.0f), 127.0f)));
-}
-
-// float_to_e4m3(y, kSaturate): the hardware's round to nearest even, saturating to ±448; every NaN is
-// 0x7f there (cvt could keep a NaN's sign).
-__device__ __forceinline__ uint8_t e4m3_code(float y) {
-  if (isnan(y)) return 0x7f;
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3));
-}
-
-__device__ __forceinline__ float e4m3_value(uint8_t code) {
-  return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));  // exact: E4M3 ⊂ FP16
-}
-
-__device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at, float v) {
-  switch (a.out_type) {
-    case QType::kInt8: static_cast<int8_t*>(a.y)[at] = int8_code(__fdiv_rn(v, a.out_scale)); break;
-    case QType::kE4m3: static_cast<uint8_t*>(a.y)[at] = e4m3_code(__fdiv_rn(v, a.out_scale)); break;
-    case QType::kF16: static_cast<__half*>(a.y)[at] = __float2half_rn(v); break;
-    default: static_cast<float*>(a.y)[at] = v; break;
-  }
-}
-
-// ---- The convolution ----
-
-// The residual's value at element `at`, in the header's order: code · residual_scale, or the value.
-__device__ __forceinline__ float residual_value(const QuantConvArgs& a, int64_t at) {
-  switch (a.residual_type) {
-    case QType::kInt8:
-      return __fmul_rn(static_cast<float>(static_cast<const int8_t*>(a.residual)[at]), a.residual_scale);
-    case QType::kE4m3: return __fmul_rn(e4m3_value(static_cast<const uint8_t*>(a.residual)[at]), a.residual_scale);
-    case QType::kF16: return __half2float(static_cast<const __half*>(a.residual)[at]);
-    default: return static_cast<const float*>(a.residual)[at];
-  }
-}
-
-// Eight residual values at `at` (a multiple of 8, the residual aligned to 8 elements: the host checked).
-__device__ __forceinline__ void residual_values8(const QuantConvArgs& a, int64_t at, float (&r)[8]) {
-  switch (a.residual_type) {
-    case QType::kInt8:
-    case QType::kE4m3: {
-      const uint2 word = *reinterpret_cast<const uint2*>(static_cast<const uint8_t*>(a.residual) + at);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint8_t code = static_cast<uint8_t>((j < 4 ? word.x : word.y) >> (8 * (j % 4)));
-        const float value =
-            a.residual_type == QType::kInt8 ? static_cast<float>(static_cast<int8_t>(code)) : e4m3_value(code);
-        r[j] = __fmul_rn(value, a.residual_scale);
-      }
-      break;
-    }
-    case QType::kF16: {
-      const uint4 word = *reinterpret_cast<const uint4*>(static_cast<const __half*>(a.residual) + at);
-      const uint32_t w[4] = {word.x, word.y, word.z, word.w};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
-        r[2 * j] = f.x, r[2 * j + 1] = f.y;
-      }
-      break;
-    }
-    default: {
-      const float4* f = reinterpret_cast<const float4*>(static_cast<const float*>(a.residual) + at);
-      const float4 lo = f[0], hi = f[1];
-      r[0] = lo.x, r[1] = lo.y, r[2] = lo.z, r[3] = lo.w, r[4] = hi.x, r[5] = hi.y, r[6] = hi.z, r[7] = hi.w;
-      break;
-    }
-  }
-}
-
-__device__ __forceinline__ uint8_t code8(const QuantConvArgs& a, float v) {
-  const float y = __fdiv_rn(v, a.out_scale);
-  return a.out_type == QType::kInt8 ? static_cast<uint8_t>(int8_code(y)) : e4m3_code(y);
-}
-
-// Eight channels in one (8-bit, FP16) or two (FP32) vector stores; `at` a multiple of 8 and y aligned to
-// that (the host checked).
-__device__ __forceinline__ void store_output8(const QuantConvArgs& a, int64_t at, const float (&v)[8]) {
-  switch (a.out_type) {
-    case QType::kInt8:
-    case QType::kE4m3: {
-      uint2 word = make_uint2(0, 0);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) (j < 4 ? word.x : word.y) |= uint32_t(code8(a, v[j])) << (8 * (j % 4));
-      *reinterpret_cast<uint2*>(static_cast<uint8_t*>(a.y) + at) = word;
-      break;
-    }
-    case QType::kF16: {
-      uint32_t w[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const __half2 h = __halves2half2(__float2half_rn(v[2 * j]), __float2half_rn(v[2 * j + 1]));
-        w[j] = *reinterpret_cast<const uint32_t*>(&h);
-      }
-      *reinterpret_cast<uint4*>(static_cast<__half*>(a.y) + at) = make_uint4(w[0], w[1], w[2], w[3]);
-      break;
-    }
-    default: {
-      float4* f = reinterpret_cast<float4*>(static_cast<float*>(a.y) + at);
-      f[0] = make_float4(v[0], v[1], v[2], v[3]);
-      f[1] = make_float4(v[4], v[5], v[6], v[7]);
-      break;
-    }
-  }
-}
-
-// What the host found about alignment, for the epilogue's vector accesses.
-enum EpilogueFlags : int {
-  kVectorStores = 1,    // y_pixel_stride, y_channel_offset multiples of 8, y aligned for 8 elements
-  kVectorResidual = 2,  // k a multiple of 8, the residual aligned for 8 elements
-};
-
 template <int BM, int BN, int KS>
 constexpr int pipeline_bytes() { return kStages * (BM + BN) * kRowBytes<KS>; }
-// The finished tile as 32-bit accumulators, rows BN + 8 words apart: a warp's two-word stores of rows g (and
-// g + 8), words 2t, 2t + 1 then fall on distinct banks for each half-warp.
-template <int BM, int BN>
-constexpr int staging_bytes() { return BM * (BN + 8) * 4; }
 template <int BM, int BN, int KS>
 constexpr int shared_bytes() {
   return pipeline_bytes<BM, BN, KS>() > staging_bytes<BM, BN>() ? pipeline_bytes<BM, BN, KS>() : staging_bytes<BM, BN>();
@@ -203,77 +87,24 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   constexpr int kBlockThreads = (BM / WM) * kWarpsN * 32;
   constexpr int kTilesM = WM / 16, kTilesN = WN / 8;
   constexpr int kRow = kRowBytes<KS>;
-  constexpr int kCopiesPerRow = KS / 16;
-  constexpr int kRowsPerPass = kBlockThreads / kCopiesPerRow;  // rows of a stage one pass of the block copies
-  constexpr int kRowsA = BM / kRowsPerPass, kRowsB = BN / kRowsPerPass;
   constexpr int kStageBytes = (BM + BN) * kRow;
   static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && WN % 16 == 0, "tile shape");
-  static_assert(BM % kRowsPerPass == 0 && BN % kRowsPerPass == 0, "whole rows per thread");
-  static_assert(KS % 32 == 0 && BN % 8 == 0, "stage and epilogue shape");
+  static_assert(KS % 32 == 0, "stage shape");
   using Acc = std::conditional_t<kFp8, float, int>;
 
   extern __shared__ __align__(16) uint8_t shared[];
   // Stage i: A rows at shared + i · kStageBytes, B rows after them.
 
-  const uint8_t* x = static_cast<const uint8_t*>(a.x);
-  const uint8_t* filter = static_cast<const uint8_t*>(a.filter);
-  const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
   const int64_t block_m = int64_t(blockIdx.x) * BM;
   const int block_n = blockIdx.y * BN;
   const int tid = threadIdx.x;
-  const int copy = tid % kCopiesPerRow;  // which 16 bytes of its rows this thread copies
-  const int first_row = tid / kCopiesPerRow;
-
-  // The pixels of this thread's A rows, decomposed once: the offset in x of tap (0, 0)'s pixel (plus the
-  // copy's bytes; outside x where that tap is in the padding, never read there) and its input row / column.
-  int64_t a_offset[kRowsA];
-  int a_row[kRowsA], a_col[kRowsA];
-#pragma unroll
-  for (int i = 0; i < kRowsA; ++i) {
-    const int64_t p = block_m + first_row + i * kRowsPerPass;
-    a_offset[i] = 0;
-    a_row[i] = kOutsideRow;
-    a_col[i] = 0;
-    if (p < pixels) {
-      const int64_t per_image = int64_t(a.oh) * a.ow;
-      const int64_t image = p / per_image;
-      const int rest = static_cast<int>(p - image * per_image);
-      const int oi = rest / a.ow, oj = rest - oi * a.ow;
-      a_row[i] = oi * a.stride_h - a.pad_top;
-      a_col[i] = oj * a.stride_w - a.pad_left;
-      a_offset[i] = ((image * a.h + a_row[i]) * a.w + a_col[i]) * a.c + copy * 16;
-    }
-  }
-  const int64_t filter_per_k = int64_t(a.r) * a.s * a.c;
-  const int b_first_k = block_n + first_row;
-  const uint8_t* b_filter = filter + int64_t(b_first_k) * filter_per_k + copy * 16;  // read only where inside
-
-  const int chunks_per_tap = (a.c + KS - 1) / KS;
-  const int steps = a.r * a.s * chunks_per_tap;
+  const QuantStages<BM, BN, KS, kBlockThreads> stages(a, block_m, block_n, tid % (KS / 16), tid / (KS / 16));
+  const int steps = stages.steps;
   const unsigned shared_address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
-
-  // Step `step` = tap (rr, ss) and channels c0 .. c0 + KS − 1 into stage `stage`.
+  // Rows kRow bytes apart, A's then B's.
   auto load_stage = [&](int stage, int step) {
-    const int tap = step / chunks_per_tap;
-    const int c0 = (step - tap * chunks_per_tap) * KS;
-    const int rr = tap / a.s, ss = tap - rr * a.s;
-    const bool channels_inside = c0 + copy * 16 < a.c;
-    const int64_t tap_offset = (int64_t(rr) * a.w + ss) * a.c + c0;  // the same for every pixel
     uint8_t* sa = shared + stage * kStageBytes;
-    uint8_t* sb = sa + BM * kRow;
-#pragma unroll
-    for (int i = 0; i < kRowsA; ++i) {
-      const int ih = a_row[i] + rr, iw = a_col[i] + ss;
-      const bool inside = channels_inside && unsigned(ih) < unsigned(a.h) && unsigned(iw) < unsigned(a.w);
-      const uint8_t* src = inside ? x + a_offset[i] + tap_offset : x;
-      cp_async_16(sa + (first_row + i * kRowsPerPass) * kRow + copy * 16, src, inside);
-    }
-#pragma unroll
-    for (int i = 0; i < kRowsB; ++i) {
-      const bool inside = channels_inside && b_first_k + i * kRowsPerPass < a.k;
-      const uint8_t* src = inside ? b_filter + i * kRowsPerPass * filter_per_k + int64_t(tap) * a.c + c0 : filter;
-      cp_async_16(sb + (first_row + i * kRowsPerPass) * kRow + copy * 16, src, inside);
-    }
+    stages.load(sa, sa + BM * kRow, step, [](int row, int copy) { return row * kRow + copy * 16; });
   };
 
   const int warp = tid / 32, lane = tid % 32;
@@ -339,74 +170,18 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   // The finished tile through shared memory (the ring is free once every warp is past its last stage).
   cp_async_wait<0>();
   __syncthreads();
-  constexpr int kPitch = BN + 8;  // words
   Acc* staged = reinterpret_cast<Acc*>(shared);
   {
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < kTilesM; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < kTilesN; ++nt) {
-        Acc* p = staged + (warp_m + mt * 16 + g) * kPitch + warp_n + nt * 8 + 2 * t;
-        p[0] = acc[mt][nt][0], p[1] = acc[mt][nt][1];
-        p[8 * kPitch] = acc[mt][nt][2], p[8 * kPitch + 1] = acc[mt][nt][3];
-      }
+      for (int nt = 0; nt < kTilesN; ++nt)
+        stage_quad<BN>(staged, warp_m + mt * 16 + g, warp_n + nt * 8 + 2 * t, acc[mt][nt][0], acc[mt][nt][1],
+                       acc[mt][nt][2], acc[mt][nt][3]);
   }
   __syncthreads();
-
-  // Each thread: 8 consecutive channels (fixed, so scale and bias are read once) of every kRowsOut-th row.
-  constexpr int kGroups = BN / 8;
-  constexpr int kRowsOut = kBlockThreads / kGroups;
-  static_assert(kBlockThreads % kGroups == 0, "epilogue threads");
-  const int col = (tid % kGroups) * 8;
-  const int kk0 = block_n + col;
-  if (kk0 >= a.k) return;
-  const int valid = a.k - kk0 < 8 ? a.k - kk0 : 8;  // channels of the 8 that exist
-  float scale[8], bias[8];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    scale[j] = j < valid ? __ldg(a.scale + kk0 + j) : 0.0f;
-    bias[j] = j < valid && a.bias ? __ldg(a.bias + kk0 + j) : 0.0f;
-  }
-  const bool vector_store = valid == 8 && (flags & kVectorStores);
-  const bool vector_residual = valid == 8 && (flags & kVectorResidual);
-  for (int r = tid / kGroups; r < BM; r += kRowsOut) {
-    const int64_t pixel = block_m + r;
-    if (pixel >= pixels) break;
-    const Acc* p = staged + r * kPitch + col;
-    const uint4 lo = *reinterpret_cast<const uint4*>(p), hi = *reinterpret_cast<const uint4*>(p + 4);
-    const uint32_t words[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-    float v[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float sum = kFp8 ? __uint_as_float(words[j]) : static_cast<float>(static_cast<int>(words[j]));
-      v[j] = __fmaf_rn(sum, scale[j], bias[j]);
-    }
-    if (a.residual) {
-      const int64_t at = pixel * a.k + kk0;
-      float res[8];
-      if (vector_residual) {
-        residual_values8(a, at, res);
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) res[j] = j < valid ? residual_value(a, at + j) : 0.0f;
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __fadd_rn(v[j], res[j]);
-    }
-    if (a.act.type == 0) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = v[j] > 0.0f ? v[j] : 0.0f;
-    }
-    const int64_t at = pixel * a.y_pixel_stride + a.y_channel_offset + kk0;
-    if (vector_store) {
-      store_output8(a, at, v);
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        if (j < valid) store_output(a, at + j, v[j]);
-    }
-  }
+  quant_epilogue<BM, BN, kBlockThreads, kFp8>(a, flags, staged, block_m, block_n);
 }
 
 // ---- Variants ----
@@ -417,15 +192,20 @@ struct Variant {
   int min_pixels, min_k;  // below these a smaller tile does the same work with less waste
   // E4M3's mma.sync holds more registers on sm_90 (ptxas converts the operands): a 64x64 warp tile spills.
   bool int8_only;
+  bool wgmma;  // conv_quant_wgmma.cu's kernel (sm_90a: compute capability 9.0 alone), BN bn
 };
-// The last one applies to everything. Each runs with 128-channel stages where c is a multiple of 128, with
-// 64 otherwise (the name says the tile; the builder times them on the layer's own shape).
+// The mma.sync ones run with 128-channel stages where c is a multiple of 128, with 64 otherwise, the wgmma
+// ones with 64 (the name says the tile; the builder times them on the layer's own shape). kGeneric applies to
+// everything the kernel takes.
 constexpr Variant kVariants[] = {
-    {"q128x128_w64x32", 128, 128, 65, 65, false},  // 8 warps
-    {"q128x128_w64x64", 128, 128, 65, 65, true},   // 4 warps
-    {"q128x64_w64x32", 128, 64, 65, 1, false},     // 4 warps
-    {"q64x64_w32x32", 64, 64, 1, 1, false},        // 4 warps
+    {"q128x128_w64x32", 128, 128, 65, 65, false, false},  // 8 warps
+    {"q128x128_w64x64", 128, 128, 65, 65, true, false},   // 4 warps
+    {"q128x64_w64x32", 128, 64, 65, 1, false, false},     // 4 warps
+    {"q64x64_w32x32", 64, 64, 1, 1, false, false},        // 4 warps
+    {"wgmma128x128", 128, 128, 65, 65, false, true},      // 2 warpgroups
+    {"wgmma128x64", 128, 64, 65, 1, false, true},         // 2 warpgroups
 };
+constexpr int kGeneric = 3;
 constexpr int kVariantCount = sizeof(kVariants) / sizeof(kVariants[0]);
 
 template <int BM, int BN, int WM, int WN, int KS, bool kFp8>
@@ -495,6 +275,18 @@ const char* device_refusal(QType in_type) {
     return "the GPU has no FP8 tensor-core mma (E4M3 needs compute capability 8.9 or later)";
   if (!ability.image) return "this build holds no kernel image for the GPU (it is built for sm_90 and later)";
   return nullptr;
+}
+
+// Whether the current GPU runs the sm_90a kernels (without any GPU: yes, the arguments decide alone).
+bool device_runs_sm90a() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return runs_sm90a(major, minor);
 }
 
 bool valid_qtype(QType type) { return type == QType::kInt8 || type == QType::kE4m3 || type == QType::kF16 || type == QType::kF32; }
@@ -594,9 +386,20 @@ const char* quant_conv_variant_name(int variant) {
   return variant >= 0 && variant < kVariantCount ? kVariants[variant].name : "none";
 }
 
+int quant_conv_generic_variant() { return kGeneric; }
+
+bool quant_conv_variant_uses_wgmma(int variant) {
+  return variant >= 0 && variant < kVariantCount && kVariants[variant].wgmma;
+}
+
 bool quant_conv_variant_applies(const QuantConvArgs& a, int variant) {
   if (variant < 0 || variant >= kVariantCount || !quant_conv_supports(a)) return false;
   if (kVariants[variant].int8_only && a.in_type != QType::kInt8) return false;
+  if (kVariants[variant].wgmma) {  // one-dimensional grid: pixel blocks times filter blocks
+    const int64_t blocks = (int64_t(a.n) * a.oh * a.ow + kVariants[variant].bm - 1) / kVariants[variant].bm *
+                           ((a.k + kVariants[variant].bn - 1) / kVariants[variant].bn);
+    if (blocks >= (int64_t(1) << 31) || !device_runs_sm90a()) return false;
+  }
   return int64_t(a.n) * a.oh * a.ow >= kVariants[variant].min_pixels && a.k >= kVariants[variant].min_k;
 }
 
@@ -621,7 +424,8 @@ void launch_quant_conv(const QuantConvArgs& args, int variant, cudaStream_t stre
     case 0: launch_tile<128, 128, 64, 32>(a, flags, stream); break;
     case 1: launch_tile<128, 128, 64, 64, true>(a, flags, stream); break;
     case 2: launch_tile<128, 64, 64, 32>(a, flags, stream); break;
-    default: launch_tile<64, 64, 32, 32>(a, flags, stream); break;
+    case kGeneric: launch_tile<64, 64, 32, 32>(a, flags, stream); break;
+    default: return launch_quant_conv_wgmma(a, kVariants[variant].bn, flags, stream);
   }
   EASTRT_LAUNCHED("quant_conv_kernel");
 }

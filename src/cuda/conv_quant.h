@@ -72,8 +72,12 @@ struct QuantConvArgs {
 bool quant_conv_supports(const QuantConvArgs& args, const char** why = nullptr);
 
 // Tile configurations of the kernel the builder may time against each other: 0 .. quant_conv_variants() − 1.
+// Some run on Hopper's wgmma (sm_90a: compute capability 9.0 alone); the generic one applies to everything
+// quant_conv_supports takes.
 int quant_conv_variants();
 const char* quant_conv_variant_name(int variant);
+int quant_conv_generic_variant();
+bool quant_conv_variant_uses_wgmma(int variant);
 // Whether `variant` can run these arguments (e.g. a tile wider than k is not offered).
 bool quant_conv_variant_applies(const QuantConvArgs& args, int variant);
 
