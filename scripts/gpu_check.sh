@@ -290,6 +290,17 @@ if want quant && [[ -f models/east.safetensors ]]; then
       --calib-cache models/east.$precision.cache --all-8bit --batch 16 --iterations 40 --warmup 10 --cuda-graph \
       --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
   done
+  # Where the 8-bit kernels stand against FP16 layer by layer (EASTRT_QUANT_DETAIL=1): the INT8 build's
+  # timing log (every candidate with its time, FP16's too) and the --all-8bit engine's profile.
+  if [[ ${EASTRT_QUANT_DETAIL:-0} == 1 ]] && (( $(left) > 120 )); then
+    echo "--- int8 batch 16: the build's timing log and the --all-8bit profile"
+    timeout 90 "$BIN/eastrt" build --model models/east.safetensors --input 16x672x1280x3 --precision int8 \
+      --calib-cache models/east.int8.cache --max-batch 16 --verbose -o "$WORK/int8_b16.plan" \
+      2> "$WORK/int8_build_b16.log" | tail -n 3
+    timeout 90 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision int8 \
+      --calib-cache models/east.int8.cache --all-8bit --batch 16 --iterations 20 --warmup 5 --profile \
+      --profile-json "$WORK/profile_int8_all8bit_b16.json" 2>&1 | tail -n 3
+  fi
   # The 8-bit kernel alone: caches that quantise every convolution it takes (gpu-data/caches/*_all.cache).
   for cache in gpu-data/caches/*_all.cache; do
     [[ -f $cache ]] || continue

@@ -192,7 +192,7 @@ struct Variant {
   int min_pixels, min_k;  // below these a smaller tile does the same work with less waste
   // E4M3's mma.sync holds more registers on sm_90 (ptxas converts the operands): a 64x64 warp tile spills.
   bool int8_only;
-  bool wgmma;  // conv_quant_wgmma.cu's kernel (sm_90a: compute capability 9.0 alone), BN bn
+  bool wgmma;  // conv_quant_wgmma.cu's kernel (sm_90a: compute capability 9.0 alone; INT8 only), BN bn
 };
 // The mma.sync ones run with 128-channel stages where c is a multiple of 128, with 64 otherwise, the wgmma
 // ones with 64 (the name says the tile; the builder times them on the layer's own shape). kGeneric applies to
@@ -202,8 +202,8 @@ constexpr Variant kVariants[] = {
     {"q128x128_w64x64", 128, 128, 65, 65, true, false},   // 4 warps
     {"q128x64_w64x32", 128, 64, 65, 1, false, false},     // 4 warps
     {"q64x64_w32x32", 64, 64, 1, 1, false, false},        // 4 warps
-    {"wgmma128x128", 128, 128, 65, 65, false, true},      // 2 warpgroups
-    {"wgmma128x64", 128, 64, 65, 1, false, true},         // 2 warpgroups
+    {"wgmma128x128", 128, 128, 65, 65, true, true},       // 2 warpgroups, persistent
+    {"wgmma128x64", 128, 64, 65, 1, true, true},          // 2 warpgroups, persistent
 };
 constexpr int kGeneric = 3;
 constexpr int kVariantCount = sizeof(kVariants) / sizeof(kVariants[0]);
@@ -392,15 +392,15 @@ bool quant_conv_variant_uses_wgmma(int variant) {
   return variant >= 0 && variant < kVariantCount && kVariants[variant].wgmma;
 }
 
-bool quant_conv_variant_applies(const QuantConvArgs& a, int variant) {
+bool quant_conv_variant_runs(const QuantConvArgs& a, int variant) {
   if (variant < 0 || variant >= kVariantCount || !quant_conv_supports(a)) return false;
   if (kVariants[variant].int8_only && a.in_type != QType::kInt8) return false;
-  if (kVariants[variant].wgmma) {  // one-dimensional grid: pixel blocks times filter blocks
-    const int64_t blocks = (int64_t(a.n) * a.oh * a.ow + kVariants[variant].bm - 1) / kVariants[variant].bm *
-                           ((a.k + kVariants[variant].bn - 1) / kVariants[variant].bn);
-    if (blocks >= (int64_t(1) << 31) || !device_runs_sm90a()) return false;
-  }
-  return int64_t(a.n) * a.oh * a.ow >= kVariants[variant].min_pixels && a.k >= kVariants[variant].min_k;
+  return !kVariants[variant].wgmma || device_runs_sm90a();
+}
+
+bool quant_conv_variant_applies(const QuantConvArgs& a, int variant) {
+  return quant_conv_variant_runs(a, variant) && int64_t(a.n) * a.oh * a.ow >= kVariants[variant].min_pixels &&
+         a.k >= kVariants[variant].min_k;
 }
 
 void launch_quant_conv(const QuantConvArgs& args, int variant, cudaStream_t stream) {
@@ -408,9 +408,9 @@ void launch_quant_conv(const QuantConvArgs& args, int variant, cudaStream_t stre
   if (!quant_conv_supports(args, &why))
     throw_error("quantised convolution (", qtype_name(args.in_type), ", c ", args.c, ", k ", args.k, ", ", args.r, "x",
                 args.s, "): ", why);
-  if (!quant_conv_variant_applies(args, variant))
-    throw_error("quantised convolution: variant ", variant, " (", quant_conv_variant_name(variant),
-                ") does not apply to ", args.n, "x", args.oh, "x", args.ow, " pixels, k ", args.k);
+  if (!quant_conv_variant_runs(args, variant))
+    throw_error("quantised convolution: variant ", variant, " (", quant_conv_variant_name(variant), ") cannot run ",
+                qtype_name(args.in_type), " input on this GPU");
   EASTRT_CHECK(args.x && args.filter && args.scale && args.y, "quantised convolution: x, filter, scale or y is null");
   QuantConvArgs a = args;
   if (a.y_pixel_stride == 0) a.y_pixel_stride = a.k;

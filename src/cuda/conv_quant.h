@@ -78,10 +78,14 @@ int quant_conv_variants();
 const char* quant_conv_variant_name(int variant);
 int quant_conv_generic_variant();
 bool quant_conv_variant_uses_wgmma(int variant);
-// Whether `variant` can run these arguments (e.g. a tile wider than k is not offered).
+// Whether `variant`'s kernel can run these arguments on the current GPU (the input type, wgmma): what
+// launch_quant_conv requires. An engine runs its choice at every batch up to the one it was built for.
+bool quant_conv_variant_runs(const QuantConvArgs& args, int variant);
+// Whether `variant` is a candidate for these arguments: it runs them, and its tile is not mostly waste
+// (a 128-wide tile on fewer than 65 pixels or filters is not offered).
 bool quant_conv_variant_applies(const QuantConvArgs& args, int variant);
 
-// Runs the convolution. Throws an Error when quant_conv_supports says no or the variant does not apply.
+// Runs the convolution. Throws an Error when quant_conv_supports says no or the variant cannot run.
 void launch_quant_conv(const QuantConvArgs& args, int variant, cudaStream_t stream);
 
 // y = 8-bit codes of x / scale (x FP16 or FP32, `count` values, any layout).

@@ -155,9 +155,16 @@ struct QuantStages {
   int chunks_per_tap, steps;
 
   __device__ QuantStages(const QuantConvArgs& args, int64_t block_m, int block_n, int copy_, int first_row_)
-      : h(args.h), w(args.w), c(args.c), k(args.k), s(args.s), x(static_cast<const uint8_t*>(args.x)), filter(static_cast<const uint8_t*>(args.filter)),
-        copy(copy_), first_row(first_row_) {
-    const QuantConvArgs& a = args;
+      : h(args.h), w(args.w), c(args.c), k(args.k), s(args.s), x(static_cast<const uint8_t*>(args.x)),
+        filter(static_cast<const uint8_t*>(args.filter)), copy(copy_), first_row(first_row_) {
+    filter_per_k = int64_t(args.r) * args.s * args.c;
+    chunks_per_tap = (args.c + KS - 1) / KS;
+    steps = args.r * args.s * chunks_per_tap;
+    set_tile(args, block_m, block_n);
+  }
+
+  // The tile of output pixels block_m .. + BM − 1 and filters block_n .. + BN − 1 (a persistent block's next).
+  __device__ void set_tile(const QuantConvArgs& a, int64_t block_m, int block_n) {
     const int64_t pixels = int64_t(a.n) * a.oh * a.ow;
 #pragma unroll
     for (int i = 0; i < kRowsA; ++i) {
@@ -175,11 +182,8 @@ struct QuantStages {
         a_offset[i] = ((image * a.h + a_row[i]) * a.w + a_col[i]) * a.c + copy * 16;
       }
     }
-    filter_per_k = int64_t(a.r) * a.s * a.c;
     b_first_k = block_n + first_row;
     b_filter = filter + int64_t(b_first_k) * filter_per_k + copy * 16;
-    chunks_per_tap = (a.c + KS - 1) / KS;
-    steps = a.r * a.s * chunks_per_tap;
   }
 
   template <typename Offset>
@@ -289,7 +293,7 @@ __device__ void quant_epilogue(const QuantConvArgs& a, int flags, const void* st
 
 namespace eastrt::cuda {
 
-// conv_quant_wgmma.cu (sm_90a alone): the convolution with wgmma products, tiles of 128 pixels by `bn`
+// conv_quant_wgmma.cu (sm_90a alone): the INT8 convolution with wgmma products, tiles of 128 pixels by `bn`
 // (64 or 128) filters; `a` comes with y_pixel_stride resolved and `flags` as for the mma.sync kernel.
 void launch_quant_conv_wgmma(const QuantConvArgs& a, int bn, int flags, cudaStream_t stream);
 

@@ -1,7 +1,7 @@
 // Hopper's warpgroup matrix multiply (wgmma, sm_90a only): the shared-memory matrix descriptor and the PTX
-// of the FP16 m64n64k16 and m64n32k16 products with float32 accumulators and of the 8-bit m64n64k32 and
-// m64n128k32 ones (INT8 and E4M3), for kernels compiled for sm_90a alone (a plain sm_90 pass rejects the
-// instructions; there they compile to a trap). Groundwork: gemm_wgmma.cu.
+// of the FP16 m64n64k16 and m64n32k16 products with float32 accumulators and of the INT8 m64n64k32 and
+// m64n128k32 ones, for kernels compiled for sm_90a alone (a plain sm_90 pass rejects the instructions;
+// there they compile to a trap). Groundwork: gemm_wgmma.cu.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -118,11 +118,11 @@ __device__ __forceinline__ void wgmma_m64n32k16(float (&d)[16], uint64_t a, uint
 #endif
 }
 
-// d += A·Bᵀ for 8-bit A (64x32) and B (Nx32), both K-major by descriptor: core matrices of 8 rows of 16
-// bytes, the FP16 layout's bytes. INT8 codes into INT32 accumulators, E4M3 into FP32 (scaled by 1). The
-// accumulator layout is wgmma_m64n64k16's, j = 0 .. N/8 − 1. `accumulate` false: d = A·Bᵀ, d's registers
-// not read (a kernel starts its sums so, not with zeros written by other instructions: those would make
-// ptxas serialise the products in flight around them).
+// d += A·Bᵀ for INT8 A (64x32) and B (Nx32), both K-major by descriptor: core matrices of 8 rows of 16
+// bytes, the FP16 layout's bytes; INT32 accumulators (E4M3's wgmma sums in less than FP32's precision:
+// conv_quant_wgmma.cu). The accumulator layout is wgmma_m64n64k16's, j = 0 .. N/8 − 1. `accumulate`
+// false: d = A·Bᵀ, d's registers not read (a kernel starts its sums so, not with zeros written by other
+// instructions: those would make ptxas serialise the products in flight around them).
 __device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile(
@@ -135,25 +135,6 @@ __device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], uint64_t a, uint64
         "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
         "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
         "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
-      : "l"(a), "l"(b), "r"(int(accumulate))
-      : "memory");
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void wgmma_m64n64k32(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-      "%32, %33, accumulate, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
       : "l"(a), "l"(b), "r"(int(accumulate))
       : "memory");
 #else
@@ -179,31 +160,6 @@ __device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], uint64_t a, uint6
         "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
         "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
         "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
-      : "l"(a), "l"(b), "r"(int(accumulate))
-      : "memory");
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void wgmma_m64n128k32(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile(
-      "{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-      "%64, %65, accumulate, 1, 1;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(a), "l"(b), "r"(int(accumulate))
       : "memory");
 #else
