@@ -319,6 +319,25 @@ if want quant && [[ -f models/east.safetensors ]]; then
   done
 fi
 
+if want ncu; then
+  # Nsight Compute on our wgmma kernels at EAST's batch-16 shapes, where the machine has it: the first
+  # launches of each while the builds time their candidates (what the 8-bit and FP16 3x3 kernels wait on).
+  ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute*/ncu 2>/dev/null | head -n 1 || true)
+  phase "Nsight Compute: ${ncu:-not on this machine}"
+  if [[ -n $ncu ]]; then
+    sections=(--section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats
+              --section MemoryWorkloadAnalysis --section SchedulerStats)
+    timeout 150 "$ncu" "${sections[@]}" --kernel-name regex:'quant_conv_wgmma_kernel|quant_conv_kernel' --launch-count 8 \
+      "$BIN/eastrt" build --model models/east.safetensors --input 16x672x1280x3 --precision int8 \
+      --calib-cache models/east.int8.cache --max-batch 16 --all-8bit -o "$WORK/ncu_int8.plan" > "$WORK/ncu_int8.txt" 2>&1
+    echo "ncu int8 exit status $?"; grep -E "quant_conv|Duration|Throughput|Stall|Warp Cycles" "$WORK/ncu_int8.txt" | head -n 40
+    timeout 120 "$ncu" "${sections[@]}" --kernel-name regex:'tensor_core_wgmma_conv_kernel|conv_max_pool_wgmma_kernel' \
+      --launch-count 4 "$BIN/eastrt" build --builtin east --input 16x672x1280x3 --precision fp16 --max-batch 16 \
+      -o "$WORK/ncu_fp16.plan" > "$WORK/ncu_fp16.txt" 2>&1
+    echo "ncu fp16 exit status $?"
+  fi
+fi
+
 sel=${EASTRT_SELECT_DIR:-gpu-data/select}
 if want qselect && [[ -d $sel/images ]]; then
   # Choosing a calibration for the bundled model on training-split images (EASTRT_SELECT_DIR, default

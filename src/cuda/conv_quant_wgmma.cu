@@ -3,8 +3,11 @@
 // are wgmma m64nBNk32 reading both operands by descriptor from shared memory instead of mma.sync fed by
 // ldmatrix. A block is two warpgroups: tiles of 128 output pixels (64 each) by BN filters (64 or 128). A stage
 // is 64 channels of one filter tap in wgmma's K-major layout without swizzling — 8 rows of 16 bytes
-// contiguous (a core matrix), the stage's four 16-byte K groups 128 bytes apart, 8-row groups 512 — and four
-// stages go round a ring: two in flight while one is multiplied and the products of the one before drain.
+// contiguous (a core matrix), the stage's four 16-byte K groups 128 bytes apart, 8-row groups 512 — and the
+// stages go round a ring: all but two in flight while one is multiplied and the products of the one before
+// drain. The ring is deep (8 stages, 96 KB in flight an SM at BN 128; 6 at 64, two blocks an SM) because a
+// stage is little work for the tensor cores (256 cycles at BN 128) against the copies' latency under load:
+// with two in flight (d4ec033, 1cae40e on the H200) a step took about 2000 cycles.
 // Blocks are persistent and the ring runs on across their tiles, so that a tile's epilogue (through its own
 // shared memory) overlaps the copies of the next tile's first stages; a tile of a 1x1 convolution over 64
 // channels is a single step, and without that the block would wait for its copies once a tile.
@@ -23,18 +26,21 @@ namespace {
 
 using namespace quant_kernel;
 
-constexpr int kBM = 128, kKS = 64, kBlockThreads = 256, kStages = 4;
-constexpr int kAhead = kStages - 2;  // stages whose copies are in flight while one is multiplied
+constexpr int kBM = 128, kKS = 64, kBlockThreads = 256;
+template <int BN>
+constexpr int kStages = BN == 128 ? 8 : 6;
+template <int BN>
+constexpr int kAhead = kStages<BN> - 2;  // stages whose copies are in flight while one is multiplied
 constexpr uint32_t kLbo = 128, kSbo = kKS / 16 * 128;
 static_assert(kKS % 32 == 0 && kKS / 16 == 4, "the copies' lane mapping covers 4 K groups");
 
 template <int BN>
 constexpr int kStageBytes = (kBM + BN) * kKS;
 template <int BN>
-constexpr int kRingBytes = kStages * kStageBytes<BN>;
+constexpr int kRingBytes = kStages<BN> * kStageBytes<BN>;
 template <int BN>
 constexpr int shared_bytes() { return kRingBytes<BN> + staging_bytes<kBM, BN>(); }
-// What fits an SM's 227 KB: one block at BN 128 (132 KB), two at 64 (84 KB).
+// What fits an SM's 227 KB: one block at BN 128 (196 KB), two at 64 (108 KB).
 template <int BN>
 constexpr int kBlocksPerSm = BN == 128 ? 1 : 2;
 
@@ -70,7 +76,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm<BN>)
   const int steps = stages.steps;  // the same for every tile
   const auto issue_next = [&] {
     if (loading < tiles) {
-      uint8_t* sa = shared + (issued % kStages) * kStageBytes<BN>;
+      uint8_t* sa = shared + (issued % kStages<BN>) * kStageBytes<BN>;
       stages.load(sa, sa + kBM * kKS, load_step, core_offset);
       if (++load_step == steps) {
         load_step = 0;
@@ -83,17 +89,17 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm<BN>)
   };
 
   const int group = warp / 4;  // the warpgroup: A rows 64 · group .. + 63
-  for (int s = 0; s < kAhead; ++s) issue_next();
+  for (int s = 0; s < kAhead<BN>; ++s) issue_next();
   int consumed = 0;  // stages multiplied so far
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     int d[BN / 2];  // the tile's first product writes them (see wgmma_m64n64k32)
     for (int step = 0; step < steps; ++step, ++consumed) {
-      cp_async_wait<kAhead - 1>();  // this stage's copies (issued + 1 groups committed, the last still pending)
+      cp_async_wait<kAhead<BN> - 1>();  // this stage's copies (the kAhead − 1 issued after it may be pending)
       fence_proxy_async_shared();   // the copies (generic proxy) visible to wgmma's reads (async proxy)
       // The stage complete for every thread; every warpgroup is past its wait for the products of two stages
       // back, whose ring slot the copies issued below refill.
       __syncthreads();
-      const uint8_t* sa = shared + (consumed % kStages) * kStageBytes<BN>;
+      const uint8_t* sa = shared + (consumed % kStages<BN>) * kStageBytes<BN>;
       const uint64_t da = wgmma_descriptor(sa + group * 8 * kSbo, kLbo, kSbo);
       const uint64_t db = wgmma_descriptor(sa + kBM * kKS, kLbo, kSbo);
       wgmma_fence_operands(d);
