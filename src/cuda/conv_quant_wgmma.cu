@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm<BN>)
     int d[BN / 2];  // the tile's first product writes them (see wgmma_m64n64k32)
     for (int step = 0; step < steps; ++step, ++consumed) {
       cp_async_wait<kAhead<BN> - 1>();  // this stage's copies (the kAhead − 1 issued after it may be pending)
-      fence_proxy_async_shared();   // the copies (generic proxy) visible to wgmma's reads (async proxy)
+      // No proxy fence: see the header (EXPERIMENT, b527c60 fenced here).
       // The stage complete for every thread; every warpgroup is past its wait for the products of two stages
       // back, whose ring slot the copies issued below refill.
       __syncthreads();
