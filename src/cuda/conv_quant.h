@@ -58,10 +58,13 @@ struct QuantConvArgs {
   int y_channel_offset = 0;
 };
 
-// The epilogue's float arithmetic, each step rounded once (conv_quant.cu; a CPU reference that does the same
-// gets the same codes from INT8 inputs, whose accumulation is exact):
+// The epilogue's float arithmetic, each step rounded once (conv_quant_kernel.cuh; a CPU reference that does
+// the same gets the same codes from INT8 inputs, whose accumulation is exact):
 //   v = fmaf(float(acc), scale[k], bias ? bias[k] : 0);  v = v + (residual code · residual_scale, or value);
-//   v = v > 0 ? v : 0 (ReLU);  8-bit output: quantize_int8 / float_to_e4m3 (saturating) of v / out_scale.
+//   v = v > 0 ? v : 0 (ReLU);  8-bit output: quantize_int8 / float_to_e4m3 (saturating) of v · (1 / out_scale),
+// the reciprocal rounded once: a product, not quantize_int8's quotient, so a value within an ulp of a
+// rounding boundary may take the code beside the quotient's (about one in 10^7; the standalone quantise
+// pass divides, as quantize.cpp does).
 // Accepted (conv_quant.cu): INT8 or E4M3 input (E4M3 from compute capability 8.9), c a multiple of 16 (so
 // that a pixel's channels are whole 16-byte copies), any k, any r, s, strides, paddings ≥ 0; x and the filter
 // 16-byte aligned.

@@ -16,10 +16,12 @@ namespace eastrt::cuda::quant_kernel {
 
 constexpr int kOutsideRow = -(1 << 29);  // the input row of a pixel past the end: never inside x
 
-// quantize_int8's rule on y = x / scale: NaN → 0, else clamp to ±127 and round half to even.
+// quantize_int8's rule on y = x / scale: NaN → 0, else clamp to ±127 and round half to even. The
+// conversion rounds half to even, saturates to the int range and takes NaN to 0 itself; rounding before
+// the clamp gives the same codes, since ±127 are integers.
 __device__ __forceinline__ int8_t int8_code(float y) {
-  if (isnan(y)) return 0;
-  return static_cast<int8_t>(__float2int_rn(fminf(fmaxf(y, -127.0f), 127.0f)));
+  const int code = __float2int_rn(y);
+  return static_cast<int8_t>(code < -127 ? -127 : code > 127 ? 127 : code);
 }
 
 // float_to_e4m3(y, kSaturate): the hardware's round to nearest even, saturating to ±448; every NaN is
@@ -33,10 +35,11 @@ __device__ __forceinline__ float e4m3_value(uint8_t code) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));  // exact: E4M3 ⊂ FP16
 }
 
-__device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at, float v) {
+// `inv_scale`: 1 / out_scale (the epilogue multiplies by it rather than dividing: conv_quant.h).
+__device__ __forceinline__ void store_output(const QuantConvArgs& a, int64_t at, float v, float inv_scale) {
   switch (a.out_type) {
-    case QType::kInt8: static_cast<int8_t*>(a.y)[at] = int8_code(__fdiv_rn(v, a.out_scale)); break;
-    case QType::kE4m3: static_cast<uint8_t*>(a.y)[at] = e4m3_code(__fdiv_rn(v, a.out_scale)); break;
+    case QType::kInt8: static_cast<int8_t*>(a.y)[at] = int8_code(__fmul_rn(v, inv_scale)); break;
+    case QType::kE4m3: static_cast<uint8_t*>(a.y)[at] = e4m3_code(__fmul_rn(v, inv_scale)); break;
     case QType::kF16: static_cast<__half*>(a.y)[at] = __float2half_rn(v); break;
     default: static_cast<float*>(a.y)[at] = v; break;
   }
@@ -87,20 +90,20 @@ __device__ __forceinline__ void residual_values8(const QuantConvArgs& a, int64_t
   }
 }
 
-__device__ __forceinline__ uint8_t code8(const QuantConvArgs& a, float v) {
-  const float y = __fdiv_rn(v, a.out_scale);
+__device__ __forceinline__ uint8_t code8(const QuantConvArgs& a, float v, float inv_scale) {
+  const float y = __fmul_rn(v, inv_scale);
   return a.out_type == QType::kInt8 ? static_cast<uint8_t>(int8_code(y)) : e4m3_code(y);
 }
 
 // Eight channels in one (8-bit, FP16) or two (FP32) vector stores; `at` a multiple of 8 and y aligned to
 // that (the host checked).
-__device__ __forceinline__ void store_output8(const QuantConvArgs& a, int64_t at, const float (&v)[8]) {
+__device__ __forceinline__ void store_output8(const QuantConvArgs& a, int64_t at, const float (&v)[8], float inv_scale) {
   switch (a.out_type) {
     case QType::kInt8:
     case QType::kE4m3: {
       uint2 word = make_uint2(0, 0);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) (j < 4 ? word.x : word.y) |= uint32_t(code8(a, v[j])) << (8 * (j % 4));
+      for (int j = 0; j < 8; ++j) (j < 4 ? word.x : word.y) |= uint32_t(code8(a, v[j], inv_scale)) << (8 * (j % 4));
       *reinterpret_cast<uint2*>(static_cast<uint8_t*>(a.y) + at) = word;
       break;
     }
@@ -248,6 +251,7 @@ __device__ void quant_epilogue(const QuantConvArgs& a, int flags, const void* st
     scale[j] = j < valid ? __ldg(a.scale + kk0 + j) : 0.0f;
     bias[j] = j < valid && a.bias ? __ldg(a.bias + kk0 + j) : 0.0f;
   }
+  const float inv_scale = __frcp_rn(a.out_scale);
   const bool vector_store = valid == 8 && (flags & kVectorStores);
   const bool vector_residual = valid == 8 && (flags & kVectorResidual);
   for (int r = tid / kGroups; r < BM; r += kRowsOut) {
@@ -280,11 +284,11 @@ __device__ void quant_epilogue(const QuantConvArgs& a, int flags, const void* st
     }
     const int64_t at = pixel * a.y_pixel_stride + a.y_channel_offset + kk0;
     if (vector_store) {
-      store_output8(a, at, v);
+      store_output8(a, at, v, inv_scale);
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j)
-        if (j < valid) store_output(a, at + j, v[j]);
+        if (j < valid) store_output(a, at + j, v[j], inv_scale);
     }
   }
 }
