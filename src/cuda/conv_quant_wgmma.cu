@@ -5,12 +5,15 @@
 // is 64 channels of one filter tap in wgmma's K-major layout without swizzling — 8 rows of 16 bytes
 // contiguous (a core matrix), the stage's four 16-byte K groups 128 bytes apart, 8-row groups 512 — and the
 // stages go round a ring: all but two in flight while one is multiplied and the products of the one before
-// drain. The ring is deep (8 stages, 96 KB in flight an SM at BN 128; 6 at 64, two blocks an SM) because a
-// stage is little work for the tensor cores (256 cycles at BN 128) against the copies' latency under load:
-// with two in flight (d4ec033, 1cae40e on the H200) a step took about 2000 cycles.
-// Blocks are persistent and the ring runs on across their tiles, so that a tile's epilogue (through its own
-// shared memory) overlaps the copies of the next tile's first stages; a tile of a 1x1 convolution over 64
-// channels is a single step, and without that the block would wait for its copies once a tile.
+// drain (8 stages at BN 128, 6 at 64 with two blocks an SM; 4 measured the same). Blocks are persistent and
+// the ring runs on across their tiles, so that a tile's epilogue (through its own shared memory) overlaps the
+// copies of the next tile's first stages: a tile of a 1x1 convolution over 64 channels is a single step.
+//
+// Slower than the mma.sync kernel on every EAST layer on the H200 (docs/QUANTIZATION.md): a step takes
+// several times its 256 cycles of tensor work at BN 128, and neither a deeper ring nor leaving out the proxy
+// fence changed that much; the per-thread copies' address arithmetic and the epilogue's instructions, at one
+// or two blocks an SM, are what Nsight Compute shows busy. Kept as a timed candidate and the ground for a
+// TMA-fed, warp-specialised version.
 //
 // E4M3 stays on the mma.sync kernel: wgmma's FP8 products are summed in less than FP32's precision (on the
 // H200, against double sums, 19–42 of 20–30 thousand codes were off by more than one, where the mma.sync
