@@ -567,6 +567,26 @@ TEST(QuantConvSupports, RefusesASliceWiderThanThePixel) {
   EXPECT_NE(std::string(why).find("y_pixel_stride"), std::string::npos) << why;
 }
 
+// A variant is a candidate only where its tile is not mostly waste, but it runs wherever its kernel can: an
+// engine built for a larger batch runs its choice on fewer pixels. The wgmma variants take INT8 alone.
+TEST(QuantConvSupports, AVariantRunsWhereItIsNoCandidateAndWgmmaTakesInt8Alone) {
+  cuda::QuantConvArgs a = plain_args();  // 64 pixels, k 64: under the 128-wide tiles' 65
+  if (!cuda::quant_conv_supports(a)) GTEST_SKIP() << "this GPU has no 8-bit mma";
+  EXPECT_FALSE(cuda::quant_conv_variant_applies(a, 0));
+  EXPECT_TRUE(cuda::quant_conv_variant_runs(a, 0));
+  EXPECT_TRUE(cuda::quant_conv_variant_applies(a, cuda::quant_conv_generic_variant()));
+  EXPECT_FALSE(cuda::quant_conv_variant_uses_wgmma(cuda::quant_conv_generic_variant()));
+  a.in_type = QType::kE4m3;
+  int wgmma = 0;
+  for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant) {
+    if (!cuda::quant_conv_variant_uses_wgmma(variant)) continue;
+    ++wgmma;
+    EXPECT_FALSE(cuda::quant_conv_variant_runs(a, variant)) << cuda::quant_conv_variant_name(variant);
+  }
+  EXPECT_GE(wgmma, 1);
+  EXPECT_FALSE(cuda::quant_conv_variant_runs(a, cuda::quant_conv_variants()));  // past the last
+}
+
 }  // namespace
 }  // namespace eastrt
 #endif  // EASTRT_HAVE_CUDA
