@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -240,17 +241,17 @@ void launch_tile(const QuantConvArgs& a, int flags, cudaStream_t stream) {
 // holds a kernel image for it (sm_90 code and compute_90 PTX run on sm_90 and later only).
 struct DeviceAbility {
   bool known = false;
-  int capability = 0;  // major · 10 + minor
+  int major = 0, minor = 0;
   bool image = false;
 };
 
-const char* device_refusal(QType in_type) {
+// The current GPU's, asked once per device; nothing without any GPU (the answer is then the arguments'
+// alone: a plan lowered on the host, in tests; a launch there fails with CUDA's own error).
+std::optional<DeviceAbility> current_ability() {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
-    // No GPU at all: the answer is the arguments' alone (a plan lowered on the host, in tests); a launch here
-    // fails with CUDA's own error.
     cudaGetLastError();  // leave no error behind for the next launch check
-    return nullptr;
+    return std::nullopt;
   }
   static std::mutex mutex;
   static std::vector<DeviceAbility> abilities;
@@ -258,35 +259,34 @@ const char* device_refusal(QType in_type) {
   if (static_cast<size_t>(device) >= abilities.size()) abilities.resize(device + 1);
   DeviceAbility& ability = abilities[device];
   if (!ability.known) {
-    int major = 0, minor = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    if (cudaDeviceGetAttribute(&ability.major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&ability.minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
       cudaGetLastError();
-      major = minor = 0;
+      ability.major = ability.minor = 0;
     }
-    ability.capability = major * 10 + minor;
     cudaFuncAttributes attributes;
     ability.image = cudaFuncGetAttributes(&attributes, quant_conv_kernel<64, 64, 32, 32, 64, false>) == cudaSuccess;
     if (!ability.image) cudaGetLastError();
     ability.known = true;
   }
-  if (ability.capability < 80) return "the GPU has no 8-bit tensor-core mma (needs compute capability 8.0 or later)";
-  if (in_type == QType::kE4m3 && ability.capability < 89)
+  return ability;
+}
+
+const char* device_refusal(QType in_type) {
+  const std::optional<DeviceAbility> ability = current_ability();
+  if (!ability) return nullptr;
+  const int capability = ability->major * 10 + ability->minor;
+  if (capability < 80) return "the GPU has no 8-bit tensor-core mma (needs compute capability 8.0 or later)";
+  if (in_type == QType::kE4m3 && capability < 89)
     return "the GPU has no FP8 tensor-core mma (E4M3 needs compute capability 8.9 or later)";
-  if (!ability.image) return "this build holds no kernel image for the GPU (it is built for sm_90 and later)";
+  if (!ability->image) return "this build holds no kernel image for the GPU (it is built for sm_90 and later)";
   return nullptr;
 }
 
 // Whether the current GPU runs the sm_90a kernels (without any GPU: yes, the arguments decide alone).
 bool device_runs_sm90a() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    cudaGetLastError();
-    return true;
-  }
-  return runs_sm90a(major, minor);
+  const std::optional<DeviceAbility> ability = current_ability();
+  return !ability || runs_sm90a(ability->major, ability->minor);
 }
 
 bool valid_qtype(QType type) { return type == QType::kInt8 || type == QType::kE4m3 || type == QType::kF16 || type == QType::kF32; }
