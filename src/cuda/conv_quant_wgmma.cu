@@ -47,6 +47,15 @@ constexpr int shared_bytes() { return kRingBytes<BN> + staging_bytes<kBM, BN>();
 template <int BN>
 constexpr int kBlocksPerSm = BN == 128 ? 1 : 2;
 
+// Tile t: pixels (t / filter_blocks) · 128 .., filters (t % filter_blocks) · BN ..: the filter blocks of one
+// pixel block are consecutive tiles, so that its A rows come from L2 after the first.
+template <int BN>
+__host__ __device__ inline int filter_blocks(const QuantConvArgs& a) { return (a.k + BN - 1) / BN; }
+template <int BN>
+__host__ __device__ inline int64_t tile_count(const QuantConvArgs& a) {
+  return (int64_t(a.n) * a.oh * a.ow + kBM - 1) / kBM * filter_blocks<BN>(a);
+}
+
 // Where bytes 16 · copy .. + 15 of a stage's row `row` go: row group row / 8, K group `copy`, row row % 8 of it.
 __device__ __forceinline__ int core_offset(int row, int copy) { return (row / 8) * kSbo + copy * kLbo + (row % 8) * 16; }
 
@@ -63,10 +72,8 @@ __global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm<BN>)
   extern __shared__ __align__(128) uint8_t shared[];
   int* staged = reinterpret_cast<int*>(shared + kRingBytes<BN>);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  // Tile t: pixels (t / n_blocks) · 128 .., filters (t % n_blocks) · BN ..: the filter blocks of one pixel
-  // block are consecutive tiles, so that its A rows come from L2 after the first.
-  const int n_blocks = (a.k + BN - 1) / BN;
-  const int64_t tiles = (int64_t(a.n) * a.oh * a.ow + kBM - 1) / kBM * n_blocks;
+  const int n_blocks = filter_blocks<BN>(a);
+  const int64_t tiles = tile_count<BN>(a);
   const auto block_m = [&](int64_t tile) { return tile / n_blocks * kBM; };
   const auto block_n = [&](int64_t tile) { return static_cast<int>(tile % n_blocks) * BN; };
 
@@ -136,8 +143,7 @@ template <int BN>
 void launch(const QuantConvArgs& a, int flags, cudaStream_t stream) {
   constexpr int bytes = shared_bytes<BN>();
   const auto kernel = quant_conv_wgmma_kernel<BN>;
-  const int64_t tiles = (int64_t(a.n) * a.oh * a.ow + kBM - 1) / kBM * ((a.k + BN - 1) / BN);
-  kernel<<<persistent_grid(kernel, bytes, tiles, kBlocksPerSm<BN>), kBlockThreads, bytes, stream>>>(a, flags);
+  kernel<<<persistent_grid(kernel, bytes, tile_count<BN>(a), kBlocksPerSm<BN>), kBlockThreads, bytes, stream>>>(a, flags);
 }
 
 }  // namespace
