@@ -11,7 +11,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -19,6 +24,7 @@
 #include <vector>
 
 #include "cuda/conv_quant.h"
+#include "cuda/conv_quant_cudnn.h"
 #include "eastrt/quant.h"
 #include "eastrt/tensor.h"
 #include "test_device_memory.h"
@@ -318,6 +324,44 @@ Agreement compare(const Problem& p, const std::vector<uint8_t>& y, uint8_t poiso
   return result;
 }
 
+// The device side of a problem; `*y_bytes` is the output buffer's size (a channel slice's whole buffer).
+cuda::QuantConvArgs upload(const Problem& p, DeviceMemory& memory, size_t* y_bytes) {
+  cuda::QuantConvArgs a = p.args;
+  a.x = memory.upload(p.x);
+  a.filter = memory.upload(p.filter);
+  a.scale = memory.upload(p.scale);
+  a.bias = p.bias.empty() ? nullptr : memory.upload(p.bias);
+  if (!p.residual_codes.empty()) a.residual = memory.upload(p.residual_codes);
+  if (!p.residual_f16.empty()) a.residual = memory.upload(p.residual_f16);
+  if (!p.residual_f32.empty()) a.residual = memory.upload(p.residual_f32);
+  const int stride = a.y_pixel_stride ? a.y_pixel_stride : a.k;
+  *y_bytes = size_t(a.n) * a.oh * a.ow * stride * cuda::qtype_size(a.out_type);
+  a.y = memory.allocate(*y_bytes);
+  return a;
+}
+
+// Poison no output can be: −128 is no INT8 code the kernels write; 0xff is NaN in E4M3, FP16 and FP32.
+uint8_t poison_of(QType out) { return out == QType::kInt8 ? 0x80 : 0xff; }
+
+// The output of a run (written over `poison`) against the reference: every code exact or, rarely, one step
+// off at a rounding boundary; FP16/FP32 values to the accumulation's precision.
+void expect_agrees(const Problem& p, const cuda::QuantConvArgs& a, size_t y_bytes, uint8_t poison) {
+  std::vector<uint8_t> y(y_bytes);
+  ASSERT_EQ(cudaMemcpy(y.data(), a.y, y_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+  const Agreement got = compare(p, y, poison);
+  const int64_t total = int64_t(a.n) * a.oh * a.ow * a.k;
+  EXPECT_EQ(got.slice_damage, 0) << "bytes outside the output slice changed";
+  EXPECT_EQ(got.missing, 0) << got.first_wrong;
+  EXPECT_EQ(got.wrong, 0) << got.first_wrong;
+  if (cuda::is_8bit(a.out_type)) {
+    EXPECT_GE(double(got.exact), 0.9999 * total) << got.near_boundary << " of " << total << " one code off";
+  } else {
+    // INT8's accumulation is exact, so only the order of E4M3's FP32 sums may differ.
+    const double tolerance = a.in_type == QType::kInt8 ? 1e-5 : 1e-4;
+    EXPECT_LE(std::sqrt(got.diff2 / std::max(got.norm2, 1e-30)), tolerance);
+  }
+}
+
 void run_cases(QType in) {
   if (in == QType::kE4m3) {
     const GpuInfo& gpu = test_support::the_gpu();
@@ -329,22 +373,11 @@ void run_cases(QType in) {
     SCOPED_TRACE(std::string(name_of(in)) + " in: " + cc.what);
     const Problem p = make_problem(cc, in, seed++);
     DeviceMemory memory;
-    cuda::QuantConvArgs a = p.args;
-    a.x = memory.upload(p.x);
-    a.filter = memory.upload(p.filter);
-    a.scale = memory.upload(p.scale);
-    a.bias = cc.bias ? memory.upload(p.bias) : nullptr;
-    if (!p.residual_codes.empty()) a.residual = memory.upload(p.residual_codes);
-    if (!p.residual_f16.empty()) a.residual = memory.upload(p.residual_f16);
-    if (!p.residual_f32.empty()) a.residual = memory.upload(p.residual_f32);
+    size_t y_bytes = 0;
+    cuda::QuantConvArgs a = upload(p, memory, &y_bytes);
     const char* why = nullptr;
     ASSERT_TRUE(cuda::quant_conv_supports(a, &why)) << why;
-
-    const int stride = a.y_pixel_stride ? a.y_pixel_stride : a.k;
-    const size_t y_bytes = size_t(a.n) * a.oh * a.ow * stride * cuda::qtype_size(a.out_type);
-    a.y = memory.allocate(y_bytes);
-    // Poison no output can be: −128 is no INT8 code the kernel writes; 0xff is NaN in E4M3, FP16 and FP32.
-    const uint8_t poison = a.out_type == QType::kInt8 ? 0x80 : 0xff;
+    const uint8_t poison = poison_of(a.out_type);
     int ran = 0;
     // Every variant that runs, also where it is no candidate (an engine built for a larger batch runs its
     // choice on fewer pixels).
@@ -354,20 +387,7 @@ void run_cases(QType in) {
       ASSERT_EQ(cudaMemset(a.y, poison, y_bytes), cudaSuccess);
       cuda::launch_quant_conv(a, variant, nullptr);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      std::vector<uint8_t> y(y_bytes);
-      ASSERT_EQ(cudaMemcpy(y.data(), a.y, y_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
-      const Agreement got = compare(p, y, poison);
-      const int64_t total = int64_t(a.n) * a.oh * a.ow * a.k;
-      EXPECT_EQ(got.slice_damage, 0) << "bytes outside the output slice changed";
-      EXPECT_EQ(got.missing, 0) << got.first_wrong;
-      EXPECT_EQ(got.wrong, 0) << got.first_wrong;
-      if (cuda::is_8bit(a.out_type)) {
-        EXPECT_GE(double(got.exact), 0.9999 * total) << got.near_boundary << " of " << total << " one code off";
-      } else {
-        // INT8's accumulation is exact, so only the order of E4M3's FP32 sums may differ.
-        const double tolerance = in == QType::kInt8 ? 1e-5 : 1e-4;
-        EXPECT_LE(std::sqrt(got.diff2 / std::max(got.norm2, 1e-30)), tolerance);
-      }
+      expect_agrees(p, a, y_bytes, poison);
       ++ran, ++runs_per_variant[variant];
     }
     EXPECT_GE(ran, 1) << "no variant applies";
@@ -410,6 +430,220 @@ TEST(GpuQuantConv, LaunchRefusesAVariantThatCannotRun) {
   EXPECT_FALSE(cuda::quant_conv_variant_applies(a, int8_only));
   const std::string message = test_support::error_of([&] { cuda::launch_quant_conv(a, int8_only, nullptr); });
   EXPECT_NE(message.find("cannot run E4M3"), std::string::npos) << message;
+}
+
+// ---- The same convolution through cuDNN's graph API (conv_quant_cudnn.h) ----
+
+class CudnnHandle {
+ public:
+  CudnnHandle() { EASTRT_CUDNN(cudnnCreate(&handle_)); }
+  ~CudnnHandle() { cudnnDestroy(handle_); }
+  cudnnHandle_t get() const { return handle_; }
+
+ private:
+  cudnnHandle_t handle_ = nullptr;
+};
+
+// At most this many configurations that compile their kernels at run time are tried a case (each takes
+// seconds; the builder does not take them).
+constexpr int kRunTimeCompiled = 2;
+
+// Every configuration cuDNN offers for the dense cases, against the same reference as the kernel. What cuDNN
+// does not take is printed: whether it has 8-bit engines for these graphs at all is what the first runs on a
+// GPU are read for.
+void run_cudnn_cases(QType in) {
+  if (in == QType::kE4m3) {
+    const GpuInfo& gpu = test_support::the_gpu();
+    if (gpu.major * 10 + gpu.minor < 89) GTEST_SKIP() << "sm_" << gpu.major << gpu.minor << " has no FP8";
+  }
+  CudnnHandle handle;
+  uint32_t seed = in == QType::kInt8 ? 303 : 404;
+  int cases = 0, cases_run = 0;
+  for (const ConvCase& cc : kCases) {
+    if (cc.y_pixel_stride) continue;
+    SCOPED_TRACE(std::string(name_of(in)) + " in: " + cc.what);
+    ++cases;
+    const Problem p = make_problem(cc, in, seed++);
+    DeviceMemory memory;
+    size_t y_bytes = 0;
+    cuda::QuantConvArgs a = upload(p, memory, &y_bytes);
+    const uint8_t poison = poison_of(a.out_type);
+    std::unique_ptr<cuda::CudnnQuantConvolution> conv;
+    const std::string refused =
+        test_support::error_of([&] { conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a); });
+    if (!refused.empty()) {
+      std::cout << "  cuDNN, " << name_of(in) << ", " << cc.what << ": the graph is refused: " << refused << "\n";
+      continue;
+    }
+    std::string why;
+    const std::vector<cuda::GraphEngineConfig> configs = conv->candidate_configs(&why);
+    int ran = 0, compiled = 0;
+    std::map<std::string, int> refusals;
+    for (const cuda::GraphEngineConfig& config : configs) {
+      std::string no;
+      int plan = conv->add_plan(config, false, &no);
+      bool run_time = false;
+      if (plan < 0 && no == "compiles its kernels at run time" && compiled < kRunTimeCompiled) {
+        plan = conv->add_plan(config, true, &no);
+        run_time = true;
+        ++compiled;
+      }
+      if (plan < 0) {
+        ++refusals[no];
+        continue;
+      }
+      SCOPED_TRACE("engine " + std::to_string(config.engine) + (run_time ? " (compiled at run time)" : ""));
+      void* workspace = memory.allocate(conv->workspace_size(plan));
+      ASSERT_EQ(cudaMemset(a.y, poison, y_bytes), cudaSuccess);
+      ASSERT_EQ(conv->run(plan, a, workspace, std::max<size_t>(conv->workspace_size(plan), 256)), CUDNN_STATUS_SUCCESS);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_agrees(p, a, y_bytes, poison);
+      ++ran;
+    }
+    std::cout << "  cuDNN, " << name_of(in) << ", " << cc.what << ": " << configs.size() << " configurations, " << ran
+              << " ran (" << compiled << " compiled at run time)";
+    for (const auto& [reason, count] : refusals) std::cout << "; " << count << " refused: " << reason.substr(0, 120);
+    if (!why.empty()) std::cout << "; heuristics: " << why.substr(0, 200);
+    std::cout << "\n";
+    cases_run += ran > 0;
+  }
+  std::cout << "cuDNN ran " << name_of(in) << " graphs on " << cases_run << " of " << cases << " cases\n";
+}
+
+TEST(GpuQuantConv, CudnnInt8MatchesTheIntegerReference) {
+  REQUIRE_GPU();
+  run_cudnn_cases(QType::kInt8);
+}
+
+TEST(GpuQuantConv, CudnnE4m3MatchesTheDoubleReference) {
+  REQUIRE_GPU();
+  run_cudnn_cases(QType::kE4m3);
+}
+
+// The median of `runs` timed launches (after three untimed ones) of `launch`, in ms, by device events.
+double median_ms(const std::function<void()>& launch, int runs = 15) {
+  for (int i = 0; i < 3; ++i) launch();
+  cudaEvent_t start, stop;
+  EXPECT_EQ(cudaEventCreate(&start), cudaSuccess);
+  EXPECT_EQ(cudaEventCreate(&stop), cudaSuccess);
+  std::vector<float> times;
+  for (int i = 0; i < runs; ++i) {
+    cudaEventRecord(start);
+    launch();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// EAST's 8-bit layers at batch 16 (672x1280): our kernel's best variant against cuDNN's best configuration,
+// timed in the same process on random codes. A measurement for the docs (docs/QUANTIZATION.md); it fails
+// only when a configuration that was planned does not run.
+TEST(GpuQuantConv, CudnnAndTheKernelTimedOnEastLayers) {
+  REQUIRE_GPU();
+  struct Layer {
+    const char* what;
+    int h, w, c, k, r;
+    Residual residual;
+    QType out;
+  };
+  const Layer layers[] = {
+      {"block1 conv2 3x3 64->64 168x320, ReLU, INT8 out", 168, 320, 64, 64, 3, Residual::kNone, QType::kInt8},
+      {"block1 conv3 1x1 64->256 168x320, FP16 residual, ReLU, FP16 out", 168, 320, 64, 256, 1, Residual::kF16,
+       QType::kF16},
+      {"block3 conv2 3x3 256->256 42x80, ReLU, INT8 out", 42, 80, 256, 256, 3, Residual::kNone, QType::kInt8},
+      {"block3 conv3 1x1 256->1024 42x80, INT8 residual, ReLU, INT8 out", 42, 80, 256, 1024, 1, Residual::kInt8,
+       QType::kInt8},
+      {"block4 conv2 3x3 512->512 21x40, ReLU, INT8 out", 21, 40, 512, 512, 3, Residual::kNone, QType::kInt8},
+      {"block4 conv3 1x1 512->2048 21x40, FP16 residual, ReLU, FP16 out", 21, 40, 512, 2048, 1, Residual::kF16,
+       QType::kF16},
+  };
+  const GpuInfo& gpu = test_support::the_gpu();
+  CudnnHandle handle;
+  std::mt19937 rng(7);
+  for (QType in : {QType::kInt8, QType::kE4m3}) {
+    if (in == QType::kE4m3 && gpu.major * 10 + gpu.minor < 89) continue;
+    for (const Layer& layer : layers) {
+      SCOPED_TRACE(layer.what);
+      DeviceMemory memory;
+      cuda::QuantConvArgs a;
+      a.n = 16, a.h = a.oh = layer.h, a.w = a.ow = layer.w, a.c = layer.c, a.k = layer.k, a.r = a.s = layer.r;
+      a.pad_top = a.pad_left = layer.r / 2;
+      a.in_type = in;
+      a.act.type = 0;
+      a.out_type = layer.out;
+      a.out_scale = 0.05f;
+      const size_t pixels = size_t(a.n) * a.h * a.w;
+      a.x = memory.upload(random_codes(in, pixels * a.c, rng));
+      a.filter = memory.upload(random_codes(in, size_t(a.k) * a.r * a.s * a.c, rng));
+      const float s_x = in == QType::kInt8 ? 1e-4f : 1e-6f;
+      a.scale = memory.upload(std::vector<float>(a.k, s_x));
+      a.bias = memory.upload(std::vector<float>(a.k, 0.01f));
+      if (layer.residual == Residual::kF16) {
+        a.residual_type = QType::kF16;
+        std::vector<uint16_t> r(pixels * a.k);
+        for (uint16_t& v : r) v = float_to_half(std::uniform_real_distribution<float>(-1, 1)(rng));
+        a.residual = memory.upload(r);
+      } else if (layer.residual == Residual::kInt8) {
+        a.residual_type = QType::kInt8;
+        a.residual_scale = 0.01f;
+        a.residual = memory.upload(random_codes(QType::kInt8, pixels * a.k, rng));
+      }
+      a.y = memory.allocate(pixels * a.k * cuda::qtype_size(a.out_type));
+
+      double kernel = 1e30;
+      std::string kernel_variant = "none";
+      for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant) {
+        if (!cuda::quant_conv_variant_applies(a, variant)) continue;
+        const double ms = median_ms([&] { cuda::launch_quant_conv(a, variant, nullptr); });
+        if (ms < kernel) kernel = ms, kernel_variant = cuda::quant_conv_variant_name(variant);
+      }
+      double best = 1e30, best_compiled = 1e30;
+      int64_t best_engine = -1, best_compiled_engine = -1;
+      int planned = 0, compiled = 0;
+      std::string refused;
+      std::unique_ptr<cuda::CudnnQuantConvolution> conv;
+      refused = test_support::error_of([&] { conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a); });
+      if (conv) {
+        std::string why;
+        for (const cuda::GraphEngineConfig& config : conv->candidate_configs(&why)) {
+          std::string no;
+          int plan = conv->add_plan(config, false, &no);
+          bool run_time = false;
+          if (plan < 0 && no == "compiles its kernels at run time" && compiled < kRunTimeCompiled) {
+            plan = conv->add_plan(config, true, &no);
+            run_time = plan >= 0;
+            compiled += run_time;
+          }
+          if (plan < 0) continue;
+          ++planned;
+          const size_t bytes = std::max<size_t>(conv->workspace_size(plan), 256);
+          void* workspace = memory.allocate(bytes);
+          ASSERT_EQ(conv->run(plan, a, workspace, bytes), CUDNN_STATUS_SUCCESS);
+          const double ms = median_ms([&] { conv->run(plan, a, workspace, bytes); });
+          if (run_time ? ms < best_compiled : ms < best) {
+            (run_time ? best_compiled : best) = ms;
+            (run_time ? best_compiled_engine : best_engine) = config.engine;
+          }
+        }
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::printf("8-bit timing %s %s: kernel %.4f ms (%s); cuDNN %s", name_of(in), layer.what, kernel,
+                  kernel_variant.c_str(), conv ? "" : refused.substr(0, 160).c_str());
+      if (best < 1e30) std::printf("%.4f ms (engine %lld)", best, static_cast<long long>(best_engine));
+      else if (conv) std::printf("no precompiled plan");
+      if (best_compiled < 1e30)
+        std::printf(", compiled at run time %.4f ms (engine %lld)", best_compiled,
+                    static_cast<long long>(best_compiled_engine));
+      std::printf(" [%d plans]\n", planned);
+    }
+  }
 }
 
 // ---- Quantise / dequantise ----

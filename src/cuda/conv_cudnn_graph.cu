@@ -3,6 +3,7 @@
 #include "cuda/conv_cudnn_graph.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace eastrt::cuda {
 namespace {
@@ -26,9 +27,9 @@ cudnnStatus_t set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, 
   return cudnnBackendSetAttribute(d, name, type, count, values);
 }
 
-// A tensor with NCHW dimensions and NHWC strides (the filter's KCRS and KRSC alike), the layout of every
-// tensor here; a virtual one exists only inside cuDNN's kernels.
-BackendDescriptor tensor(int64_t uid, cudnnDataType_t type, int64_t n, int64_t c, int64_t h, int64_t w,
+}  // namespace
+
+BackendDescriptor graph_tensor(int64_t uid, cudnnDataType_t type, int64_t n, int64_t c, int64_t h, int64_t w,
                          bool is_virtual) {
   BackendDescriptor t(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
   const int64_t dims[4] = {n, c, h, w};
@@ -44,7 +45,6 @@ BackendDescriptor tensor(int64_t uid, cudnnDataType_t type, int64_t n, int64_t c
   return t;
 }
 
-// One pointwise operation y = mode(x[, b]) computed in float32.
 BackendDescriptor pointwise_mode(cudnnPointwiseMode_t mode) {
   BackendDescriptor d(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
   const cudnnDataType_t precision = CUDNN_DATA_FLOAT;
@@ -64,6 +64,8 @@ BackendDescriptor pointwise_operation(cudnnBackendDescriptor_t mode, cudnnBacken
   EASTRT_CUDNN(cudnnBackendFinalize(op.get()));
   return op;
 }
+
+namespace {
 
 // `count` fresh descriptors of `type` for cuDNN to fill (a query of a list attribute), with their handles.
 struct Descriptors {
@@ -117,20 +119,12 @@ bool read_config(cudnnBackendDescriptor_t config, GraphEngineConfig* out, std::s
 // compiled at run time are left out too: a plan rebuilds its configuration in every context and for every
 // batch size it runs, and NVRTC would compile there, a cost the timing never sees.
 std::string unsuitable(cudnnBackendDescriptor_t engine, const GraphConvolution& conv) {
-  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
-  cudnnBackendBehaviorNote_t behaviours[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
-  int64_t note_count = 0, behaviour_count = 0;
+  EngineNotes notes;
   std::string why;
-  if (!accepted(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                                         CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &note_count, notes),
-                "its numerical notes", &why) ||
-      !accepted(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
-                                         CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &behaviour_count, behaviours),
-                "its behaviour notes", &why))
-    return why;
+  if (!read_engine_notes(engine, &notes, &why)) return why;
   const bool tf32 = conv.type == DType::kF32 && !conv.strict_fp32;
-  for (int64_t i = 0; i < std::min<int64_t>(note_count, CUDNN_NUMERICAL_NOTE_TYPE_COUNT); ++i) {
-    switch (notes[i]) {
+  for (cudnnBackendNumericalNote_t note : notes.numerical) {
+    switch (note) {
       case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC: return "nondeterministic";
       case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION: return "accumulates in reduced precision";
       case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:
@@ -148,12 +142,31 @@ std::string unsuitable(cudnnBackendDescriptor_t engine, const GraphConvolution& 
       default: break;
     }
   }
-  for (int64_t i = 0; i < std::min<int64_t>(behaviour_count, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT); ++i)
-    if (behaviours[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) return "compiles its kernels at run time";
+  if (notes.compiles_at_run_time()) return "compiles its kernels at run time";
   return {};
 }
 
 }  // namespace
+
+bool read_engine_notes(cudnnBackendDescriptor_t engine, EngineNotes* out, std::string* why) {
+  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+  cudnnBackendBehaviorNote_t behaviours[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT];
+  int64_t note_count = 0, behaviour_count = 0;
+  if (!accepted(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                         CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &note_count, notes),
+                "its numerical notes", why) ||
+      !accepted(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                                         CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &behaviour_count, behaviours),
+                "its behaviour notes", why))
+    return false;
+  out->numerical.assign(notes, notes + std::min<int64_t>(note_count, CUDNN_NUMERICAL_NOTE_TYPE_COUNT));
+  out->behaviour.assign(behaviours, behaviours + std::min<int64_t>(behaviour_count, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT));
+  return true;
+}
+
+bool EngineNotes::compiles_at_run_time() const {
+  return std::find(behaviour.begin(), behaviour.end(), CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION) != behaviour.end();
+}
 
 bool operator==(const GraphEngineConfig& a, const GraphEngineConfig& b) {
   return a.engine == b.engine && a.knobs == b.knobs;
@@ -185,9 +198,9 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
     return parts_.back().get();
   };
   // Groups are the input's channels over the filter's, as the graph API infers them.
-  cudnnBackendDescriptor_t x = keep(tensor(kX, type, g.n, g.c, g.h, g.w, false));
-  cudnnBackendDescriptor_t w = keep(tensor(kW, type, g.k, g.c / g.groups, g.r, g.s, false));
-  cudnnBackendDescriptor_t y = keep(tensor(kY, type, g.n, g.k, g.oh, g.ow, false));
+  cudnnBackendDescriptor_t x = keep(graph_tensor(kX, type, g.n, g.c, g.h, g.w, false));
+  cudnnBackendDescriptor_t w = keep(graph_tensor(kW, type, g.k, g.c / g.groups, g.r, g.s, false));
+  cudnnBackendDescriptor_t y = keep(graph_tensor(kY, type, g.n, g.k, g.oh, g.ow, false));
 
   // The fused graph's pointwise operations after the convolution, in our epilogue's order.
   struct Stage {
@@ -196,16 +209,16 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
   };
   std::vector<Stage> stages;
   if (conv.fused && conv.bias)
-    stages.push_back({CUDNN_POINTWISE_ADD, keep(tensor(kBias, type, 1, g.k, 1, 1, false))});
+    stages.push_back({CUDNN_POINTWISE_ADD, keep(graph_tensor(kBias, type, 1, g.k, 1, 1, false))});
   if (conv.fused && conv.residual)
-    stages.push_back({CUDNN_POINTWISE_ADD, keep(tensor(kResidual, type, g.n, g.k, g.oh, g.ow, false))});
+    stages.push_back({CUDNN_POINTWISE_ADD, keep(graph_tensor(kResidual, type, g.n, g.k, g.oh, g.ow, false))});
   if (conv.fused && conv.relu) stages.push_back({CUDNN_POINTWISE_RELU_FWD, nullptr});
   // Each operation but the last writes a float32 intermediate.
   int64_t next_virtual = kFirstVirtual;
   auto output_of = [&](size_t operation, size_t operations) {
     return operation + 1 == operations
                ? y
-               : keep(tensor(next_virtual++, CUDNN_DATA_FLOAT, g.n, g.k, g.oh, g.ow, true));
+               : keep(graph_tensor(next_virtual++, CUDNN_DATA_FLOAT, g.n, g.k, g.oh, g.ow, true));
   };
   const size_t operations = 1 + stages.size();
 
@@ -256,8 +269,11 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
 CudnnGraphConvolution::~CudnnGraphConvolution() = default;
 
 std::vector<GraphEngineConfig> CudnnGraphConvolution::candidate_configs(std::string* why) {
+  return graph_engine_configs(parts_.back().get(), why);
+}
+
+std::vector<GraphEngineConfig> graph_engine_configs(cudnnBackendDescriptor_t graph, std::string* why) {
   std::vector<GraphEngineConfig> configs;
-  cudnnBackendDescriptor_t graph = parts_.back().get();
   auto note = [&](const std::string& failure) {
     if (why) *why += (why->empty() ? "" : "; ") + failure;
   };
@@ -311,20 +327,30 @@ std::vector<GraphEngineConfig> CudnnGraphConvolution::candidate_configs(std::str
 }
 
 int CudnnGraphConvolution::add_plan(const GraphEngineConfig& config, std::string* why) {
-  Plan plan;
+  GraphPlan plan;
+  if (!build_graph_plan(handle_, parts_.back().get(), config,
+                        [&](cudnnBackendDescriptor_t engine) { return unsuitable(engine, conv_); }, &plan, why))
+    return -1;
+  plans_.push_back(std::move(plan));
+  return static_cast<int>(plans_.size()) - 1;
+}
+
+bool build_graph_plan(cudnnHandle_t handle, cudnnBackendDescriptor_t graph, const GraphEngineConfig& config,
+                      const std::function<std::string(cudnnBackendDescriptor_t)>& unsuitable, GraphPlan* out,
+                      std::string* why) {
+  GraphPlan plan;
   auto make = [&](cudnnBackendDescriptorType_t type) {
     plan.parts.emplace_back(type);
     return plan.parts.back().get();
   };
-  cudnnBackendDescriptor_t graph = parts_.back().get();
   cudnnBackendDescriptor_t engine = make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
   if (!accepted(set(engine, CUDNN_ATTR_ENGINE_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph), "engine", why) ||
       !accepted(set(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &config.engine), "engine", why) ||
       !accepted(cudnnBackendFinalize(engine), "engine", why))
-    return -1;
-  if (std::string no = unsuitable(engine, conv_); !no.empty()) {
+    return false;
+  if (std::string no = unsuitable(engine); !no.empty()) {
     *why = std::move(no);
-    return -1;
+    return false;
   }
   std::vector<cudnnBackendDescriptor_t> knobs;
   for (const auto& [knob_type, value] : config.knobs) {
@@ -333,7 +359,7 @@ int CudnnGraphConvolution::add_plan(const GraphEngineConfig& config, std::string
     if (!accepted(set(knob, CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, 1, &type), "knob", why) ||
         !accepted(set(knob, CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1, &value), "knob", why) ||
         !accepted(cudnnBackendFinalize(knob), "knob", why))
-      return -1;
+      return false;
     knobs.push_back(knob);
   }
   cudnnBackendDescriptor_t engine_config = make(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
@@ -344,10 +370,10 @@ int CudnnGraphConvolution::add_plan(const GraphEngineConfig& config, std::string
                      static_cast<int64_t>(knobs.size()), knobs.data()),
                  "engine configuration", why)) ||
       !accepted(cudnnBackendFinalize(engine_config), "engine configuration", why))
-    return -1;
+    return false;
   cudnnBackendDescriptor_t execution_plan = make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
   int64_t workspace = 0, count = 0;
-  if (!accepted(set(execution_plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_), "execution plan",
+  if (!accepted(set(execution_plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle), "execution plan",
                 why) ||
       !accepted(set(execution_plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
                     &engine_config),
@@ -356,20 +382,20 @@ int CudnnGraphConvolution::add_plan(const GraphEngineConfig& config, std::string
       !accepted(cudnnBackendGetAttribute(execution_plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
                                          &count, &workspace),
                 "execution plan workspace", why))
-    return -1;
+    return false;
   if (workspace < 0) {
     *why = "execution plan workspace: cuDNN says " + std::to_string(workspace) + " bytes";
-    return -1;
+    return false;
   }
   plan.workspace = static_cast<size_t>(workspace);
-  plans_.push_back(std::move(plan));
-  return static_cast<int>(plans_.size()) - 1;
+  *out = std::move(plan);
+  return true;
 }
 
 size_t CudnnGraphConvolution::workspace_size(int plan) const { return plans_.at(static_cast<size_t>(plan)).workspace; }
 
 cudnnStatus_t CudnnGraphConvolution::run(int plan, const ConvOperands& o, Activation act, cudaStream_t stream) {
-  const Plan& p = plans_.at(static_cast<size_t>(plan));
+  const GraphPlan& p = plans_.at(static_cast<size_t>(plan));
   // cuDNN cannot check what the variant pack points to: a missing operand or a short workspace is refused here
   // rather than read or written past.
   if (p.workspace > 0 && (!o.workspace || o.workspace_bytes < p.workspace)) return CUDNN_STATUS_BAD_PARAM_SIZE_INSUFFICIENT;
@@ -384,15 +410,7 @@ cudnnStatus_t CudnnGraphConvolution::run(int plan, const ConvOperands& o, Activa
   bind(kX, o.x), bind(kW, o.w), bind(kY, o.y);
   if (bias) bind(kBias, o.bias);
   if (residual) bind(kResidual, o.residual);
-  BackendDescriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  void* workspace = o.workspace;
-  cudnnStatus_t status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, bound, uids);
-  if (status == CUDNN_STATUS_SUCCESS)
-    status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, bound, pointers);
-  if (status == CUDNN_STATUS_SUCCESS)
-    status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
-  if (status == CUDNN_STATUS_SUCCESS) status = cudnnBackendFinalize(pack.get());
-  if (status == CUDNN_STATUS_SUCCESS) status = cudnnBackendExecute(handle_, p.parts.back().get(), pack.get());
+  const cudnnStatus_t status = execute_graph_plan(handle_, p, uids, pointers, bound, o.workspace);
   if (status != CUDNN_STATUS_SUCCESS) return status;
   const ConvGeometry& g = conv_.geometry;
   const int64_t count = int64_t(g.n) * g.oh * g.ow * g.k;
@@ -401,6 +419,19 @@ cudnnStatus_t CudnnGraphConvolution::run(int plan, const ConvOperands& o, Activa
   } else if (o.bias || o.residual || act.type >= 0) {
     launch_conv_epilogue(o.y, conv_.type, count, g.k, o.bias, o.residual, act, stream);
   }
+  return status;
+}
+
+cudnnStatus_t execute_graph_plan(cudnnHandle_t handle, const GraphPlan& plan, const int64_t* uids,
+                                 void* const* pointers, int64_t count, void* workspace) {
+  BackendDescriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  cudnnStatus_t status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, count, uids);
+  if (status == CUDNN_STATUS_SUCCESS)
+    status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, count, pointers);
+  if (status == CUDNN_STATUS_SUCCESS)
+    status = set(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  if (status == CUDNN_STATUS_SUCCESS) status = cudnnBackendFinalize(pack.get());
+  if (status == CUDNN_STATUS_SUCCESS) status = cudnnBackendExecute(handle, plan.parts.back().get(), pack.get());
   return status;
 }
 

@@ -7,6 +7,7 @@
 #include <cudnn.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +51,44 @@ class BackendDescriptor {
   cudnnBackendDescriptor_t d_ = nullptr;
 };
 
+// ---- The graph API's pieces, shared with the quantised convolution's graphs (conv_quant_cudnn.cu) ----
+
+// A tensor with NCHW dimensions and NHWC strides (the filter's KCRS and KRSC alike), 16-byte aligned, the
+// layout of every tensor here; a virtual one exists only inside cuDNN's kernels.
+BackendDescriptor graph_tensor(int64_t uid, cudnnDataType_t type, int64_t n, int64_t c, int64_t h, int64_t w,
+                               bool is_virtual);
+// One pointwise operation y = mode(x[, b]) computed in float32: its mode, then the operation.
+BackendDescriptor pointwise_mode(cudnnPointwiseMode_t mode);
+BackendDescriptor pointwise_operation(cudnnBackendDescriptor_t mode, cudnnBackendDescriptor_t x,
+                                      cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t y);
+
+// An engine's numerical and behaviour notes.
+struct EngineNotes {
+  std::vector<cudnnBackendNumericalNote_t> numerical;
+  std::vector<cudnnBackendBehaviorNote_t> behaviour;
+  bool compiles_at_run_time() const;
+};
+bool read_engine_notes(cudnnBackendDescriptor_t engine, EngineNotes* out, std::string* why);
+
+// The configurations to try for a finalised operation graph, each once: mode A's ranking, then the
+// heuristics' fallback list, then every other engine of the graph with its default knobs. A question cuDNN
+// cannot answer adds nothing and appends cuDNN's reason to `*why`.
+std::vector<GraphEngineConfig> graph_engine_configs(cudnnBackendDescriptor_t graph, std::string* why);
+
+// An execution plan: engine, knob choices, engine configuration, execution plan (last), and its workspace.
+struct GraphPlan {
+  std::vector<BackendDescriptor> parts;
+  size_t workspace = 0;
+};
+// Finalises a plan of `config` for `graph`, unless `unsuitable(engine)` names a reason eastrt does not run
+// the engine; false with the reason (or cuDNN's refusal) in `*why`.
+bool build_graph_plan(cudnnHandle_t handle, cudnnBackendDescriptor_t graph, const GraphEngineConfig& config,
+                      const std::function<std::string(cudnnBackendDescriptor_t)>& unsuitable, GraphPlan* out,
+                      std::string* why);
+// Runs `plan` with the tensors `uids[i]` at `pointers[i]`.
+cudnnStatus_t execute_graph_plan(cudnnHandle_t handle, const GraphPlan& plan, const int64_t* uids,
+                                 void* const* pointers, int64_t count, void* workspace);
+
 class CudnnGraphConvolution {
  public:
   // Describes and finalises the operation graph for execution on `handle` (whose stream the plans run on).
@@ -82,14 +121,10 @@ class CudnnGraphConvolution {
   cudnnStatus_t run(int plan, const ConvOperands& operands, Activation act, cudaStream_t stream);
 
  private:
-  struct Plan {
-    std::vector<BackendDescriptor> parts;  // engine, knob choices, engine configuration, execution plan (last)
-    size_t workspace = 0;
-  };
   cudnnHandle_t handle_;
   GraphConvolution conv_;
   std::vector<BackendDescriptor> parts_;  // tensors, operations and (last) the finalised operation graph
-  std::vector<Plan> plans_;
+  std::vector<GraphPlan> plans_;
 };
 
 }  // namespace eastrt::cuda
