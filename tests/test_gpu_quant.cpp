@@ -19,6 +19,10 @@
 #include "passes/passes.h"
 #include "test_support.h"
 #ifdef EASTRT_HAVE_CUDA
+#include <cudnn.h>
+
+#include "cuda/conv_quant_cudnn.h"
+#include "cuda/engine_impl.h"
 #include "cuda/plan_quant.h"
 #endif
 
@@ -292,10 +296,33 @@ TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
   EXPECT_EQ(gpu::describe(find_step(back.plan, plan.steps.back().name)->tactic), gpu::describe(plan.steps.back().tactic));
   EXPECT_EQ(gpu::serialize_plan(back.plan, back.target), bytes);
 
+  // cuDNN's 8-bit graph tactic keeps its engine configuration and cuDNN version.
+  gpu::PlanData graphs = plan;
+  gpu::PlanStep* quantized = nullptr;
+  for (gpu::PlanStep& s : graphs.steps)
+    if (is_conv(s) && is_quantized(s.precision)) quantized = &s;
+  ASSERT_NE(quantized, nullptr);
+  quantized->tactic = gpu::ConvTactic{};
+  quantized->tactic.kind = gpu::ConvTactic::Kind::kQuantCudnn;
+  quantized->tactic.algo = 4, quantized->tactic.workspace = 2048;
+  quantized->tactic.graph.knobs = {{2, 3}, {17, -1}};
+  quantized->tactic.graph.version = 91900;
+  const gpu::PlanData graphs_back = gpu::parse_plan(gpu::serialize_plan(graphs, target), "graphs.plan").plan;
+  const gpu::PlanStep* back_step = find_step(graphs_back, quantized->name);
+  ASSERT_NE(back_step, nullptr);
+  EXPECT_EQ(back_step->tactic.kind, gpu::ConvTactic::Kind::kQuantCudnn);
+  EXPECT_EQ(back_step->tactic.graph.knobs, quantized->tactic.graph.knobs);
+  EXPECT_EQ(back_step->tactic.graph.version, 91900);
+  EXPECT_EQ(gpu::describe(back_step->tactic), "cudnn 8-bit graph engine 4 (knobs 2=3 17=-1, 2 KiB workspace)");
+
   // An 8-bit tactic on a kept convolution would read FP16 as codes: refused as corrupt.
   gpu::PlanData wrong = plan;
   for (gpu::PlanStep& s : wrong.steps)
     if (s.name == kConv1) s.tactic = plan.steps[0].tactic, s.tactic.kind = gpu::ConvTactic::Kind::kQuant;
+  EXPECT_NE(error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, target), "wrong.plan"); }).find(kConv1),
+            std::string::npos);
+  for (gpu::PlanStep& s : wrong.steps)
+    if (s.name == kConv1) s.tactic.kind = gpu::ConvTactic::Kind::kQuantCudnn;
   EXPECT_NE(error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, target), "wrong.plan"); }).find(kConv1),
             std::string::npos);
   // A plan of the format before 8-bit tensors: refused by its version, asking for a new build.
@@ -329,7 +356,9 @@ void expect_matches_fake_quant(const Network& network, const quant::CalibrationC
     if (l.precision == "fp16" || l.precision == "fp32") kept.insert(l.name);
     else {
       ++quantized;
-      EXPECT_NE(l.tactic.find("eastrt 8-bit convolution variant"), std::string::npos) << l.name << ": " << l.tactic;
+      EXPECT_TRUE(l.tactic.find("eastrt 8-bit convolution variant") != std::string::npos ||
+                  l.tactic.find("cudnn 8-bit graph engine") != std::string::npos)
+          << l.name << ": " << l.tactic;
     }
   }
   EXPECT_GT(quantized, 0);
@@ -388,6 +417,78 @@ TEST(GpuQuantEngine, SmallEastInt8AndFp8MatchTheFakeQuantisedCpu) {
     expect_matches_fake_quant(network, *cache, *mma_sync, *mma_sync_context, 3, 14);
   }
 }
+
+#ifdef EASTRT_HAVE_CUDA
+// cuDNN's INT8 graphs in an engine: every 8-bit convolution given the first configuration of its graph that
+// cuDNN plans (the plan edited and loaded, as a build that chose them writes it), against the fake-quantised
+// CPU at batches 1 and 3 with a CUDA graph. In an FP8 engine the same tactic is refused on load, naming the
+// step (cuDNN's E4M3 sums are not taken: GpuQuantConv.CudnnE4m3SumsInReducedPrecision).
+TEST(GpuQuantEngine, CudnnInt8GraphsMatchTheFakeQuantisedCpu) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  for (Precision precision : {Precision::kInt8, Precision::kFp8}) {
+    SCOPED_TRACE(to_string(precision));
+    const auto cache = calibrated(network, precision);
+    BuildOptions options = int8_options(cache);
+    options.precision = precision;
+    options.keep_faster_fp16 = false;
+    options.time_tactics = false;
+    std::unique_ptr<Engine> built = Builder(network, options).build();
+    gpu::PlanData plan = built->impl().plan;
+    cudnnHandle_t handle = nullptr;
+    ASSERT_EQ(cudnnCreate(&handle), CUDNN_STATUS_SUCCESS);
+    int forced = 0;
+    std::string first;
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      gpu::PlanStep& step = plan.steps[i];
+      if (!is_conv(step) || !is_quantized(step.precision)) continue;
+      gpu::ConvTactic t;
+      t.kind = gpu::ConvTactic::Kind::kQuantCudnn;
+      t.graph.version = static_cast<int64_t>(cudnnGetVersion());
+      if (precision == Precision::kInt8) {
+        cuda::QuantConvArgs args =
+            gpu::quant_conv_operands(plan, step, built->impl().step_weights[i], plan.max_batch, nullptr, nullptr, nullptr);
+        ASSERT_TRUE(cuda::cudnn_quant_conv_applies(args)) << step.name;
+        cuda::CudnnQuantConvolution graph(handle, args);
+        std::string why;
+        int planned = -1;
+        for (const cuda::GraphEngineConfig& config : graph.candidate_configs(&why)) {
+          planned = graph.add_plan(config, true, &why);
+          if (planned < 0) continue;
+          t.algo = static_cast<int>(config.engine), t.graph.knobs = config.knobs;
+          t.workspace = static_cast<int64_t>(graph.workspace_size(planned));
+          break;
+        }
+        ASSERT_GE(planned, 0) << step.name << ": no configuration cuDNN plans (" << why << ")";
+      } else {
+        t.algo = 0;
+      }
+      step.tactic = t;
+      if (first.empty()) first = step.name;
+      ++forced;
+    }
+    cudnnDestroy(handle);
+    ASSERT_GT(forced, 0);
+    const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, built->impl().target);
+    if (precision == Precision::kFp8) {
+      const std::string message = error_of([&] { Engine::deserialize(bytes, "cudnn.fp8.plan"); });
+      EXPECT_NE(message.find("cudnn.fp8.plan"), std::string::npos) << message;
+      EXPECT_NE(message.find(first), std::string::npos) << message;
+      EXPECT_NE(message.find("INT8 only"), std::string::npos) << message;
+      continue;
+    }
+    std::unique_ptr<Engine> engine = Engine::deserialize(bytes, "cudnn.int8.plan");
+    int graphs = 0;
+    for (const EngineLayerInfo& l : engine->inspect().layers) graphs += l.tactic.find("cudnn 8-bit graph engine") == 0;
+    EXPECT_EQ(graphs, forced);
+    auto context = engine->create_context();
+    context->set_cuda_graph(true);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 1, 41);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 3, 42);
+    expect_matches_fake_quant(network, *cache, *engine, *context, 1, 43);
+  }
+}
+#endif  // EASTRT_HAVE_CUDA
 
 TEST(GpuQuantEngine, KeptLayersMatchTheFakeQuantisedCpu) {
   REQUIRE_GPU();

@@ -243,22 +243,23 @@ Problem make_problem(const ConvCase& cc, QType in, uint32_t seed) {
 // What the outputs of one run came to.
 struct Agreement {
   int64_t exact = 0, near_boundary = 0, wrong = 0, missing = 0, slice_damage = 0;
+  int64_t wrong_by_one_step = 0;  // of `wrong`: the code beside the expected one (not at a boundary)
   double diff2 = 0, norm2 = 0;
   std::string first_wrong;
 };
+
+// Whether two codes are neighbours on the type's grid.
+bool adjacent(QType type, uint8_t got, uint8_t want) {
+  if (type == QType::kInt8) return std::abs(int(static_cast<int8_t>(got)) - int(static_cast<int8_t>(want))) == 1;
+  const int gm = got & 0x7f, wm = want & 0x7f;
+  return ((got ^ want) & 0x80) == 0 ? std::abs(gm - wm) == 1 : (gm == 0 && wm == 1) || (gm == 1 && wm == 0);
+}
 
 // An 8-bit code one step from the expected one is allowed where the exact value lies within 1e-3 of a
 // step of the boundary between the two.
 bool near_boundary(QType type, uint8_t got, uint8_t want, double y) {
   const double g = decode(type, got), w = decode(type, want);
-  bool adjacent;
-  if (type == QType::kInt8) {
-    adjacent = std::abs(int(static_cast<int8_t>(got)) - int(static_cast<int8_t>(want))) == 1;
-  } else {
-    const int gm = got & 0x7f, wm = want & 0x7f;
-    adjacent = ((got ^ want) & 0x80) == 0 ? std::abs(gm - wm) == 1 : (gm == 0 && wm == 1) || (gm == 1 && wm == 0);
-  }
-  return adjacent && std::abs(y - (g + w) / 2) <= 1e-3 * std::abs(g - w);
+  return adjacent(type, got, want) && std::abs(y - (g + w) / 2) <= 1e-3 * std::abs(g - w);
 }
 
 Agreement compare(const Problem& p, const std::vector<uint8_t>& y, uint8_t poison) {
@@ -296,6 +297,7 @@ Agreement compare(const Problem& p, const std::vector<uint8_t>& y, uint8_t poiso
           ++result.near_boundary;
         } else {
           ++result.wrong;
+          result.wrong_by_one_step += adjacent(a.out_type, got, want);
           note("code " + std::to_string(int(got)) + ", expected " + std::to_string(int(want)));
         }
       } else {
@@ -344,14 +346,23 @@ cuda::QuantConvArgs upload(const Problem& p, DeviceMemory& memory, size_t* y_byt
 uint8_t poison_of(QType out) { return out == QType::kInt8 ? 0x80 : 0xff; }
 
 // The output of a run (written over `poison`) against the reference: every code exact or, rarely, one step
-// off at a rounding boundary; FP16/FP32 values to the accumulation's precision.
-void expect_agrees(const Problem& p, const cuda::QuantConvArgs& a, size_t y_bytes, uint8_t poison) {
+// off at a rounding boundary; FP16/FP32 values to the accumulation's precision. `reduced_sums`: products
+// summed in less than FP32's precision (cuDNN's E4M3 engine): codes at most one step off, 99 % exact, values
+// within 2e-3.
+void expect_agrees(const Problem& p, const cuda::QuantConvArgs& a, size_t y_bytes, uint8_t poison,
+                   bool reduced_sums = false) {
   std::vector<uint8_t> y(y_bytes);
   ASSERT_EQ(cudaMemcpy(y.data(), a.y, y_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
   const Agreement got = compare(p, y, poison);
   const int64_t total = int64_t(a.n) * a.oh * a.ow * a.k;
   EXPECT_EQ(got.slice_damage, 0) << "bytes outside the output slice changed";
   EXPECT_EQ(got.missing, 0) << got.first_wrong;
+  if (reduced_sums) {
+    EXPECT_EQ(got.wrong, got.wrong_by_one_step) << "a code more than one step off; " << got.first_wrong;
+    if (cuda::is_8bit(a.out_type)) EXPECT_GE(double(got.exact), 0.99 * total) << got.wrong << " of " << total << " off";
+    else EXPECT_LE(std::sqrt(got.diff2 / std::max(got.norm2, 1e-30)), 2e-3);
+    return;
+  }
   EXPECT_EQ(got.wrong, 0) << got.first_wrong;
   if (cuda::is_8bit(a.out_type)) {
     EXPECT_GE(double(got.exact), 0.9999 * total) << got.near_boundary << " of " << total << " one code off";
@@ -444,13 +455,14 @@ class CudnnHandle {
   cudnnHandle_t handle_ = nullptr;
 };
 
-// At most this many configurations that compile their kernels at run time are tried a case (each takes
-// seconds; the builder does not take them).
-constexpr int kRunTimeCompiled = 2;
+// At most this many configurations that compile their kernels at run time (all of cuDNN 9's 8-bit ones on
+// the H200) are tried a case, in cuDNN's ranking: the builder's kCudnnQuantConfigs.
+constexpr int kRunTimeCompiled = 4;
 
-// Every configuration cuDNN offers for the dense cases, against the same reference as the kernel. What cuDNN
-// does not take is printed: whether it has 8-bit engines for these graphs at all is what the first runs on a
-// GPU are read for.
+// Every configuration cuDNN offers for the dense cases, against the same reference as the kernel; what
+// cuDNN does not take is printed. E4M3 with `reduced_sums` (expect_agrees): on the H200 cuDNN's E4M3 engine
+// puts about one code in a thousand a step off against exact sums, so eastrt does not take it
+// (cudnn_quant_conv_applies), and this test holds it to what it does.
 void run_cudnn_cases(QType in) {
   if (in == QType::kE4m3) {
     const GpuInfo& gpu = test_support::the_gpu();
@@ -497,7 +509,7 @@ void run_cudnn_cases(QType in) {
       ASSERT_EQ(cudaMemset(a.y, poison, y_bytes), cudaSuccess);
       ASSERT_EQ(conv->run(plan, a, workspace, std::max<size_t>(conv->workspace_size(plan), 256)), CUDNN_STATUS_SUCCESS);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      expect_agrees(p, a, y_bytes, poison);
+      expect_agrees(p, a, y_bytes, poison, in == QType::kE4m3);
       ++ran;
     }
     std::cout << "  cuDNN, " << name_of(in) << ", " << cc.what << ": " << configs.size() << " configurations, " << ran
@@ -515,7 +527,7 @@ TEST(GpuQuantConv, CudnnInt8MatchesTheIntegerReference) {
   run_cudnn_cases(QType::kInt8);
 }
 
-TEST(GpuQuantConv, CudnnE4m3MatchesTheDoubleReference) {
+TEST(GpuQuantConv, CudnnE4m3SumsInReducedPrecision) {
   REQUIRE_GPU();
   run_cudnn_cases(QType::kE4m3);
 }

@@ -202,18 +202,21 @@ TEST(TimingCache, CudnnGraphTacticsRoundTripWithTheirConfiguration) {
   fused.graph.version = 91900;
   ConvTactic split = tactic(ConvTactic::Kind::kCudnnGraphSplit, 0, 0, 0, 0.125);
   split.graph.version = 91900;  // an engine without knobs
+  ConvTactic quantized = tactic(ConvTactic::Kind::kQuantCudnn, 4, 0, 1024, 0.03125);  // an INT8 graph's
+  quantized.graph.knobs = {{3, 1}};
+  quantized.graph.version = 91900;
   TimingCache cache;
   TimingEntry e;
   e.chosen = fused;
-  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.25), split, fused};
+  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.25), split, fused, quantized};
   cache.insert("d", "conv n2 h7 w9 c13 k11 r3 s3", e);
   cache.save(path);
   const TimingCache loaded = TimingCache::load(path);
   const TimingEntry* got = loaded.find("d", "conv n2 h7 w9 c13 k11 r3 s3");
   ASSERT_NE(got, nullptr);
-  ASSERT_EQ(got->timed.size(), 3u);
+  ASSERT_EQ(got->timed.size(), 4u);
   for (const auto& [back, want] : {std::pair{&got->chosen, &fused}, std::pair{&got->timed[1], &split},
-                                   std::pair{&got->timed[2], &fused}}) {
+                                   std::pair{&got->timed[2], &fused}, std::pair{&got->timed[3], &quantized}}) {
     expect_same(*back, *want);
     EXPECT_EQ(back->graph.knobs, want->graph.knobs);
     EXPECT_EQ(back->graph.version, want->graph.version);

@@ -53,8 +53,9 @@ struct BuildOptions {
   // (so the engine is never slower there than FP16; the layer's note says both times). Off: every
   // convolution the cache and the 8-bit kernel allow runs in 8 bits.
   bool keep_faster_fp16 = true;
-  // With timed tactics, FP32/TF32/FP16 convolutions also time cuDNN graph API configurations; off: the
-  // legacy API, cuBLASLt and our kernels only (to compare, or where the graphs make the build slow).
+  // With timed tactics, convolutions also time cuDNN graph API configurations (FP32/TF32/FP16, and INT8's
+  // 8-bit graphs beside our 8-bit kernel); off: the legacy API, cuBLASLt and our kernels only (to compare,
+  // or where the graphs make the build slow).
   bool cudnn_graph = true;
   // Our Hopper wgmma kernels among the candidates on compute capability 9.0 (the conv1/pool1 kernel's and
   // the tensor-core 3x3's wgmma versions); off: the mma.sync ones alone (to compare them in one run).

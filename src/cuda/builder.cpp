@@ -40,6 +40,9 @@ using gpu::TimingEntry;
 constexpr int kAlgorithmsTried = 8;  // of cuDNN's fastest (by its own, noisy, timing), each run fused and split
 constexpr int kMatmulsTried = 6;     // of cuBLASLt's heuristic answer for a 1x1 convolution
 constexpr size_t kGraphConfigsTried = 8;  // per graph form (fused, split): the first that run, in cuDNN's ranking
+// Of an INT8 convolution's cuDNN graph: the first configurations cuDNN plans, in its ranking (each compiles
+// its kernels at run time).
+constexpr int kCudnnQuantConfigs = 4;
 // Candidates are timed in rounds, one run of each per round, and each keeps its median: a clock that
 // drifts during the timing (boost, thermal) then moves every candidate alike instead of favouring the ones
 // timed last, which timing each candidate's runs back to back did (FP16 batch 1 EAST varied 202-458
@@ -127,6 +130,7 @@ class TacticTimer {
   }
   ~TacticTimer() {
     graph_forms_.clear();  // their execution plans were made on the handle
+    quant_graph_.reset();
     cublasLtDestroy(cublaslt_);
     cudnnDestroy(cudnn_);
     cudaStreamDestroy(stream_);
@@ -174,6 +178,11 @@ class TacticTimer {
   bool quant_variant_offered(const cuda::QuantConvArgs& args, int variant) const {
     return (!cuda::quant_conv_variant_uses_wgmma(variant) || wgmma_allowed()) &&
            cuda::quant_conv_variant_applies(args, variant);
+  }
+  // Whether cuDNN's 8-bit graphs are candidates for these arguments: BuildOptions::cudnn_graph, and they
+  // apply (cudnn_quant_conv_applies).
+  bool quant_cudnn_offered(const cuda::QuantConvArgs& args) const {
+    return options_.cudnn_graph && cuda::cudnn_quant_conv_applies(args);
   }
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
@@ -266,6 +275,7 @@ class TacticTimer {
   std::unique_ptr<cuda::CublasLtConvolution> matmul_;  // the step being timed, at the largest batch
   std::unique_ptr<cuda::CudnnConvolution> s2d_conv_;    // its space-to-depth convolution, at the largest batch
   std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graph_forms_;  // its graphs, with their candidates' plans
+  std::unique_ptr<cuda::CudnnQuantConvolution> quant_graph_;  // an 8-bit step's cuDNN graph, with its candidates' plans
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
@@ -324,15 +334,30 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
   const PlanData& plan = engine_.plan;
   const PlanStep& step = plan.steps[index];
   if (is_quantized(step.precision)) {
-    if (t.kind != ConvTactic::Kind::kQuant) return false;
+    if (!gpu::is_quant_conv(t.kind)) return false;
+    const cuda::QuantConvArgs args =
+        gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch, x_.get(),
+                                 step.inputs.size() > 1 ? residual_.get() : nullptr, y_.get());
+    if (t.kind == ConvTactic::Kind::kQuantCudnn) {
+      if (!quant_cudnn_offered(args) || t.workspace > static_cast<int64_t>(workspace_.size())) return false;
+      std::string why;
+      try {
+        gpu::check_quant_cudnn_tactic(plan, step, "timing cache");
+        quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args);
+      } catch (const Error&) {
+        return false;
+      }
+      const int planned = quant_graph_->add_plan(gpu::graph_engine_config(t), true, &why);
+      const bool ok = planned >= 0 && quant_graph_->workspace_size(planned) <= static_cast<size_t>(t.workspace) &&
+                      quant_graph_->run(planned, args, workspace_.get(), workspace_.size()) == CUDNN_STATUS_SUCCESS;
+      EASTRT_CUDA(cudaStreamSynchronize(stream_));
+      return ok;
+    }
     try {
       gpu::check_quant_tactic(t, step.name, "timing cache");
     } catch (const Error&) {
       return false;
     }
-    const cuda::QuantConvArgs args =
-        gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch, x_.get(),
-                                 step.inputs.size() > 1 ? residual_.get() : nullptr, y_.get());
     if (!quant_variant_offered(args, t.algo)) return false;
     cuda::launch_quant_conv(args, t.algo, stream_);
     EASTRT_CUDA(cudaStreamSynchronize(stream_));
@@ -823,8 +848,63 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
     tactics.push_back(t);
     if (!options_.time_tactics) break;  // untimed: the first variant that applies
   }
+  // cuDNN's 8-bit graph, in timed builds: the first kCudnnQuantConfigs configurations cuDNN plans, in its
+  // heuristics' order (each compiles its kernels at run time, a few tenths of a second), checked against the
+  // kernel's first variant like the variants.
+  std::vector<int> graph_plan(tactics.size(), -1);
+  if (options_.time_tactics && have_reference && quant_cudnn_offered(args)) {
+    quant_graph_.reset();
+    std::string why;
+    try {
+      quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args);
+    } catch (const Error& e) {
+      report << "  cudnn 8-bit graph: " << e.what() << "\n";
+    }
+    const std::vector<cuda::GraphEngineConfig> configs =
+        quant_graph_ ? quant_graph_->candidate_configs(&why) : std::vector<cuda::GraphEngineConfig>{};
+    if (quant_graph_ && configs.empty()) report << "  cudnn 8-bit graph: no configuration (" << why << ")\n";
+    int planned = 0;
+    for (const cuda::GraphEngineConfig& config : configs) {
+      if (planned == kCudnnQuantConfigs) break;
+      ConvTactic t;
+      t.kind = ConvTactic::Kind::kQuantCudnn;
+      t.algo = static_cast<int>(config.engine), t.math = 0;
+      t.graph.knobs = config.knobs;
+      t.graph.version = static_cast<int64_t>(cudnnGetVersion());
+      std::string no;
+      const int plan = quant_graph_->add_plan(config, true, &no);
+      if (plan < 0) {
+        report << "  " << gpu::describe(t) << ": " << no << "\n";
+        continue;
+      }
+      ++planned;
+      t.workspace = static_cast<int64_t>(quant_graph_->workspace_size(plan));
+      if (t.workspace > static_cast<int64_t>(workspace_.size())) {
+        report << "  " << gpu::describe(t) << ": needs more workspace than the limit\n";
+        continue;
+      }
+      const cudnnStatus_t status = quant_graph_->run(plan, args, workspace_.get(), workspace_.size());
+      if (status != CUDNN_STATUS_SUCCESS) {
+        report << "  " << gpu::describe(t) << ": " << cudnnGetErrorString(status) << "\n";
+        continue;
+      }
+      to_float(y_.get(), y, float_a_.as<float>());
+      const double diff = relative_difference(float_a_.get(), float_b_.get(), cuda::DType::kF32, y.elements());
+      if (!(diff <= tactic_tolerance(step.precision))) {
+        report << "  " << gpu::describe(t) << ": rejected, differs from the first variant by " << diff << "\n";
+        continue;
+      }
+      tactics.push_back(t);
+      graph_plan.push_back(plan);
+    }
+  }
   if (options_.time_tactics && !tactics.empty())
-    time_rounds(tactics, [&](size_t i) { cuda::launch_quant_conv(args, tactics[i].algo, stream_); });
+    time_rounds(tactics, [&](size_t i) {
+      if (graph_plan[i] >= 0)
+        quant_graph_->run(graph_plan[i], args, workspace_.get(), workspace_.size());
+      else
+        cuda::launch_quant_conv(args, tactics[i].algo, stream_);
+    });
   std::ostringstream shape;
   shape << args.n << "x" << args.h << "x" << args.w << "x" << args.c << " → " << args.k << ", " << args.r << "x"
         << args.s << "/" << args.stride_h << ", " << gpu::to_string(plan.tensors[step.inputs[0]].type) << "→"

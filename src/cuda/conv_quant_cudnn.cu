@@ -31,6 +31,16 @@ cudnnStatus_t set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, 
 
 }  // namespace
 
+bool cudnn_quant_conv_applies(const QuantConvArgs& a, const char** why) {
+  const char* no = a.in_type != QType::kInt8                             ? "cuDNN's 8-bit convolution is taken for INT8 only"
+                   : a.y_pixel_stride != 0 && a.y_pixel_stride != a.k ? "a channel slice as output"
+                   : a.y_channel_offset != 0                          ? "a channel slice as output"
+                   : a.act.type > 0                                   ? "an activation other than ReLU"
+                                                                      : nullptr;
+  if (why) *why = no;
+  return no == nullptr;
+}
+
 CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantConvArgs& args)
     : handle_(handle), shape_(args) {
   const QuantConvArgs& a = args;

@@ -16,6 +16,12 @@
 
 namespace eastrt::cuda {
 
+// Whether eastrt runs these arguments through cuDNN: INT8 input (cuDNN's E4M3 engine sums in less than
+// FP32's precision: on the H200 about one code in a thousand off by a step against exact sums, as Hopper's
+// wgmma E4M3 products in our kernel, so E4M3 stays on the kernel's mma.sync variants), a dense output, ReLU
+// or no activation. Otherwise false with the reason in `*why`.
+bool cudnn_quant_conv_applies(const QuantConvArgs& args, const char** why = nullptr);
+
 class CudnnQuantConvolution {
  public:
   // Describes and finalises the graph of `args`: shapes, types, which operands exist (bias, residual), the

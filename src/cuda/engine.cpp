@@ -137,6 +137,14 @@ void check_quant_tactic(const ConvTactic& t, const std::string& step, const std:
                "): build again");
 }
 
+void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const std::string& where) {
+  const char* why = nullptr;
+  EASTRT_CHECK(cuda::cudnn_quant_conv_applies(quant_conv_args(plan, step, plan.max_batch), &why), where,
+               ": convolution '", step.name, "' uses ", describe(step.tactic), ", which eastrt does not run there (",
+               why, ")");
+  check_cudnn_graph_tactic(step.tactic, step.name, where);
+}
+
 cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
   const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
   cuda::ConvGeometry g;
@@ -548,8 +556,9 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
       gpu::check_cublaslt_tactic(step.tactic, step.name, "plan " + path);
     }
   for (const PlanStep& step : impl->plan.steps)
-    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) {
-      gpu::check_quant_tactic(step.tactic, step.name, "plan " + path);
+    if (gpu::is_quant_conv(step.tactic.kind)) {
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) gpu::check_quant_tactic(step.tactic, step.name, "plan " + path);
+      else gpu::check_quant_cudnn_tactic(impl->plan, step, "plan " + path);
       const std::string why = gpu::quant_conv_refusal(impl->plan, step);
       EASTRT_CHECK(why.empty(), "plan ", path, ": step '", step.name, "' has an 8-bit tactic the kernel refuses (",
                    why, ")");
@@ -717,6 +726,7 @@ struct ExecutionContext::Impl {
     // Per graph step, null for the others: its graph at this batch with one plan (number 0), the tactic's
     // configuration.
     std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graphs;
+    std::vector<std::unique_ptr<cuda::CudnnQuantConvolution>> quant_graphs;
     cudaGraphExec_t graph = nullptr;
   };
   std::map<int, BatchState> batches;
@@ -824,6 +834,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   state.convs.resize(plan.steps.size());
   state.matmuls.resize(plan.steps.size());
   state.graphs.resize(plan.steps.size());
+  state.quant_graphs.resize(plan.steps.size());
   size_t needed_by_lane[2] = {0, 0};
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
@@ -834,6 +845,24 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       EASTRT_CHECK(gpu::direct_conv_applies(plan, step, step.tactic.algo), "convolution '", step.name, "' (",
                    gpu::describe(step.tactic), "): that kernel does not take this convolution: the plan is corrupt");
     if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant || step.tactic.kind == gpu::ConvTactic::Kind::kDirect) continue;
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCudnn) {
+      // As a graph tactic below: this batch's own execution plan of the configuration (compiled here).
+      std::string why;
+      std::unique_ptr<cuda::CudnnQuantConvolution> graph;
+      try {
+        graph = std::make_unique<cuda::CudnnQuantConvolution>(
+            cudnn, gpu::quant_conv_operands(plan, step, engine.step_weights[i], b, nullptr, nullptr, nullptr));
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      const int planned = graph ? graph->add_plan(gpu::graph_engine_config(step.tactic), true, &why) : -1;
+      EASTRT_CHECK(planned == 0, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                   "): cuDNN refuses the plan's 8-bit graph configuration at batch ", b, " (", why,
+                   "): build the plan again");
+      needed = std::max(needed, graph->workspace_size(planned));
+      state.quant_graphs[i] = std::move(graph);
+      continue;
+    }
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
       // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
       // this one too, or the plan cannot run it.
@@ -939,6 +968,13 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
       if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) {
         cuda::launch_quant_conv(gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)),
                                 step.tactic.algo, on);
+        return;
+      }
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCudnn) {
+        const cudnnStatus_t status = state.quant_graphs[index]->run(
+            0, gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)), ws.get(), ws.size());
+        EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                     ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {

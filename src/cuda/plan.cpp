@@ -59,9 +59,11 @@ std::string describe(const ConvTactic& tactic) {
           << " (space-to-depth in shared memory)";
       return out.str();
     case ConvTactic::Kind::kCudnnGraphFused:
-    case ConvTactic::Kind::kCudnnGraphSplit: {
-      const bool fused = tactic.kind == ConvTactic::Kind::kCudnnGraphFused;
-      out << "cudnn graph " << (fused ? "fused engine " : "engine ") << tactic.algo << (fused ? "" : " + epilogue");
+    case ConvTactic::Kind::kCudnnGraphSplit:
+    case ConvTactic::Kind::kQuantCudnn: {
+      const bool fused = tactic.kind != ConvTactic::Kind::kCudnnGraphSplit;
+      out << (tactic.kind == ConvTactic::Kind::kQuantCudnn ? "cudnn 8-bit graph engine " : fused ? "cudnn graph fused engine " : "cudnn graph engine ")
+          << tactic.algo << (fused ? "" : " + epilogue");
       std::ostringstream details;
       if (!tactic.graph.knobs.empty()) {
         details << "knobs";
@@ -367,7 +369,7 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
       for (uint64_t v : lt.data) w.pod(v);
       w.i64(lt.version), w.i32(lt.id), w.i32(lt.tile), w.i32(lt.stages), w.i32(lt.split_k);
     }
-    if (is_cudnn_graph(s.tactic.kind)) {
+    if (has_graph_config(s.tactic.kind)) {
       w.i64(s.tactic.graph.version);
       w.i64(static_cast<int64_t>(s.tactic.graph.knobs.size()));
       for (const auto& [type, value] : s.tactic.graph.knobs) w.i32(type), w.i64(value);
@@ -475,7 +477,7 @@ void check_indices(const PlanData& plan) {
       for (int id : s.inputs)
         if (is_8bit(plan.tensors[id].type))
           throw_error("step '", s.name, "' (", to_string(s.precision), ") reads the 8-bit tensor '", plan.tensors[id].name, "'");
-    if ((s.tactic.kind == ConvTactic::Kind::kQuant) != (quant_conv && s.tactic.kind != ConvTactic::Kind::kUnset))
+    if (is_quant_conv(s.tactic.kind) != (quant_conv && s.tactic.kind != ConvTactic::Kind::kUnset))
       throw_error("step '", s.name, "' has the tactic ", describe(s.tactic), " as a ", to_string(s.precision), " step");
   }
   for (int id : plan.inputs) if (!valid(id)) throw_error("an input binding names tensor ", id);
@@ -506,7 +508,7 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 5, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 11, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 12, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
     if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
@@ -516,7 +518,7 @@ PlanData read_plan_data(ByteReader& r) {
       lt.tile = r.i32("a cuBLASLt algorithm"), lt.stages = r.i32("a cuBLASLt algorithm");
       lt.split_k = r.i32("a cuBLASLt algorithm");
     }
-    if (is_cudnn_graph(s.tactic.kind)) {
+    if (has_graph_config(s.tactic.kind)) {
       s.tactic.graph.version = r.i64("a cuDNN graph configuration");
       const int64_t knobs = r.count("a cuDNN graph configuration's knobs", 12);
       for (int64_t k = 0; k < knobs; ++k) {

@@ -83,6 +83,10 @@ struct ConvTactic {
     // convolution and the max-pool after it in one pass (PlanStep::pool, fuse_max_pool); algo: which of its
     // kernels (kConvMaxPoolMmaSync or kConvMaxPoolWgmma, conv_max_pool.h).
     kSpaceToDepthMaxPool = 10,
+    // INT8 convolutions through cuDNN's graph API (conv_quant_cudnn.h): the 8-bit kernel's arguments and
+    // epilogue as a graph, `algo` the engine and `graph` its knobs, as the graph kinds. cuDNN compiles its
+    // 8-bit kernels at run time (NVRTC), in every context for every batch size it prepares.
+    kQuantCudnn = 11,
   };
   Kind kind = Kind::kUnset;
   int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; kDirect: its DirectVariant; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
@@ -171,8 +175,9 @@ struct PlanTarget {
 
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
 // step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version);
-// 6: each step's lane; 7: max-pools fused into convolutions; 8: input shifts folded into them
-inline constexpr uint32_t kPlanFormatVersion = 8;
+// 6: each step's lane; 7: max-pools fused into convolutions; 8: input shifts folded into them; 9: cuDNN's
+// 8-bit convolutions
+inline constexpr uint32_t kPlanFormatVersion = 9;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit ||
@@ -180,6 +185,14 @@ inline bool is_space_to_depth(ConvTactic::Kind kind) {
 }
 inline bool is_cudnn_graph(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kCudnnGraphFused || kind == ConvTactic::Kind::kCudnnGraphSplit;
+}
+// The tactics of INT8/FP8 convolution steps: our kernel's variants and cuDNN's 8-bit graphs.
+inline bool is_quant_conv(ConvTactic::Kind kind) {
+  return kind == ConvTactic::Kind::kQuant || kind == ConvTactic::Kind::kQuantCudnn;
+}
+// The tactics named by a cuDNN engine configuration (ConvTactic::graph).
+inline bool has_graph_config(ConvTactic::Kind kind) {
+  return is_cudnn_graph(kind) || kind == ConvTactic::Kind::kQuantCudnn;
 }
 
 // The plan file: "EASTRTPL", format version, FNV-1a 64 checksum and size of the rest, then the target

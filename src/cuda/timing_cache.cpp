@@ -29,7 +29,7 @@ nlohmann::json tactic_json(const ConvTactic& t) {
     j["cublaslt"] = {{"data", lt.data}, {"version", lt.version}, {"id", lt.id}, {"tile", lt.tile},
                      {"stages", lt.stages}, {"split_k", lt.split_k}};
   }
-  if (is_cudnn_graph(t.kind)) j["graph"] = {{"version", t.graph.version}, {"knobs", t.graph.knobs}};
+  if (has_graph_config(t.kind)) j["graph"] = {{"version", t.graph.version}, {"knobs", t.graph.knobs}};
   if (t.kind == ConvTactic::Kind::kQuant) j["variant"] = t.variant_name;
   return j;
 }
@@ -57,8 +57,10 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   };
   ConvTactic t;
   const int kind = static_cast<int>(field("kind", 0, 255));
+  // (kSpaceToDepthMaxPool is chosen after the cache, never kept in it.)
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit),
+                   (kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit) ||
+                    kind == static_cast<int>(ConvTactic::Kind::kQuantCudnn)),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = static_cast<int>(field("algo", kInt32Min, kInt32Max));
@@ -92,7 +94,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
     t.lt.stages = static_cast<int32_t>(number("stages", kInt32Min, kInt32Max));
     t.lt.split_k = static_cast<int32_t>(number("split_k", kInt32Min, kInt32Max));
   }
-  if (is_cudnn_graph(t.kind)) {
+  if (has_graph_config(t.kind)) {
     // The cuDNN version and the knob choices as [type, value] pairs.
     const bool whole = j.contains("graph") && j.at("graph").is_object() && j.at("graph").contains("version") &&
                        j.at("graph").at("version").is_number_integer() && j.at("graph").contains("knobs") &&
