@@ -482,7 +482,9 @@ void run_cudnn_cases(QType in) {
     const uint8_t poison = poison_of(a.out_type);
     std::unique_ptr<cuda::CudnnQuantConvolution> conv;
     const std::string refused =
-        test_support::error_of([&] { conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a); });
+        test_support::error_of([&] {
+          conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a, a.bias != nullptr, a.residual != nullptr);
+        });
     if (!refused.empty()) {
       std::cout << "  cuDNN, " << name_of(in) << ", " << cc.what << ": the graph is refused: " << refused << "\n";
       continue;
@@ -621,7 +623,9 @@ TEST(GpuQuantConv, CudnnAndTheKernelTimedOnEastLayers) {
       int planned = 0, compiled = 0;
       std::string refused;
       std::unique_ptr<cuda::CudnnQuantConvolution> conv;
-      refused = test_support::error_of([&] { conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a); });
+      refused = test_support::error_of([&] {
+        conv = std::make_unique<cuda::CudnnQuantConvolution>(handle.get(), a, true, a.residual != nullptr);
+      });
       if (conv) {
         std::string why;
         for (const cuda::GraphEngineConfig& config : conv->candidate_configs(&why)) {

@@ -342,8 +342,8 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
       if (!quant_cudnn_offered(args) || t.workspace > static_cast<int64_t>(workspace_.size())) return false;
       std::string why;
       try {
-        gpu::check_quant_cudnn_tactic(plan, step, "timing cache");
-        quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args);
+        gpu::check_quant_cudnn_tactic(plan, step, t, "timing cache");
+        quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args, args.bias, args.residual);
       } catch (const Error&) {
         return false;
       }
@@ -856,7 +856,7 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
     quant_graph_.reset();
     std::string why;
     try {
-      quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args);
+      quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args, args.bias, args.residual);
     } catch (const Error& e) {
       report << "  cudnn 8-bit graph: " << e.what() << "\n";
     }
@@ -1027,6 +1027,36 @@ void choose_tactics(Engine::Impl& impl, const BuildOptions& options, TimingCache
   }
 }
 
+// What follows tactic choice: max-pools and input shifts folded into convolutions, padded copies released
+// where no tactic reads them, the side lane, and the workspace the tactics need.
+void finish(Engine::Impl& impl, const BuildOptions& options, bool has_convolutions) {
+  if (has_convolutions) {
+    fuse_max_pools(impl, options);
+    fold_input_shifts(impl);
+  }
+  // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
+  gpu::release_padded_copies(impl.plan);
+  if (options.parallel_branches && gpu::assign_side_lane(impl.plan) > 0) gpu::plan_arena(impl.plan);
+  impl.plan.workspace_bytes = largest_tactic_workspace(impl.plan);  // after the fusions (conv/max-pool needs none)
+}
+
+// The median device time of one batch at the engine's largest batch, its CUDA graph replayed, on random
+// inputs (0..255, as images), after warm-up.
+double batch_ms(Engine& engine) {
+  std::unique_ptr<ExecutionContext> context = engine.create_context();
+  const PlanData& plan = engine.impl().plan;
+  context->set_batch(plan.max_batch);
+  context->set_cuda_graph(true);
+  auto* stream = static_cast<cudaStream_t>(context->stream());
+  uint64_t seed = 7;
+  for (int id : plan.inputs)
+    cuda::launch_fill_random(context->device_binding(plan.tensors[id].name), cuda::DType::kF32,
+                             plan.tensors[id].elements(), seed++, 0.0f, 255.0f, stream);
+  std::vector<double> times = context->time_enqueue(5, 21);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 }  // namespace
 
 Builder::Builder(Network network, BuildOptions options) : network_(std::move(network)), options_(std::move(options)) {}
@@ -1065,6 +1095,7 @@ std::unique_ptr<Engine> Builder::build() {
     return s.kind == StepKind::kLayer && s.layer_kind() == LayerKind::kConvolution;
   });
   stats_ = {};
+  std::unique_ptr<Engine::Impl> fp16_rival;  // INT8/FP8 with 8-bit convolutions: FP16's engine, to time beside
   if (has_convolutions) {
     // Read before any timing, so that a bad cache file fails the build at once.
     std::optional<TimingCache> file_cache;
@@ -1103,61 +1134,86 @@ std::unique_ptr<Engine> Builder::build() {
       const std::map<std::string, std::string> faster = gpu::faster_in_fp16(quant_ms, fp16_ms);
       if (options_.verbose)
         std::cerr << "GPU builder: " << faster.size() << " of " << quant_ms.size() << " quantised convolutions are faster in FP16\n";
-      if (!faster.empty() && faster.size() == quant_ms.size()) {
-        // Every quantised convolution is faster in FP16: the engine is the FP16 one, with the FP16 engine's
-        // passes (which the calibration's tensor names would not survive), labelled with the precision
-        // asked for and each convolution's note saying why it runs in FP16.
+      // The FP16 engine of the network, with the FP16 engine's passes (which the calibration's tensor names
+      // would not survive), labelled with the precision asked for; each convolution keeps its note (faster in
+      // FP16, kept by the calibration) or gets `why`.
+      auto fp16_engine = [&](const std::string& why, BuildStats& stats) {
         Network half_network = unpassed;
         std::vector<std::string> half_passes = gpu::run_builder_passes(half_network, Precision::kFp16);
-        const PlanData asked = std::move(impl->plan);
-        impl->plan = gpu::lower_network(half_network, fp16);
-        impl->plan.passes = std::move(half_passes);
-        impl->plan.precision = asked.precision;
-        impl->plan.model_fingerprint = asked.model_fingerprint, impl->plan.calibrator = asked.calibrator;
-        // A convolution keeps its note (faster in FP16, or kept by the calibration); one the FP16 passes made
-        // (a merge convolution's two halves) says why the engine is FP16's.
+        auto engine = std::make_unique<Engine::Impl>();
+        engine->plan = gpu::lower_network(half_network, fp16);
+        engine->plan.passes = std::move(half_passes);
+        engine->plan.precision = impl->plan.precision;
+        engine->plan.model_fingerprint = impl->plan.model_fingerprint, engine->plan.calibrator = impl->plan.calibrator;
+        engine->target = impl->target;
+        engine->device = impl->device;
         std::map<std::string, std::string> notes;
-        for (const PlanStep& step : asked.steps)
+        for (const PlanStep& step : impl->plan.steps)
           if (step.kind == StepKind::kLayer && !step.note.empty()) notes[step.name] = step.note;
         for (const auto& [layer, note] : faster) notes[layer] = note;
-        const std::string every = std::string("kept: FP16 is faster for every ") + to_string(options_.precision) +
-                                  " convolution of the network here, so the engine is FP16's";
-        for (PlanStep& step : impl->plan.steps)
+        for (PlanStep& step : engine->plan.steps)
           if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution) {
             const auto found = notes.find(step.name);
-            step.note = found != notes.end() ? found->second : every;
+            step.note = found != notes.end() ? found->second : why;
           }
-        impl->upload_weights();
-        choose_tactics(*impl, fp16, cache, device, stats_);
+        engine->upload_weights();
+        choose_tactics(*engine, fp16, cache, device, stats);
+        return engine;
+      };
+      if (!faster.empty() && faster.size() == quant_ms.size()) {
+        // Every quantised convolution is faster in FP16: the engine is the FP16 one.
+        impl = fp16_engine(std::string("kept: FP16 is faster for every ") + to_string(options_.precision) +
+                           " convolution of the network here, so the engine is FP16's",
+                           stats_);
         // Once a process: a detector builds an engine per image size.
         static std::atomic<bool> said{false};
         if (!said.exchange(true) || options_.verbose)
           std::cerr << "GPU builder: each of the " << quant_ms.size() << " " << to_string(options_.precision)
                     << " convolutions is faster in FP16 on " << gpu.name
                     << ": the engine runs FP16 (eastrt build/bench --all-8bit keeps them in 8 bits)\n";
-      } else if (!faster.empty()) {
-        BuildOptions again = options_;
-        for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
-        impl->plan = gpu::lower_network(network, again);
-        impl->plan.passes = passes;
-        for (PlanStep& step : impl->plan.steps)
-          if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())
-            step.note = found->second;
-        impl->upload_weights();
-        choose_tactics(*impl, again, cache, device, stats_);
+      } else {
+        if (!faster.empty()) {
+          BuildOptions again = options_;
+          for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
+          impl->plan = gpu::lower_network(network, again);
+          impl->plan.passes = passes;
+          for (PlanStep& step : impl->plan.steps)
+            if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())
+              step.note = found->second;
+          impl->upload_weights();
+          choose_tactics(*impl, again, cache, device, stats_);
+        }
+        // Faster 8-bit convolutions still may not make a faster engine: the casts around them and the
+        // original graph's concatenations cost too. The FP16 engine is timed beside it, whole.
+        BuildStats rival_stats;
+        fp16_rival = fp16_engine("", rival_stats);
       }
     }
     if (file_cache && stats_.convolutions_timed > 0) file_cache->save(options_.timing_cache);
   }
-  if (has_convolutions) {
-    fuse_max_pools(*impl, options_);
-    fold_input_shifts(*impl);
-  }
-  // Space-to-depth and (where the copy only pads) cuDNN graph tactics read the unpadded input.
-  gpu::release_padded_copies(impl->plan);
-  if (options_.parallel_branches && gpu::assign_side_lane(impl->plan) > 0) gpu::plan_arena(impl->plan);
-  impl->plan.workspace_bytes = largest_tactic_workspace(impl->plan);  // after the fusions (conv/max-pool needs none)
-  return std::make_unique<Engine>(std::move(impl));
+  finish(*impl, options_, has_convolutions);
+  if (!fp16_rival) return std::make_unique<Engine>(std::move(impl));
+  finish(*fp16_rival, options_, true);
+  int quantized = 0;
+  for (const PlanStep& step : impl->plan.steps)
+    quantized += step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution &&
+                 is_quantized(step.precision);
+  auto chosen = std::make_unique<Engine>(std::move(impl));
+  auto rival = std::make_unique<Engine>(std::move(fp16_rival));
+  const double quantized_ms = batch_ms(*chosen), fp16_ms = batch_ms(*rival);
+  std::ostringstream said;
+  said << "the " << to_string(options_.precision) << " engine (" << quantized << " convolutions in 8 bits) ran "
+       << quantized_ms << " ms a batch of " << options_.max_batch << " here, FP16's " << fp16_ms << " ms";
+  if (options_.verbose) std::cerr << "GPU builder: " << said.str() << "\n";
+  if (quantized_ms <= fp16_ms) return chosen;
+  for (PlanStep& step : rival->impl().plan.steps)
+    if (step.kind == StepKind::kLayer && step.layer_kind() == LayerKind::kConvolution && step.note.empty())
+      step.note = "kept: " + said.str() + ", so the engine is FP16's";
+  static std::atomic<bool> told{false};
+  if (!told.exchange(true) || options_.verbose)
+    std::cerr << "GPU builder: " << said.str() << " on " << gpu.name
+              << ": the engine runs FP16 (eastrt build/bench --all-8bit keeps the 8-bit one)\n";
+  return rival;
 }
 
 }  // namespace eastrt

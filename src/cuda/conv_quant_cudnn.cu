@@ -41,8 +41,9 @@ bool cudnn_quant_conv_applies(const QuantConvArgs& a, const char** why) {
   return no == nullptr;
 }
 
-CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantConvArgs& args)
-    : handle_(handle), shape_(args) {
+CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantConvArgs& args, bool bias,
+                                             bool residual)
+    : handle_(handle), shape_(args), bias_(bias), residual_(residual) {
   const QuantConvArgs& a = args;
   if (!is_8bit(a.in_type)) throw_error("cuDNN's quantised convolution: the input is not 8-bit");
   if (a.y_pixel_stride != 0 && (a.y_pixel_stride != a.k || a.y_channel_offset != 0))
@@ -80,16 +81,16 @@ CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantCo
   std::vector<Stage> stages;
   std::vector<cudnnBackendDescriptor_t> ops;
   stages.push_back({CUDNN_POINTWISE_MUL, per_channel(kScale)});
-  if (a.bias) stages.push_back({CUDNN_POINTWISE_ADD, per_channel(kBias)});
-  if (a.residual) {
-    cudnnBackendDescriptor_t residual = keep(graph_tensor(kResidual, cudnn_type(a.residual_type), a.n, a.k, a.oh, a.ow, false));
+  if (bias) stages.push_back({CUDNN_POINTWISE_ADD, per_channel(kBias)});
+  if (residual) {
+    cudnnBackendDescriptor_t r = keep(graph_tensor(kResidual, cudnn_type(a.residual_type), a.n, a.k, a.oh, a.ow, false));
     if (is_8bit(a.residual_type)) {  // decoded first: codes · residual_scale, a branch joining the chain
       cudnnBackendDescriptor_t decoded = intermediate(CUDNN_DATA_FLOAT);
       cudnnBackendDescriptor_t mode = keep(pointwise_mode(CUDNN_POINTWISE_MUL));
-      ops.push_back(keep(pointwise_operation(mode, residual, scalar(kResidualScale), decoded)));
-      residual = decoded;
+      ops.push_back(keep(pointwise_operation(mode, r, scalar(kResidualScale), decoded)));
+      r = decoded;
     }
-    stages.push_back({CUDNN_POINTWISE_ADD, residual});
+    stages.push_back({CUDNN_POINTWISE_ADD, r});
   }
   if (a.act.type == 0) stages.push_back({CUDNN_POINTWISE_RELU_FWD, nullptr});
   if (is_8bit(a.out_type)) {
@@ -179,7 +180,7 @@ size_t CudnnQuantConvolution::workspace_size(int plan) const { return plans_.at(
 cudnnStatus_t CudnnQuantConvolution::run(int plan, const QuantConvArgs& a, void* workspace, size_t workspace_bytes) {
   const GraphPlan& p = plans_.at(static_cast<size_t>(plan));
   if (p.workspace > 0 && (!workspace || workspace_bytes < p.workspace)) return CUDNN_STATUS_BAD_PARAM_SIZE_INSUFFICIENT;
-  if (!a.x || !a.filter || !a.scale || !a.y || (shape_.bias && !a.bias) || (shape_.residual && !a.residual))
+  if (!a.x || !a.filter || !a.scale || !a.y || (bias_ && !a.bias) || (residual_ && !a.residual))
     return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
   int64_t uids[9];
   void* pointers[9];
@@ -188,8 +189,8 @@ cudnnStatus_t CudnnQuantConvolution::run(int plan, const QuantConvArgs& a, void*
     uids[bound] = uid, pointers[bound] = const_cast<void*>(pointer), ++bound;
   };
   bind(kX, a.x), bind(kW, a.filter), bind(kScale, a.scale), bind(kY, a.y);
-  if (shape_.bias) bind(kBias, a.bias);
-  if (shape_.residual) {
+  if (bias_) bind(kBias, a.bias);
+  if (residual_) {
     bind(kResidual, a.residual);
     if (is_8bit(shape_.residual_type)) bind(kResidualScale, scalars_);
   }

@@ -24,11 +24,12 @@ bool cudnn_quant_conv_applies(const QuantConvArgs& args, const char** why = null
 
 class CudnnQuantConvolution {
  public:
-  // Describes and finalises the graph of `args`: shapes, types, which operands exist (bias, residual), the
-  // activation and the scalars (residual_scale, out_scale), which the graph reads from a small device buffer
-  // it owns; the tensors' pointers are given to run(). Throws an Error when the arguments are not what the
-  // graph describes (a channel slice, an activation other than ReLU) or cuDNN refuses the graph.
-  CudnnQuantConvolution(cudnnHandle_t handle, const QuantConvArgs& args);
+  // Describes and finalises the graph of `args` with a bias and a residual as said (the arguments' pointers
+  // are not looked at: they are given to run()): shapes, types, the activation and the scalars
+  // (residual_scale, out_scale), which the graph reads from a small device buffer it owns. Throws an Error
+  // when the arguments are not what the graph describes (a channel slice, an activation other than ReLU) or
+  // cuDNN refuses the graph.
+  CudnnQuantConvolution(cudnnHandle_t handle, const QuantConvArgs& args, bool bias, bool residual);
   ~CudnnQuantConvolution();
   CudnnQuantConvolution(const CudnnQuantConvolution&) = delete;
   CudnnQuantConvolution& operator=(const CudnnQuantConvolution&) = delete;
@@ -39,12 +40,14 @@ class CudnnQuantConvolution {
   // reduced precision, or (unless allowed) compiles its kernels at run time.
   int add_plan(const GraphEngineConfig& config, bool allow_run_time_compilation, std::string* why);
   size_t workspace_size(int plan) const;
-  // Runs plan `plan` on the handle's stream with the tensors of `args` (of the shape and types described).
+  // Runs plan `plan` on the handle's stream with the tensors of `args` (of the shape and types described;
+  // a null bias or residual the graph has is refused).
   cudnnStatus_t run(int plan, const QuantConvArgs& args, void* workspace, size_t workspace_bytes);
 
  private:
   cudnnHandle_t handle_;
   QuantConvArgs shape_;
+  bool bias_, residual_;
   float* scalars_ = nullptr;  // device: residual_scale, 1 / out_scale, −127
   std::vector<BackendDescriptor> parts_;  // tensors, operations and (last) the finalised operation graph
   std::vector<GraphPlan> plans_;

@@ -137,12 +137,11 @@ void check_quant_tactic(const ConvTactic& t, const std::string& step, const std:
                "): build again");
 }
 
-void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const std::string& where) {
+void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t, const std::string& where) {
   const char* why = nullptr;
   EASTRT_CHECK(cuda::cudnn_quant_conv_applies(quant_conv_args(plan, step, plan.max_batch), &why), where,
-               ": convolution '", step.name, "' uses ", describe(step.tactic), ", which eastrt does not run there (",
-               why, ")");
-  check_cudnn_graph_tactic(step.tactic, step.name, where);
+               ": convolution '", step.name, "' uses ", describe(t), ", which eastrt does not run there (", why, ")");
+  check_cudnn_graph_tactic(t, step.name, where);
 }
 
 cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
@@ -558,7 +557,7 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
   for (const PlanStep& step : impl->plan.steps)
     if (gpu::is_quant_conv(step.tactic.kind)) {
       if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) gpu::check_quant_tactic(step.tactic, step.name, "plan " + path);
-      else gpu::check_quant_cudnn_tactic(impl->plan, step, "plan " + path);
+      else gpu::check_quant_cudnn_tactic(impl->plan, step, step.tactic, "plan " + path);
       const std::string why = gpu::quant_conv_refusal(impl->plan, step);
       EASTRT_CHECK(why.empty(), "plan ", path, ": step '", step.name, "' has an 8-bit tactic the kernel refuses (",
                    why, ")");
@@ -851,7 +850,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       std::unique_ptr<cuda::CudnnQuantConvolution> graph;
       try {
         graph = std::make_unique<cuda::CudnnQuantConvolution>(
-            cudnn, gpu::quant_conv_operands(plan, step, engine.step_weights[i], b, nullptr, nullptr, nullptr));
+            cudnn, gpu::quant_conv_args(plan, step, b), engine.step_weights[i].has_bias, step.inputs.size() > 1);
       } catch (const Error& e) {
         why = e.what();
       }

@@ -115,9 +115,9 @@ cuda::QuantConvArgs quant_conv_operands(const PlanData& plan, const PlanStep& st
 // An Error naming `where` and the step unless this build's 8-bit kernel has the tactic's variant under the
 // same name (a plan or timing cache from an eastrt whose kernel was built otherwise).
 void check_quant_tactic(const ConvTactic& t, const std::string& step, const std::string& where);
-// The same for cuDNN's 8-bit graph tactic: a convolution it applies to (cudnn_quant_conv_applies), an engine
-// configuration of this cuDNN.
-void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const std::string& where);
+// The same for cuDNN's 8-bit graph tactic `t` of `step`: a convolution it applies to
+// (cudnn_quant_conv_applies), an engine configuration of this cuDNN.
+void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t, const std::string& where);
 
 // The operands of a convolution step (bias as the tactic needs it).
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
