@@ -296,6 +296,10 @@ if want quant && [[ -f models/east.safetensors ]]; then
   # Where the 8-bit kernels stand against FP16 layer by layer (EASTRT_QUANT_DETAIL=1): the INT8 build's
   # timing log (every candidate with its time, FP16's too) and the --all-8bit engine's profile.
   if [[ ${EASTRT_QUANT_DETAIL:-0} == 1 ]] && (( $(left) > 120 )); then
+    echo "--- int8 batch 16, --all-8bit --no-cudnn-graph (our 8-bit kernel alone, against cuDNN's graphs above)"
+    timeout 120 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision int8 \
+      --calib-cache models/east.int8.cache --all-8bit --no-cudnn-graph --batch 16 --iterations 40 --warmup 10 \
+      --cuda-graph --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 3
     echo "--- int8 batch 16: the build's timing log and the --all-8bit profile"
     timeout 200 "$BIN/eastrt" build --model models/east.safetensors --input 16x672x1280x3 --precision int8 \
       --calib-cache models/east.int8.cache --max-batch 16 --verbose -o "$WORK/int8_b16.plan" \

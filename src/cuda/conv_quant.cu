@@ -298,26 +298,38 @@ bool refuse(const char** why, const char* reason) {
 
 // ---- Quantise / dequantise ----
 
-constexpr int kPack = 4;  // values per thread and step: 4 codes are one 32-bit word
+constexpr int kPack = 4;  // values per thread and step of the dequantise pass: 4 codes are one 32-bit word
 
+// v / scale as quantize.cpp computes it (the division, rounded once), for INT8's round to an integer:
+// v · (1 / scale) is within 3 ulps of the quotient, so it rounds to the same integer unless a half-integer
+// lies within 1e-6 of it (relative: 5 times that bound); only there is the division done.
+__device__ __forceinline__ float int8_quotient(float v, float scale, float inverse) {
+  const float r = __fmul_rn(v, inverse);
+  return fabsf(fabsf(r - rintf(r)) - 0.5f) <= 1e-6f * fabsf(r) ? __fdiv_rn(v, scale) : r;
+}
+
+// 16 bytes of input a thread and step (8 FP16 or 4 float32 values), their codes stored in one word.
 template <typename In, bool kFp8>
-__global__ void quantize_kernel(const In* x, uint8_t* y, int64_t count, float scale, bool packed) {
-  const int64_t packs = (count + kPack - 1) / kPack;
+__global__ void quantize_kernel(const In* x, uint8_t* y, int64_t count, float scale, float inverse, bool packed) {
+  constexpr int kWidth = 16 / sizeof(In);
+  const int64_t packs = (count + kWidth - 1) / kWidth;
   for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < packs; q += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i = q * kPack;
+    const int64_t i = q * kWidth;
     auto code = [&](float v) -> uint8_t {
-      const float s = __fdiv_rn(v, scale);  // quantize.cpp divides; so do we, for the same codes
-      return kFp8 ? e4m3_code(s) : static_cast<uint8_t>(int8_code(s));
+      // FP8's rounding boundaries are not half-integers: it divides, as quantize.cpp does.
+      return kFp8 ? e4m3_code(__fdiv_rn(v, scale)) : static_cast<uint8_t>(int8_code(int8_quotient(v, scale, inverse)));
     };
-    if (packed && i + kPack <= count) {
-      float v[kPack];
-      load_pack<kPack>(x + i, v);
-      uint32_t word = 0;
+    if (packed && i + kWidth <= count) {
+      float v[kWidth];
+      load_pack<kWidth>(x + i, v);
+      uint8_t codes[kWidth];
 #pragma unroll
-      for (int j = 0; j < kPack; ++j) word |= uint32_t(code(v[j])) << (8 * j);
-      *reinterpret_cast<uint32_t*>(y + i) = word;
+      for (int j = 0; j < kWidth; ++j) codes[j] = code(v[j]);
+      typename PackWord<kWidth>::type word;
+      memcpy(&word, codes, sizeof word);
+      *reinterpret_cast<typename PackWord<kWidth>::type*>(y + i) = word;
     } else {
-      for (int64_t j = i; j < count && j < i + kPack; ++j) y[j] = code(load(x, j));
+      for (int64_t j = i; j < count && j < i + kWidth; ++j) y[j] = code(load(x, j));
     }
   }
 }
@@ -435,18 +447,20 @@ void launch_quantize(const void* x, QType xt, void* y, QType yt, int64_t count, 
                qtype_name(yt), " is not a quantisation (FP16/FP32 to INT8/E4M3)");
   EASTRT_CHECK(std::isfinite(scale) && scale > 0, "quantise: scale ", scale, " is not finite and positive");
   if (count <= 0) return;
-  const bool packed = aligned_to(x, kPack * qtype_size(xt)) && aligned_to(y, kPack);
-  const unsigned grid = grid_for((count + kPack - 1) / kPack);
+  const int width = 16 / static_cast<int>(qtype_size(xt));  // quantize_kernel's values a thread and step
+  const bool packed = aligned_to(x, 16) && aligned_to(y, width);
+  const unsigned grid = grid_for((count + width - 1) / width);
   uint8_t* out = static_cast<uint8_t*>(y);
   const bool fp8 = yt == QType::kE4m3;
+  const float inverse = 1.0f / scale;
   if (xt == QType::kF32) {
     const float* in = static_cast<const float*>(x);
-    if (fp8) quantize_kernel<float, true><<<grid, kThreads, 0, stream>>>(in, out, count, scale, packed);
-    else quantize_kernel<float, false><<<grid, kThreads, 0, stream>>>(in, out, count, scale, packed);
+    if (fp8) quantize_kernel<float, true><<<grid, kThreads, 0, stream>>>(in, out, count, scale, inverse, packed);
+    else quantize_kernel<float, false><<<grid, kThreads, 0, stream>>>(in, out, count, scale, inverse, packed);
   } else {
     const __half* in = static_cast<const __half*>(x);
-    if (fp8) quantize_kernel<__half, true><<<grid, kThreads, 0, stream>>>(in, out, count, scale, packed);
-    else quantize_kernel<__half, false><<<grid, kThreads, 0, stream>>>(in, out, count, scale, packed);
+    if (fp8) quantize_kernel<__half, true><<<grid, kThreads, 0, stream>>>(in, out, count, scale, inverse, packed);
+    else quantize_kernel<__half, false><<<grid, kThreads, 0, stream>>>(in, out, count, scale, inverse, packed);
   }
   EASTRT_LAUNCHED("quantize_kernel");
 }
