@@ -53,9 +53,8 @@ gpu::PlanData lowered(const Network& given, BuildOptions options) {
   Network net = given;
   for (int id : net.inputs()) net.tensor(id).shape[0] = options.max_batch;
   net.infer_shapes();
-  gpu::CalibratedInputs calibrated;
-  gpu::run_builder_passes(net, options.precision, &calibrated);
-  return gpu::lower_network(net, options, &calibrated);
+  gpu::run_builder_passes(net, options.precision);
+  return gpu::lower_network(net, options);
 }
 
 BuildOptions int8_options(std::shared_ptr<const quant::CalibrationCache> cache, int max_batch = 2) {
@@ -80,17 +79,6 @@ std::set<std::string> kept_convolutions(const gpu::PlanData& plan) {
   for (const gpu::PlanStep& s : plan.steps)
     if (is_conv(s) && !is_quantized(s.precision)) kept.insert(s.name);
   return kept;
-}
-
-// Of `kept`, the convolutions FakeQuantEngine knows: those of the network as calibrated, not those the
-// builder's later pass (upsample_after_convolution) makes. The ones it changes keep their names, and run in
-// FP16 in the engine (their input is not the calibrated one): FakeQuant with them kept is the engine.
-std::set<std::string> calibrated_only(const std::set<std::string>& kept, const Network& network) {
-  std::set<std::string> known;
-  const Network prepared = quant::prepare_network(network);
-  for (const Layer& l : prepared.layers())
-    if (l.kind() == LayerKind::kConvolution && kept.count(l.name)) known.insert(l.name);
-  return known;
 }
 
 // What the plan must be for FakeQuantEngine's semantics: every 8-bit tensor written once (by a quantised
@@ -159,13 +147,9 @@ TEST(GpuQuantLowering, SmallEastInt8StoresConvolutionInputsIn8BitAsFakeQuantDoes
   EXPECT_FALSE(gpu::is_8bit(plan.tensors[conv1->inputs[0]].type)) << gpu::to_string(plan.tensors[conv1->inputs[0]].type);
 
   // Every kept convolution says why; the quantised tensors are exactly FakeQuantEngine's with that kept set.
+  const std::set<std::string> kept = kept_convolutions(plan);
   for (const gpu::PlanStep& s : plan.steps)
-    if (is_conv(s) && kept_convolutions(plan).count(s.name)) EXPECT_FALSE(s.note.empty()) << s.name;
-  // The merge branch's convolutions over a concatenation with an upsampling became the pass's pair: FP16.
-  const gpu::PlanStep* merge = find_step(plan, "feature_fusion/Conv/Conv2D");
-  ASSERT_TRUE(merge);
-  EXPECT_NE(merge->note.find("the FP16 passes gave it the input"), std::string::npos) << merge->note;
-  const std::set<std::string> kept = calibrated_only(kept_convolutions(plan), network);
+    if (is_conv(s) && kept.count(s.name)) EXPECT_FALSE(s.note.empty()) << s.name;
   const quant::FakeQuantEngine fake(network, *cache, quant::FakeQuantOptions{1, kept, std::nullopt});
   std::set<std::string> quantized;
   for (const gpu::PlanStep& s : plan.steps)
@@ -182,7 +166,6 @@ TEST(GpuQuantLowering, SmallEastInt8StoresConvolutionInputsIn8BitAsFakeQuantDoes
     const bool quantized_tensor = !kept.count(t.consumers[0]);
     const auto found = std::find_if(plan.tensors.begin(), plan.tensors.end(),
                                     [&](const gpu::PlanTensor& p) { return p.name == t.name; });
-    if (!quantized_tensor && found == plan.tensors.end()) continue;  // a concatenation the pass removed
     ASSERT_NE(found, plan.tensors.end()) << t.name;
     const int id = static_cast<int>(found - plan.tensors.begin());
     EXPECT_EQ(gpu::is_8bit(found->type), quantized_tensor) << t.name;
@@ -230,8 +213,8 @@ TEST(GpuQuantLowering, KeptLayersAndOverridesStayFp16WithTheirReaders) {
   EXPECT_FALSE(gpu::is_8bit(plan.tensors[a->inputs[0]].type));
   EXPECT_FALSE(gpu::is_8bit(plan.tensors[b->inputs[0]].type));
   // Whatever else reads a kept layer's input is kept with it (EAST's heads share theirs), as FakeQuant does.
-  const std::set<std::string> kept = calibrated_only(kept_convolutions(plan), network);
-  std::set<std::string> asked = calibrated_only(kept_convolutions(plain), network);
+  const std::set<std::string> kept = kept_convolutions(plan);
+  std::set<std::string> asked = kept_convolutions(plain);
   asked.insert(by_cache), asked.insert(by_option);
   const quant::FakeQuantEngine fake(network, *cache, quant::FakeQuantOptions{1, asked, std::nullopt});
   EXPECT_EQ(fake.high_precision_layers(), kept);
@@ -379,7 +362,7 @@ void expect_matches_fake_quant(const Network& network, const quant::CalibrationC
     }
   }
   EXPECT_GT(quantized, 0);
-  quant::FakeQuantEngine fake(network, cache, quant::FakeQuantOptions{2, calibrated_only(kept, network), std::nullopt});
+  quant::FakeQuantEngine fake(network, cache, quant::FakeQuantOptions{2, kept, std::nullopt});
   CpuEngine fp32(quant::prepare_network(network), CpuOptions{2, false, false});
   const HostTensor input = random_images(batch, seed);
   context.poison();

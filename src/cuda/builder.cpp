@@ -1082,11 +1082,10 @@ std::unique_ptr<Engine> Builder::build() {
   }
   network.infer_shapes();
   const Network unpassed = is_quantized(options_.precision) ? network : Network();
-  gpu::CalibratedInputs calibrated;
-  const std::vector<std::string> passes = gpu::run_builder_passes(network, options_.precision, &calibrated);
+  const std::vector<std::string> passes = gpu::run_builder_passes(network, options_.precision);
 
   auto impl = std::make_unique<Engine::Impl>();
-  impl->plan = gpu::lower_network(network, options_, &calibrated);
+  impl->plan = gpu::lower_network(network, options_);
   impl->plan.passes = passes;
   impl->target = {EASTRT_VERSION, gpu.name, gpu.major, gpu.minor};
   impl->device = options_.device;
@@ -1176,7 +1175,7 @@ std::unique_ptr<Engine> Builder::build() {
         if (!faster.empty()) {
           BuildOptions again = options_;
           for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
-          impl->plan = gpu::lower_network(network, again, &calibrated);
+          impl->plan = gpu::lower_network(network, again);
           impl->plan.passes = passes;
           for (PlanStep& step : impl->plan.steps)
             if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())
