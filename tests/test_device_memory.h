@@ -1,12 +1,27 @@
-// Device memory for one GPU test, freed at its end (tests of single kernels, which run without an engine).
+// Device memory for one GPU test, freed at its end (tests of single kernels, which run without an engine),
+// and a cuDNN handle.
 #pragma once
 #include <cuda_runtime.h>
+#include <cudnn.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "cuda/conv_cudnn.h"
+
 namespace eastrt::test_support {
+
+class CudnnHandle {
+ public:
+  CudnnHandle() { EASTRT_CUDNN(cudnnCreate(&handle_)); }
+  ~CudnnHandle() { cudnnDestroy(handle_); }
+  cudnnHandle_t get() const { return handle_; }
+
+ private:
+  cudnnHandle_t handle_ = nullptr;
+};
+
 
 class DeviceMemory {
  public:

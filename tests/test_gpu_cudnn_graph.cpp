@@ -26,6 +26,7 @@
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/gpu_engine.h"
+#include "test_device_memory.h"
 #include "test_support.h"
 
 using namespace eastrt::test_support;
@@ -39,16 +40,6 @@ HostTensor first_image(const HostTensor& t) {
   shape[0] = 1;
   return HostTensor(shape, std::vector<float>(t.data.begin(), t.data.begin() + volume(shape)));
 }
-
-class CudnnHandle {
- public:
-  CudnnHandle() { EASTRT_CUDNN(cudnnCreate(&handle_)); }
-  ~CudnnHandle() { cudnnDestroy(handle_); }
-  cudnnHandle_t get() const { return handle_; }
-
- private:
-  cudnnHandle_t handle_ = nullptr;
-};
 
 // The configurations of the form the builder would time for `built`'s convolution, at most `limit`; what
 // cuDNN said about them is printed (the first runs on a GPU are read for it).

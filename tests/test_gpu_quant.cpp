@@ -24,6 +24,7 @@
 #include "cuda/conv_quant_cudnn.h"
 #include "cuda/engine_impl.h"
 #include "cuda/plan_quant.h"
+#include "test_device_memory.h"
 #endif
 
 using namespace eastrt::test_support;
@@ -435,8 +436,7 @@ TEST(GpuQuantEngine, CudnnInt8GraphsMatchTheFakeQuantisedCpu) {
     options.time_tactics = false;
     std::unique_ptr<Engine> built = Builder(network, options).build();
     gpu::PlanData plan = built->impl().plan;
-    cudnnHandle_t handle = nullptr;
-    ASSERT_EQ(cudnnCreate(&handle), CUDNN_STATUS_SUCCESS);
+    CudnnHandle handle;
     int forced = 0;
     std::string first;
     for (size_t i = 0; i < plan.steps.size(); ++i) {
@@ -448,7 +448,8 @@ TEST(GpuQuantEngine, CudnnInt8GraphsMatchTheFakeQuantisedCpu) {
       if (precision == Precision::kInt8) {
         const cuda::QuantConvArgs args = gpu::quant_conv_args(plan, step, plan.max_batch);
         ASSERT_TRUE(cuda::cudnn_quant_conv_applies(args)) << step.name;
-        cuda::CudnnQuantConvolution graph(handle, args, built->impl().step_weights[i].has_bias, step.inputs.size() > 1);
+        cuda::CudnnQuantConvolution graph(handle.get(), args, built->impl().step_weights[i].has_bias,
+                                          step.inputs.size() > 1);
         std::string why;
         int planned = -1;
         for (const cuda::GraphEngineConfig& config : graph.candidate_configs(&why)) {
@@ -466,7 +467,6 @@ TEST(GpuQuantEngine, CudnnInt8GraphsMatchTheFakeQuantisedCpu) {
       if (first.empty()) first = step.name;
       ++forced;
     }
-    cudnnDestroy(handle);
     ASSERT_GT(forced, 0);
     const std::vector<uint8_t> bytes = gpu::serialize_plan(plan, built->impl().target);
     if (precision == Precision::kFp8) {

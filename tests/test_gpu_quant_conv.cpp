@@ -35,6 +35,7 @@ namespace {
 
 using cuda::QType;
 
+using test_support::CudnnHandle;
 using test_support::DeviceMemory;
 
 const char* name_of(QType type) {
@@ -441,16 +442,6 @@ TEST(GpuQuantConv, LaunchRefusesAVariantThatCannotRun) {
 }
 
 // ---- The same convolution through cuDNN's graph API (conv_quant_cudnn.h) ----
-
-class CudnnHandle {
- public:
-  CudnnHandle() { EASTRT_CUDNN(cudnnCreate(&handle_)); }
-  ~CudnnHandle() { cudnnDestroy(handle_); }
-  cudnnHandle_t get() const { return handle_; }
-
- private:
-  cudnnHandle_t handle_ = nullptr;
-};
 
 // At most this many configurations that compile their kernels at run time (all of cuDNN 9's 8-bit ones on
 // the H200) are tried a case, in cuDNN's ranking: the builder's kCudnnQuantConfigs.

@@ -824,6 +824,15 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   std::ostringstream report;
   std::vector<ConvTactic> tactics;
   bool have_reference = false;
+  // Whether the candidate's output (y_) is the first variant's within the precision's tolerance; if not,
+  // the report says by how much.
+  auto agrees = [&](const ConvTactic& t) {
+    to_float(y_.get(), y, float_a_.as<float>());
+    const double diff = relative_difference(float_a_.get(), float_b_.get(), cuda::DType::kF32, y.elements());
+    if (diff <= tactic_tolerance(step.precision)) return true;
+    report << "  " << gpu::describe(t) << ": rejected, differs from the first variant by " << diff << "\n";
+    return false;
+  };
   for (int v = 0; v < cuda::quant_conv_variants(); ++v) {
     ConvTactic t;
     t.kind = ConvTactic::Kind::kQuant;
@@ -839,12 +848,7 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
       have_reference = true;
     }
     cuda::launch_quant_conv(args, v, stream_);
-    to_float(y_.get(), y, float_a_.as<float>());
-    const double diff = relative_difference(float_a_.get(), float_b_.get(), cuda::DType::kF32, y.elements());
-    if (!(diff <= tactic_tolerance(step.precision))) {
-      report << "  " << gpu::describe(t) << ": rejected, differs from the first variant by " << diff << "\n";
-      continue;
-    }
+    if (!agrees(t)) continue;
     tactics.push_back(t);
     if (!options_.time_tactics) break;  // untimed: the first variant that applies
   }
@@ -888,12 +892,7 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
         report << "  " << gpu::describe(t) << ": " << cudnnGetErrorString(status) << "\n";
         continue;
       }
-      to_float(y_.get(), y, float_a_.as<float>());
-      const double diff = relative_difference(float_a_.get(), float_b_.get(), cuda::DType::kF32, y.elements());
-      if (!(diff <= tactic_tolerance(step.precision))) {
-        report << "  " << gpu::describe(t) << ": rejected, differs from the first variant by " << diff << "\n";
-        continue;
-      }
+      if (!agrees(t)) continue;
       tactics.push_back(t);
       graph_plan.push_back(plan);
     }

@@ -65,6 +65,46 @@ BackendDescriptor pointwise_operation(cudnnBackendDescriptor_t mode, cudnnBacken
   return op;
 }
 
+BackendDescriptor convolution_descriptor(cudnnDataType_t accumulation, const int64_t (&pre)[2], const int64_t (&post)[2],
+                                         const int64_t (&strides)[2], const int64_t (&dilations)[2]) {
+  BackendDescriptor desc(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const int64_t spatial = 2;
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &accumulation));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pre));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, post));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, strides));
+  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dilations));
+  EASTRT_CUDNN(cudnnBackendFinalize(desc.get()));
+  return desc;
+}
+
+BackendDescriptor convolution_forward(cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t w, cudnnBackendDescriptor_t y,
+                                      cudnnBackendDescriptor_t convolution) {
+  BackendDescriptor fprop(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+  const float alpha = 1.0f, beta = 0.0f;
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w));
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                   &convolution));
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha));
+  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
+  EASTRT_CUDNN(cudnnBackendFinalize(fprop.get()));
+  return fprop;
+}
+
+BackendDescriptor operation_graph(cudnnHandle_t handle, const std::vector<cudnnBackendDescriptor_t>& ops) {
+  BackendDescriptor graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                   static_cast<int64_t>(ops.size()), ops.data()));
+  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle));
+  EASTRT_CUDNN(cudnnBackendFinalize(graph.get()));
+  return graph;
+}
+
 namespace {
 
 // `count` fresh descriptors of `type` for cuDNN to fill (a query of a list attribute), with their handles.
@@ -222,35 +262,12 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
   };
   const size_t operations = 1 + stages.size();
 
-  BackendDescriptor desc(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
-  const cudnnDataType_t accumulation = CUDNN_DATA_FLOAT;
-  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-  const int64_t spatial = 2;
   const int64_t pre[2] = {g.pad_h, g.pad_w}, post[2] = {conv.pad_bottom, conv.pad_right};
   const int64_t strides[2] = {g.stride_h, g.stride_w}, dilations[2] = {g.dilation_h, g.dilation_w};
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &accumulation));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pre));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, post));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, strides));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dilations));
-  EASTRT_CUDNN(cudnnBackendFinalize(desc.get()));
-  cudnnBackendDescriptor_t conv_desc = keep(std::move(desc));
-
+  cudnnBackendDescriptor_t conv_desc = keep(convolution_descriptor(CUDNN_DATA_FLOAT, pre, post, strides, dilations));
   std::vector<cudnnBackendDescriptor_t> ops;
-  BackendDescriptor fprop(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
   cudnnBackendDescriptor_t current = output_of(0, operations);
-  const float alpha = 1.0f, beta = 0.0f;
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &current));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                   &conv_desc));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
-  EASTRT_CUDNN(cudnnBackendFinalize(fprop.get()));
-  ops.push_back(keep(std::move(fprop)));
+  ops.push_back(keep(convolution_forward(x, w, current, conv_desc)));
   for (size_t i = 0; i < stages.size(); ++i) {
     cudnnBackendDescriptor_t mode_desc = keep(pointwise_mode(stages[i].mode));
     cudnnBackendDescriptor_t out = output_of(i + 1, operations);
@@ -258,12 +275,7 @@ CudnnGraphConvolution::CudnnGraphConvolution(cudnnHandle_t handle, const GraphCo
     current = out;
   }
 
-  BackendDescriptor graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                   static_cast<int64_t>(ops.size()), ops.data()));
-  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_));
-  EASTRT_CUDNN(cudnnBackendFinalize(graph.get()));
-  keep(std::move(graph));
+  keep(operation_graph(handle_, ops));
 }
 
 CudnnGraphConvolution::~CudnnGraphConvolution() = default;

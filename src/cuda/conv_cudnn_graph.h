@@ -62,6 +62,14 @@ BackendDescriptor pointwise_mode(cudnnPointwiseMode_t mode);
 BackendDescriptor pointwise_operation(cudnnBackendDescriptor_t mode, cudnnBackendDescriptor_t x,
                                       cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t y);
 
+// A 2-D cross-correlation summing in `accumulation`, with padding before (top, left) and after, strides and
+// dilations; its forward operation x, w → y; the finalised operation graph of `ops` on `handle`.
+BackendDescriptor convolution_descriptor(cudnnDataType_t accumulation, const int64_t (&pre)[2], const int64_t (&post)[2],
+                                         const int64_t (&strides)[2], const int64_t (&dilations)[2]);
+BackendDescriptor convolution_forward(cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t w, cudnnBackendDescriptor_t y,
+                                      cudnnBackendDescriptor_t convolution);
+BackendDescriptor operation_graph(cudnnHandle_t handle, const std::vector<cudnnBackendDescriptor_t>& ops);
+
 // An engine's numerical and behaviour notes.
 struct EngineNotes {
   std::vector<cudnnBackendNumericalNote_t> numerical;

@@ -24,11 +24,6 @@ cudnnDataType_t cudnn_type(QType type) {
   return CUDNN_DATA_FLOAT;
 }
 
-cudnnStatus_t set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
-                  int64_t count, const void* values) {
-  return cudnnBackendSetAttribute(d, name, type, count, values);
-}
-
 }  // namespace
 
 bool cudnn_quant_conv_applies(const QuantConvArgs& a, const char** why) {
@@ -100,33 +95,11 @@ CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantCo
     if (a.out_type == QType::kInt8 && a.act.type != 0) stages.push_back({CUDNN_POINTWISE_MAX, scalar(kFloor)});
   }
 
-  BackendDescriptor desc(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
-  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-  const int64_t spatial = 2;
   const int64_t pre[2] = {a.pad_top, a.pad_left}, post[2] = {pad_bottom, pad_right};
   const int64_t strides[2] = {a.stride_h, a.stride_w}, dilations[2] = {1, 1};
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &accumulator));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pre));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, post));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, strides));
-  EASTRT_CUDNN(set(desc.get(), CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dilations));
-  EASTRT_CUDNN(cudnnBackendFinalize(desc.get()));
-  cudnnBackendDescriptor_t conv_desc = keep(std::move(desc));
-
-  BackendDescriptor fprop(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+  cudnnBackendDescriptor_t conv_desc = keep(convolution_descriptor(accumulator, pre, post, strides, dilations));
   cudnnBackendDescriptor_t current = intermediate(accumulator);
-  const float alpha = 1.0f, beta = 0.0f;
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &w));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &current));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                   &conv_desc));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha));
-  EASTRT_CUDNN(set(fprop.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
-  EASTRT_CUDNN(cudnnBackendFinalize(fprop.get()));
-  ops.insert(ops.begin(), keep(std::move(fprop)));
+  ops.insert(ops.begin(), keep(convolution_forward(x, w, current, conv_desc)));
   for (size_t i = 0; i < stages.size(); ++i) {
     cudnnBackendDescriptor_t mode_desc = keep(pointwise_mode(stages[i].mode));
     cudnnBackendDescriptor_t out = i + 1 == stages.size() ? y : intermediate(CUDNN_DATA_FLOAT);
@@ -134,12 +107,7 @@ CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantCo
     current = out;
   }
 
-  BackendDescriptor graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
-  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                   static_cast<int64_t>(ops.size()), ops.data()));
-  EASTRT_CUDNN(set(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_));
-  EASTRT_CUDNN(cudnnBackendFinalize(graph.get()));
-  keep(std::move(graph));
+  keep(operation_graph(handle_, ops));
 
   // Last, so that nothing thrown above leaves it allocated (the destructor does not run then).
   const float scalars[3] = {a.residual_scale, 1.0f / a.out_scale, -127.0f};
