@@ -224,6 +224,39 @@ TEST(GpuQuantLowering, KeptLayersAndOverridesStayFp16WithTheirReaders) {
       EXPECT_NE(find_step(plan, name)->note.find("which is kept"), std::string::npos) << name;
 }
 
+// For the next 8-bit lowering with FP16's upsampling pass (tried at 3cb47a2, reverted; docs/QUANTIZATION.md):
+// the pass applied to the fake-quantised network whose convolutions it splits are kept, run with the same
+// tensors fake-quantised by name, is FakeQuantEngine's network (to FP32 rounding, which the next
+// quantised tensor absorbs).
+TEST(GpuQuantLowering, UpsamplingPassOnTheFakeQuantisedNetworkIsFakeQuantsWithItsConvolutionsKept) {
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  const std::set<std::string> kept = {kConv1, "feature_fusion/Conv/Conv2D", "feature_fusion/Conv_2/Conv2D",
+                                      "feature_fusion/Conv_4/Conv2D"};
+  quant::FakeQuantEngine fake(network, *cache, quant::FakeQuantOptions{2, kept, std::nullopt});
+  std::map<std::string, float> scales;  // the quantised tensors: the quantised convolutions' inputs
+  const std::set<std::string> quantized(fake.quantized_layers().begin(), fake.quantized_layers().end());
+  for (const Layer& l : fake.network().layers())
+    if (l.kind() == LayerKind::kConvolution && quantized.count(l.name)) {
+      const std::string& t = fake.network().tensor(l.inputs[0]).name;
+      scales[t] = cache->find(t)->scale;
+    }
+  Network passed = fake.network();
+  EXPECT_EQ(passes::upsample_after_convolution(passed), 3);
+  passed.validate();
+  passed.infer_shapes();
+  CpuEngine emulated(passed, CpuOptions{2, false, false});
+  for (uint32_t seed : {41u, 42u}) {
+    const HostTensor input = random_images(1, seed);
+    const auto want = fake.run({{east::kInputName, input}});
+    const auto got = emulated.run({{east::kInputName, input}}, [&](const Tensor& t, HostTensor& v) {
+      if (auto it = scales.find(t.name); it != scales.end())
+        quant::fake_quantize(v.data.data(), v.size(), it->second, quant::QuantType::kInt8);
+    });
+    for (const auto& [name, w] : want) EXPECT_LE(relative_error(got.at(name), w), 1e-6) << name << " image " << seed;
+  }
+}
+
 TEST(GpuQuantLowering, FasterInFp16NeedsAClearMarginAndAnFp16Time) {
   const std::map<std::string, double> quant{{"a", 1.0}, {"b", 1.0}, {"c", 1.0}, {"d", 0.5}, {"e", 2.0}};
   const std::map<std::string, double> fp16{{"a", 0.5}, {"b", 0.95}, {"c", 0.89}, {"d", 0.6}, {"f", 0.1}};
