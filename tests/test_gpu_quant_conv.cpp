@@ -447,6 +447,20 @@ TEST(GpuQuantConv, LaunchRefusesAVariantThatCannotRun) {
 // the H200) are tried a case, in cuDNN's ranking: the builder's kCudnnQuantConfigs.
 constexpr int kRunTimeCompiled = 4;
 
+// A plan of `config`: as cuDNN has it, or compiled at run time while fewer than kRunTimeCompiled such
+// plans were made (`*compiled` counts them, `*run_time` says which); -1 with the reason in `*why`.
+int plan_config(cuda::CudnnQuantConvolution& conv, const cuda::GraphEngineConfig& config, int* compiled,
+                bool* run_time, std::string* why) {
+  int plan = conv.add_plan(config, false, why);
+  *run_time = false;
+  if (plan < 0 && *why == "compiles its kernels at run time" && *compiled < kRunTimeCompiled) {
+    plan = conv.add_plan(config, true, why);
+    *run_time = plan >= 0;
+    *compiled += 1;
+  }
+  return plan;
+}
+
 // Every configuration cuDNN offers for the dense cases, against the same reference as the kernel; what
 // cuDNN does not take is printed. E4M3 with `reduced_sums` (expect_agrees): on the H200 cuDNN's E4M3 engine
 // puts about one code in a thousand a step off against exact sums, so eastrt does not take it
@@ -483,13 +497,8 @@ void run_cudnn_cases(QType in) {
     std::map<std::string, int> refusals;
     for (const cuda::GraphEngineConfig& config : configs) {
       std::string no;
-      int plan = conv->add_plan(config, false, &no);
       bool run_time = false;
-      if (plan < 0 && no == "compiles its kernels at run time" && compiled < kRunTimeCompiled) {
-        plan = conv->add_plan(config, true, &no);
-        run_time = true;
-        ++compiled;
-      }
+      const int plan = plan_config(*conv, config, &compiled, &run_time, &no);
       if (plan < 0) {
         ++refusals[no];
         continue;
@@ -618,13 +627,8 @@ TEST(GpuQuantConv, CudnnAndTheKernelTimedOnEastLayers) {
         std::string why;
         for (const cuda::GraphEngineConfig& config : conv->candidate_configs(&why)) {
           std::string no;
-          int plan = conv->add_plan(config, false, &no);
           bool run_time = false;
-          if (plan < 0 && no == "compiles its kernels at run time" && compiled < kRunTimeCompiled) {
-            plan = conv->add_plan(config, true, &no);
-            run_time = plan >= 0;
-            compiled += run_time;
-          }
+          const int plan = plan_config(*conv, config, &compiled, &run_time, &no);
           if (plan < 0) continue;
           ++planned;
           const size_t bytes = std::max<size_t>(conv->workspace_size(plan), 256);

@@ -129,7 +129,7 @@ class TacticTimer {
     float_b_.allocate(float_bytes);
   }
   ~TacticTimer() {
-    graph_forms_.clear();  // their execution plans were made on the handle
+    graph_forms_.clear();  // their execution plans were made on the handle, which goes below
     quant_graph_.reset();
     cublasLtDestroy(cublaslt_);
     cudnnDestroy(cudnn_);
@@ -339,10 +339,10 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
         gpu::quant_conv_operands(plan, step, engine_.step_weights[index], plan.max_batch, x_.get(),
                                  step.inputs.size() > 1 ? residual_.get() : nullptr, y_.get());
     if (t.kind == ConvTactic::Kind::kQuantCudnn) {
-      if (!quant_cudnn_offered(args) || t.workspace > static_cast<int64_t>(workspace_.size())) return false;
+      if (!options_.cudnn_graph || t.workspace > static_cast<int64_t>(workspace_.size())) return false;
       std::string why;
       try {
-        gpu::check_quant_cudnn_tactic(plan, step, t, "timing cache");
+        gpu::check_quant_cudnn_tactic(plan, step, t, "timing cache");  // that it applies, and the cuDNN version
         quant_graph_ = std::make_unique<cuda::CudnnQuantConvolution>(cudnn_, args, args.bias, args.residual);
       } catch (const Error&) {
         return false;

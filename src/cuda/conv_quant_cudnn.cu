@@ -24,14 +24,19 @@ cudnnDataType_t cudnn_type(QType type) {
   return CUDNN_DATA_FLOAT;
 }
 
+// Why the graph cannot describe these arguments, or null.
+const char* not_described(const QuantConvArgs& a) {
+  if (!is_8bit(a.in_type)) return "the input is not 8-bit";
+  if ((a.y_pixel_stride != 0 && a.y_pixel_stride != a.k) || a.y_channel_offset != 0)
+    return "a channel slice as output (the graph writes dense outputs only)";
+  if (a.act.type > 0) return "an activation other than ReLU";
+  return nullptr;
+}
+
 }  // namespace
 
 bool cudnn_quant_conv_applies(const QuantConvArgs& a, const char** why) {
-  const char* no = a.in_type != QType::kInt8                             ? "cuDNN's 8-bit convolution is taken for INT8 only"
-                   : a.y_pixel_stride != 0 && a.y_pixel_stride != a.k ? "a channel slice as output"
-                   : a.y_channel_offset != 0                          ? "a channel slice as output"
-                   : a.act.type > 0                                   ? "an activation other than ReLU"
-                                                                      : nullptr;
+  const char* no = a.in_type != QType::kInt8 ? "cuDNN's 8-bit convolution is taken for INT8 only" : not_described(a);
   if (why) *why = no;
   return no == nullptr;
 }
@@ -40,10 +45,7 @@ CudnnQuantConvolution::CudnnQuantConvolution(cudnnHandle_t handle, const QuantCo
                                              bool residual)
     : handle_(handle), shape_(args), bias_(bias), residual_(residual) {
   const QuantConvArgs& a = args;
-  if (!is_8bit(a.in_type)) throw_error("cuDNN's quantised convolution: the input is not 8-bit");
-  if (a.y_pixel_stride != 0 && (a.y_pixel_stride != a.k || a.y_channel_offset != 0))
-    throw_error("cuDNN's quantised convolution writes dense outputs only, not a channel slice");
-  if (a.act.type > 0) throw_error("cuDNN's quantised convolution: only ReLU is fused");
+  if (const char* no = not_described(a)) throw_error("cuDNN's quantised convolution: ", no);
   // The padding after: what the output size implies (never negative; the graph's rule rounds down).
   const int pad_bottom = std::max(0, (a.oh - 1) * a.stride_h + a.r - a.h - a.pad_top);
   const int pad_right = std::max(0, (a.ow - 1) * a.stride_w + a.s - a.w - a.pad_left);

@@ -62,8 +62,10 @@ std::string describe(const ConvTactic& tactic) {
     case ConvTactic::Kind::kCudnnGraphSplit:
     case ConvTactic::Kind::kQuantCudnn: {
       const bool fused = tactic.kind != ConvTactic::Kind::kCudnnGraphSplit;
-      out << (tactic.kind == ConvTactic::Kind::kQuantCudnn ? "cudnn 8-bit graph engine " : fused ? "cudnn graph fused engine " : "cudnn graph engine ")
-          << tactic.algo << (fused ? "" : " + epilogue");
+      const char* what = tactic.kind == ConvTactic::Kind::kQuantCudnn ? "cudnn 8-bit graph engine "
+                         : fused                                      ? "cudnn graph fused engine "
+                                                                      : "cudnn graph engine ";
+      out << what << tactic.algo << (fused ? "" : " + epilogue");
       std::ostringstream details;
       if (!tactic.graph.knobs.empty()) {
         details << "knobs";
