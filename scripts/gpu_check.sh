@@ -293,6 +293,28 @@ if want quant && [[ -f models/east.safetensors ]]; then
       --calib-cache models/east.$precision.cache --all-8bit --batch 16 --iterations 40 --warmup 10 --cuda-graph \
       --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
   done
+  # Other INT8/FP8 caches for the bundled model (EASTRT_QUANT_CACHES: files, e.g. gpu-data/caches/x.cache), by
+  # default and --all-8bit at batch 16, and the default engine's profile: what a calibration that keeps
+  # fewer layers gives.
+  for cache in ${EASTRT_QUANT_CACHES:-}; do
+    [[ -f $cache ]] || { echo "no cache $cache"; continue; }
+    precision=$(sed -n 's/^precision //p' "$cache")
+    name=$(basename "$cache" .cache)
+    for mode in default --all-8bit; do
+      (( $(left) < 90 )) && { echo "skipping $cache $mode: too little time left"; continue; }
+      echo "--- $name ($precision) batch 16, $mode"
+      flags=()
+      [[ $mode == --all-8bit ]] && flags=(--all-8bit)
+      timeout 200 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
+        --calib-cache "$cache" "${flags[@]}" --batch 16 --iterations 40 --warmup 10 --cuda-graph \
+        --results "$OUT/bench.jsonl" 2>&1 | tee -a "$WORK/bench.log" | tail -n 4
+    done
+    if want profile && (( $(left) > 90 )); then
+      timeout 120 "$BIN/eastrt" bench --model models/east.safetensors --input 16x672x1280x3 --precision $precision \
+        --calib-cache "$cache" --all-8bit --batch 16 --iterations 20 --warmup 5 --profile \
+        --profile-json "$WORK/profile_${name}_all8bit_b16.json" 2>&1 | tail -n 3
+    fi
+  done
   # Where the 8-bit kernels stand against FP16 layer by layer (EASTRT_QUANT_DETAIL=1): the INT8 build's
   # timing log (every candidate with its time, FP16's too) and the --all-8bit engine's profile.
   if [[ ${EASTRT_QUANT_DETAIL:-0} == 1 ]] && (( $(left) > 120 )); then

@@ -1,13 +1,15 @@
 // Device memory for one GPU test, freed at its end (tests of single kernels, which run without an engine),
-// and a cuDNN handle.
+// and cuDNN and cuBLASLt handles.
 #pragma once
 #include <cuda_runtime.h>
+#include <cublasLt.h>
 #include <cudnn.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "cuda/conv_cublaslt.h"
 #include "cuda/conv_cudnn.h"
 
 namespace eastrt::test_support {
@@ -20,6 +22,16 @@ class CudnnHandle {
 
  private:
   cudnnHandle_t handle_ = nullptr;
+};
+
+class LtHandle {
+ public:
+  LtHandle() { EASTRT_CUBLAS(cublasLtCreate(&handle_)); }
+  ~LtHandle() { cublasLtDestroy(handle_); }
+  cublasLtHandle_t get() const { return handle_; }
+
+ private:
+  cublasLtHandle_t handle_ = nullptr;
 };
 
 

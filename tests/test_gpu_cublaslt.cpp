@@ -25,6 +25,7 @@
 #include "eastrt/error.h"
 #include "eastrt/gpu.h"
 #include "eastrt/gpu_engine.h"
+#include "test_device_memory.h"
 #include "test_support.h"
 
 using namespace eastrt::test_support;
@@ -48,16 +49,6 @@ Network one_by_one(const OneByOne& c, int batch, unsigned seed) {
   std::mt19937 rng(seed);
   return conv_case_network({c.what, shape, c.k, 1, 1, 1, 1, {}, c.bias, c.activation, c.residual, false}, rng);
 }
-
-class LtHandle {
- public:
-  LtHandle() { EASTRT_CUBLAS(cublasLtCreate(&handle_)); }
-  ~LtHandle() { cublasLtDestroy(handle_); }
-  cublasLtHandle_t get() const { return handle_; }
-
- private:
-  cublasLtHandle_t handle_ = nullptr;
-};
 
 // The plan of `built` with its convolution's tactic replaced by cuBLASLt's algorithm `a`.
 std::unique_ptr<Engine> with_matmul(Engine& built, const cuda::LtAlgorithm& a, Precision precision) {

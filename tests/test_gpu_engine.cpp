@@ -1017,10 +1017,10 @@ TEST(GpuPlan, CorruptTruncatedForeignAndOldPlansAreRefused) {
   std::vector<uint8_t> other_format = good;
   other_format[8] = 99;  // the format version follows the 8-byte magic
   expect_refused(other_format, "format version 99");
-  // A plan of the format before cuDNN's 8-bit graphs (version 8) is refused with the same advice.
-  ASSERT_EQ(gpu::kPlanFormatVersion, 9u);
-  other_format[8] = 8;
-  expect_refused(other_format, "plan format version 8, this eastrt (" EASTRT_VERSION ") reads version 9; build the plan again");
+  // A plan of the format before cuBLASLt's INT8 matmuls (version 9) is refused with the same advice.
+  ASSERT_EQ(gpu::kPlanFormatVersion, 10u);
+  other_format[8] = 9;
+  expect_refused(other_format, "plan format version 9, this eastrt (" EASTRT_VERSION ") reads version 10; build the plan again");
   gpu::PlanTarget old = kTarget;
   old.eastrt_version = "0.0.1-old";
   expect_refused(gpu::serialize_plan(lowered(small_network(rng), Precision::kFp32, 2), old), "built by eastrt 0.0.1-old");

@@ -349,6 +349,22 @@ TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
   EXPECT_EQ(back_step->tactic.graph.version, 91900);
   EXPECT_EQ(gpu::describe(back_step->tactic), "cudnn 8-bit graph engine 4 (knobs 2=3 17=-1, 2 KiB workspace)");
 
+  // cuBLASLt's INT8 matmul keeps its algorithm's bytes, configuration and cuBLASLt version.
+  quantized->tactic = gpu::ConvTactic{};
+  quantized->tactic.kind = gpu::ConvTactic::Kind::kQuantCublasLt;
+  quantized->tactic.algo = 2, quantized->tactic.math = 72, quantized->tactic.workspace = 4096;
+  for (size_t w = 0; w < quantized->tactic.lt.data.size(); ++w) quantized->tactic.lt.data[w] = 0x0123456789abcdefull + w;
+  quantized->tactic.lt.version = 130100, quantized->tactic.lt.id = 21, quantized->tactic.lt.tile = 18;
+  quantized->tactic.lt.stages = 9, quantized->tactic.lt.split_k = 1;
+  const gpu::PlanData lt_back = gpu::parse_plan(gpu::serialize_plan(graphs, target), "lt.plan").plan;
+  const gpu::PlanStep* lt_step = find_step(lt_back, quantized->name);
+  ASSERT_NE(lt_step, nullptr);
+  EXPECT_EQ(lt_step->tactic.kind, gpu::ConvTactic::Kind::kQuantCublasLt);
+  EXPECT_EQ(lt_step->tactic.lt.data, quantized->tactic.lt.data);
+  EXPECT_EQ(lt_step->tactic.lt.version, 130100);
+  EXPECT_EQ(gpu::describe(lt_step->tactic),
+            "cublaslt int8#2 (algo 21, tile 18, stages 9, int32 accumulation, 4 KiB workspace)");
+
   // An 8-bit tactic on a kept convolution would read FP16 as codes: refused as corrupt.
   gpu::PlanData wrong = plan;
   for (gpu::PlanStep& s : wrong.steps)
@@ -357,6 +373,10 @@ TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
             std::string::npos);
   for (gpu::PlanStep& s : wrong.steps)
     if (s.name == kConv1) s.tactic.kind = gpu::ConvTactic::Kind::kQuantCudnn;
+  EXPECT_NE(error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, target), "wrong.plan"); }).find(kConv1),
+            std::string::npos);
+  for (gpu::PlanStep& s : wrong.steps)
+    if (s.name == kConv1) s.tactic.kind = gpu::ConvTactic::Kind::kQuantCublasLt;
   EXPECT_NE(error_of([&] { gpu::parse_plan(gpu::serialize_plan(wrong, target), "wrong.plan"); }).find(kConv1),
             std::string::npos);
   // A plan of the format before 8-bit tensors: refused by its version, asking for a new build.
@@ -519,6 +539,55 @@ TEST(GpuQuantEngine, CudnnInt8GraphsMatchTheFakeQuantisedCpu) {
     expect_matches_fake_quant(network, *cache, *engine, *context, 2, 42);
     expect_matches_fake_quant(network, *cache, *engine, *context, 1, 43);
   }
+}
+
+// cuBLASLt's INT8 matmul in an engine: every 8-bit convolution it takes (1x1, INT8 in and out, ReLU, an INT8
+// residual or none) given the first algorithm of its heuristic, the plan edited, written and loaded, against
+// the fake-quantised CPU at batches 1 and 3 with a CUDA graph. A stored algorithm of another cuBLASLt
+// version is refused on load, naming the step.
+TEST(GpuQuantEngine, CublasLtInt8MatmulsMatchTheFakeQuantisedCpu) {
+  REQUIRE_GPU();
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  BuildOptions options = int8_options(cache);
+  options.keep_faster_fp16 = false;
+  options.time_tactics = false;
+  std::unique_ptr<Engine> built = Builder(network, options).build();
+  gpu::PlanData plan = built->impl().plan;
+  LtHandle handle;
+  int forced = 0;
+  std::string first;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    gpu::PlanStep& step = plan.steps[i];
+    if (!is_conv(step) || !is_quantized(step.precision)) continue;
+    if (!cuda::cublaslt_quant_conv_applies(gpu::quant_conv_args(plan, step, plan.max_batch), step.inputs.size() > 1))
+      continue;
+    auto matmul = gpu::cublaslt_quant_convolution(plan, step, built->impl().step_weights[i], plan.max_batch);
+    const std::vector<cuda::LtAlgorithm> algos = matmul->heuristic(handle.get(), size_t(32) << 20, 1);
+    ASSERT_FALSE(algos.empty()) << step.name << ": cuBLASLt has no INT8 algorithm";
+    step.tactic = gpu::cublaslt_tactic(algos[0], step.precision);
+    plan.workspace_bytes = std::max<int64_t>(plan.workspace_bytes, step.tactic.workspace);
+    if (first.empty()) first = step.name;
+    ++forced;
+  }
+  ASSERT_GT(forced, 0) << "no convolution of the small EAST is one cuBLASLt's INT8 matmul takes";
+  std::unique_ptr<Engine> engine = Engine::deserialize(gpu::serialize_plan(plan, built->impl().target), "lt.int8.plan");
+  int matmuls = 0;
+  for (const EngineLayerInfo& l : engine->inspect().layers) matmuls += l.tactic.find("cublaslt int8#") == 0;
+  EXPECT_EQ(matmuls, forced);
+  auto context = engine->create_context();
+  context->set_cuda_graph(true);
+  expect_matches_fake_quant(network, *cache, *engine, *context, 1, 51);
+  expect_matches_fake_quant(network, *cache, *engine, *context, 3, 52);
+  expect_matches_fake_quant(network, *cache, *engine, *context, 1, 53);
+
+  for (gpu::PlanStep& step : plan.steps)
+    if (step.name == first) step.tactic.lt.version += 1;
+  const std::string message =
+      error_of([&] { Engine::deserialize(gpu::serialize_plan(plan, built->impl().target), "lt.int8.plan"); });
+  EXPECT_NE(message.find("lt.int8.plan"), std::string::npos) << message;
+  EXPECT_NE(message.find(first), std::string::npos) << message;
+  EXPECT_NE(message.find("cuBLASLt"), std::string::npos) << message;
 }
 #endif  // EASTRT_HAVE_CUDA
 

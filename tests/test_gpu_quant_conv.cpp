@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cuda/conv_quant.h"
+#include "cuda/conv_quant_cublaslt.h"
 #include "cuda/conv_quant_cudnn.h"
 #include "eastrt/quant.h"
 #include "eastrt/tensor.h"
@@ -37,6 +38,7 @@ using cuda::QType;
 
 using test_support::CudnnHandle;
 using test_support::DeviceMemory;
+using test_support::LtHandle;
 
 const char* name_of(QType type) {
   switch (type) {
@@ -531,6 +533,50 @@ TEST(GpuQuantConv, CudnnE4m3SumsInReducedPrecision) {
   run_cudnn_cases(QType::kE4m3);
 }
 
+// ---- The 1x1 convolution through cuBLASLt's integer matmul (conv_quant_cublaslt.h) ----
+
+// What cuBLASLt takes (INT8 in and out, 1x1, ReLU, no residual or an INT8 one), on odd pixel counts.
+const ConvCase kMatmulCases[] = {
+    {"1x1, 64 -> 64, bias, ReLU, INT8 out", 13, 19, 64, 64, 1, 1, true, true, Residual::kNone, QType::kInt8},
+    {"1x1, 96 -> 136, INT8 residual, ReLU, INT8 out", 13, 19, 96, 136, 1, 1, true, true, Residual::kInt8,
+     QType::kInt8},
+    {"1x1, 256 -> 40, no bias, INT8 residual, ReLU, INT8 out", 13, 19, 256, 40, 1, 1, false, true, Residual::kInt8,
+     QType::kInt8},
+    {"1x1, 32 -> 200, no bias, ReLU, INT8 out", 14, 20, 32, 200, 1, 1, false, true, Residual::kNone, QType::kInt8},
+};
+
+constexpr size_t kMatmulWorkspace = size_t(32) << 20;
+
+// Every algorithm (up to 8) of cuBLASLt's heuristic on each case, against the integer reference: the
+// kernel's rules (codes exact, or one step off at a rounding boundary).
+TEST(GpuQuantConv, CublasLtInt8MatchesTheIntegerReference) {
+  REQUIRE_GPU();
+  LtHandle handle;
+  uint32_t seed = 505;
+  for (const ConvCase& cc : kMatmulCases) {
+    SCOPED_TRACE(cc.what);
+    const Problem p = make_problem(cc, QType::kInt8, seed++);
+    DeviceMemory memory;
+    size_t y_bytes = 0;
+    cuda::QuantConvArgs a = upload(p, memory, &y_bytes);
+    const char* why = nullptr;
+    ASSERT_TRUE(cuda::cublaslt_quant_conv_applies(a, a.residual != nullptr, &why)) << why;
+    cuda::CublasLtQuantConvolution conv(a, a.residual != nullptr);
+    const std::vector<cuda::LtAlgorithm> algos = conv.heuristic(handle.get(), kMatmulWorkspace, 8);
+    ASSERT_FALSE(algos.empty()) << "cuBLASLt has no INT8 algorithm for this case";
+    void* workspace = memory.allocate(kMatmulWorkspace);
+    for (const cuda::LtAlgorithm& algo : algos) {
+      SCOPED_TRACE("cublaslt algo " + std::to_string(algo.id) + " tile " + std::to_string(algo.tile));
+      ASSERT_EQ(cudaMemset(a.y, 0x80, y_bytes), cudaSuccess);
+      ASSERT_EQ(conv.run(handle.get(), algo.algo, a, workspace, kMatmulWorkspace, nullptr), CUBLAS_STATUS_SUCCESS);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_agrees(p, a, y_bytes, 0x80);
+    }
+    std::cout << "  cuBLASLt INT8, " << cc.what << ": " << algos.size() << " algorithms (first: id " << algos[0].id
+              << ", tile " << algos[0].tile << ", stages " << algos[0].stages << ")\n";
+  }
+}
+
 // The median of `runs` timed launches (after three untimed ones) of `launch`, in ms, by device events.
 double median_ms(const std::function<void()>& launch, int runs = 15) {
   for (int i = 0; i < 3; ++i) launch();
@@ -651,6 +697,92 @@ TEST(GpuQuantConv, CudnnAndTheKernelTimedOnEastLayers) {
                     static_cast<long long>(best_compiled_engine));
       std::printf(" [%d plans]\n", planned);
     }
+  }
+}
+
+// EAST's 1x1 layers at batch 16 (672x1280) as they would run with 8-bit tensors on both sides: cuBLASLt's
+// INT8 matmul (best of its heuristic's first 8) against our kernel's best variant on the same codes, and
+// against cuBLASLt's FP16 matmul on the same shapes with FP16 tensors (what the FP16 engine runs), in one
+// process. A measurement for the docs (docs/QUANTIZATION.md); it fails only when an algorithm offered does
+// not run.
+TEST(GpuQuantConv, CublasLtInt8TimedOnEast1x1Layers) {
+  REQUIRE_GPU();
+  struct Layer {
+    const char* what;
+    int h, w, c, k;
+    bool residual;
+  };
+  const Layer layers[] = {
+      {"block1 conv1 1x1 256->64 168x320", 168, 320, 256, 64, false},
+      {"block1 conv3 1x1 64->256 168x320, residual", 168, 320, 64, 256, true},
+      {"block2 conv1 1x1 512->128 84x160", 84, 160, 512, 128, false},
+      {"block2 conv3 1x1 128->512 84x160, residual", 84, 160, 128, 512, true},
+      {"block3 conv1 1x1 1024->256 42x80", 42, 80, 1024, 256, false},
+      {"block3 conv3 1x1 256->1024 42x80, residual", 42, 80, 256, 1024, true},
+      {"block4 conv1 1x1 2048->512 21x40", 21, 40, 2048, 512, false},
+      {"block4 conv3 1x1 512->2048 21x40, residual", 21, 40, 512, 2048, true},
+  };
+  LtHandle handle;
+  std::mt19937 rng(11);
+  for (const Layer& layer : layers) {
+    SCOPED_TRACE(layer.what);
+    DeviceMemory memory;
+    cuda::QuantConvArgs a;
+    a.n = 16, a.h = a.oh = layer.h, a.w = a.ow = layer.w, a.c = layer.c, a.k = layer.k;
+    a.act.type = 0;
+    a.out_type = QType::kInt8;
+    a.out_scale = 0.05f;
+    const size_t pixels = size_t(a.n) * a.h * a.w;
+    a.x = memory.upload(random_codes(QType::kInt8, pixels * a.c, rng));
+    a.filter = memory.upload(random_codes(QType::kInt8, size_t(a.k) * a.c, rng));
+    a.scale = memory.upload(std::vector<float>(a.k, 1e-4f));
+    a.bias = memory.upload(std::vector<float>(a.k, 0.01f));
+    if (layer.residual) {
+      a.residual_type = QType::kInt8;
+      a.residual_scale = 0.01f;
+      a.residual = memory.upload(random_codes(QType::kInt8, pixels * a.k, rng));
+    }
+    a.y = memory.allocate(pixels * a.k);
+    void* workspace = memory.allocate(kMatmulWorkspace);
+
+    double kernel = 1e30;
+    std::string kernel_variant = "none";
+    for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant) {
+      if (!cuda::quant_conv_variant_applies(a, variant)) continue;
+      const double ms = median_ms([&] { cuda::launch_quant_conv(a, variant, nullptr); });
+      if (ms < kernel) kernel = ms, kernel_variant = cuda::quant_conv_variant_name(variant);
+    }
+    double int8 = 1e30;
+    int int8_id = -1;
+    cuda::CublasLtQuantConvolution conv(a, layer.residual);
+    for (const cuda::LtAlgorithm& algo : conv.heuristic(handle.get(), kMatmulWorkspace, 8)) {
+      ASSERT_EQ(conv.run(handle.get(), algo.algo, a, workspace, kMatmulWorkspace, nullptr), CUBLAS_STATUS_SUCCESS);
+      const double ms = median_ms([&] { conv.run(handle.get(), algo.algo, a, workspace, kMatmulWorkspace, nullptr); });
+      if (ms < int8) int8 = ms, int8_id = algo.id;
+    }
+
+    // FP16: the same shapes, FP16 tensors, bias, FP16 residual, ReLU.
+    cuda::ConvGeometry g;
+    g.n = a.n, g.h = g.oh = a.h, g.w = g.ow = a.w, g.c = a.c, g.k = a.k;
+    std::vector<uint16_t> halves(std::max(pixels * std::max(a.c, a.k), size_t(a.k) * a.c));
+    for (uint16_t& v : halves) v = float_to_half(std::uniform_real_distribution<float>(-1, 1)(rng));
+    cuda::ConvOperands o;
+    o.x = memory.upload(halves);
+    o.w = memory.upload(halves);
+    o.bias = memory.upload(std::vector<uint16_t>(a.k, float_to_half(0.01f)));
+    o.residual = layer.residual ? memory.upload(halves) : nullptr;
+    o.y = memory.allocate(pixels * a.k * 2);
+    o.workspace = workspace, o.workspace_bytes = kMatmulWorkspace;
+    cuda::CublasLtConvolution fp16(g, cuda::DType::kF16, cuda::cublaslt_compute_type(false), o.bias, layer.residual,
+                                   true);
+    double half = 1e30;
+    for (const cuda::LtAlgorithm& algo : fp16.heuristic(handle.get(), kMatmulWorkspace, 8)) {
+      ASSERT_EQ(fp16.run(handle.get(), algo.algo, o, nullptr), CUBLAS_STATUS_SUCCESS);
+      half = std::min(half, median_ms([&] { fp16.run(handle.get(), algo.algo, o, nullptr); }));
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::printf("1x1 timing %s: FP16 cuBLASLt %.4f ms; INT8 cuBLASLt %.4f ms (algo %d); INT8 kernel %.4f ms (%s)\n",
+                layer.what, half, int8, int8_id, kernel, kernel_variant.c_str());
   }
 }
 
@@ -775,6 +907,39 @@ cuda::QuantConvArgs plain_args() {
   cuda::QuantConvArgs a;
   a.n = 1, a.h = a.w = a.oh = a.ow = 8, a.c = 64, a.k = 64, a.r = a.s = 3, a.pad_top = a.pad_left = 1;
   return a;
+}
+
+// What cuBLASLt's INT8 matmul is not given, each with its reason (no GPU needed).
+TEST(CublasLtQuantConvApplies, RefusesWhatTheMatmulCannotComputeAsTheKernelDoes) {
+  cuda::QuantConvArgs a;
+  a.n = 1, a.h = a.w = a.oh = a.ow = 16, a.c = 64, a.k = 128;
+  a.act.type = 0;
+  const char* why = nullptr;
+  EXPECT_TRUE(cuda::cublaslt_quant_conv_applies(a, false, &why));
+  EXPECT_EQ(why, nullptr);
+  a.residual_type = QType::kInt8;
+  EXPECT_TRUE(cuda::cublaslt_quant_conv_applies(a, true, &why));
+  auto refusal = [&](cuda::QuantConvArgs b, bool residual) {
+    EXPECT_FALSE(cuda::cublaslt_quant_conv_applies(b, residual, &why));
+    return std::string(why ? why : "");
+  };
+  cuda::QuantConvArgs b = a;
+  b.act.type = -1;
+  EXPECT_NE(refusal(b, false).find("-128"), std::string::npos);
+  b = a, b.residual_type = QType::kF16;
+  EXPECT_NE(refusal(b, true).find("residual"), std::string::npos);
+  b = a, b.out_type = QType::kF16;
+  EXPECT_NE(refusal(b, false).find("INT8"), std::string::npos);
+  b = a, b.in_type = b.out_type = QType::kE4m3;
+  EXPECT_NE(refusal(b, false).find("INT8"), std::string::npos);
+  b = a, b.r = b.s = 3, b.pad_top = b.pad_left = 1;
+  EXPECT_NE(refusal(b, false).find("1x1"), std::string::npos);
+  b = a, b.stride_h = b.stride_w = 2, b.oh = b.ow = 8;
+  EXPECT_NE(refusal(b, false).find("stride"), std::string::npos);
+  b = a, b.y_pixel_stride = 256, b.y_channel_offset = 64;
+  EXPECT_NE(refusal(b, false).find("slice"), std::string::npos);
+  b = a, b.k = 130;
+  EXPECT_NE(refusal(b, false).find("multiples of 4"), std::string::npos);
 }
 
 TEST(QuantConvSupports, RefusesThreeChannelsWithAReason) {

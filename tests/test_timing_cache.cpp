@@ -205,16 +205,23 @@ TEST(TimingCache, CudnnGraphTacticsRoundTripWithTheirConfiguration) {
   ConvTactic quantized = tactic(ConvTactic::Kind::kQuantCudnn, 4, 0, 1024, 0.03125);  // an INT8 graph's
   quantized.graph.knobs = {{3, 1}};
   quantized.graph.version = 91900;
+  ConvTactic matmul = tactic(ConvTactic::Kind::kQuantCublasLt, 1, 72, 0, 0.015625);  // an INT8 matmul's
+  for (size_t w = 0; w < matmul.lt.data.size(); ++w) matmul.lt.data[w] = 0xfedcba9876543210ull - w;
+  matmul.lt.version = 130100, matmul.lt.id = 21, matmul.lt.tile = 18, matmul.lt.stages = 9;
   TimingCache cache;
   TimingEntry e;
   e.chosen = fused;
-  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.25), split, fused, quantized};
+  e.timed = {tactic(ConvTactic::Kind::kCudnnSplit, 1, 1, 0, 0.25), split, fused, quantized, matmul};
   cache.insert("d", "conv n2 h7 w9 c13 k11 r3 s3", e);
   cache.save(path);
   const TimingCache loaded = TimingCache::load(path);
   const TimingEntry* got = loaded.find("d", "conv n2 h7 w9 c13 k11 r3 s3");
   ASSERT_NE(got, nullptr);
-  ASSERT_EQ(got->timed.size(), 4u);
+  ASSERT_EQ(got->timed.size(), 5u);
+  EXPECT_EQ(got->timed[4].kind, ConvTactic::Kind::kQuantCublasLt);
+  EXPECT_EQ(got->timed[4].lt.data, matmul.lt.data);
+  EXPECT_EQ(got->timed[4].lt.version, 130100);
+  EXPECT_EQ(got->timed[4].lt.id, 21);
   for (const auto& [back, want] : {std::pair{&got->chosen, &fused}, std::pair{&got->timed[1], &split},
                                    std::pair{&got->timed[2], &fused}, std::pair{&got->timed[3], &quantized}}) {
     expect_same(*back, *want);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -234,6 +235,7 @@ int bench(const std::vector<std::string>& argv) {
       faster_in_fp16 += l.note.find("FP16 is faster") != std::string::npos;
     }
     line["all_8bit"] = args.has("--all-8bit");
+    if (args.has("--calib-cache")) line["calibration_cache"] = std::filesystem::path(args.get("--calib-cache")).filename().string();
     line["convolutions_8bit"] = quantized;
     line["convolutions_kept_faster_fp16"] = faster_in_fp16;
   }

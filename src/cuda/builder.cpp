@@ -276,6 +276,7 @@ class TacticTimer {
   std::unique_ptr<cuda::CudnnConvolution> s2d_conv_;    // its space-to-depth convolution, at the largest batch
   std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graph_forms_;  // its graphs, with their candidates' plans
   std::unique_ptr<cuda::CudnnQuantConvolution> quant_graph_;  // an 8-bit step's cuDNN graph, with its candidates' plans
+  std::unique_ptr<cuda::CublasLtQuantConvolution> quant_matmul_;  // an 8-bit step's cuBLASLt INT8 matmul, largest batch
   // raw_: input 0 as the plan holds it, before any explicit pad (x_ is then its padded copy), which the
   // direct tactic reads.
   DeviceBuffer x_, raw_, y_, reference_, residual_, workspace_, sums_;
@@ -352,6 +353,25 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
                       quant_graph_->run(planned, args, workspace_.get(), workspace_.size()) == CUDNN_STATUS_SUCCESS;
       EASTRT_CUDA(cudaStreamSynchronize(stream_));
       return ok;
+    }
+    if (t.kind == ConvTactic::Kind::kQuantCublasLt) {
+      // As a cached FP16 matmul below: cuBLASLt takes the algorithm at the largest batch and at batch 1.
+      size_t largest = 0, smallest = 0;
+      try {
+        gpu::check_quant_cublaslt_tactic(plan, step, t, "timing cache");
+        quant_matmul_ = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+        const cublasLtMatmulAlgo_t algo = gpu::cublaslt_algo(t);
+        if (!quant_matmul_->check(cublaslt_, algo, &largest) ||
+            !gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], 1)->check(cublaslt_, algo, &smallest) ||
+            std::max(largest, smallest) > static_cast<size_t>(t.workspace))
+          return false;
+        const bool ok =
+            quant_matmul_->run(cublaslt_, algo, args, workspace_.get(), workspace_.size(), stream_) == CUBLAS_STATUS_SUCCESS;
+        EASTRT_CUDA(cudaStreamSynchronize(stream_));
+        return ok;
+      } catch (const Error&) {
+        return false;
+      }
     }
     try {
       gpu::check_quant_tactic(t, step.name, "timing cache");
@@ -855,7 +875,9 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   // cuDNN's 8-bit graph, in timed builds: the first kCudnnQuantConfigs configurations cuDNN plans, in its
   // heuristics' order (each compiles its kernels at run time, a few tenths of a second), checked against the
   // kernel's first variant like the variants.
-  std::vector<int> graph_plan(tactics.size(), -1);
+  // How to run each candidate in `tactics` (the variants', then the others').
+  std::vector<std::function<void()>> launches;
+  for (const ConvTactic& t : tactics) launches.push_back([&, v = t.algo] { cuda::launch_quant_conv(args, v, stream_); });
   if (options_.time_tactics && have_reference && quant_cudnn_offered(args)) {
     quant_graph_.reset();
     std::string why;
@@ -894,16 +916,43 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
       }
       if (!agrees(t)) continue;
       tactics.push_back(t);
-      graph_plan.push_back(plan);
+      launches.push_back([&, plan] { quant_graph_->run(plan, args, workspace_.get(), workspace_.size()); });
     }
   }
-  if (options_.time_tactics && !tactics.empty())
-    time_rounds(tactics, [&](size_t i) {
-      if (graph_plan[i] >= 0)
-        quant_graph_->run(graph_plan[i], args, workspace_.get(), workspace_.size());
-      else
-        cuda::launch_quant_conv(args, tactics[i].algo, stream_);
+  // cuBLASLt's INT8 matmul for a 1x1 convolution with 8-bit codes on both sides, in timed builds: the
+  // algorithms of its heuristic (as for FP16's matmul) that it also takes at batch 1, checked like the rest.
+  const bool matmul = options_.time_tactics && have_reference && cuda::cublaslt_quant_conv_applies(args, residual);
+  std::vector<cuda::LtAlgorithm> matmul_algos;
+  if (matmul) {
+    try {
+      quant_matmul_ = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
+      auto one = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], 1);
+      for (cuda::LtAlgorithm a : quant_matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried)) {
+        size_t smallest = 0;
+        if (!one->check(cublaslt_, a.algo, &smallest) || smallest > workspace_.size()) continue;
+        a.workspace = std::max(a.workspace, smallest);
+        matmul_algos.push_back(a);
+      }
+      if (matmul_algos.empty()) report << "  cublaslt int8: no algorithm for this matmul within the workspace\n";
+    } catch (const Error& e) {
+      report << "  cublaslt int8: not offered (" << e.what() << ")\n";
+    }
+  }
+  for (const cuda::LtAlgorithm& a : matmul_algos) {
+    const ConvTactic t = gpu::cublaslt_tactic(a, step.precision);
+    const cublasStatus_t status =
+        quant_matmul_->run(cublaslt_, a.algo, args, workspace_.get(), workspace_.size(), stream_);
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      report << "  " << gpu::describe(t) << ": cuBLASLt error " << static_cast<int>(status) << "\n";
+      continue;
+    }
+    if (!agrees(t)) continue;
+    tactics.push_back(t);
+    launches.push_back([&, algo = a.algo] {
+      quant_matmul_->run(cublaslt_, algo, args, workspace_.get(), workspace_.size(), stream_);
     });
+  }
+  if (options_.time_tactics && !tactics.empty()) time_rounds(tactics, [&](size_t i) { launches[i](); });
   std::ostringstream shape;
   shape << args.n << "x" << args.h << "x" << args.w << "x" << args.c << " → " << args.k << ", " << args.r << "x"
         << args.s << "/" << args.stride_h << ", " << gpu::to_string(plan.tensors[step.inputs[0]].type) << "→"

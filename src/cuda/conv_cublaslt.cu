@@ -66,7 +66,9 @@ CublasLtConvolution::~CublasLtConvolution() {
   if (op_) cublasLtMatmulDescDestroy(op_);
 }
 
-std::vector<LtAlgorithm> CublasLtConvolution::heuristic(cublasLtHandle_t handle, size_t workspace_limit, int count) {
+std::vector<LtAlgorithm> matmul_heuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+                                          cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, size_t workspace_limit,
+                                          int count) {
   cublasLtMatmulPreference_t preference = nullptr;
   EASTRT_CUBLAS(cublasLtMatmulPreferenceCreate(&preference));
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(count));
@@ -81,7 +83,7 @@ std::vector<LtAlgorithm> CublasLtConvolution::heuristic(cublasLtHandle_t handle,
          {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
       EASTRT_CUBLAS(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &alignment, sizeof alignment));
-    status = cublasLtMatmulAlgoGetHeuristic(handle, op_, a_, b_, c_, c_, preference, count, results.data(), &returned);
+    status = cublasLtMatmulAlgoGetHeuristic(handle, op, a, b, c, c, preference, count, results.data(), &returned);
   } catch (...) {
     cublasLtMatmulPreferenceDestroy(preference);
     throw;
@@ -94,22 +96,31 @@ std::vector<LtAlgorithm> CublasLtConvolution::heuristic(cublasLtHandle_t handle,
   EASTRT_CUBLAS(status);
   for (int i = 0; i < returned; ++i) {
     if (results[i].state != CUBLAS_STATUS_SUCCESS || results[i].workspaceSize > workspace_limit) continue;
-    LtAlgorithm a;
-    a.algo = results[i].algo;
-    a.workspace = results[i].workspaceSize;
-    a.rank = i;
-    describe_algorithm(&a);
-    algos.push_back(a);
+    LtAlgorithm algo;
+    algo.algo = results[i].algo;
+    algo.workspace = results[i].workspaceSize;
+    algo.rank = i;
+    describe_algorithm(&algo);
+    algos.push_back(algo);
   }
   return algos;
 }
 
-bool CublasLtConvolution::check(cublasLtHandle_t handle, const cublasLtMatmulAlgo_t& algo, size_t* workspace) {
+bool matmul_accepts(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                    cublasLtMatrixLayout_t c, const cublasLtMatmulAlgo_t& algo, size_t* workspace) {
   cublasLtMatmulHeuristicResult_t result{};
-  if (cublasLtMatmulAlgoCheck(handle, op_, a_, b_, c_, c_, &algo, &result) != CUBLAS_STATUS_SUCCESS) return false;
+  if (cublasLtMatmulAlgoCheck(handle, op, a, b, c, c, &algo, &result) != CUBLAS_STATUS_SUCCESS) return false;
   if (result.state != CUBLAS_STATUS_SUCCESS) return false;
   *workspace = result.workspaceSize;
   return true;
+}
+
+std::vector<LtAlgorithm> CublasLtConvolution::heuristic(cublasLtHandle_t handle, size_t workspace_limit, int count) {
+  return matmul_heuristic(handle, op_, a_, b_, c_, workspace_limit, count);
+}
+
+bool CublasLtConvolution::check(cublasLtHandle_t handle, const cublasLtMatmulAlgo_t& algo, size_t* workspace) {
+  return matmul_accepts(handle, op_, a_, b_, c_, algo, workspace);
 }
 
 cublasStatus_t CublasLtConvolution::run(cublasLtHandle_t handle, const cublasLtMatmulAlgo_t& algo,

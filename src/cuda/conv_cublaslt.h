@@ -45,6 +45,16 @@ struct LtAlgorithm {
 // Reads the configuration of `algo` back from cuBLASLt (id, tile, stages, split-K).
 void describe_algorithm(LtAlgorithm* a);
 
+// Up to `count` algorithms from cuBLASLt's heuristic for the matmul D = op(A)·B (+ C) with D laid out as C,
+// within `workspace_limit` and for pointers kCublasLtAlignment-aligned, best first (none when cuBLASLt has
+// none for these shapes, types and alignments). Shared by the FP16/FP32 and the INT8 matmuls.
+std::vector<LtAlgorithm> matmul_heuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+                                          cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, size_t workspace_limit,
+                                          int count);
+// Whether cuBLASLt accepts `algo` for that matmul, and the workspace it then needs.
+bool matmul_accepts(cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                    cublasLtMatrixLayout_t c, const cublasLtMatmulAlgo_t& algo, size_t* workspace);
+
 class CublasLtConvolution {
  public:
   // `compute` from cublaslt_compute_type; `bias` may be null (no bias in the epilogue). The bias pointer is

@@ -144,6 +144,31 @@ void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const 
   check_cudnn_graph_tactic(t, step.name, where);
 }
 
+void check_quant_cublaslt_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t,
+                                 const std::string& where) {
+  const char* why = nullptr;
+  EASTRT_CHECK(cuda::cublaslt_quant_conv_applies(quant_conv_args(plan, step, plan.max_batch), step.inputs.size() > 1,
+                                                 &why),
+               where, ": convolution '", step.name, "' uses ", describe(t), ", which eastrt does not run there (", why,
+               ")");
+  check_cublaslt_tactic(t, step.name, where);
+}
+
+void check_quant_conv_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t, const std::string& where) {
+  switch (t.kind) {
+    case ConvTactic::Kind::kQuant: return check_quant_tactic(t, step.name, where);
+    case ConvTactic::Kind::kQuantCudnn: return check_quant_cudnn_tactic(plan, step, t, where);
+    case ConvTactic::Kind::kQuantCublasLt: return check_quant_cublaslt_tactic(plan, step, t, where);
+    default: throw_error(where, ": convolution '", step.name, "' has ", describe(t), ", no 8-bit tactic");
+  }
+}
+
+std::unique_ptr<cuda::CublasLtQuantConvolution> cublaslt_quant_convolution(const PlanData& plan, const PlanStep& step,
+                                                                          const StepWeights& weights, int batch) {
+  return std::make_unique<cuda::CublasLtQuantConvolution>(
+      quant_conv_operands(plan, step, weights, batch, nullptr, nullptr, nullptr), step.inputs.size() > 1);
+}
+
 cuda::ConvGeometry space_to_depth_geometry(const PlanData& plan, const PlanStep& step, int batch) {
   const SpaceToDepthShape xs = space_to_depth_shape(plan, step);
   cuda::ConvGeometry g;
@@ -243,9 +268,10 @@ cublasLtMatmulAlgo_t cublaslt_algo(const ConvTactic& tactic) {
 
 ConvTactic cublaslt_tactic(const cuda::LtAlgorithm& a, Precision precision) {
   ConvTactic t;
-  t.kind = ConvTactic::Kind::kCublasLt;
+  const bool int8 = is_quantized(precision);  // cuBLASLt's INT8 matmul of an 8-bit step
+  t.kind = int8 ? ConvTactic::Kind::kQuantCublasLt : ConvTactic::Kind::kCublasLt;
   t.algo = a.rank;
-  t.math = cuda::cublaslt_compute_type(precision == Precision::kTf32);
+  t.math = int8 ? static_cast<int>(CUBLAS_COMPUTE_32I) : cuda::cublaslt_compute_type(precision == Precision::kTf32);
   t.workspace = static_cast<int64_t>(a.workspace);
   std::memcpy(t.lt.data.data(), a.algo.data, sizeof a.algo.data);
   t.lt.version = static_cast<int64_t>(cublasLtGetVersion());
@@ -556,8 +582,7 @@ std::unique_ptr<Engine> Engine::deserialize(const std::vector<uint8_t>& bytes, c
     }
   for (const PlanStep& step : impl->plan.steps)
     if (gpu::is_quant_conv(step.tactic.kind)) {
-      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuant) gpu::check_quant_tactic(step.tactic, step.name, "plan " + path);
-      else gpu::check_quant_cudnn_tactic(impl->plan, step, step.tactic, "plan " + path);
+      gpu::check_quant_conv_tactic(impl->plan, step, step.tactic, "plan " + path);
       const std::string why = gpu::quant_conv_refusal(impl->plan, step);
       EASTRT_CHECK(why.empty(), "plan ", path, ": step '", step.name, "' has an 8-bit tactic the kernel refuses (",
                    why, ")");
@@ -726,6 +751,7 @@ struct ExecutionContext::Impl {
     // configuration.
     std::vector<std::unique_ptr<cuda::CudnnGraphConvolution>> graphs;
     std::vector<std::unique_ptr<cuda::CudnnQuantConvolution>> quant_graphs;
+    std::vector<std::unique_ptr<cuda::CublasLtQuantConvolution>> quant_matmuls;  // per INT8 cuBLASLt step
     cudaGraphExec_t graph = nullptr;
   };
   std::map<int, BatchState> batches;
@@ -834,6 +860,7 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
   state.matmuls.resize(plan.steps.size());
   state.graphs.resize(plan.steps.size());
   state.quant_graphs.resize(plan.steps.size());
+  state.quant_matmuls.resize(plan.steps.size());
   size_t needed_by_lane[2] = {0, 0};
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
@@ -860,6 +887,17 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
                    "): build the plan again");
       needed = std::max(needed, graph->workspace_size(planned));
       state.quant_graphs[i] = std::move(graph);
+      continue;
+    }
+    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCublasLt) {
+      // As the cuBLASLt tactic below.
+      auto matmul = gpu::cublaslt_quant_convolution(plan, step, engine.step_weights[i], b);
+      size_t bytes = 0;
+      EASTRT_CHECK(matmul->check(cublaslt, gpu::cublaslt_algo(step.tactic), &bytes), "convolution '", step.name,
+                   "' (", gpu::describe(step.tactic), "): cuBLASLt does not accept the plan's algorithm at batch ", b,
+                   ": build the plan again");
+      needed = std::max(needed, bytes);
+      state.quant_matmuls[i] = std::move(matmul);
       continue;
     }
     if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
@@ -974,6 +1012,14 @@ void ExecutionContext::Impl::run_step(BatchState& state, size_t index, int b, cu
             0, gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)), ws.get(), ws.size());
         EASTRT_CHECK(status == CUDNN_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
                      ", batch ", b, "): cuDNN says ", cudnnGetErrorString(status));
+        return;
+      }
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCublasLt) {
+        const cublasStatus_t status = state.quant_matmuls[index]->run(
+            cublaslt, gpu::cublaslt_algo(step.tactic), gpu::quant_conv_operands(plan, step, w, b, x, residual, element_ptr(out)),
+            ws.get(), ws.size(), on);
+        EASTRT_CHECK(status == CUBLAS_STATUS_SUCCESS, "convolution '", step.name, "' (", gpu::describe(step.tactic),
+                     ", batch ", b, "): cuBLASLt error ", static_cast<int>(status));
         return;
       }
       if (step.tactic.kind == gpu::ConvTactic::Kind::kDirect) {

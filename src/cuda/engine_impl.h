@@ -10,6 +10,7 @@
 #include "cuda/conv_cublaslt.h"
 #include "cuda/conv_cudnn.h"
 #include "cuda/conv_cudnn_graph.h"
+#include "cuda/conv_quant_cublaslt.h"
 #include "cuda/conv_quant_cudnn.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels.h"
@@ -118,6 +119,12 @@ void check_quant_tactic(const ConvTactic& t, const std::string& step, const std:
 // The same for cuDNN's 8-bit graph tactic `t` of `step`: a convolution it applies to
 // (cudnn_quant_conv_applies), an engine configuration of this cuDNN.
 void check_quant_cudnn_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t, const std::string& where);
+// The same for cuBLASLt's INT8 matmul `t`: a convolution it applies to (cublaslt_quant_conv_applies), an
+// algorithm of this cuBLASLt that decodes as stored (check_cublaslt_tactic).
+void check_quant_cublaslt_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t,
+                                 const std::string& where);
+// Whichever of the three an 8-bit convolution step's tactic is.
+void check_quant_conv_tactic(const PlanData& plan, const PlanStep& step, const ConvTactic& t, const std::string& where);
 
 // The operands of a convolution step (bias as the tactic needs it).
 cuda::ConvOperands conv_operands(const PlanStep& step, const StepWeights& weights, bool fused, const void* x,
@@ -153,7 +160,11 @@ bool cublaslt_applies(const PlanData& plan, const PlanStep& step);
 std::unique_ptr<cuda::CublasLtConvolution> cublaslt_convolution(const PlanData& plan, const PlanStep& step,
                                                                 const StepWeights& weights, int batch);
 cublasLtMatmulAlgo_t cublaslt_algo(const ConvTactic& tactic);
-// The tactic's fields for a heuristic result: rank, compute type, the algorithm's bytes, this cuBLASLt's version.
+// cuBLASLt's INT8 matmul of an 8-bit 1x1 convolution step at `batch` (its weights' scales and bias).
+std::unique_ptr<cuda::CublasLtQuantConvolution> cublaslt_quant_convolution(const PlanData& plan, const PlanStep& step,
+                                                                          const StepWeights& weights, int batch);
+// The tactic's fields for a heuristic result: rank, compute type, the algorithm's bytes, this cuBLASLt's version;
+// kQuantCublasLt for an INT8/FP8 step, kCublasLt otherwise.
 ConvTactic cublaslt_tactic(const cuda::LtAlgorithm& algo, Precision precision);
 // An Error naming `where` and the step unless the tactic's algorithm comes from this cuBLASLt version and its
 // bytes decode to the configuration stored beside them (a plan or cache from elsewhere, or corrupt).

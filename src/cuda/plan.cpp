@@ -76,12 +76,14 @@ std::string describe(const ConvTactic& tactic) {
       if (!details.str().empty()) out << " (" << details.str() << ")";
       return out.str();
     }
-    case ConvTactic::Kind::kCublasLt: {
-      // cublasComputeType_t: CUBLAS_COMPUTE_32F is 68, CUBLAS_COMPUTE_32F_FAST_TF32 77.
-      out << "cublaslt#" << tactic.algo << " (algo " << tactic.lt.id << ", tile " << tactic.lt.tile << ", stages "
+    case ConvTactic::Kind::kCublasLt:
+    case ConvTactic::Kind::kQuantCublasLt: {
+      // cublasComputeType_t: CUBLAS_COMPUTE_32F is 68, CUBLAS_COMPUTE_32F_FAST_TF32 77, CUBLAS_COMPUTE_32I 72.
+      const bool int8 = tactic.kind == ConvTactic::Kind::kQuantCublasLt;
+      out << (int8 ? "cublaslt int8#" : "cublaslt#") << tactic.algo << " (algo " << tactic.lt.id << ", tile " << tactic.lt.tile << ", stages "
           << tactic.lt.stages;
       if (tactic.lt.split_k > 1) out << ", split-k " << tactic.lt.split_k;
-      out << (tactic.math == 77 ? ", tf32" : ", fp32 accumulation");
+      out << (int8 ? ", int32 accumulation" : tactic.math == 77 ? ", tf32" : ", fp32 accumulation");
       if (tactic.workspace > 0) out << ", " << (tactic.workspace + 1023) / 1024 << " KiB workspace";
       out << ")";
       return out.str();
@@ -366,7 +368,7 @@ void write_body(ByteWriter& w, const PlanData& plan, const PlanTarget& target) {
     w.u8(static_cast<uint8_t>(s.precision));
     w.u8(static_cast<uint8_t>(s.tactic.kind)), w.i32(s.tactic.algo), w.i32(s.tactic.math);
     w.i64(s.tactic.workspace), w.pod(s.tactic.ms);
-    if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
+    if (has_lt_algo(s.tactic.kind)) {
       const ConvTactic::LtAlgo& lt = s.tactic.lt;
       for (uint64_t v : lt.data) w.pod(v);
       w.i64(lt.version), w.i32(lt.id), w.i32(lt.tile), w.i32(lt.stages), w.i32(lt.split_k);
@@ -510,10 +512,10 @@ PlanData read_plan_data(ByteReader& r) {
     if (s.kind == StepKind::kLayer) s.params = read_params(r);
     s.inputs = r.ints("step inputs"), s.outputs = r.ints("step outputs");
     s.precision = checked_enum<Precision>(r.u8("a step precision"), 5, "a step precision");
-    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 12, "a tactic kind");
+    s.tactic.kind = checked_enum<ConvTactic::Kind>(r.u8("a tactic"), 13, "a tactic kind");
     s.tactic.algo = r.i32("a tactic"), s.tactic.math = r.i32("a tactic");
     s.tactic.workspace = r.i64("a tactic"), s.tactic.ms = r.pod<double>("a tactic");
-    if (s.tactic.kind == ConvTactic::Kind::kCublasLt) {
+    if (has_lt_algo(s.tactic.kind)) {
       ConvTactic::LtAlgo& lt = s.tactic.lt;
       for (uint64_t& v : lt.data) v = r.pod<uint64_t>("a cuBLASLt algorithm");
       lt.version = r.i64("a cuBLASLt algorithm"), lt.id = r.i32("a cuBLASLt algorithm");

@@ -87,13 +87,16 @@ struct ConvTactic {
     // epilogue as a graph, `algo` the engine and `graph` its knobs, as the graph kinds. cuDNN compiles its
     // 8-bit kernels at run time (NVRTC), in every context for every batch size it prepares.
     kQuantCudnn = 11,
+    // INT8 1x1 convolutions with an INT8 output as one cuBLASLt integer matmul (conv_quant_cublaslt.h),
+    // `lt` its algorithm as kCublasLt's, `algo` the rank in cuBLASLt's heuristic.
+    kQuantCublasLt = 12,
   };
   Kind kind = Kind::kUnset;
-  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; kDirect: its DirectVariant; kCublasLt: the rank in cuBLASLt's heuristic; graph kinds: the engine)
+  int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; kDirect: its DirectVariant; cuBLASLt kinds: the rank in cuBLASLt's heuristic; graph kinds: the engine)
   int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built
-  // kCublasLt: the cublasLtMatmulAlgo_t as its 64 opaque bytes, used as they are by a loaded plan, with the
+  // kCublasLt, kQuantCublasLt: the cublasLtMatmulAlgo_t as its 64 opaque bytes, used as they are by a loaded plan, with the
   // cuBLASLt version that gave it (another version may read the bytes otherwise: the plan is refused) and
   // the configuration they decode to (for reports, and checked against the bytes on load).
   struct LtAlgo {
@@ -176,8 +179,8 @@ struct PlanTarget {
 // 2: cuBLASLt tactics; 3: space-to-depth tactics; 4: INT8/FP8 (8-bit tensors with scales, kQuant tactics,
 // step notes, the calibration's fingerprint); 5: cuDNN graph tactics (engine, knobs, cuDNN version);
 // 6: each step's lane; 7: max-pools fused into convolutions; 8: input shifts folded into them; 9: cuDNN's
-// 8-bit convolutions
-inline constexpr uint32_t kPlanFormatVersion = 9;
+// 8-bit convolutions; 10: cuBLASLt's INT8 matmuls
+inline constexpr uint32_t kPlanFormatVersion = 10;
 
 inline bool is_space_to_depth(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kSpaceToDepthFused || kind == ConvTactic::Kind::kSpaceToDepthSplit ||
@@ -186,9 +189,15 @@ inline bool is_space_to_depth(ConvTactic::Kind kind) {
 inline bool is_cudnn_graph(ConvTactic::Kind kind) {
   return kind == ConvTactic::Kind::kCudnnGraphFused || kind == ConvTactic::Kind::kCudnnGraphSplit;
 }
-// The tactics of INT8/FP8 convolution steps: our kernel's variants and cuDNN's 8-bit graphs.
+// The tactics of INT8/FP8 convolution steps: our kernel's variants, cuDNN's 8-bit graphs and cuBLASLt's INT8
+// matmul.
 inline bool is_quant_conv(ConvTactic::Kind kind) {
-  return kind == ConvTactic::Kind::kQuant || kind == ConvTactic::Kind::kQuantCudnn;
+  return kind == ConvTactic::Kind::kQuant || kind == ConvTactic::Kind::kQuantCudnn ||
+         kind == ConvTactic::Kind::kQuantCublasLt;
+}
+// The tactics named by a cuBLASLt algorithm (ConvTactic::lt).
+inline bool has_lt_algo(ConvTactic::Kind kind) {
+  return kind == ConvTactic::Kind::kCublasLt || kind == ConvTactic::Kind::kQuantCublasLt;
 }
 // The tactics named by a cuDNN engine configuration (ConvTactic::graph).
 inline bool has_graph_config(ConvTactic::Kind kind) {

@@ -24,7 +24,7 @@ constexpr const char* kFormatName = "eastrt timing cache";
 nlohmann::json tactic_json(const ConvTactic& t) {
   nlohmann::json j = {{"kind", static_cast<int>(t.kind)}, {"algo", t.algo}, {"math", t.math},
                       {"workspace", t.workspace}, {"ms", t.ms}};
-  if (t.kind == ConvTactic::Kind::kCublasLt) {
+  if (has_lt_algo(t.kind)) {
     const ConvTactic::LtAlgo& lt = t.lt;
     j["cublaslt"] = {{"data", lt.data}, {"version", lt.version}, {"id", lt.id}, {"tile", lt.tile},
                      {"stages", lt.stages}, {"split_k", lt.split_k}};
@@ -60,7 +60,8 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   // (kSpaceToDepthMaxPool is chosen after the cache, never kept in it.)
   EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
                    (kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit) ||
-                    kind == static_cast<int>(ConvTactic::Kind::kQuantCudnn)),
+                    kind == static_cast<int>(ConvTactic::Kind::kQuantCudnn) ||
+                    kind == static_cast<int>(ConvTactic::Kind::kQuantCublasLt)),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = static_cast<int>(field("algo", kInt32Min, kInt32Max));
@@ -71,7 +72,7 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   t.ms = j.at("ms").get<double>();
   EASTRT_CHECK(t.algo >= 0 && t.workspace >= 0 && t.ms >= 0, "timing cache ", path, ": entry ", index,
                " has a tactic with a negative algorithm, workspace or time");
-  if (t.kind == ConvTactic::Kind::kCublasLt) {
+  if (has_lt_algo(t.kind)) {
     // The algorithm's 64 bytes as eight unsigned integers, and what they decode to.
     const bool whole = j.contains("cublaslt") && j.at("cublaslt").is_object();
     const nlohmann::json& lt = whole ? j.at("cublaslt") : j;

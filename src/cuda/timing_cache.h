@@ -14,8 +14,9 @@ namespace eastrt::gpu {
 // The revision of the builder's candidate set, in every device string: an entry timed by an eastrt that
 // offered other candidates is not reused (timed again and added beside it). 1: the direct tactic's
 // pointwise and wgmma 3x3 variants (entries without a revision were timed without them); 2: the quantised
-// convolution's wgmma variants; 3: cuDNN's INT8 graphs beside the quantised convolution's variants.
-constexpr int kCandidateRevision = 3;
+// convolution's wgmma variants; 3: cuDNN's INT8 graphs beside the quantised convolution's variants; 4:
+// cuBLASLt's INT8 matmul for the 1x1 ones.
+constexpr int kCandidateRevision = 4;
 
 // What the candidates and their times depend on besides the layer:
 // "NVIDIA H200 sm_90 cudnn 91000 eastrt 0.1.0 candidates 2".
