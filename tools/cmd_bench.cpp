@@ -116,6 +116,7 @@ int bench(const std::vector<std::string>& argv) {
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8\n"
                 "                        bits, even where FP16 times faster (default: those stay in FP16, and\n"
                 "                        the engine is FP16's where that runs faster whole)\n"
+                "  --no-8bit-upsampling  int8/fp8: without FP16's upsampling pass (the network as calibrated)\n"
                 "  --timing-cache FILE   when building: reuse and extend this tactic timing cache (see build)\n"
                 "  --iterations N        timed batches (default 100)\n"
                 "  --warmup N            untimed batches first (default 10)\n"
@@ -130,7 +131,7 @@ int bench(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--plan", "--precision", "--batch", "--max-batch",
              "--workspace", "--layer-precision", "--timing-cache", "--iterations", "--warmup", "--save-plan", "--save-weights",
              "--results", "--profile-json", "--calib-cache"},
-            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-cudnn-graph", "--parallel-branches", "--no-wgmma"});
+            {"--cuda-graph", "--json", "--profile", "--all-8bit", "--no-8bit-upsampling", "--no-cudnn-graph", "--parallel-branches", "--no-wgmma"});
   if (!args.parse(argv)) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
   if (args.has("--save-weights")) save_weights(args, args.get("--save-weights"));
@@ -168,6 +169,7 @@ int bench(const std::vector<std::string>& argv) {
     options.timing_cache = args.get("--timing-cache");
     options.calibration_cache = calibration_cache;
     options.keep_faster_fp16 = !args.has("--all-8bit");
+    options.upsample_8bit = !args.has("--no-8bit-upsampling");
     options.cudnn_graph = !args.has("--no-cudnn-graph");
     options.parallel_branches = args.has("--parallel-branches");
     options.wgmma = !args.has("--no-wgmma");
@@ -235,6 +237,7 @@ int bench(const std::vector<std::string>& argv) {
       faster_in_fp16 += l.note.find("FP16 is faster") != std::string::npos;
     }
     line["all_8bit"] = args.has("--all-8bit");
+    line["upsample_8bit"] = !args.has("--no-8bit-upsampling");
     if (args.has("--calib-cache")) line["calibration_cache"] = std::filesystem::path(args.get("--calib-cache")).filename().string();
     line["convolutions_8bit"] = quantized;
     line["convolutions_kept_faster_fp16"] = faster_in_fp16;

@@ -95,6 +95,7 @@ int build(const std::vector<std::string>& argv) {
                 "  --all-8bit            int8/fp8: every convolution the cache and the 8-bit kernel allow in 8 bits,\n"
                 "                        even where it times slower than FP16 (default: those stay in FP16, and\n"
                 "                        the engine is FP16's where that runs faster whole)\n"
+                "  --no-8bit-upsampling  int8/fp8: without FP16's upsampling pass (the network as calibrated)\n"
                 "  --heuristic           take cuDNN's heuristic choice instead of timing the tactics\n"
                 "  --no-cudnn-graph      leave cuDNN's graph API configurations (INT8's 8-bit graphs too) out of\n"
                 "                        the tactics timed\n"
@@ -109,7 +110,7 @@ int build(const std::vector<std::string>& argv) {
             {"--builtin", "--model", "--input", "--width-divisor", "--precision", "--max-batch", "--workspace",
              "--layer-precision", "--output", "--timing-cache", "--calib-cache", "--calib", "--calibrator", "--percentile", "--images",
              "--batch", "--size", "--threads"},
-            {"--heuristic", "--verbose", "--json", "--allow-held-out", "--all-8bit", "--no-cudnn-graph",
+            {"--heuristic", "--verbose", "--json", "--allow-held-out", "--all-8bit", "--no-8bit-upsampling", "--no-cudnn-graph",
              "--parallel-branches", "--no-wgmma"});
   if (!args.parse(with_long_output_flag(argv))) return 0;
   EASTRT_CHECK(args.positional().empty(), "unexpected argument '", args.positional()[0], "'");
@@ -131,6 +132,7 @@ int build(const std::vector<std::string>& argv) {
   options.layer_precisions = parse_layer_precisions(args.get("--layer-precision"));
   options.time_tactics = !args.has("--heuristic");
   options.keep_faster_fp16 = !args.has("--all-8bit");
+  options.upsample_8bit = !args.has("--no-8bit-upsampling");
   options.cudnn_graph = !args.has("--no-cudnn-graph");
   options.parallel_branches = args.has("--parallel-branches");
   options.wgmma = !args.has("--no-wgmma");

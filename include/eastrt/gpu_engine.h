@@ -53,6 +53,10 @@ struct BuildOptions {
   // (so the engine is never slower there than FP16; the layer's note says both times). Off: every
   // convolution the cache and the 8-bit kernel allow runs in 8 bits.
   bool keep_faster_fp16 = true;
+  // INT8/FP8: FP16's upsampling pass (upsample_after_convolution) in the 8-bit engine too: the feature-merging
+  // concatenations go, the 1x1 convolutions it splits or gives another input run in FP16 and the others keep
+  // their calibrated inputs (FakeQuantEngine's semantics with those kept). Off: the network as calibrated.
+  bool upsample_8bit = true;
   // With timed tactics, convolutions also time cuDNN graph API configurations (FP32/TF32/FP16, and INT8's
   // 8-bit graphs beside our 8-bit kernel); off: the legacy API, cuBLASLt and our kernels only (to compare,
   // or where the graphs make the build slow).

@@ -1130,10 +1130,12 @@ std::unique_ptr<Engine> Builder::build() {
   }
   network.infer_shapes();
   const Network unpassed = is_quantized(options_.precision) ? network : Network();
-  const std::vector<std::string> passes = gpu::run_builder_passes(network, options_.precision);
+  gpu::CalibratedInputs calibrated;
+  const std::vector<std::string> passes =
+      gpu::run_builder_passes(network, options_.precision, &calibrated, options_.upsample_8bit);
 
   auto impl = std::make_unique<Engine::Impl>();
-  impl->plan = gpu::lower_network(network, options_);
+  impl->plan = gpu::lower_network(network, options_, &calibrated);
   impl->plan.passes = passes;
   impl->target = {EASTRT_VERSION, gpu.name, gpu.major, gpu.minor};
   impl->device = options_.device;
@@ -1223,7 +1225,7 @@ std::unique_ptr<Engine> Builder::build() {
         if (!faster.empty()) {
           BuildOptions again = options_;
           for (const auto& [layer, note] : faster) again.layer_precisions[layer] = Precision::kFp16;
-          impl->plan = gpu::lower_network(network, again);
+          impl->plan = gpu::lower_network(network, again, &calibrated);
           impl->plan.passes = passes;
           for (PlanStep& step : impl->plan.steps)
             if (auto found = faster.find(step.name); step.kind == StepKind::kLayer && found != faster.end())

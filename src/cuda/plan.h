@@ -230,11 +230,18 @@ uint64_t fnv1a64(const uint8_t* data, size_t size);
 std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, double>& quant_ms,
                                                   const std::map<std::string, double>& fp16_ms, double margin = 0.9);
 
+// Each convolution's input (its first) by name, as the calibration saw it: after the default passes, before
+// the builder's others.
+using CalibratedInputs = std::map<std::string, std::string>;
+
 // The graph passes the builder runs on the network (the inputs at the largest batch) for an engine of
-// `precision`: the default ones, and upsample_after_convolution and merge_concatenated_heads unless the
-// engine is INT8/FP8 (whose calibration cache names the original tensors). Returns one line per pass for
-// the plan's report.
-std::vector<std::string> run_builder_passes(Network& network, Precision precision);
+// `precision`: the default ones, then upsample_after_convolution, and merge_concatenated_heads unless the
+// engine is INT8/FP8 (its layers are the sensitivity pass's). INT8/FP8: `calibrated` (if given) gets each
+// convolution's input after the default passes, for lower_network. Returns one line per pass for the
+// plan's report.
+// `upsample_8bit` false: INT8/FP8 engines run the default passes alone (BuildOptions::upsample_8bit).
+std::vector<std::string> run_builder_passes(Network& network, Precision precision, CalibratedInputs* calibrated = nullptr,
+                                            bool upsample_8bit = true);
 
 // Assigns each tensor its storage type (by its producer's precision; inputs and outputs float32), inserts
 // the casts where a convolution needs another type, lets a Resize read only by a Concatenation write its
@@ -248,8 +255,10 @@ std::vector<std::string> run_builder_passes(Network& network, Precision precisio
 // which case all of them are kept, as FakeQuantEngine does; the other tensors are FP16. A quantised
 // convolution reads its 8-bit input and writes its output's type itself; any other producer of an 8-bit
 // tensor writes FP16 and a cast quantises it, and any other reader of one reads one shared dequantised
-// FP16 copy, so that every reader sees the stored values.
-PlanData lower_network(const Network& network, const BuildOptions& options);
+// FP16 copy, so that every reader sees the stored values. With `calibrated` (run_builder_passes'), a
+// convolution the later passes made or gave another input (upsample_after_convolution's) has no calibrated
+// input: it runs in FP16, reading its input as any other reader does.
+PlanData lower_network(const Network& network, const BuildOptions& options, const CalibratedInputs* calibrated = nullptr);
 
 // The calibration an INT8/FP8 build uses: options.calibration, or the file options.calibration_cache,
 // checked against `network` as given (before the passes) with quant::check_cache_matches. Null for other

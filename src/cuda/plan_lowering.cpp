@@ -157,13 +157,27 @@ struct Quantization {
   std::map<int, float> scales;             // network tensor id → scale, for the tensors stored 8-bit
   std::set<std::string> layers;            // convolutions run on 8-bit tensors
   std::map<std::string, std::string> kept;  // convolution → why it is kept in high precision
+  const CalibratedInputs* calibrated = nullptr;  // run_builder_passes', or null: every input is calibrated
 };
 
 // The quantised tensors and layers for a set of kept convolutions, closed as FakeQuantEngine closes it: a
 // kept convolution leaves its input tensor unquantised, and so every convolution reading that tensor.
 void close_quantization(const Network& network, const quant::CalibrationCache& cache, Quantization& q) {
   q.scales.clear(), q.layers.clear();
-  for (const quant::QuantizedTensor& t : quant::quantized_tensors(network)) {
+  for (quant::QuantizedTensor t : quant::quantized_tensors(network)) {
+    // A convolution without a calibrated input is no reader of a quantised tensor here: FP16, it reads the
+    // tensor as a pooling would.
+    if (q.calibrated) {
+      auto uncalibrated = [&](const std::string& c) {
+        const auto found = q.calibrated->find(c);
+        return found == q.calibrated->end() || found->second != t.name;
+      };
+      for (const std::string& c : t.consumers)
+        if (uncalibrated(c) && !q.kept.count(c))
+          q.kept[c] = "kept: the FP16 passes gave it the input '" + t.name + "', which the calibration did not see";
+      t.consumers.erase(std::remove_if(t.consumers.begin(), t.consumers.end(), uncalibrated), t.consumers.end());
+      if (t.consumers.empty()) continue;
+    }
     std::string kept_by;
     for (const std::string& c : t.consumers)
       if (kept_by.empty() && q.kept.count(c)) kept_by = c;
@@ -417,14 +431,33 @@ std::map<std::string, std::string> faster_in_fp16(const std::map<std::string, do
   return faster;
 }
 
-std::vector<std::string> run_builder_passes(Network& network, Precision precision) {
-  passes::PassOptions options;
-  options.upsample_after_convolution = !is_quantized(precision);
-  options.merge_concatenated_heads = !is_quantized(precision);
+std::vector<std::string> run_builder_passes(Network& network, Precision precision, CalibratedInputs* calibrated,
+                                            bool upsample_8bit) {
   std::vector<std::string> lines;
-  for (const passes::PassReport& r : passes::run_default_passes(network, options))
+  auto report = [&](const passes::PassReport& r) {
     lines.push_back(r.pass + ": " + std::to_string(r.rewrites) + " rewrites, " + std::to_string(r.layers_after) +
                     " layers after");
+  };
+  passes::PassOptions options;
+  options.upsample_after_convolution = options.merge_concatenated_heads = !is_quantized(precision);
+  for (const passes::PassReport& r : passes::run_default_passes(network, options)) report(r);
+  if (!is_quantized(precision) || !upsample_8bit) return lines;
+  // The calibration names the tensors of the network up to here.
+  if (calibrated) {
+    calibrated->clear();
+    for (const Layer& layer : network.layers())
+      if (layer.kind() == LayerKind::kConvolution) (*calibrated)[layer.name] = network.tensor(layer.inputs.at(0)).name;
+  }
+  passes::PassReport moved{"upsample_after_convolution", 0, 0};
+  try {
+    moved.rewrites = passes::upsample_after_convolution(network);
+    network.validate();
+    network.infer_shapes();
+  } catch (const Error& e) {
+    throw_error("pass upsample_after_convolution left an invalid network: ", e.what());
+  }
+  moved.layers_after = network.layers().size();
+  report(moved);
   return lines;
 }
 
@@ -444,7 +477,7 @@ std::shared_ptr<const quant::CalibrationCache> calibration_for(const Network& ne
   return cache;
 }
 
-PlanData lower_network(const Network& network, const BuildOptions& options) {
+PlanData lower_network(const Network& network, const BuildOptions& options, const CalibratedInputs* calibrated) {
   for (const auto& [name, precision] : options.layer_precisions)
     EASTRT_CHECK(!is_quantized(precision) || precision == options.precision, "GPU builder: layer '", name, "' is given ",
                  to_string(precision), " in a ", to_string(options.precision), " engine; ",
@@ -458,6 +491,7 @@ PlanData lower_network(const Network& network, const BuildOptions& options) {
   const quant::CalibrationCache& cache = *options.calibration;
   Quantization q;
   q.type = storage_type(options.precision);
+  q.calibrated = calibrated;
   for (const std::string& layer : cache.keep_high_precision) q.kept[layer] = "kept by the calibration cache";
   for (const auto& [name, precision] : options.layer_precisions)
     if (!is_quantized(precision)) q.kept[name] = std::string("kept: per-layer precision ") + to_string(precision);
