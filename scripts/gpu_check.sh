@@ -403,14 +403,15 @@ fi
 
 if want eval && [[ -d gpu-data/images ]]; then
   phase "detection on the GPU: the bundled EAST and PP-OCRv4 on $(ls gpu-data/images | wc -l) held-out ICDAR 2015 images"
-  # EASTRT_EVAL_PRECISIONS: e.g. "fp32 tf32 fp16 int8 fp8" (int8/fp8 with the bundled model's calibration cache).
+  # EASTRT_EVAL_PRECISIONS: e.g. "fp32 tf32 fp16 int8 fp8" (int8/fp8 with the bundled model's calibration cache);
+  # EASTRT_EVAL_BATCH: the batch detect runs (default 1; an INT8 engine built for 16 may be another engine).
   for precision in ${EASTRT_EVAL_PRECISIONS:-fp16 fp32}; do
     [[ -f models/east.safetensors ]] || { echo "skipping EAST: models/east.safetensors did not travel"; break; }
     (( $(left) < 45 )) && { echo "skipping EAST $precision: too little time left"; continue; }
     cache=()
     [[ $precision == int8 || $precision == fp8 ]] && cache=(--calib-cache models/east.$precision.cache)
-    timeout 200 "$BIN/eastrt" detect --device gpu --precision $precision "${cache[@]}" --out /tmp/east_$precision --force \
-      gpu-data/images 2>&1 | tail -n 2
+    timeout 200 "$BIN/eastrt" detect --device gpu --precision $precision "${cache[@]}" --batch ${EASTRT_EVAL_BATCH:-1} \
+      --out /tmp/east_$precision --force gpu-data/images 2>&1 | tail -n 2
     echo "EAST $precision: $("$BIN/eastrt" eval --gt gpu-data/gt --det /tmp/east_$precision --json 2>&1)"
     cp -r /tmp/east_$precision "$WORK/"
   done

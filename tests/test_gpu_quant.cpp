@@ -55,7 +55,7 @@ gpu::PlanData lowered(const Network& given, BuildOptions options) {
   for (int id : net.inputs()) net.tensor(id).shape[0] = options.max_batch;
   net.infer_shapes();
   gpu::CalibratedInputs calibrated;
-  gpu::run_builder_passes(net, options.precision, &calibrated);
+  gpu::run_builder_passes(net, options.precision, &calibrated, options.upsample_8bit);
   return gpu::lower_network(net, options, &calibrated);
 }
 
@@ -203,6 +203,34 @@ TEST(GpuQuantLowering, SmallEastInt8StoresConvolutionInputsIn8BitAsFakeQuantDoes
   // 8-bit outputs of the backbone that a pooling, a kept convolution or a concatenation reads are dequantised.
   EXPECT_GT(quantize_casts, 0);
   EXPECT_GT(dequantize_casts, 0);
+}
+
+// Without FP16's upsampling pass (BuildOptions::upsample_8bit false) the 8-bit engine is the network as
+// calibrated: every convolution the kernel takes is quantised, the feature-merging concatenations stay, and
+// none is kept for an input the calibration did not see; with it, fewer are quantised (those the pass
+// split run in FP16) and the concatenations go.
+TEST(GpuQuantLowering, WithoutTheUpsamplingPassEveryCalibratedConvolutionIsQuantised) {
+  const Network network = small_east();
+  const auto cache = calibrated(network, Precision::kInt8);
+  BuildOptions with = int8_options(cache), without = int8_options(cache);
+  without.upsample_8bit = false;
+  auto count = [](const gpu::PlanData& plan, int* quantised, int* uncalibrated, int* concatenations) {
+    *quantised = *uncalibrated = *concatenations = 0;
+    for (const gpu::PlanStep& s : plan.steps) {
+      if (s.kind != gpu::StepKind::kLayer) continue;
+      *concatenations += s.layer_kind() == LayerKind::kConcatenation;
+      if (!is_conv(s)) continue;
+      *quantised += is_quantized(s.precision);
+      *uncalibrated += s.note.find("which the calibration did not see") != std::string::npos;
+    }
+  };
+  int q_with, u_with, c_with, q_without, u_without, c_without;
+  count(lowered(network, with), &q_with, &u_with, &c_with);
+  count(lowered(network, without), &q_without, &u_without, &c_without);
+  EXPECT_GT(u_with, 0);
+  EXPECT_EQ(u_without, 0);
+  EXPECT_GT(q_without, q_with);
+  EXPECT_GT(c_without, c_with);
 }
 
 TEST(GpuQuantLowering, KeptLayersAndOverridesStayFp16WithTheirReaders) {

@@ -441,13 +441,14 @@ std::vector<std::string> run_builder_passes(Network& network, Precision precisio
   passes::PassOptions options;
   options.upsample_after_convolution = options.merge_concatenated_heads = !is_quantized(precision);
   for (const passes::PassReport& r : passes::run_default_passes(network, options)) report(r);
-  if (!is_quantized(precision) || !upsample_8bit) return lines;
+  if (!is_quantized(precision)) return lines;
   // The calibration names the tensors of the network up to here.
   if (calibrated) {
     calibrated->clear();
     for (const Layer& layer : network.layers())
       if (layer.kind() == LayerKind::kConvolution) (*calibrated)[layer.name] = network.tensor(layer.inputs.at(0)).name;
   }
+  if (!upsample_8bit) return lines;
   passes::PassReport moved{"upsample_after_convolution", 0, 0};
   try {
     moved.rewrites = passes::upsample_after_convolution(network);
