@@ -444,8 +444,12 @@ TEST(GpuQuantPlan, RoundTripsScalesTacticsNotesAndTheCalibration) {
 // FP16, the reference in FP32, and a value near a rounding boundary lands on either side) is amplified
 // downstream as much as quantisation itself is: measured on an H200, FakeQuant and the GPU are each 10-30 %
 // (relative L2) from FP32 at the outputs and about as far from each other. So the bound is relative to the
-// quantisation's own effect e = |FakeQuant − FP32|: the GPU must be within 1.25 e + 0.01 of FP32 and within
-// 1.5 e + 0.01 of FakeQuant. A wrong scale, cast, residual or tensor type gives errors near 1 and fails.
+// quantisation's own effect e = |FakeQuant − FP32|: the GPU must be within 1.5 e + 0.01 of FakeQuant and of
+// FP32. (The FP32 bound was 1.25 e + 0.01 until the 8-bit engines ran FP16's upsampling pass, whose split
+// convolutions store more of the network in FP16: e fell, the flips did not, and on the H200 the GPU came
+// to 1.29-1.39 e + 0.01 of FP32 in three tests (0.089 with e = 0.057, 0.114 with 0.077, 0.137 with 0.098),
+// within its FakeQuant bound throughout; without the pass all stay under 1.25 e.) A wrong scale, cast,
+// residual or tensor type gives errors near 1 and fails.
 void expect_matches_fake_quant(const Network& network, const quant::CalibrationCache& cache, Engine& engine,
                                ExecutionContext& context, int batch, uint32_t seed) {
   std::set<std::string> kept;
@@ -484,7 +488,7 @@ void expect_matches_fake_quant(const Network& network, const quant::CalibrationC
                                 ", GPU vs FP32: " + std::to_string(gpu_vs_fp32);
       if (i == 0 && name == east::kScoreOutput) std::cout << "  " << where << ", GPU vs FakeQuant: " << relative_error(slice, w) << "\n";
       EXPECT_LT(e, 0.5) << where << " (the reference's own quantisation error: the calibration is broken)";
-      EXPECT_LE(gpu_vs_fp32, 1.25 * e + 0.01) << where;
+      EXPECT_LE(gpu_vs_fp32, 1.5 * e + 0.01) << where;
       EXPECT_LE(relative_error(slice, w), 1.5 * e + 0.01) << where;
     }
   }
