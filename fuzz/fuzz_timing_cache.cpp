@@ -28,11 +28,11 @@ void write_seeds(const std::string& dir) {
   int k = 0;
   for (ConvTactic::Kind kind : {ConvTactic::Kind::kCudnnFused, ConvTactic::Kind::kCublasLt, ConvTactic::Kind::kQuant,
                                 ConvTactic::Kind::kCudnnGraphFused, ConvTactic::Kind::kSpaceToDepthSplit,
-                                ConvTactic::Kind::kQuantCudnn}) {
+                                ConvTactic::Kind::kQuantCudnn, ConvTactic::Kind::kQuantCublasLt}) {
     eastrt::gpu::TimingEntry entry;
     entry.chosen.kind = kind;
     entry.chosen.algo = ++k, entry.chosen.workspace = 1024 * k, entry.chosen.ms = 0.1 * k;
-    if (kind == ConvTactic::Kind::kCublasLt) entry.chosen.lt = {{1, 2, 3, 4, 5, 6, 7, 8}, 130000, 21, 18, 9, 1};
+    if (eastrt::gpu::has_lt_algo(kind)) entry.chosen.lt = {{1, 2, 3, 4, 5, 6, 7, 8}, 130000, 21, 18, 9, 1};
     if (kind == ConvTactic::Kind::kQuant) entry.chosen.variant_name = "q128x128 8 warps";
     if (eastrt::gpu::has_graph_config(kind)) {
       entry.chosen.graph.version = 91900;
