@@ -599,6 +599,18 @@ double median_ms(const std::function<void()>& launch, int runs = 15) {
   return times[times.size() / 2];
 }
 
+// The fastest of our kernel's variants that apply to `a` (median_ms), its name in `*variant` ("none").
+double fastest_variant_ms(const cuda::QuantConvArgs& a, std::string* variant) {
+  double best = 1e30;
+  *variant = "none";
+  for (int v = 0; v < cuda::quant_conv_variants(); ++v) {
+    if (!cuda::quant_conv_variant_applies(a, v)) continue;
+    const double ms = median_ms([&] { cuda::launch_quant_conv(a, v, nullptr); });
+    if (ms < best) best = ms, *variant = cuda::quant_conv_variant_name(v);
+  }
+  return best;
+}
+
 // EAST's 8-bit layers at batch 16 (672x1280): our kernel's best variant against cuDNN's best configuration,
 // timed in the same process on random codes. A measurement for the docs (docs/QUANTIZATION.md); it fails
 // only when a configuration that was planned does not run.
@@ -654,13 +666,8 @@ TEST(GpuQuantConv, CudnnAndTheKernelTimedOnEastLayers) {
       }
       a.y = memory.allocate(pixels * a.k * cuda::qtype_size(a.out_type));
 
-      double kernel = 1e30;
-      std::string kernel_variant = "none";
-      for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant) {
-        if (!cuda::quant_conv_variant_applies(a, variant)) continue;
-        const double ms = median_ms([&] { cuda::launch_quant_conv(a, variant, nullptr); });
-        if (ms < kernel) kernel = ms, kernel_variant = cuda::quant_conv_variant_name(variant);
-      }
+      std::string kernel_variant;
+      const double kernel = fastest_variant_ms(a, &kernel_variant);
       double best = 1e30, best_compiled = 1e30;
       int64_t best_engine = -1, best_compiled_engine = -1;
       int planned = 0, compiled = 0;
@@ -745,13 +752,8 @@ TEST(GpuQuantConv, CublasLtInt8TimedOnEast1x1Layers) {
     a.y = memory.allocate(pixels * a.k);
     void* workspace = memory.allocate(kMatmulWorkspace);
 
-    double kernel = 1e30;
-    std::string kernel_variant = "none";
-    for (int variant = 0; variant < cuda::quant_conv_variants(); ++variant) {
-      if (!cuda::quant_conv_variant_applies(a, variant)) continue;
-      const double ms = median_ms([&] { cuda::launch_quant_conv(a, variant, nullptr); });
-      if (ms < kernel) kernel = ms, kernel_variant = cuda::quant_conv_variant_name(variant);
-    }
+    std::string kernel_variant;
+    const double kernel = fastest_variant_ms(a, &kernel_variant);
     double int8 = 1e30;
     int int8_id = -1;
     cuda::CublasLtQuantConvolution conv(a, layer.residual);

@@ -889,27 +889,21 @@ ExecutionContext::Impl::BatchState& ExecutionContext::Impl::prepare(int b) {
       state.quant_graphs[i] = std::move(graph);
       continue;
     }
-    if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCublasLt) {
-      // As the cuBLASLt tactic below.
-      auto matmul = gpu::cublaslt_quant_convolution(plan, step, engine.step_weights[i], b);
-      size_t bytes = 0;
-      EASTRT_CHECK(matmul->check(cublaslt, gpu::cublaslt_algo(step.tactic), &bytes), "convolution '", step.name,
-                   "' (", gpu::describe(step.tactic), "): cuBLASLt does not accept the plan's algorithm at batch ", b,
-                   ": build the plan again");
-      needed = std::max(needed, bytes);
-      state.quant_matmuls[i] = std::move(matmul);
-      continue;
-    }
-    if (step.tactic.kind == gpu::ConvTactic::Kind::kCublasLt) {
+    if (gpu::has_lt_algo(step.tactic.kind)) {
       // The algorithm was chosen at the largest batch (and checked at batch 1): cuBLASLt must take it at
-      // this one too, or the plan cannot run it.
-      auto matmul = gpu::cublaslt_convolution(plan, step, engine.step_weights[i], b);
-      size_t bytes = 0;
-      EASTRT_CHECK(matmul->check(cublaslt, gpu::cublaslt_algo(step.tactic), &bytes), "convolution '", step.name,
-                   "' (", gpu::describe(step.tactic), "): cuBLASLt does not accept the plan's algorithm at batch ", b,
-                   ": build the plan again");
-      needed = std::max(needed, bytes);
-      state.matmuls[i] = std::move(matmul);
+      // this one too, or the plan cannot run it. (FP16/FP32 matmul, or the INT8 one of an 8-bit step.)
+      auto accepted = [&](auto matmul) {
+        size_t bytes = 0;
+        EASTRT_CHECK(matmul->check(cublaslt, gpu::cublaslt_algo(step.tactic), &bytes), "convolution '", step.name,
+                     "' (", gpu::describe(step.tactic), "): cuBLASLt does not accept the plan's algorithm at batch ",
+                     b, ": build the plan again");
+        needed = std::max(needed, bytes);
+        return matmul;
+      };
+      if (step.tactic.kind == gpu::ConvTactic::Kind::kQuantCublasLt)
+        state.quant_matmuls[i] = accepted(gpu::cublaslt_quant_convolution(plan, step, engine.step_weights[i], b));
+      else
+        state.matmuls[i] = accepted(gpu::cublaslt_convolution(plan, step, engine.step_weights[i], b));
       continue;
     }
     if (gpu::is_cudnn_graph(step.tactic.kind)) {
