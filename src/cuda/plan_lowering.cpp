@@ -485,6 +485,7 @@ PlanData lower_network(const Network& network, const BuildOptions& options, cons
                  "8-bit layers need an engine of that precision (and its calibration cache)");
   if (!is_quantized(options.precision)) return lower(network, options, nullptr);
 #ifndef EASTRT_HAVE_CUDA
+  static_cast<void>(calibrated);
   throw_error("GPU builder: ", to_string(options.precision), " engines need eastrt built with CUDA");
 #else
   EASTRT_CHECK(options.calibration, "GPU builder: a ", to_string(options.precision),
