@@ -31,17 +31,25 @@ east::Image scaled(const east::Image& image, int height, int width) {
 
 // Boxes exactly equal, in order. `score_tolerance` 0: scores equal to 4 ulps. The CPU engine's sums depend on
 // how many images share a run at some sizes (64x64 in batches of 3 moves a mean score by ~2e-7), so a test
-// whose batches are composed differently from the reference's allows that much.
+// whose batches are composed differently from the reference's allows that much in the scores, and one
+// pixel in the vertices, which the detector rounds to whole pixels (such a difference may put one on the
+// other side of a rounding boundary: on an AMD EPYC without AVX-512, box 3 of image 5 in batches of 3 has
+// a vertex at y -383 against the single image's -384, every run).
 void expect_same_boxes(const east::Detection& got, const east::Detection& want, float score_tolerance = 0) {
   EXPECT_EQ(got.plan.height, want.plan.height);
   EXPECT_EQ(got.plan.width, want.plan.width);
   ASSERT_EQ(got.boxes.size(), want.boxes.size());
   for (size_t i = 0; i < want.boxes.size(); ++i) {
-    EXPECT_EQ(east::format_box(got.boxes[i]), east::format_box(want.boxes[i])) << "box " << i;
-    if (score_tolerance > 0)
+    if (score_tolerance > 0) {
+      for (size_t v = 0; v < 4; ++v) {
+        EXPECT_NEAR(got.boxes[i].points[v].x, want.boxes[i].points[v].x, 1.0) << "box " << i << " vertex " << v;
+        EXPECT_NEAR(got.boxes[i].points[v].y, want.boxes[i].points[v].y, 1.0) << "box " << i << " vertex " << v;
+      }
       EXPECT_NEAR(got.boxes[i].score, want.boxes[i].score, score_tolerance) << "box " << i;
-    else
+    } else {
+      EXPECT_EQ(east::format_box(got.boxes[i]), east::format_box(want.boxes[i])) << "box " << i;
       EXPECT_FLOAT_EQ(got.boxes[i].score, want.boxes[i].score) << "box " << i;
+    }
   }
 }
 
@@ -138,7 +146,9 @@ TEST(Pipeline, ExampleImagesFromFilesEqualTheDetector) {
       ASSERT_TRUE(r.ok()) << r.error;
       const east::Detection want = detector.detect(images[index]);
       boxes += want.boxes.size();
-      expect_same_boxes(r.detection, want);
+      // Three of the images share a size, so which of them share a batch of 2 depends on the decoding
+      // threads: the batched tolerance (on this machine 8 ulps of a score, 0.20848823 against 0.20848835).
+      expect_same_boxes(r.detection, want, 1e-5f);
     }
     ++index;
   });
