@@ -184,6 +184,8 @@ class TacticTimer {
   bool quant_cudnn_offered(const cuda::QuantConvArgs& args) const {
     return options_.cudnn_graph && cuda::cudnn_quant_conv_applies(args);
   }
+  // Whether cuBLASLt takes `algo` for the step's matmul (matmul_, or quant_matmul_ for an 8-bit step, made at
+  // the largest batch) and at batch 1, within the workspace; `algo->workspace` becomes the larger need.
   bool matmul_accepts(size_t index, cuda::LtAlgorithm* algo);
   void warm_up();
   struct Candidate {
@@ -356,17 +358,14 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
     }
     if (t.kind == ConvTactic::Kind::kQuantCublasLt) {
       // As a cached FP16 matmul below: cuBLASLt takes the algorithm at the largest batch and at batch 1.
-      size_t largest = 0, smallest = 0;
       try {
         gpu::check_quant_cublaslt_tactic(plan, step, t, "timing cache");
         quant_matmul_ = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
-        const cublasLtMatmulAlgo_t algo = gpu::cublaslt_algo(t);
-        if (!quant_matmul_->check(cublaslt_, algo, &largest) ||
-            !gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], 1)->check(cublaslt_, algo, &smallest) ||
-            std::max(largest, smallest) > static_cast<size_t>(t.workspace))
-          return false;
-        const bool ok =
-            quant_matmul_->run(cublaslt_, algo, args, workspace_.get(), workspace_.size(), stream_) == CUBLAS_STATUS_SUCCESS;
+        cuda::LtAlgorithm algo;
+        algo.algo = gpu::cublaslt_algo(t);
+        if (!matmul_accepts(index, &algo) || algo.workspace > static_cast<size_t>(t.workspace)) return false;
+        const bool ok = quant_matmul_->run(cublaslt_, algo.algo, args, workspace_.get(), workspace_.size(), stream_) ==
+                        CUBLAS_STATUS_SUCCESS;
         EASTRT_CUDA(cudaStreamSynchronize(stream_));
         return ok;
       } catch (const Error&) {
@@ -475,11 +474,17 @@ bool TacticTimer::still_runs(size_t index, const ConvTactic& t) {
 // the larger need.
 bool TacticTimer::matmul_accepts(size_t index, cuda::LtAlgorithm* algo) {
   const PlanData& plan = engine_.plan;
+  const PlanStep& step = plan.steps[index];
+  const gpu::StepWeights& weights = engine_.step_weights[index];
+  // The step's matmul at the largest batch (matmul_ or, for an 8-bit step, quant_matmul_), then at batch 1.
+  const bool int8 = is_quantized(step.precision);
   size_t largest = 0, smallest = 0;
-  if (!matmul_->check(cublaslt_, algo->algo, &largest)) return false;
+  if (!(int8 ? quant_matmul_->check(cublaslt_, algo->algo, &largest) : matmul_->check(cublaslt_, algo->algo, &largest)))
+    return false;
   if (plan.max_batch > 1) {
-    auto one = gpu::cublaslt_convolution(plan, plan.steps[index], engine_.step_weights[index], 1);
-    if (!one->check(cublaslt_, algo->algo, &smallest)) return false;
+    const bool one = int8 ? gpu::cublaslt_quant_convolution(plan, step, weights, 1)->check(cublaslt_, algo->algo, &smallest)
+                          : gpu::cublaslt_convolution(plan, step, weights, 1)->check(cublaslt_, algo->algo, &smallest);
+    if (!one) return false;
   }
   algo->workspace = std::max(largest, smallest);
   return algo->workspace <= workspace_.size();
@@ -926,13 +931,8 @@ ConvTactic TacticTimer::time_quant_variants(size_t index, std::vector<ConvTactic
   if (matmul) {
     try {
       quant_matmul_ = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], plan.max_batch);
-      auto one = gpu::cublaslt_quant_convolution(plan, step, engine_.step_weights[index], 1);
-      for (cuda::LtAlgorithm a : quant_matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried)) {
-        size_t smallest = 0;
-        if (!one->check(cublaslt_, a.algo, &smallest) || smallest > workspace_.size()) continue;
-        a.workspace = std::max(a.workspace, smallest);
-        matmul_algos.push_back(a);
-      }
+      for (cuda::LtAlgorithm a : quant_matmul_->heuristic(cublaslt_, workspace_.size(), kMatmulsTried))
+        if (matmul_accepts(index, &a)) matmul_algos.push_back(a);
       if (matmul_algos.empty()) report << "  cublaslt int8: no algorithm for this matmul within the workspace\n";
     } catch (const Error& e) {
       report << "  cublaslt int8: not offered (" << e.what() << ")\n";

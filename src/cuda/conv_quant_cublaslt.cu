@@ -99,13 +99,12 @@ cublasStatus_t CublasLtQuantConvolution::run(cublasLtHandle_t handle, const cubl
                                              const QuantConvArgs& a, void* workspace, size_t workspace_bytes,
                                              cudaStream_t stream) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % kCublasLtAlignment == 0; };
-  const bool residual = residual_;
-  EASTRT_CHECK(aligned(a.x) && aligned(a.filter) && aligned(a.y) && (!residual || aligned(a.residual)),
+  EASTRT_CHECK(aligned(a.x) && aligned(a.filter) && aligned(a.y) && (!residual_ || aligned(a.residual)),
                "cuBLASLt's INT8 convolution: an operand is not ", kCublasLtAlignment, "-byte aligned");
-  EASTRT_CHECK(!residual || a.residual, "cuBLASLt's INT8 convolution: the layer has a residual and none was given");
-  const float beta = residual ? shape_.residual_scale / shape_.out_scale : 0.0f;
+  EASTRT_CHECK(!residual_ || a.residual, "cuBLASLt's INT8 convolution: the layer has a residual and none was given");
+  const float beta = residual_ ? shape_.residual_scale / shape_.out_scale : 0.0f;
   // Without a residual C is never read (beta 0) but must be a valid matrix: the output stands in.
-  const void* c = residual ? a.residual : a.y;
+  const void* c = residual_ ? a.residual : a.y;
   return cublasLtMatmul(handle, op_, alpha_, a.filter, a_, a.x, b_, &beta, c, c_, a.y, c_, &algo, workspace,
                         workspace_bytes, stream);
 }

@@ -93,7 +93,7 @@ struct ConvTactic {
   };
   Kind kind = Kind::kUnset;
   int algo = -1;          // cudnnConvolutionFwdAlgo_t (cuDNN and space-to-depth kinds; kDirect: its DirectVariant; cuBLASLt kinds: the rank in cuBLASLt's heuristic; graph kinds: the engine)
-  int math = 0;           // cudnnMathType_t the algorithm was timed with (kCublasLt: the cublasComputeType_t)
+  int math = 0;           // cudnnMathType_t the algorithm was timed with (cuBLASLt kinds: the cublasComputeType_t)
   int64_t workspace = 0;  // bytes at the largest batch
   double ms = 0;          // measured at the largest batch when built
   // kCublasLt, kQuantCublasLt: the cublasLtMatmulAlgo_t as its 64 opaque bytes, used as they are by a loaded plan, with the

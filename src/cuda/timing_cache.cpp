@@ -58,10 +58,10 @@ ConvTactic tactic_from_json(const nlohmann::json& j, const std::string& path, si
   ConvTactic t;
   const int kind = static_cast<int>(field("kind", 0, 255));
   // (kSpaceToDepthMaxPool is chosen after the cache, never kept in it.)
-  EASTRT_CHECK(kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
-                   (kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit) ||
-                    kind == static_cast<int>(ConvTactic::Kind::kQuantCudnn) ||
-                    kind == static_cast<int>(ConvTactic::Kind::kQuantCublasLt)),
+  EASTRT_CHECK((kind >= static_cast<int>(ConvTactic::Kind::kCudnnFused) &&
+                kind <= static_cast<int>(ConvTactic::Kind::kCudnnGraphSplit)) ||
+                   (kind <= static_cast<int>(ConvTactic::Kind::kQuantCublasLt) &&
+                    is_quant_conv(static_cast<ConvTactic::Kind>(kind))),
                "timing cache ", path, ": entry ", index, " has a tactic of unknown kind ", kind);
   t.kind = static_cast<ConvTactic::Kind>(kind);
   t.algo = static_cast<int>(field("algo", kInt32Min, kInt32Max));
